@@ -1,0 +1,351 @@
+//! The engine: authenticates clients, dispatches grants, validates bearer tokens. Every
+//! dialect calls into this one type; none of them knows how a token is made.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+
+use crate::clock::{Clock, Random};
+use crate::error::{EngineError, ErrorCode, OAuthError};
+use crate::grant::client_credentials::ClientCredentialsGrant;
+use crate::grant::password::PasswordGrant;
+use crate::grant::refresh_token::{RefreshTokenGrant, USER_ID_PREFIX};
+use crate::grant::{ClientAuth, GrantHandler, TokenRequest};
+use crate::keys::KeyRing;
+use crate::master_key::MasterKey;
+use crate::mint::{IssuedTokens, KeyRingHandle, Minter};
+use crate::model::{AccessTokenFormat, Client, GrantType, UnixTime, User};
+use crate::password::{PasswordHasher, PasswordParams};
+use crate::scope::ScopeSet;
+use crate::secret::{SecretHasher, generate_token, random_hex, token_hash};
+use crate::store::{NewUser, StoreError, Stores};
+
+/// Settings the engine needs; the server fills them from its typed config.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// `iss` of every token and the base of discovery documents.
+    pub issuer: String,
+    /// `aud` of JWT access tokens: the resource servers they are meant for.
+    pub audience: String,
+    pub password: PasswordParams,
+    /// Argon2 computations allowed at once (each holds `password.memory_kib`).
+    pub password_concurrency: usize,
+}
+
+/// The validated identity behind a bearer token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub subject: String,
+    pub client_id: String,
+    pub scope: ScopeSet,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub format: AccessTokenFormat,
+}
+
+/// Why a bearer token was refused. The reasons are for logs; RFC 6750 answers all of them
+/// with the same `invalid_token`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BearerError {
+    Invalid(&'static str),
+    Unavailable(String),
+}
+
+/// Operator-supplied client secrets must be at least this long: they are hashed with a fast
+/// keyed hash, which is only safe for high-entropy secrets ([`SecretHasher`]).
+pub const MIN_CLIENT_SECRET_LEN: usize = 32;
+
+pub struct Engine {
+    config: EngineConfig,
+    stores: Stores,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+    secrets: SecretHasher,
+    passwords: PasswordHasher,
+    keys: Arc<KeyRingHandle>,
+    password_grant: PasswordGrant,
+    client_credentials_grant: ClientCredentialsGrant,
+    refresh_grant: RefreshTokenGrant,
+}
+
+impl Engine {
+    /// Builds the engine over `stores`, creating the first signing key if there is none.
+    pub async fn new(
+        config: EngineConfig,
+        stores: Stores,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+    ) -> Result<Self, EngineError> {
+        let secrets = SecretHasher::new(master.derive("khoa client secret pepper v1"));
+        let passwords = PasswordHasher::new(config.password, config.password_concurrency)?;
+        let keys = Arc::new(
+            KeyRingHandle::open(stores.keys.clone(), master, &*random, clock.now()).await?,
+        );
+        let minter = Arc::new(Minter {
+            tokens: stores.tokens.clone(),
+            keys: keys.clone(),
+            clock: clock.clone(),
+            random: random.clone(),
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+        });
+        Ok(Engine {
+            password_grant: PasswordGrant {
+                users: stores.users.clone(),
+                passwords: passwords.clone(),
+                minter: minter.clone(),
+            },
+            client_credentials_grant: ClientCredentialsGrant {
+                minter: minter.clone(),
+            },
+            refresh_grant: RefreshTokenGrant {
+                tokens: stores.tokens.clone(),
+                users: stores.users.clone(),
+                minter,
+            },
+            config,
+            stores,
+            clock,
+            random,
+            secrets,
+            passwords,
+            keys,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.keys.current()
+    }
+
+    /// Re-reads signing keys from the database (another process may have rotated them).
+    pub async fn reload_keys(&self) -> Result<(), EngineError> {
+        self.keys.reload().await
+    }
+
+    pub async fn rotate_signing_key(&self) -> Result<String, EngineError> {
+        self.keys.rotate(&*self.random, self.now()).await
+    }
+
+    /// RFC 6749 §3.2: the token endpoint. Authenticates the client, checks it may use the
+    /// grant, and runs the grant.
+    pub async fn token(&self, request: &TokenRequest) -> Result<IssuedTokens, EngineError> {
+        let grant_type = request
+            .grant_type
+            .as_deref()
+            .ok_or_else(|| OAuthError::invalid_request("the grant_type parameter is required"))?;
+        let grant: GrantType = grant_type.parse().map_err(|_| {
+            OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "this grant type is not supported",
+            )
+        })?;
+        let client = self.authenticate_client(&request.client).await?;
+        if !client.allows_grant(grant) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client may not use this grant type",
+            )
+            .into());
+        }
+        let handler: &dyn GrantHandler = match grant {
+            GrantType::Password => &self.password_grant,
+            GrantType::ClientCredentials => &self.client_credentials_grant,
+            GrantType::RefreshToken => &self.refresh_grant,
+        };
+        handler.handle(&client, request).await
+    }
+
+    /// RFC 6749 §2.3. Every failure is the same `invalid_client`; the secret check runs even for
+    /// unknown clients so that timing does not reveal which ids exist.
+    pub async fn authenticate_client(&self, auth: &ClientAuth) -> Result<Client, EngineError> {
+        let fail = || EngineError::from(OAuthError::invalid_client("client authentication failed"));
+        let (client_id, secret) = match auth {
+            ClientAuth::None => {
+                return Err(OAuthError::invalid_client("client authentication is required").into());
+            }
+            ClientAuth::IdOnly { client_id } => (client_id, None),
+            ClientAuth::Basic { client_id, secret } | ClientAuth::Post { client_id, secret } => {
+                (client_id, Some(secret))
+            }
+        };
+        let client = self.stores.clients.find_client(client_id).await?;
+        let authenticated = match (&client, secret) {
+            (Some(c), None) => c.is_public(),
+            (client, Some(secret)) => {
+                let stored = client.as_ref().and_then(|c| c.secret_hash.as_deref());
+                self.secrets.verify(secret.expose_secret(), stored)
+            }
+            (None, None) => false,
+        };
+        match client {
+            Some(c) if authenticated && !c.disabled => Ok(c),
+            _ => Err(fail()),
+        }
+    }
+
+    /// RFC 6750: validates a bearer access token of any format khoa issues.
+    pub async fn validate_bearer(&self, token: &str) -> Result<Principal, BearerError> {
+        let now = self.now();
+        if token.len() > 4096 {
+            return Err(BearerError::Invalid("oversized token"));
+        }
+        let unavailable = |e: StoreError| BearerError::Unavailable(e.to_string());
+        if token.bytes().filter(|b| *b == b'.').count() == 2 {
+            let claims = self
+                .keys
+                .current()
+                .verify(token, &self.config.issuer, &self.config.audience)
+                .ok_or(BearerError::Invalid("signature, issuer or audience"))?;
+            if claims.exp <= now {
+                return Err(BearerError::Invalid("expired"));
+            }
+            if let Some(sid) = &claims.sid {
+                let family = self.stores.tokens.find_family(sid).await.map_err(unavailable)?;
+                if family.is_none_or(|f| f.revoked_at.is_some()) {
+                    return Err(BearerError::Invalid("session revoked"));
+                }
+            }
+            return Ok(Principal {
+                subject: claims.sub,
+                client_id: claims.client_id,
+                scope: ScopeSet::parse(&claims.scope).unwrap_or_default(),
+                issued_at: claims.iat,
+                expires_at: claims.exp,
+                format: AccessTokenFormat::Jwt,
+            });
+        }
+        let state = self
+            .stores
+            .tokens
+            .find_access(&token_hash(token))
+            .await
+            .map_err(unavailable)?
+            .ok_or(BearerError::Invalid("unknown token"))?;
+        if state.revoked {
+            return Err(BearerError::Invalid("revoked"));
+        }
+        if state.record.expires_at <= now {
+            return Err(BearerError::Invalid("expired"));
+        }
+        let r = state.record;
+        Ok(Principal {
+            subject: r.subject,
+            client_id: r.client_id,
+            scope: r.scope,
+            issued_at: r.issued_at,
+            expires_at: r.expires_at,
+            format: AccessTokenFormat::Opaque,
+        })
+    }
+
+    // ---- administration (CLI, demo seeding) ----
+
+    /// Registers a client. For a confidential client without a given secret, one is generated
+    /// and returned: the only time it exists in the clear.
+    pub async fn create_client(
+        &self,
+        mut client: Client,
+        confidential: bool,
+        secret: Option<SecretString>,
+    ) -> Result<Option<String>, EngineError> {
+        let generated = match (confidential, secret) {
+            (false, Some(_)) => {
+                return Err(
+                    OAuthError::invalid_request("a public client has no secret").into(),
+                );
+            }
+            (false, None) => {
+                client.secret_hash = None;
+                None
+            }
+            (true, Some(s)) => {
+                check_secret_strength(s.expose_secret())?;
+                client.secret_hash = Some(self.secrets.hash(s.expose_secret()));
+                None
+            }
+            (true, None) => {
+                let s = generate_token(&*self.random);
+                client.secret_hash = Some(self.secrets.hash(&s));
+                Some(s)
+            }
+        };
+        client.created_at = self.now();
+        self.stores.clients.create_client(&client).await?;
+        Ok(generated)
+    }
+
+    /// Replaces a confidential client's secret; returns the new one (printed once) or `None`
+    /// when the client does not exist.
+    pub async fn rotate_client_secret(
+        &self,
+        client_id: &str,
+        secret: Option<SecretString>,
+    ) -> Result<Option<String>, EngineError> {
+        let (hash, shown) = match secret {
+            Some(s) => {
+                check_secret_strength(s.expose_secret())?;
+                (self.secrets.hash(s.expose_secret()), None)
+            }
+            None => {
+                let s = generate_token(&*self.random);
+                (self.secrets.hash(&s), Some(s))
+            }
+        };
+        let found = self
+            .stores
+            .clients
+            .set_client_secret_hash(client_id, &hash)
+            .await?;
+        Ok(found.then(|| shown.unwrap_or_default()))
+    }
+
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &SecretString,
+        allowed_scopes: Option<ScopeSet>,
+    ) -> Result<User, EngineError> {
+        if username.is_empty() || password.expose_secret().is_empty() {
+            return Err(OAuthError::invalid_request("username and password must not be empty").into());
+        }
+        let user = NewUser {
+            id: format!("{USER_ID_PREFIX}{}", random_hex(&*self.random, 12)),
+            username: username.to_owned(),
+            password_hash: self.passwords.hash(password).await?,
+            allowed_scopes,
+            created_at: self.now(),
+        };
+        Ok(self.stores.users.create_user(&user).await?)
+    }
+
+    pub async fn set_user_password(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<bool, EngineError> {
+        let hash = self.passwords.hash(password).await?;
+        Ok(self.stores.users.set_password_hash(username, &hash).await?)
+    }
+}
+
+fn check_secret_strength(secret: &str) -> Result<(), EngineError> {
+    if secret.chars().count() < MIN_CLIENT_SECRET_LEN {
+        return Err(OAuthError::invalid_request(format!(
+            "a client secret must be at least {MIN_CLIENT_SECRET_LEN} characters"
+        ))
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The engine's errors. [`OAuthError`] carries its RFC 6749 §5.2 code and HTTP status (as
+//! fosite's `errors.go` does), so every dialect maps the same failure to its own wire shape.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::store::StoreError;
+
+/// RFC 6749 §5.2 error codes, plus RFC 6750 §3.1 `invalid_token`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidToken,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidToken => "invalid_token",
+        }
+    }
+
+    /// RFC 6749 §5.2: 400 for everything but a failed client authentication, which is 401.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidClient | ErrorCode::InvalidToken => 401,
+            _ => 400,
+        }
+    }
+}
+
+/// A client mistake, answered in the dialect's shape with [`ErrorCode::http_status`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    /// Human-readable, safe to show the client (RFC 6749 `error_description`): never names which
+    /// of username or password was wrong, never echoes a secret.
+    pub description: Cow<'static, str>,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+        OAuthError {
+            code,
+            description: description.into(),
+        }
+    }
+    pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, d)
+    }
+    pub fn invalid_client(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidClient, d)
+    }
+    pub fn invalid_grant(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidGrant, d)
+    }
+    pub fn invalid_scope(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidScope, d)
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.description)
+    }
+}
+
+/// Everything an engine call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The client's fault; answered in the dialect's error shape.
+    #[error("{0}")]
+    OAuth(OAuthError),
+    /// The database or the password pool cannot take the request now: 503 with Retry-After.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Our fault. Logged with a correlation id; the client sees a generic 500.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<OAuthError> for EngineError {
+    fn from(e: OAuthError) -> Self {
+        EngineError::OAuth(e)
+    }
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => EngineError::Unavailable(m),
+            other => EngineError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Resource Owner Password Credentials grant (RFC 6749 §4.3) — seed 004's flow.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+use super::{GrantHandler, TokenRequest, required, resolve_scope, wants_refresh};
+use crate::error::{EngineError, OAuthError};
+use crate::mint::{IssuedTokens, Minter};
+use crate::model::Client;
+use crate::password::PasswordHasher;
+use crate::store::UserStore;
+
+pub struct PasswordGrant {
+    pub(crate) users: Arc<dyn UserStore>,
+    pub(crate) passwords: PasswordHasher,
+    pub(crate) minter: Arc<Minter>,
+}
+
+/// One message for every credential failure, so the answer does not tell which part was wrong.
+const BAD_CREDENTIALS: &str = "the username or password is incorrect";
+
+#[async_trait]
+impl GrantHandler for PasswordGrant {
+    async fn handle(
+        &self,
+        client: &Client,
+        request: &TokenRequest,
+    ) -> Result<IssuedTokens, EngineError> {
+        let username = required(&request.username, "username")?;
+        let password = required(&request.password, "password")?;
+        let user = self.users.find_user_by_username(username).await?;
+        // Unknown users are checked against the dummy hash: same cost, same answer.
+        let ok = self
+            .passwords
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
+        let user = match user {
+            Some(u) if ok && !u.disabled => u,
+            _ => return Err(OAuthError::invalid_grant(BAD_CREDENTIALS).into()),
+        };
+        let scope = resolve_scope(
+            request.scope.as_deref(),
+            client,
+            user.allowed_scopes.as_ref(),
+        )?;
+        let with_refresh = wants_refresh(client, &scope);
+        self.minter
+            .issue(client, &user.id, scope, with_refresh)
+            .await
+    }
+}

@@ -1,0 +1,202 @@
+//! Refresh Token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2).
+//!
+//! The rules, in the order they are applied:
+//! 1. An unknown, foreign (other client), revoked or expired token → `invalid_grant`.
+//! 2. A live token is rotated by one atomic conditional update in the store: of any number of
+//!    concurrent redemptions, across nodes, exactly one wins and creates the successor.
+//! 3. The losers, and later retries, find the token used. Inside the client's reuse window they
+//!    get the same successor (opened from its seal with the presented token) and a fresh
+//!    access token; outside it — or with the window at 0 — the whole family is revoked.
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+
+use super::{GrantHandler, TokenRequest, required};
+use crate::error::{EngineError, OAuthError};
+use crate::mint::{IssuedTokens, Minter};
+use crate::model::Client;
+use crate::scope::ScopeSet;
+use crate::secret::{generate_token, open_successor, seal_successor, token_hash};
+use crate::store::{
+    Issuance, RefreshRecord, RefreshState, RotateOutcome, Rotation, TokenStore, UserStore,
+};
+
+/// Subjects of user-owned families carry this prefix, so that a refresh can check the user
+/// still exists and is enabled.
+pub const USER_ID_PREFIX: &str = "usr_";
+
+pub struct RefreshTokenGrant {
+    pub(crate) tokens: Arc<dyn TokenStore>,
+    pub(crate) users: Arc<dyn UserStore>,
+    pub(crate) minter: Arc<Minter>,
+}
+
+fn invalid() -> EngineError {
+    OAuthError::invalid_grant("the refresh token is invalid, expired or revoked").into()
+}
+
+#[async_trait]
+impl GrantHandler for RefreshTokenGrant {
+    async fn handle(
+        &self,
+        client: &Client,
+        request: &TokenRequest,
+    ) -> Result<IssuedTokens, EngineError> {
+        let presented = required(&request.refresh_token, "refresh_token")?.expose_secret();
+        let now = self.minter.now();
+        let state = self
+            .tokens
+            .find_refresh(&token_hash(presented))
+            .await?
+            .ok_or_else(invalid)?;
+        let family = &state.family;
+        // A token bound to another client is treated as unknown (RFC 6749 §6, §10.4).
+        if family.client_id != client.client_id || family.revoked_at.is_some() {
+            return Err(invalid());
+        }
+        if state.expires_at <= now || family.session_expires_at <= now {
+            return Err(invalid());
+        }
+        // §6: the new access token may be narrower, never wider, than the original grant.
+        let scope = match request.scope.as_deref().map(ScopeSet::parse) {
+            None => family.scope.clone(),
+            Some(Ok(s)) if s.is_empty() => family.scope.clone(),
+            Some(Ok(s)) if s.is_subset(&family.scope) => s,
+            Some(_) => {
+                return Err(OAuthError::invalid_scope(
+                    "a refresh may narrow the original scope, never widen it",
+                )
+                .into());
+            }
+        };
+        self.check_owner_still_active(&family.subject).await?;
+
+        let state = if state.used_at.is_none() {
+            match self.rotate(client, presented, &state, &scope, now).await? {
+                Ok(issued) => return Ok(issued),
+                Err(latest) => latest,
+            }
+        } else {
+            state
+        };
+        self.redeem_again(client, presented, &state, scope, now)
+            .await
+    }
+}
+
+impl RefreshTokenGrant {
+    async fn check_owner_still_active(&self, subject: &str) -> Result<(), EngineError> {
+        if subject.starts_with(USER_ID_PREFIX) {
+            match self.users.find_user_by_id(subject).await? {
+                Some(u) if !u.disabled => {}
+                _ => return Err(invalid()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Tries to win the rotation. `Ok(Ok(tokens))` when this call created the successor;
+    /// `Ok(Err(state))` when another redemption got there first.
+    async fn rotate(
+        &self,
+        client: &Client,
+        presented: &str,
+        state: &RefreshState,
+        scope: &ScopeSet,
+        now: i64,
+    ) -> Result<Result<IssuedTokens, RefreshState>, EngineError> {
+        let m = &self.minter;
+        let family = &state.family;
+        let successor = generate_token(&*m.random);
+        let expires_at = (now + client.policy.refresh_ttl).min(family.session_expires_at);
+        let (access_token, access) =
+            m.access_token(client, &family.subject, scope, Some(&family.id), now)?;
+        let rotation = Rotation {
+            old_hash: state.hash.clone(),
+            used_at: now,
+            successor: RefreshRecord {
+                hash: token_hash(&successor),
+                family_id: family.id.clone(),
+                issued_at: now,
+                expires_at,
+            },
+            successor_sealed: seal_successor(&*m.random, presented, &successor),
+            access,
+        };
+        match self.tokens.rotate(&rotation).await? {
+            RotateOutcome::Rotated => Ok(Ok(IssuedTokens {
+                access_token,
+                expires_in: client.policy.access_ttl,
+                refresh_token: Some(successor),
+                refresh_expires_in: Some(expires_at - now),
+                scope: scope.clone(),
+                subject: family.subject.clone(),
+                client_id: client.client_id.clone(),
+            })),
+            RotateOutcome::AlreadyUsed(latest) => Ok(Err(latest)),
+            RotateOutcome::Revoked | RotateOutcome::NotFound => Err(invalid()),
+        }
+    }
+
+    /// The token was already redeemed: hand out the same successor inside the reuse window,
+    /// otherwise treat it as replay and revoke the family.
+    async fn redeem_again(
+        &self,
+        client: &Client,
+        presented: &str,
+        state: &RefreshState,
+        scope: ScopeSet,
+        now: i64,
+    ) -> Result<IssuedTokens, EngineError> {
+        let family = &state.family;
+        let window = client.policy.reuse_window;
+        let used_at = state.used_at.unwrap_or(now);
+        let in_window = window > 0 && now - used_at <= window;
+        let successor = match (&state.successor_hash, &state.successor_sealed) {
+            (Some(h), Some(sealed)) if in_window => Some((h, sealed)),
+            _ => None,
+        };
+        let Some((successor_hash, sealed)) = successor else {
+            if self.tokens.revoke_family(&family.id, now).await? {
+                tracing::warn!(
+                    family = %family.id,
+                    client_id = %client.client_id,
+                    "refresh token reused outside the retry window; family revoked"
+                );
+            }
+            return Err(invalid());
+        };
+        let successor = open_successor(presented, sealed)
+            .ok_or_else(|| EngineError::Internal("sealed successor does not open".into()))?;
+        let next = self
+            .tokens
+            .find_refresh(successor_hash)
+            .await?
+            .ok_or_else(invalid)?;
+        // If the successor itself has moved on, this is a stale duplicate: refuse it, but it is
+        // no evidence of theft, so the family lives.
+        if next.used_at.is_some() || next.family.revoked_at.is_some() {
+            return Err(invalid());
+        }
+        let m = &self.minter;
+        let (access_token, access) =
+            m.access_token(client, &family.subject, &scope, Some(&family.id), now)?;
+        if access.is_some() {
+            let issuance = Issuance {
+                access,
+                ..Issuance::default()
+            };
+            self.tokens.issue(&issuance).await?;
+        }
+        Ok(IssuedTokens {
+            access_token,
+            expires_in: client.policy.access_ttl,
+            refresh_token: Some(successor),
+            refresh_expires_in: Some(next.expires_at - now),
+            scope,
+            subject: family.subject.clone(),
+            client_id: client.client_id.clone(),
+        })
+    }
+}

@@ -1,0 +1,38 @@
+//! khoa-core: the token engine. It knows principals, grants, token policy, minting, rotation
+//! and scopes; it knows nothing of HTTP or SQL. Time and randomness come in through
+//! [`clock::Clock`] and [`clock::Random`], storage through the traits in [`store`].
+//!
+//! # Layout
+//!
+//! - [`model`]: users, clients, grant types, per-client [`model::TokenPolicy`].
+//! - [`scope`]: RFC 6749 §3.3 scope sets.
+//! - [`error`]: [`error::OAuthError`] (RFC code + HTTP status) and [`error::EngineError`].
+//! - [`store`]: the storage contract, one trait per aggregate, bundled in [`store::Stores`].
+//! - [`engine`]: [`engine::Engine`], the one entry point every dialect calls: client
+//!   authentication, grant dispatch, bearer validation, administration.
+//! - [`grant`]: one module per grant (`password`, `client_credentials`, `refresh_token`) behind
+//!   [`grant::GrantHandler`]; the refresh module holds the rotation and reuse rules.
+//! - [`mint`]: building access/refresh tokens per policy and committing them; the key ring.
+//! - [`keys`]: Ed25519 signing keys, JWKS, RFC 9068 JWT access tokens.
+//! - [`secret`]: token generation and hashing, client-secret HMAC, the sealed successor.
+//! - [`master_key`]: the key everything at rest is sealed under.
+//! - [`password`]: Argon2id on a bounded blocking pool.
+//! - [`clock`]: injectable time and randomness.
+//! - [`testing`]: an in-memory store for unit tests of the engine (not a backend).
+
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod grant;
+pub mod keys;
+pub mod master_key;
+pub mod mint;
+pub mod model;
+pub mod password;
+pub mod scope;
+pub mod secret;
+pub mod store;
+pub mod testing;
+
+#[cfg(test)]
+mod engine_tests;

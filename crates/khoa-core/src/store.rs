@@ -1,0 +1,253 @@
+//! The storage contract: one trait per aggregate, implemented by `khoa-store` for SQLite and
+//! PostgreSQL and by [`crate::testing::MemoryStore`] for unit tests of the engine.
+//!
+//! Every write method is atomic: it either commits all it describes or nothing, and it has
+//! committed (durably) before it returns `Ok`. Callers rely on that to answer a client only
+//! once its token exists.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+use crate::model::{Client, UnixTime, User};
+use crate::scope::ScopeSet;
+
+/// Errors a store reports. Constraint violations are named so the edge can answer 409/400
+/// instead of 500.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint was violated; the payload names what collided (e.g. `username`).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The database could not be reached or is shutting down; a retry may succeed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (corrupt row, failed migration…). Logged, answered as 500.
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+/// A user to create. The password is already hashed.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub allowed_scopes: Option<ScopeSet>,
+    pub created_at: UnixTime,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// `Conflict("username")` when the username is taken.
+    async fn create_user(&self, user: &NewUser) -> Result<User, StoreError>;
+    async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+    async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
+    /// Ordered by username.
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// Returns whether a user was changed.
+    async fn set_password_hash(&self, username: &str, hash: &str) -> Result<bool, StoreError>;
+    async fn set_user_disabled(&self, username: &str, disabled: bool) -> Result<bool, StoreError>;
+    async fn delete_user(&self, username: &str) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// `Conflict("client_id")` when the id is taken.
+    async fn create_client(&self, client: &Client) -> Result<(), StoreError>;
+    async fn find_client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
+    /// Ordered by client_id.
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+    /// Replaces the secret hash; returns whether the client exists.
+    async fn set_client_secret_hash(&self, client_id: &str, hash: &str) -> Result<bool, StoreError>;
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
+}
+
+/// A refresh-token family: every refresh token descending from one grant. Revoking the family
+/// kills all of them and every opaque or JWT access token issued from them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Family {
+    pub id: String,
+    pub client_id: String,
+    /// `sub` of the tokens: the user id, or the client id for client-only grants.
+    pub subject: String,
+    /// The scope granted when the family was created; refreshes may narrow, never widen.
+    pub scope: ScopeSet,
+    pub created_at: UnixTime,
+    /// Absolute end of the session (policy `session_lifetime`).
+    pub session_expires_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// A refresh token to store. `hash` is the lowercase hex SHA-256 of the token; the token itself
+/// is never stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub hash: String,
+    pub family_id: String,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A stored refresh token with its family and rotation state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshState {
+    pub hash: String,
+    pub family: Family,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// When it was redeemed; `None` while it is the family's live token.
+    pub used_at: Option<UnixTime>,
+    pub successor_hash: Option<String>,
+    /// The successor token, encrypted under a key derived from this (redeemed) token, so that a
+    /// retry inside the reuse window can be given the same successor while the database alone
+    /// cannot reveal it ([`crate::secret::seal_successor`]).
+    pub successor_sealed: Option<Vec<u8>>,
+}
+
+/// An opaque access token to store (hash only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRecord {
+    pub hash: String,
+    pub client_id: String,
+    pub subject: String,
+    pub scope: ScopeSet,
+    pub family_id: Option<String>,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A stored opaque access token and whether its family has been revoked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessState {
+    pub record: AccessRecord,
+    pub revoked: bool,
+}
+
+/// Everything one token response creates, written in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Issuance {
+    pub family: Option<Family>,
+    pub refresh: Option<RefreshRecord>,
+    pub access: Option<AccessRecord>,
+}
+
+/// One refresh-token rotation: mark `old_hash` used and store its successor, atomically and
+/// only if `old_hash` is still unused and its family is live.
+#[derive(Clone, Debug)]
+pub struct Rotation {
+    pub old_hash: String,
+    pub used_at: UnixTime,
+    pub successor: RefreshRecord,
+    pub successor_sealed: Vec<u8>,
+    pub access: Option<AccessRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// This call won: the successor is stored.
+    Rotated,
+    /// Someone redeemed the token first (now or earlier); its current state is attached.
+    AlreadyUsed(RefreshState),
+    /// The family is revoked.
+    Revoked,
+    NotFound,
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn issue(&self, issuance: &Issuance) -> Result<(), StoreError>;
+    async fn find_refresh(&self, hash: &str) -> Result<Option<RefreshState>, StoreError>;
+    /// The single atomic conditional update that keeps a family from forking: of N concurrent
+    /// calls for one `old_hash`, across any number of processes, at most one returns `Rotated`.
+    async fn rotate(&self, rotation: &Rotation) -> Result<RotateOutcome, StoreError>;
+    /// Returns whether a live family was revoked by this call.
+    async fn revoke_family(&self, family_id: &str, at: UnixTime) -> Result<bool, StoreError>;
+    async fn find_family(&self, family_id: &str) -> Result<Option<Family>, StoreError>;
+    async fn find_access(&self, hash: &str) -> Result<Option<AccessState>, StoreError>;
+    /// Deletes up to `batch` expired rows (access tokens past `expires_at`, refresh tokens and
+    /// families past their session end) and returns how many went.
+    async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Signs new tokens. At most one key is current.
+    Current,
+    /// Retired from signing, still published so that tokens it signed keep validating.
+    Previous,
+    /// No longer published.
+    Retired,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Current => "current",
+            KeyStatus::Previous => "previous",
+            KeyStatus::Retired => "retired",
+        }
+    }
+}
+
+impl std::str::FromStr for KeyStatus {
+    type Err = crate::model::UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "current" => Ok(Self::Current),
+            "previous" => Ok(Self::Previous),
+            "retired" => Ok(Self::Retired),
+            other => Err(crate::model::UnknownValue(other.to_owned())),
+        }
+    }
+}
+
+/// A signing key as stored: the private half sealed under the master key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    /// JOSE algorithm name, e.g. `EdDSA`.
+    pub alg: String,
+    pub private_sealed: Vec<u8>,
+    /// The public JWK as JSON text.
+    pub public_jwk: String,
+    pub created_at: UnixTime,
+    pub status: KeyStatus,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("created_at", &self.created_at)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Inserts `key` as current only if no key is current yet; returns whether it did. Nodes
+    /// starting together race here and exactly one wins.
+    async fn insert_first_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError>;
+    /// Atomically demotes the current key to `Previous` and makes `key` current.
+    async fn rotate_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    /// Oldest first.
+    async fn list_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+}
+
+#[async_trait]
+pub trait Readiness: Send + Sync {
+    /// A cheap round trip to the database.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The stores of one backend, chosen once at start-up from the database URL.
+#[derive(Clone)]
+pub struct Stores {
+    pub users: Arc<dyn UserStore>,
+    pub clients: Arc<dyn ClientStore>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub readiness: Arc<dyn Readiness>,
+}

@@ -1,0 +1,236 @@
+//! An in-memory [`Stores`] for unit tests of the engine. Not a backend: it is not durable and
+//! holds everything behind one mutex. The real conformance suite lives in `khoa-store`.
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::model::{Client, UnixTime, User};
+use crate::store::*;
+
+#[derive(Default)]
+struct Inner {
+    users: HashMap<String, User>,
+    clients: HashMap<String, Client>,
+    families: HashMap<String, Family>,
+    refresh: HashMap<String, (RefreshRecord, Option<UnixTime>, Option<String>, Option<Vec<u8>>)>,
+    access: HashMap<String, AccessRecord>,
+    keys: Vec<SigningKeyRecord>,
+}
+
+#[derive(Clone, Default)]
+pub struct MemoryStore(Arc<Mutex<Inner>>);
+
+impl MemoryStore {
+    pub fn stores() -> Stores {
+        let m = MemoryStore::default();
+        Stores {
+            users: Arc::new(m.clone()),
+            clients: Arc::new(m.clone()),
+            tokens: Arc::new(m.clone()),
+            keys: Arc::new(m.clone()),
+            readiness: Arc::new(m),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().expect("memory store poisoned")
+    }
+}
+
+impl Inner {
+    fn refresh_state(&self, hash: &str) -> Option<RefreshState> {
+        let (r, used_at, succ, sealed) = self.refresh.get(hash)?;
+        Some(RefreshState {
+            hash: r.hash.clone(),
+            family: self.families.get(&r.family_id)?.clone(),
+            issued_at: r.issued_at,
+            expires_at: r.expires_at,
+            used_at: *used_at,
+            successor_hash: succ.clone(),
+            successor_sealed: sealed.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn create_user(&self, u: &NewUser) -> Result<User, StoreError> {
+        let mut g = self.lock();
+        if g.users.values().any(|x| x.username == u.username) {
+            return Err(StoreError::Conflict("username".into()));
+        }
+        let user = User {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            password_hash: u.password_hash.clone(),
+            disabled: false,
+            allowed_scopes: u.allowed_scopes.clone(),
+            created_at: u.created_at,
+        };
+        g.users.insert(u.id.clone(), user.clone());
+        Ok(user)
+    }
+    async fn find_user_by_username(&self, name: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.lock().users.values().find(|u| u.username == name).cloned())
+    }
+    async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.lock().users.get(id).cloned())
+    }
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let mut v: Vec<User> = self.lock().users.values().cloned().collect();
+        v.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(v)
+    }
+    async fn set_password_hash(&self, name: &str, hash: &str) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let u = g.users.values_mut().find(|u| u.username == name);
+        Ok(u.map(|u| u.password_hash = hash.to_owned()).is_some())
+    }
+    async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let u = g.users.values_mut().find(|u| u.username == name);
+        Ok(u.map(|u| u.disabled = disabled).is_some())
+    }
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let before = g.users.len();
+        g.users.retain(|_, u| u.username != name);
+        Ok(g.users.len() != before)
+    }
+}
+
+#[async_trait]
+impl ClientStore for MemoryStore {
+    async fn create_client(&self, c: &Client) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if g.clients.contains_key(&c.client_id) {
+            return Err(StoreError::Conflict("client_id".into()));
+        }
+        g.clients.insert(c.client_id.clone(), c.clone());
+        Ok(())
+    }
+    async fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        Ok(self.lock().clients.get(id).cloned())
+    }
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        let mut v: Vec<Client> = self.lock().clients.values().cloned().collect();
+        v.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok(v)
+    }
+    async fn set_client_secret_hash(&self, id: &str, hash: &str) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let c = g.clients.get_mut(id);
+        Ok(c.map(|c| c.secret_hash = Some(hash.to_owned())).is_some())
+    }
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().clients.remove(id).is_some())
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryStore {
+    async fn issue(&self, i: &Issuance) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if let Some(f) = &i.family {
+            g.families.insert(f.id.clone(), f.clone());
+        }
+        if let Some(r) = &i.refresh {
+            g.refresh.insert(r.hash.clone(), (r.clone(), None, None, None));
+        }
+        if let Some(a) = &i.access {
+            g.access.insert(a.hash.clone(), a.clone());
+        }
+        Ok(())
+    }
+    async fn find_refresh(&self, hash: &str) -> Result<Option<RefreshState>, StoreError> {
+        Ok(self.lock().refresh_state(hash))
+    }
+    async fn rotate(&self, r: &Rotation) -> Result<RotateOutcome, StoreError> {
+        let mut g = self.lock();
+        let Some(state) = g.refresh_state(&r.old_hash) else {
+            return Ok(RotateOutcome::NotFound);
+        };
+        if state.family.revoked_at.is_some() {
+            return Ok(RotateOutcome::Revoked);
+        }
+        if state.used_at.is_some() {
+            return Ok(RotateOutcome::AlreadyUsed(state));
+        }
+        let row = g.refresh.get_mut(&r.old_hash).expect("present");
+        row.1 = Some(r.used_at);
+        row.2 = Some(r.successor.hash.clone());
+        row.3 = Some(r.successor_sealed.clone());
+        g.refresh.insert(
+            r.successor.hash.clone(),
+            (r.successor.clone(), None, None, None),
+        );
+        if let Some(a) = &r.access {
+            g.access.insert(a.hash.clone(), a.clone());
+        }
+        Ok(RotateOutcome::Rotated)
+    }
+    async fn revoke_family(&self, id: &str, at: UnixTime) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        match g.families.get_mut(id) {
+            Some(f) if f.revoked_at.is_none() => {
+                f.revoked_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+    async fn find_family(&self, id: &str) -> Result<Option<Family>, StoreError> {
+        Ok(self.lock().families.get(id).cloned())
+    }
+    async fn find_access(&self, hash: &str) -> Result<Option<AccessState>, StoreError> {
+        let g = self.lock();
+        Ok(g.access.get(hash).map(|a| AccessState {
+            revoked: a
+                .family_id
+                .as_ref()
+                .and_then(|f| g.families.get(f))
+                .is_some_and(|f| f.revoked_at.is_some()),
+            record: a.clone(),
+        }))
+    }
+    async fn purge_expired(&self, now: UnixTime, _batch: u32) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let before = g.access.len() + g.refresh.len();
+        g.access.retain(|_, a| a.expires_at > now);
+        g.refresh.retain(|_, r| r.0.expires_at > now);
+        Ok((before - g.access.len() - g.refresh.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn insert_first_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        if g.keys.iter().any(|k| k.status == KeyStatus::Current) {
+            return Ok(false);
+        }
+        g.keys.push(key.clone());
+        Ok(true)
+    }
+    async fn rotate_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for k in g.keys.iter_mut().filter(|k| k.status == KeyStatus::Current) {
+            k.status = KeyStatus::Previous;
+        }
+        let mut key = key.clone();
+        key.status = KeyStatus::Current;
+        g.keys.push(key);
+        Ok(())
+    }
+    async fn list_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        Ok(self.lock().keys.clone())
+    }
+}
+
+#[async_trait]
+impl Readiness for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! khoa's storage: the [`khoa_core::store`] traits implemented on a real database.
+//!
+//! The backend is chosen once, from the database URL's scheme, by [`connect`]; from then on the
+//! server only sees the [`Stores`] bundle of trait objects, never a backend type.
+//!
+//! # Layout
+//!
+//! - `lib.rs` — the public entry points: [`connect`], [`migrate`], [`StoreOptions`], and the
+//!   scheme dispatch.
+//! - `sqlite/mod.rs` — SQLite connection settings (WAL, `synchronous = FULL`, foreign keys),
+//!   the read pool, the embedded migrations and the single place where `sqlx` errors become
+//!   [`StoreError`]s.
+//! - `sqlite/writer.rs` — the one writer connection and its group commit: every write of every
+//!   store is a job run by one task, many jobs to a transaction, one savepoint per job.
+//! - `sqlite/users.rs`, `clients.rs`, `tokens.rs`, `keys.rs` — one file per aggregate: its
+//!   SQL and its row decoding, nothing else.
+//! - `migrations/sqlite/` — the schema, one numbered file per change, compiled into the binary.
+//!
+//! The conformance suite in `tests/conformance/` is written once against [`Stores`] and run on
+//! every backend.
+
+mod sqlite;
+
+use std::time::Duration;
+
+use khoa_core::store::{StoreError, Stores};
+
+/// Tuning of a store. The defaults suit a single node with a local disk.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Size of the read pool. Writes never use it: they all go through one writer connection.
+    pub max_connections: u32,
+    /// How long a statement waits for a lock held by another process before failing with
+    /// [`StoreError::Unavailable`].
+    pub busy_timeout: Duration,
+    /// Most writes committed together in one transaction (and one fsync).
+    pub batch_max: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(5),
+            batch_max: 256,
+        }
+    }
+}
+
+/// Opens the database named by `url` (creating an SQLite file if missing), brings its schema up
+/// to date and returns its stores.
+///
+/// Supported schemes: `sqlite:`. `postgres:`/`postgresql:` are recognised but not available yet.
+pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, StoreError> {
+    match Backend::from_url(url)? {
+        Backend::Sqlite => sqlite::connect(url, opts).await,
+    }
+}
+
+/// Brings the schema of the database named by `url` up to date; a no-op when it already is.
+pub async fn migrate(url: &str) -> Result<(), StoreError> {
+    match Backend::from_url(url)? {
+        Backend::Sqlite => sqlite::migrate(url, &StoreOptions::default()).await,
+    }
+}
+
+enum Backend {
+    Sqlite,
+}
+
+impl Backend {
+    fn from_url(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Err(StoreError::Other(
+                "the PostgreSQL backend is not available yet".into(),
+            )),
+            other => Err(StoreError::Other(format!(
+                "unsupported database URL scheme `{other}` (expected `sqlite:`)"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_is_chosen_by_the_url_scheme() {
+        assert!(matches!(
+            Backend::from_url("sqlite://khoa.db?mode=rwc"),
+            Ok(Backend::Sqlite)
+        ));
+        assert!(matches!(Backend::from_url("sqlite:khoa.db"), Ok(Backend::Sqlite)));
+        assert_eq!(
+            Backend::from_url("postgres://db/khoa").err(),
+            Some(StoreError::Other(
+                "the PostgreSQL backend is not available yet".into()
+            ))
+        );
+        match Backend::from_url("mysql://db/khoa") {
+            Err(StoreError::Other(msg)) => assert!(msg.contains("`mysql`"), "{msg}"),
+            _ => panic!("mysql must be refused"),
+        }
+    }
+}

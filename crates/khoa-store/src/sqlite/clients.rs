@@ -1,0 +1,137 @@
+//! OAuth 2.0 clients and their token policy on SQLite. Policy enums are stored by their wire
+//! names (`as_str`) and read back through their `FromStr`.
+
+use async_trait::async_trait;
+use khoa_core::model::{Client, GrantType, TokenPolicy};
+use khoa_core::store::{ClientStore, StoreError};
+use sqlx::sqlite::SqliteRow;
+
+use super::{Db, ResultExt, changed, get, parse_col, scope_col};
+
+pub(super) struct SqliteClients(pub(super) Db);
+
+#[async_trait]
+impl ClientStore for SqliteClients {
+    async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
+        let c = client.clone();
+        let grant_types = c
+            .grant_types
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.0
+            .writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO clients (client_id, name, secret_hash, allowed_scopes, \
+                         default_scopes, grant_types, access_format, access_ttl, \
+                         refresh_issuance, refresh_ttl, session_lifetime, reuse_window, \
+                         disabled, created_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(&c.client_id)
+                    .bind(&c.name)
+                    .bind(&c.secret_hash)
+                    .bind(c.allowed_scopes.to_string())
+                    .bind(c.default_scopes.to_string())
+                    .bind(&grant_types)
+                    .bind(c.policy.access_format.as_str())
+                    .bind(c.policy.access_ttl)
+                    .bind(c.policy.refresh.as_str())
+                    .bind(c.policy.refresh_ttl)
+                    .bind(c.policy.session_lifetime)
+                    .bind(c.policy.reuse_window)
+                    .bind(c.disabled)
+                    .bind(c.created_at)
+                    .execute(conn)
+                    .await
+                    .on_unique("client_id")
+                    .map(drop)
+                })
+            })
+            .await
+    }
+
+    async fn find_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        sqlx::query("SELECT * FROM clients WHERE client_id = ?")
+            .bind(client_id)
+            .fetch_optional(&self.0.read)
+            .await
+            .store_err()?
+            .map(|row| client_from_row(&row))
+            .transpose()
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        sqlx::query("SELECT * FROM clients ORDER BY client_id")
+            .fetch_all(&self.0.read)
+            .await
+            .store_err()?
+            .iter()
+            .map(client_from_row)
+            .collect()
+    }
+
+    async fn set_client_secret_hash(&self, client_id: &str, hash: &str) -> Result<bool, StoreError> {
+        let (client_id, hash) = (client_id.to_owned(), hash.to_owned());
+        self.0
+            .writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE clients SET secret_hash = ? WHERE client_id = ?")
+                        .bind(&hash)
+                        .bind(&client_id)
+                        .execute(conn)
+                        .await
+                        .store_err()
+                        .map(changed)
+                })
+            })
+            .await
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        let client_id = client_id.to_owned();
+        self.0
+            .writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("DELETE FROM clients WHERE client_id = ?")
+                        .bind(&client_id)
+                        .execute(conn)
+                        .await
+                        .store_err()
+                        .map(changed)
+                })
+            })
+            .await
+    }
+}
+
+fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
+    let grant_types = get::<String>(row, "grant_types")?
+        .split(' ')
+        .filter(|g| !g.is_empty())
+        .map(|g| parse_col::<GrantType>("grant_types", g))
+        .collect::<Result<_, _>>()?;
+    Ok(Client {
+        client_id: get(row, "client_id")?,
+        name: get(row, "name")?,
+        secret_hash: get(row, "secret_hash")?,
+        allowed_scopes: scope_col(row, "allowed_scopes")?,
+        default_scopes: scope_col(row, "default_scopes")?,
+        grant_types,
+        policy: TokenPolicy {
+            access_format: parse_col("access_format", &get::<String>(row, "access_format")?)?,
+            access_ttl: get(row, "access_ttl")?,
+            refresh: parse_col("refresh_issuance", &get::<String>(row, "refresh_issuance")?)?,
+            refresh_ttl: get(row, "refresh_ttl")?,
+            session_lifetime: get(row, "session_lifetime")?,
+            reuse_window: get(row, "reuse_window")?,
+        },
+        disabled: get(row, "disabled")?,
+        created_at: get(row, "created_at")?,
+    })
+}
