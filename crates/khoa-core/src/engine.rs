@@ -212,7 +212,12 @@ impl Engine {
                 return Err(BearerError::Invalid("expired"));
             }
             if let Some(sid) = &claims.sid {
-                let family = self.stores.tokens.find_family(sid).await.map_err(unavailable)?;
+                let family = self
+                    .stores
+                    .tokens
+                    .find_family(sid)
+                    .await
+                    .map_err(unavailable)?;
                 if family.is_none_or(|f| f.revoked_at.is_some()) {
                     return Err(BearerError::Invalid("session revoked"));
                 }
@@ -262,9 +267,7 @@ impl Engine {
     ) -> Result<Option<String>, EngineError> {
         let generated = match (confidential, secret) {
             (false, Some(_)) => {
-                return Err(
-                    OAuthError::invalid_request("a public client has no secret").into(),
-                );
+                return Err(OAuthError::invalid_request("a public client has no secret").into());
             }
             (false, None) => {
                 client.secret_hash = None;
@@ -318,7 +321,9 @@ impl Engine {
         allowed_scopes: Option<ScopeSet>,
     ) -> Result<User, EngineError> {
         if username.is_empty() || password.expose_secret().is_empty() {
-            return Err(OAuthError::invalid_request("username and password must not be empty").into());
+            return Err(
+                OAuthError::invalid_request("username and password must not be empty").into(),
+            );
         }
         let user = NewUser {
             id: format!("{USER_ID_PREFIX}{}", random_hex(&*self.random, 12)),

@@ -1,0 +1,1164 @@
+//! Unit tests of [`Engine`] over the in-memory store: grants, scope rules, client
+//! authentication, bearer validation, refresh rotation and reuse, key rotation, administration.
+//!
+//! Time is a [`ManualClock`] the tests advance; nothing sleeps. Argon2 runs with a cheap cost
+//! set explicitly in [`config`].
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::SecretString;
+use std::sync::Arc;
+
+use crate::clock::{ManualClock, OsRandom};
+use crate::engine::{BearerError, Engine, EngineConfig, MIN_CLIENT_SECRET_LEN, Principal};
+use crate::error::{EngineError, ErrorCode, OAuthError};
+use crate::grant::{ClientAuth, TokenRequest};
+use crate::master_key::MasterKey;
+use crate::mint::IssuedTokens;
+use crate::model::{
+    AccessTokenFormat, Client, GrantType, RefreshIssuance, TokenPolicy, UnixTime, User,
+};
+use crate::password::PasswordParams;
+use crate::scope::ScopeSet;
+use crate::testing::MemoryStore;
+
+const START: UnixTime = 1_700_000_000;
+const ISSUER: &str = "https://khoa.test";
+const AUDIENCE: &str = "https://api.khoa.test";
+const PASSWORD: &str = "@Password123";
+const CLIENT_SECRET: &str = "an-operator-chosen-secret-of-40-characters";
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        issuer: ISSUER.to_owned(),
+        audience: AUDIENCE.to_owned(),
+        // Tests lower the Argon2 cost only here, explicitly.
+        password: PasswordParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        password_concurrency: 2,
+    }
+}
+
+fn scopes(s: &str) -> ScopeSet {
+    ScopeSet::parse(s).expect("test scopes are well-formed")
+}
+
+/// A client allowed every grant, with the default policy; tests override what they need.
+fn client(client_id: &str) -> Client {
+    Client {
+        client_id: client_id.to_owned(),
+        name: format!("test client {client_id}"),
+        secret_hash: None,
+        allowed_scopes: scopes("admin offline_access read write"),
+        default_scopes: scopes("read write"),
+        grant_types: GrantType::ALL.to_vec(),
+        policy: TokenPolicy::default(),
+        disabled: false,
+        created_at: 0,
+    }
+}
+
+fn with_policy(client_id: &str, policy: TokenPolicy) -> Client {
+    Client {
+        policy,
+        ..client(client_id)
+    }
+}
+
+fn secret(s: &str) -> SecretString {
+    SecretString::from(s)
+}
+
+fn id_only(client_id: &str) -> ClientAuth {
+    ClientAuth::IdOnly {
+        client_id: client_id.to_owned(),
+    }
+}
+
+fn basic(client_id: &str, s: &str) -> ClientAuth {
+    ClientAuth::Basic {
+        client_id: client_id.to_owned(),
+        secret: secret(s),
+    }
+}
+
+fn password_request(client: ClientAuth, username: &str, password: &str) -> TokenRequest {
+    TokenRequest {
+        username: Some(username.to_owned()),
+        password: Some(secret(password)),
+        ..TokenRequest::new("password", client)
+    }
+}
+
+fn refresh_request(client_id: &str, refresh_token: &str) -> TokenRequest {
+    TokenRequest {
+        refresh_token: Some(secret(refresh_token)),
+        ..TokenRequest::new("refresh_token", id_only(client_id))
+    }
+}
+
+/// The OAuth error of a call that must fail with one.
+#[track_caller]
+fn oauth_error<T: std::fmt::Debug>(result: Result<T, EngineError>) -> OAuthError {
+    match result {
+        Err(EngineError::OAuth(e)) => e,
+        other => panic!("expected an OAuth error, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn error_code<T: std::fmt::Debug>(result: Result<T, EngineError>) -> ErrorCode {
+    oauth_error(result).code
+}
+
+#[track_caller]
+fn assert_invalid(result: Result<Principal, BearerError>) {
+    assert!(
+        matches!(result, Err(BearerError::Invalid(_))),
+        "expected the bearer token to be refused, got {result:?}"
+    );
+}
+
+fn refresh_token(tokens: &IssuedTokens) -> &str {
+    tokens
+        .refresh_token
+        .as_deref()
+        .expect("a refresh token was issued")
+}
+
+/// One engine over a fresh in-memory store, with its clock.
+struct Harness {
+    engine: Arc<Engine>,
+    clock: Arc<ManualClock>,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let clock = Arc::new(ManualClock::new(START));
+        let engine = Engine::new(
+            config(),
+            MemoryStore::stores(),
+            MasterKey::generate(&OsRandom),
+            clock.clone(),
+            Arc::new(OsRandom),
+        )
+        .await
+        .expect("engine starts");
+        Harness {
+            engine: Arc::new(engine),
+            clock,
+        }
+    }
+
+    fn advance(&self, secs: i64) {
+        self.clock.advance(secs);
+    }
+
+    async fn public_client(&self, c: Client) {
+        let generated = self.engine.create_client(c, false, None).await.unwrap();
+        assert_eq!(generated, None);
+    }
+
+    /// Registers `c` as confidential with [`CLIENT_SECRET`].
+    async fn confidential_client(&self, c: Client) {
+        self.engine
+            .create_client(c, true, Some(secret(CLIENT_SECRET)))
+            .await
+            .unwrap();
+    }
+
+    async fn user(&self, username: &str, allowed_scopes: Option<&str>) -> User {
+        self.engine
+            .create_user(username, &secret(PASSWORD), allowed_scopes.map(scopes))
+            .await
+            .unwrap()
+    }
+
+    /// Password grant by a public client, with the right password.
+    async fn login(
+        &self,
+        client_id: &str,
+        username: &str,
+        scope: Option<&str>,
+    ) -> Result<IssuedTokens, EngineError> {
+        let request = TokenRequest {
+            scope: scope.map(str::to_owned),
+            ..password_request(id_only(client_id), username, PASSWORD)
+        };
+        self.engine.token(&request).await
+    }
+
+    async fn refresh(&self, client_id: &str, token: &str) -> Result<IssuedTokens, EngineError> {
+        self.engine.token(&refresh_request(client_id, token)).await
+    }
+
+    async fn client_credentials(&self, auth: ClientAuth) -> Result<IssuedTokens, EngineError> {
+        self.engine
+            .token(&TokenRequest::new("client_credentials", auth))
+            .await
+    }
+
+    async fn validate(&self, token: &str) -> Result<Principal, BearerError> {
+        self.engine.validate_bearer(token).await
+    }
+}
+
+/// A harness with public client `app` (policy as given) and user `alice`, already logged in
+/// with `offline_access read`.
+async fn logged_in(policy: TokenPolicy) -> (Harness, IssuedTokens) {
+    let h = Harness::new().await;
+    h.public_client(with_policy("app", policy)).await;
+    h.user("alice", None).await;
+    let tokens = h
+        .login("app", "alice", Some("offline_access read"))
+        .await
+        .unwrap();
+    assert!(tokens.refresh_token.is_some());
+    (h, tokens)
+}
+
+fn opaque_policy() -> TokenPolicy {
+    TokenPolicy {
+        access_format: AccessTokenFormat::Opaque,
+        ..TokenPolicy::default()
+    }
+}
+
+// ---- password grant (RFC 6749 §4.3) ----
+
+#[tokio::test]
+async fn password_grant_with_right_credentials_grants_the_default_scopes_to_the_user() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    let alice = h.user("alice", None).await;
+
+    let tokens = h.login("app", "alice", None).await.unwrap();
+
+    assert_eq!(tokens.scope.to_string(), "read write");
+    assert_eq!(tokens.subject, alice.id);
+    assert_eq!(tokens.client_id, "app");
+    assert_eq!(tokens.expires_in, TokenPolicy::default().access_ttl);
+    let principal = h.validate(&tokens.access_token).await.unwrap();
+    assert_eq!(principal.subject, alice.id);
+    assert!(alice.id.starts_with("usr_"));
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_get_the_same_invalid_grant() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+
+    let wrong_password = oauth_error(
+        h.engine
+            .token(&password_request(id_only("app"), "alice", "@Password124"))
+            .await,
+    );
+    let unknown_user = oauth_error(
+        h.engine
+            .token(&password_request(id_only("app"), "mallory", PASSWORD))
+            .await,
+    );
+
+    assert_eq!(wrong_password.code, ErrorCode::InvalidGrant);
+    assert_eq!(wrong_password, unknown_user);
+}
+
+#[tokio::test]
+async fn disabled_user_with_the_right_password_gets_invalid_grant() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+    assert!(
+        h.engine
+            .stores()
+            .users
+            .set_user_disabled("alice", true)
+            .await
+            .unwrap()
+    );
+
+    let result = h.login("app", "alice", None).await;
+
+    assert_eq!(error_code(result), ErrorCode::InvalidGrant);
+}
+
+#[tokio::test]
+async fn password_grant_without_username_or_password_is_invalid_request() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+    let no_username = TokenRequest {
+        username: None,
+        ..password_request(id_only("app"), "alice", PASSWORD)
+    };
+    let no_password = TokenRequest {
+        password: None,
+        ..password_request(id_only("app"), "alice", PASSWORD)
+    };
+
+    let without_username = h.engine.token(&no_username).await;
+    let without_password = h.engine.token(&no_password).await;
+
+    assert_eq!(error_code(without_username), ErrorCode::InvalidRequest);
+    assert_eq!(error_code(without_password), ErrorCode::InvalidRequest);
+}
+
+// ---- scope rules (RFC 6749 §3.3) ----
+
+#[tokio::test]
+async fn requested_subset_of_allowed_scopes_is_granted_exactly_and_rendered_sorted() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+
+    let tokens = h.login("app", "alice", Some("write  admin")).await.unwrap();
+
+    assert_eq!(tokens.scope.to_string(), "admin write");
+    let principal = h.validate(&tokens.access_token).await.unwrap();
+    assert_eq!(principal.scope, scopes("admin write"));
+}
+
+#[tokio::test]
+async fn requesting_a_scope_beyond_the_clients_allowed_scopes_is_invalid_scope() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+
+    let result = h.login("app", "alice", Some("read delete")).await;
+
+    assert_eq!(error_code(result), ErrorCode::InvalidScope);
+}
+
+#[tokio::test]
+async fn malformed_scope_is_invalid_scope() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+
+    let result = h.login("app", "alice", Some("read \"write\"")).await;
+
+    assert_eq!(error_code(result), ErrorCode::InvalidScope);
+}
+
+#[tokio::test]
+async fn user_allowed_scopes_restrict_both_requested_and_default_scopes() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("reader", Some("offline_access read")).await;
+
+    let defaults = h.login("app", "reader", None).await.unwrap();
+    let within = h.login("app", "reader", Some("read")).await.unwrap();
+    let beyond = h.login("app", "reader", Some("read write")).await;
+
+    assert_eq!(defaults.scope.to_string(), "read");
+    assert_eq!(within.scope.to_string(), "read");
+    assert_eq!(error_code(beyond), ErrorCode::InvalidScope);
+}
+
+#[tokio::test]
+async fn offline_access_policy_issues_a_refresh_token_only_when_offline_access_is_granted() {
+    let h = Harness::new().await;
+    let policy = TokenPolicy {
+        refresh: RefreshIssuance::OfflineAccess,
+        ..TokenPolicy::default()
+    };
+    h.public_client(with_policy("app", policy)).await;
+    h.user("alice", None).await;
+
+    let without = h.login("app", "alice", Some("read")).await.unwrap();
+    let with = h
+        .login("app", "alice", Some("offline_access read"))
+        .await
+        .unwrap();
+
+    assert_eq!(without.refresh_token, None);
+    assert_eq!(without.refresh_expires_in, None);
+    assert!(with.refresh_token.is_some());
+    assert_eq!(with.scope.to_string(), "offline_access read");
+}
+
+#[tokio::test]
+async fn always_policy_issues_a_refresh_token_without_offline_access() {
+    let h = Harness::new().await;
+    let policy = TokenPolicy {
+        refresh: RefreshIssuance::Always,
+        ..TokenPolicy::default()
+    };
+    h.public_client(with_policy("app", policy)).await;
+    h.user("alice", None).await;
+
+    let tokens = h.login("app", "alice", Some("read")).await.unwrap();
+
+    assert!(tokens.refresh_token.is_some());
+}
+
+#[tokio::test]
+async fn never_policy_issues_no_refresh_token_even_with_offline_access() {
+    let h = Harness::new().await;
+    let policy = TokenPolicy {
+        refresh: RefreshIssuance::Never,
+        ..TokenPolicy::default()
+    };
+    h.public_client(with_policy("app", policy)).await;
+    h.user("alice", None).await;
+
+    let tokens = h
+        .login("app", "alice", Some("offline_access read"))
+        .await
+        .unwrap();
+
+    assert_eq!(tokens.refresh_token, None);
+    assert_eq!(tokens.scope.to_string(), "offline_access read");
+}
+
+#[tokio::test]
+async fn no_refresh_token_for_a_client_without_the_refresh_token_grant() {
+    let h = Harness::new().await;
+    h.public_client(Client {
+        grant_types: vec![GrantType::Password],
+        ..with_policy(
+            "app",
+            TokenPolicy {
+                refresh: RefreshIssuance::Always,
+                ..TokenPolicy::default()
+            },
+        )
+    })
+    .await;
+    h.user("alice", None).await;
+
+    let tokens = h
+        .login("app", "alice", Some("offline_access read"))
+        .await
+        .unwrap();
+
+    assert_eq!(tokens.refresh_token, None);
+}
+
+// ---- client authentication (RFC 6749 §2.3) and grant dispatch ----
+
+#[tokio::test]
+async fn public_client_authenticates_by_client_id_alone() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+
+    let authenticated = h.engine.authenticate_client(&id_only("app")).await.unwrap();
+
+    assert_eq!(authenticated.client_id, "app");
+    assert!(authenticated.is_public());
+}
+
+#[tokio::test]
+async fn public_client_presenting_a_secret_is_invalid_client() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+
+    let result = h
+        .engine
+        .authenticate_client(&basic("app", CLIENT_SECRET))
+        .await;
+
+    assert_eq!(error_code(result), ErrorCode::InvalidClient);
+}
+
+#[tokio::test]
+async fn confidential_client_without_its_secret_is_invalid_client() {
+    let h = Harness::new().await;
+    h.confidential_client(client("service")).await;
+
+    let id_alone = h.client_credentials(id_only("service")).await;
+    let no_auth = h.client_credentials(ClientAuth::None).await;
+
+    assert_eq!(error_code(id_alone), ErrorCode::InvalidClient);
+    assert_eq!(error_code(no_auth), ErrorCode::InvalidClient);
+}
+
+#[tokio::test]
+async fn confidential_client_authenticates_with_its_secret_by_basic_or_post() {
+    let h = Harness::new().await;
+    h.confidential_client(client("service")).await;
+    let post = ClientAuth::Post {
+        client_id: "service".to_owned(),
+        secret: secret(CLIENT_SECRET),
+    };
+
+    let by_basic = h.client_credentials(basic("service", CLIENT_SECRET)).await;
+    let by_post = h.client_credentials(post).await;
+
+    assert_eq!(by_basic.unwrap().client_id, "service");
+    assert_eq!(by_post.unwrap().client_id, "service");
+}
+
+#[tokio::test]
+async fn confidential_client_with_a_wrong_secret_is_invalid_client() {
+    let h = Harness::new().await;
+    h.confidential_client(client("service")).await;
+    let wrong = format!("{CLIENT_SECRET}x");
+
+    let result = h.client_credentials(basic("service", &wrong)).await;
+
+    let error = oauth_error(result);
+    assert_eq!(error.code, ErrorCode::InvalidClient);
+    assert_eq!(error.code.http_status(), 401);
+}
+
+#[tokio::test]
+async fn unknown_client_is_invalid_client_with_the_same_description_as_a_wrong_secret() {
+    let h = Harness::new().await;
+    h.confidential_client(client("service")).await;
+    let wrong_secret = oauth_error(h.client_credentials(basic("service", "nope")).await);
+
+    let unknown_with_secret =
+        oauth_error(h.client_credentials(basic("ghost", CLIENT_SECRET)).await);
+    let unknown_by_id = oauth_error(h.client_credentials(id_only("ghost")).await);
+
+    assert_eq!(unknown_with_secret.code, ErrorCode::InvalidClient);
+    assert_eq!(unknown_with_secret, wrong_secret);
+    assert_eq!(unknown_by_id, wrong_secret);
+}
+
+#[tokio::test]
+async fn disabled_client_is_invalid_client_even_with_the_right_secret() {
+    let h = Harness::new().await;
+    h.confidential_client(Client {
+        disabled: true,
+        ..client("service")
+    })
+    .await;
+    h.public_client(Client {
+        disabled: true,
+        ..client("app")
+    })
+    .await;
+
+    let confidential = h.client_credentials(basic("service", CLIENT_SECRET)).await;
+    let public = h.engine.authenticate_client(&id_only("app")).await;
+
+    assert_eq!(error_code(confidential), ErrorCode::InvalidClient);
+    assert_eq!(error_code(public), ErrorCode::InvalidClient);
+}
+
+#[tokio::test]
+async fn grant_missing_from_the_clients_grant_types_is_unauthorized_client() {
+    let h = Harness::new().await;
+    h.public_client(Client {
+        grant_types: vec![GrantType::RefreshToken],
+        ..client("app")
+    })
+    .await;
+    h.user("alice", None).await;
+
+    let result = h.login("app", "alice", None).await;
+
+    assert_eq!(error_code(result), ErrorCode::UnauthorizedClient);
+}
+
+#[tokio::test]
+async fn missing_grant_type_is_invalid_request() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    let request = TokenRequest {
+        grant_type: None,
+        ..TokenRequest::new("password", id_only("app"))
+    };
+
+    let result = h.engine.token(&request).await;
+
+    assert_eq!(error_code(result), ErrorCode::InvalidRequest);
+}
+
+#[tokio::test]
+async fn unknown_grant_type_is_unsupported_grant_type() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+
+    let result = h
+        .engine
+        .token(&TokenRequest::new("authorization_code", id_only("app")))
+        .await;
+
+    assert_eq!(error_code(result), ErrorCode::UnsupportedGrantType);
+}
+
+#[tokio::test]
+async fn client_credentials_with_a_public_client_is_unauthorized_client() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+
+    let result = h.client_credentials(id_only("app")).await;
+
+    assert_eq!(error_code(result), ErrorCode::UnauthorizedClient);
+}
+
+#[tokio::test]
+async fn client_credentials_never_issues_a_refresh_token() {
+    let h = Harness::new().await;
+    let policy = TokenPolicy {
+        refresh: RefreshIssuance::Always,
+        ..TokenPolicy::default()
+    };
+    h.confidential_client(with_policy("service", policy)).await;
+    let request = TokenRequest {
+        scope: Some("offline_access read".to_owned()),
+        ..TokenRequest::new("client_credentials", basic("service", CLIENT_SECRET))
+    };
+
+    let tokens = h.engine.token(&request).await.unwrap();
+
+    assert_eq!(tokens.refresh_token, None);
+    assert_eq!(tokens.refresh_expires_in, None);
+    assert_eq!(tokens.scope.to_string(), "offline_access read");
+}
+
+#[tokio::test]
+async fn client_credentials_subject_is_the_client_id() {
+    let h = Harness::new().await;
+    h.confidential_client(client("service")).await;
+
+    let tokens = h
+        .client_credentials(basic("service", CLIENT_SECRET))
+        .await
+        .unwrap();
+
+    assert_eq!(tokens.subject, "service");
+    let principal = h.validate(&tokens.access_token).await.unwrap();
+    assert_eq!(principal.subject, "service");
+    assert_eq!(principal.client_id, "service");
+}
+
+// ---- bearer validation (RFC 6750, RFC 9068) ----
+
+#[tokio::test]
+async fn jwt_access_token_validates_to_its_principal() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    let alice = h.user("alice", None).await;
+    let tokens = h.login("app", "alice", Some("read")).await.unwrap();
+
+    let principal = h.validate(&tokens.access_token).await.unwrap();
+
+    assert_eq!(
+        principal,
+        Principal {
+            subject: alice.id,
+            client_id: "app".to_owned(),
+            scope: scopes("read"),
+            issued_at: START,
+            expires_at: START + TokenPolicy::default().access_ttl,
+            format: AccessTokenFormat::Jwt,
+        }
+    );
+    assert_eq!(tokens.access_token.split('.').count(), 3);
+}
+
+#[tokio::test]
+async fn jwt_access_token_is_refused_once_the_clock_reaches_exp() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+    let tokens = h.login("app", "alice", None).await.unwrap();
+    let ttl = TokenPolicy::default().access_ttl;
+
+    h.advance(ttl - 1);
+    let just_before = h.validate(&tokens.access_token).await;
+    h.advance(1);
+    let at_exp = h.validate(&tokens.access_token).await;
+
+    assert!(just_before.is_ok(), "{just_before:?}");
+    assert_eq!(at_exp, Err(BearerError::Invalid("expired")));
+}
+
+#[tokio::test]
+async fn opaque_access_token_validates_to_its_principal() {
+    let h = Harness::new().await;
+    h.public_client(with_policy("app", opaque_policy())).await;
+    let alice = h.user("alice", None).await;
+    let tokens = h.login("app", "alice", Some("write")).await.unwrap();
+
+    let principal = h.validate(&tokens.access_token).await.unwrap();
+
+    assert_eq!(tokens.access_token.len(), 43);
+    assert!(!tokens.access_token.contains('.'));
+    assert_eq!(
+        principal,
+        Principal {
+            subject: alice.id,
+            client_id: "app".to_owned(),
+            scope: scopes("write"),
+            issued_at: START,
+            expires_at: START + TokenPolicy::default().access_ttl,
+            format: AccessTokenFormat::Opaque,
+        }
+    );
+}
+
+#[tokio::test]
+async fn opaque_access_token_is_refused_once_the_clock_reaches_expiry() {
+    let h = Harness::new().await;
+    h.public_client(with_policy("app", opaque_policy())).await;
+    h.user("alice", None).await;
+    let tokens = h.login("app", "alice", None).await.unwrap();
+    let ttl = TokenPolicy::default().access_ttl;
+
+    h.advance(ttl - 1);
+    let just_before = h.validate(&tokens.access_token).await;
+    h.advance(1);
+    let at_expiry = h.validate(&tokens.access_token).await;
+
+    assert!(just_before.is_ok(), "{just_before:?}");
+    assert_eq!(at_expiry, Err(BearerError::Invalid("expired")));
+}
+
+#[tokio::test]
+async fn garbage_bearer_tokens_are_refused() {
+    let h = Harness::new().await;
+
+    for garbage in [
+        "",
+        "garbage",
+        "a.b.c",
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.",
+        &"x".repeat(5000),
+    ] {
+        assert_invalid(h.validate(garbage).await);
+    }
+}
+
+#[tokio::test]
+async fn tampered_jwt_is_refused() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+    let jwt = h
+        .login("app", "alice", Some("read"))
+        .await
+        .unwrap()
+        .access_token;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["scope"] = "admin read write".into();
+    let forged_payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+    let mut signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    signature[0] ^= 1;
+    let bad_signature = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        URL_SAFE_NO_PAD.encode(signature)
+    );
+
+    let with_forged_claims = h.validate(&forged).await;
+    let with_bad_signature = h.validate(&bad_signature).await;
+
+    assert!(h.validate(&jwt).await.is_ok());
+    assert_invalid(with_forged_claims);
+    assert_invalid(with_bad_signature);
+}
+
+#[tokio::test]
+async fn jwt_signed_by_another_engines_key_is_refused() {
+    let ours = Harness::new().await;
+    let theirs = Harness::new().await;
+    for h in [&ours, &theirs] {
+        h.public_client(client("app")).await;
+    }
+    theirs.user("alice", None).await;
+    let foreign = theirs.login("app", "alice", None).await.unwrap();
+    assert!(theirs.validate(&foreign.access_token).await.is_ok());
+
+    let result = ours.validate(&foreign.access_token).await;
+
+    assert_invalid(result);
+}
+
+// ---- refresh rotation and reuse detection (RFC 6749 §6, RFC 9700 §4.14.2) ----
+
+#[tokio::test]
+async fn refresh_returns_a_new_refresh_token_and_a_valid_access_token() {
+    let (h, first) = logged_in(TokenPolicy::default()).await;
+
+    let second = h.refresh("app", refresh_token(&first)).await.unwrap();
+
+    assert_ne!(refresh_token(&second), refresh_token(&first));
+    assert_ne!(second.access_token, first.access_token);
+    assert_eq!(second.scope, first.scope);
+    assert_eq!(second.subject, first.subject);
+    let principal = h.validate(&second.access_token).await.unwrap();
+    assert_eq!(principal.subject, first.subject);
+    // The successor is live: it rotates in turn.
+    let third = h.refresh("app", refresh_token(&second)).await.unwrap();
+    assert_ne!(refresh_token(&third), refresh_token(&second));
+}
+
+#[tokio::test]
+async fn reuse_inside_the_window_returns_the_same_successor_and_keeps_the_family() {
+    let (h, first) = logged_in(TokenPolicy {
+        reuse_window: 5,
+        ..TokenPolicy::default()
+    })
+    .await;
+    let second = h.refresh("app", refresh_token(&first)).await.unwrap();
+
+    h.advance(5);
+    let retried = h.refresh("app", refresh_token(&first)).await.unwrap();
+
+    assert_eq!(refresh_token(&retried), refresh_token(&second));
+    assert_eq!(
+        retried.refresh_expires_in,
+        second.refresh_expires_in.map(|s| s - 5)
+    );
+    assert!(h.validate(&retried.access_token).await.is_ok());
+    assert!(h.validate(&second.access_token).await.is_ok());
+    assert!(h.validate(&first.access_token).await.is_ok());
+    assert!(h.refresh("app", refresh_token(&second)).await.is_ok());
+}
+
+/// Reuse after the window revokes the family: the replayed token, its successor and every
+/// access token of the family stop working.
+async fn assert_reuse_after_the_window_revokes_the_family(policy: TokenPolicy) {
+    let window = policy.reuse_window;
+    let (h, first) = logged_in(policy).await;
+    let second = h.refresh("app", refresh_token(&first)).await.unwrap();
+    assert!(h.validate(&first.access_token).await.is_ok());
+    assert!(h.validate(&second.access_token).await.is_ok());
+
+    h.advance(window + 1);
+    let replay = h.refresh("app", refresh_token(&first)).await;
+
+    assert_eq!(error_code(replay), ErrorCode::InvalidGrant);
+    let successor = h.refresh("app", refresh_token(&second)).await;
+    assert_eq!(error_code(successor), ErrorCode::InvalidGrant);
+    assert_invalid(h.validate(&first.access_token).await);
+    assert_invalid(h.validate(&second.access_token).await);
+}
+
+#[tokio::test]
+async fn reuse_after_the_window_revokes_the_family_and_its_jwt_access_tokens() {
+    assert_reuse_after_the_window_revokes_the_family(TokenPolicy {
+        reuse_window: 5,
+        ..TokenPolicy::default()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reuse_after_the_window_revokes_the_family_and_its_opaque_access_tokens() {
+    assert_reuse_after_the_window_revokes_the_family(TokenPolicy {
+        reuse_window: 5,
+        ..opaque_policy()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_reuse_window_zero_a_second_redemption_fails_and_revokes_the_family() {
+    let (h, first) = logged_in(TokenPolicy {
+        reuse_window: 0,
+        ..TokenPolicy::default()
+    })
+    .await;
+    let second = h.refresh("app", refresh_token(&first)).await.unwrap();
+
+    // Same second: no grace at all.
+    let replay = h.refresh("app", refresh_token(&first)).await;
+
+    assert_eq!(error_code(replay), ErrorCode::InvalidGrant);
+    let successor = h.refresh("app", refresh_token(&second)).await;
+    assert_eq!(error_code(successor), ErrorCode::InvalidGrant);
+    assert_invalid(h.validate(&second.access_token).await);
+}
+
+/// Redeems `token` from 50 tasks released together; returns their results.
+async fn redeem_concurrently(h: &Harness, token: &str) -> Vec<Result<IssuedTokens, EngineError>> {
+    const N: usize = 50;
+    let barrier = Arc::new(tokio::sync::Barrier::new(N));
+    let request = refresh_request("app", token);
+    let tasks: Vec<_> = (0..N)
+        .map(|_| {
+            let engine = h.engine.clone();
+            let barrier = barrier.clone();
+            let request = request.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                engine.token(&request).await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(N);
+    for task in tasks {
+        results.push(task.await.expect("task did not panic"));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_redemptions_inside_the_window_all_get_the_identical_successor() {
+    let (h, first) = logged_in(TokenPolicy {
+        reuse_window: 5,
+        ..TokenPolicy::default()
+    })
+    .await;
+
+    let results = redeem_concurrently(&h, refresh_token(&first)).await;
+
+    let successors: Vec<String> = results
+        .into_iter()
+        .map(|r| r.expect("every redemption succeeds").refresh_token.unwrap())
+        .collect();
+    assert_eq!(successors.len(), 50);
+    assert!(successors.iter().all(|s| *s == successors[0]));
+    assert_ne!(successors[0], refresh_token(&first));
+    assert!(h.refresh("app", &successors[0]).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_redemptions_with_window_zero_succeed_exactly_once() {
+    let (h, first) = logged_in(TokenPolicy {
+        reuse_window: 0,
+        ..TokenPolicy::default()
+    })
+    .await;
+
+    let results = redeem_concurrently(&h, refresh_token(&first)).await;
+
+    let (ok, err): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    assert_eq!(ok.len(), 1);
+    assert!(
+        err.into_iter()
+            .all(|e| error_code(e) == ErrorCode::InvalidGrant)
+    );
+}
+
+#[tokio::test]
+async fn refresh_may_narrow_the_granted_scope() {
+    let (h, first) = logged_in(TokenPolicy::default()).await;
+    let request = TokenRequest {
+        scope: Some("read".to_owned()),
+        ..refresh_request("app", refresh_token(&first))
+    };
+
+    let narrowed = h.engine.token(&request).await.unwrap();
+
+    assert_eq!(narrowed.scope.to_string(), "read");
+    let principal = h.validate(&narrowed.access_token).await.unwrap();
+    assert_eq!(principal.scope, scopes("read"));
+    // Narrowing one access token does not shrink the session.
+    let next = h.refresh("app", refresh_token(&narrowed)).await.unwrap();
+    assert_eq!(next.scope.to_string(), "offline_access read");
+}
+
+#[tokio::test]
+async fn refresh_may_not_widen_the_granted_scope() {
+    let (h, first) = logged_in(TokenPolicy::default()).await;
+    // `write` is allowed for the client but was not granted to this session.
+    let request = TokenRequest {
+        scope: Some("read write".to_owned()),
+        ..refresh_request("app", refresh_token(&first))
+    };
+
+    let widened = h.engine.token(&request).await;
+
+    assert_eq!(error_code(widened), ErrorCode::InvalidScope);
+}
+
+#[tokio::test]
+async fn refresh_token_presented_by_another_client_is_invalid_grant() {
+    let (h, first) = logged_in(TokenPolicy::default()).await;
+    h.public_client(client("other")).await;
+
+    let by_other = h.refresh("other", refresh_token(&first)).await;
+
+    assert_eq!(error_code(by_other), ErrorCode::InvalidGrant);
+    // The attempt neither consumed nor revoked the token for its own client.
+    assert!(h.refresh("app", refresh_token(&first)).await.is_ok());
+}
+
+#[tokio::test]
+async fn refresh_token_is_refused_once_refresh_ttl_has_passed() {
+    let policy = TokenPolicy {
+        refresh_ttl: 600,
+        ..TokenPolicy::default()
+    };
+    let (h, first) = logged_in(policy).await;
+    let other_session = h
+        .login("app", "alice", Some("offline_access read"))
+        .await
+        .unwrap();
+    assert_eq!(first.refresh_expires_in, Some(600));
+
+    h.advance(599);
+    let just_before = h.refresh("app", refresh_token(&first)).await;
+    h.advance(1);
+    let at_expiry = h.refresh("app", refresh_token(&other_session)).await;
+
+    assert!(just_before.is_ok(), "{just_before:?}");
+    assert_eq!(error_code(at_expiry), ErrorCode::InvalidGrant);
+}
+
+#[tokio::test]
+async fn refresh_is_refused_after_the_absolute_session_lifetime() {
+    let policy = TokenPolicy {
+        refresh_ttl: 600,
+        session_lifetime: 1000,
+        ..TokenPolicy::default()
+    };
+    let (h, first) = logged_in(policy).await;
+    h.advance(400);
+    let second = h.refresh("app", refresh_token(&first)).await.unwrap();
+    h.advance(400);
+    let third = h.refresh("app", refresh_token(&second)).await.unwrap();
+
+    // Rotated only 200 s ago, well inside refresh_ttl, but the session began 1000 s ago.
+    h.advance(200);
+    let after_session = h.refresh("app", refresh_token(&third)).await;
+
+    assert_eq!(error_code(after_session), ErrorCode::InvalidGrant);
+}
+
+#[tokio::test]
+async fn successors_never_outlive_the_session_lifetime() {
+    let policy = TokenPolicy {
+        refresh_ttl: 600,
+        session_lifetime: 900,
+        ..TokenPolicy::default()
+    };
+    let (h, first) = logged_in(policy).await;
+
+    h.advance(400);
+    let second = h.refresh("app", refresh_token(&first)).await.unwrap();
+    h.advance(400);
+    let third = h.refresh("app", refresh_token(&second)).await.unwrap();
+
+    assert_eq!(first.refresh_expires_in, Some(600));
+    assert_eq!(second.refresh_expires_in, Some(500));
+    assert_eq!(third.refresh_expires_in, Some(100));
+}
+
+#[tokio::test]
+async fn first_refresh_token_never_outlives_the_session_lifetime() {
+    let (_h, first) = logged_in(TokenPolicy {
+        refresh_ttl: 600,
+        session_lifetime: 300,
+        ..TokenPolicy::default()
+    })
+    .await;
+
+    assert_eq!(first.refresh_expires_in, Some(300));
+}
+
+#[tokio::test]
+async fn refresh_for_a_user_disabled_meanwhile_is_invalid_grant() {
+    let (h, first) = logged_in(TokenPolicy::default()).await;
+    h.engine
+        .stores()
+        .users
+        .set_user_disabled("alice", true)
+        .await
+        .unwrap();
+
+    let result = h.refresh("app", refresh_token(&first)).await;
+
+    assert_eq!(error_code(result), ErrorCode::InvalidGrant);
+}
+
+// ---- signing-key rotation ----
+
+fn kid_of(jwt: &str) -> String {
+    jsonwebtoken::decode_header(jwt)
+        .expect("a JWT header")
+        .kid
+        .expect("a kid")
+}
+
+#[tokio::test]
+async fn jwt_minted_before_a_key_rotation_still_validates() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+    let before = h.login("app", "alice", None).await.unwrap();
+
+    h.engine.rotate_signing_key().await.unwrap();
+    let result = h.validate(&before.access_token).await;
+
+    assert_eq!(result.unwrap().format, AccessTokenFormat::Jwt);
+}
+
+#[tokio::test]
+async fn jwt_minted_after_a_key_rotation_carries_the_new_kid() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+    let before = h.login("app", "alice", None).await.unwrap();
+
+    let new_kid = h.engine.rotate_signing_key().await.unwrap();
+    let after = h.login("app", "alice", None).await.unwrap();
+
+    assert_ne!(kid_of(&before.access_token), new_kid);
+    assert_eq!(kid_of(&after.access_token), new_kid);
+    assert_eq!(h.engine.key_ring().current_kid(), Some(new_kid.as_str()));
+    assert!(h.validate(&after.access_token).await.is_ok());
+}
+
+// ---- administration ----
+
+#[tokio::test]
+async fn operator_client_secret_shorter_than_the_minimum_is_rejected() {
+    let h = Harness::new().await;
+    let short = "s".repeat(MIN_CLIENT_SECRET_LEN - 1);
+
+    let result = h
+        .engine
+        .create_client(client("service"), true, Some(secret(&short)))
+        .await;
+
+    assert_eq!(error_code(result), ErrorCode::InvalidRequest);
+    let stored = h.engine.stores().clients.find_client("service").await;
+    assert_eq!(stored.unwrap(), None);
+}
+
+#[tokio::test]
+async fn generated_client_secret_is_43_characters_and_authenticates() {
+    let h = Harness::new().await;
+
+    let generated = h
+        .engine
+        .create_client(client("service"), true, None)
+        .await
+        .unwrap()
+        .expect("a secret is generated for a confidential client");
+
+    assert_eq!(generated.chars().count(), 43);
+    let authenticated = h
+        .engine
+        .authenticate_client(&basic("service", &generated))
+        .await
+        .unwrap();
+    assert!(!authenticated.is_public());
+    let stored = authenticated.secret_hash.unwrap();
+    assert!(!stored.contains(&generated));
+}
+
+#[tokio::test]
+async fn rotating_a_client_secret_invalidates_the_old_one() {
+    let h = Harness::new().await;
+    h.confidential_client(client("service")).await;
+
+    let new_secret = h
+        .engine
+        .rotate_client_secret("service", None)
+        .await
+        .unwrap()
+        .expect("the client exists");
+
+    assert_eq!(new_secret.len(), 43);
+    let old = h.client_credentials(basic("service", CLIENT_SECRET)).await;
+    assert_eq!(error_code(old), ErrorCode::InvalidClient);
+    let new = h.client_credentials(basic("service", &new_secret)).await;
+    assert_eq!(new.unwrap().subject, "service");
+}

@@ -85,6 +85,9 @@ pub enum EngineError {
     /// The database or the password pool cannot take the request now: 503 with Retry-After.
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
+    /// The thing to create already exists (administration only); names what collided.
+    #[error("already exists: {0}")]
+    Conflict(String),
     /// Our fault. Logged with a correlation id; the client sees a generic 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -100,6 +103,7 @@ impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => EngineError::Unavailable(m),
+            StoreError::Conflict(what) => EngineError::Conflict(what),
             other => EngineError::Internal(other.to_string()),
         }
     }

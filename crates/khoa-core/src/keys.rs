@@ -98,9 +98,9 @@ impl KeyRing {
             verifiers.insert(r.kid.clone(), DecodingKey::from_ed_der(&public));
             published.push(jwk);
             if r.status == KeyStatus::Current {
-                let seed = master.open(&r.private_sealed, r.kid.as_bytes()).map_err(|e| {
-                    EngineError::Internal(format!("signing key {}: {e}", r.kid))
-                })?;
+                let seed = master
+                    .open(&r.private_sealed, r.kid.as_bytes())
+                    .map_err(|e| EngineError::Internal(format!("signing key {}: {e}", r.kid)))?;
                 let seed: [u8; 32] = seed
                     .as_slice()
                     .try_into()
@@ -221,7 +221,10 @@ mod tests {
         let mut parts: Vec<&str> = ours_jwt.split('.').collect();
         let evil = URL_SAFE_NO_PAD.encode(br#"{"sub":"admin"}"#);
         parts[1] = &evil;
-        assert_eq!(ours.verify(&parts.join("."), "https://khoa.test", "api"), None);
+        assert_eq!(
+            ours.verify(&parts.join("."), "https://khoa.test", "api"),
+            None
+        );
     }
 
     #[test]

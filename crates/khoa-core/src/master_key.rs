@@ -49,7 +49,8 @@ impl MasterKey {
 
     /// A subkey for one purpose (HMAC-SHA256(master, label)), so that no two uses share a key.
     pub fn derive(&self, label: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&*self.0).expect("HMAC takes any key size");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&*self.0).expect("HMAC takes any key size");
         mac.update(label.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -65,7 +66,13 @@ impl MasterKey {
         random.fill(&mut nonce);
         let ct = self
             .cipher()
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .expect("AES-GCM encryption cannot fail for these sizes");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
@@ -77,7 +84,7 @@ impl MasterKey {
             return Err(MasterKeyError::Open);
         }
         let (nonce, ct) = sealed.split_at(12);
-    let nonce: [u8; 12] = nonce.try_into().expect("split at 12");
+        let nonce: [u8; 12] = nonce.try_into().expect("split at 12");
         self.cipher()
             .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad })
             .map(Zeroizing::new)

@@ -33,7 +33,10 @@ impl std::fmt::Debug for IssuedTokens {
         f.debug_struct("IssuedTokens")
             .field("access_token", &redacted(&self.access_token))
             .field("expires_in", &self.expires_in)
-            .field("refresh_token", &self.refresh_token.as_deref().map(redacted))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_deref().map(redacted),
+            )
             .field("scope", &self.scope)
             .field("subject", &self.subject)
             .field("client_id", &self.client_id)
@@ -57,7 +60,12 @@ impl KeyRingHandle {
         random: &dyn Random,
         now: UnixTime,
     ) -> Result<Self, EngineError> {
-        if !store.list_keys().await?.iter().any(|k| k.status == crate::store::KeyStatus::Current) {
+        if !store
+            .list_keys()
+            .await?
+            .iter()
+            .any(|k| k.status == crate::store::KeyStatus::Current)
+        {
             store
                 .insert_first_key(&generate_key(random, &master, now))
                 .await?;

@@ -56,7 +56,8 @@ impl SecretHasher {
     }
 
     fn mac(&self, secret: &str) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key size");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key size");
         mac.update(secret.as_bytes());
         mac.finalize().into_bytes().to_vec()
     }

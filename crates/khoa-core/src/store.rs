@@ -58,7 +58,8 @@ pub trait ClientStore: Send + Sync {
     /// Ordered by client_id.
     async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
     /// Replaces the secret hash; returns whether the client exists.
-    async fn set_client_secret_hash(&self, client_id: &str, hash: &str) -> Result<bool, StoreError>;
+    async fn set_client_secret_hash(&self, client_id: &str, hash: &str)
+    -> Result<bool, StoreError>;
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
 }
 

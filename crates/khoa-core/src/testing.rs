@@ -13,7 +13,15 @@ struct Inner {
     users: HashMap<String, User>,
     clients: HashMap<String, Client>,
     families: HashMap<String, Family>,
-    refresh: HashMap<String, (RefreshRecord, Option<UnixTime>, Option<String>, Option<Vec<u8>>)>,
+    refresh: HashMap<
+        String,
+        (
+            RefreshRecord,
+            Option<UnixTime>,
+            Option<String>,
+            Option<Vec<u8>>,
+        ),
+    >,
     access: HashMap<String, AccessRecord>,
     keys: Vec<SigningKeyRecord>,
 }
@@ -72,7 +80,12 @@ impl UserStore for MemoryStore {
         Ok(user)
     }
     async fn find_user_by_username(&self, name: &str) -> Result<Option<User>, StoreError> {
-        Ok(self.lock().users.values().find(|u| u.username == name).cloned())
+        Ok(self
+            .lock()
+            .users
+            .values()
+            .find(|u| u.username == name)
+            .cloned())
     }
     async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
         Ok(self.lock().users.get(id).cloned())
@@ -136,7 +149,8 @@ impl TokenStore for MemoryStore {
             g.families.insert(f.id.clone(), f.clone());
         }
         if let Some(r) = &i.refresh {
-            g.refresh.insert(r.hash.clone(), (r.clone(), None, None, None));
+            g.refresh
+                .insert(r.hash.clone(), (r.clone(), None, None, None));
         }
         if let Some(a) = &i.access {
             g.access.insert(a.hash.clone(), a.clone());

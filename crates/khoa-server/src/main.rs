@@ -1,1 +1,37 @@
-fn main() {}
+use anyhow::Result;
+use clap::Parser;
+use khoa_server::cli::{Cli, Command};
+use khoa_server::config::Config;
+use khoa_server::startup::{App, open_engine, shutdown_signal};
+use khoa_server::{admin, demo};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match cli.command {
+        Command::Serve => App::build(config).await?.run(shutdown_signal()).await?,
+        Command::Demo(args) => demo::run(args, config).await?,
+        Command::Migrate => {
+            khoa_store::migrate(&config.database_url).await?;
+            println!("database is up to date");
+        }
+        Command::Client(cmd) => {
+            admin::client(&*open_engine(&config, config.issuer()).await?, cmd).await?
+        }
+        Command::User(cmd) => {
+            admin::user(&*open_engine(&config, config.issuer()).await?, cmd).await?
+        }
+        Command::Keys(cmd) => {
+            admin::keys(&*open_engine(&config, config.issuer()).await?, cmd).await?
+        }
+    }
+    Ok(())
+}

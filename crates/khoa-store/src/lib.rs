@@ -93,7 +93,10 @@ mod tests {
             Backend::from_url("sqlite://khoa.db?mode=rwc"),
             Ok(Backend::Sqlite)
         ));
-        assert!(matches!(Backend::from_url("sqlite:khoa.db"), Ok(Backend::Sqlite)));
+        assert!(matches!(
+            Backend::from_url("sqlite:khoa.db"),
+            Ok(Backend::Sqlite)
+        ));
         assert_eq!(
             Backend::from_url("postgres://db/khoa").err(),
             Some(StoreError::Other(

@@ -19,9 +19,15 @@ pub enum ClientAuth {
     /// No client identification at all.
     None,
     /// `client_secret_basic`: `Authorization: Basic`.
-    Basic { client_id: String, secret: SecretString },
+    Basic {
+        client_id: String,
+        secret: SecretString,
+    },
     /// `client_secret_post`: `client_id` and `client_secret` in the body.
-    Post { client_id: String, secret: SecretString },
+    Post {
+        client_id: String,
+        secret: SecretString,
+    },
     /// `client_id` alone, as a public client sends it (seed 004).
     IdOnly { client_id: String },
 }

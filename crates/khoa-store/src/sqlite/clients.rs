@@ -74,7 +74,11 @@ impl ClientStore for SqliteClients {
             .collect()
     }
 
-    async fn set_client_secret_hash(&self, client_id: &str, hash: &str) -> Result<bool, StoreError> {
+    async fn set_client_secret_hash(
+        &self,
+        client_id: &str,
+        hash: &str,
+    ) -> Result<bool, StoreError> {
         let (client_id, hash) = (client_id.to_owned(), hash.to_owned());
         self.0
             .writer

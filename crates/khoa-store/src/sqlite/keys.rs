@@ -29,8 +29,8 @@ impl KeyStore for SqliteKeys {
                         "UPDATE signing_keys SET status = 'previous' WHERE status = 'current'",
                     )
                     .execute(&mut *conn)
-                        .await
-                        .store_err()?;
+                    .await
+                    .store_err()?;
                     insert_key(conn, INSERT_CURRENT, &key).await.map(drop)
                 })
             })

@@ -17,8 +17,8 @@ use khoa_core::scope::ScopeSet;
 use khoa_core::store::{Readiness, StoreError, Stores};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
 
@@ -148,7 +148,6 @@ fn map_err(e: sqlx::Error) -> StoreError {
     const BUSY: i64 = 5;
     const LOCKED: i64 = 6;
     const IOERR: i64 = 10;
-    const CANTOPEN: i64 = 14;
     let transient = match &e {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -157,7 +156,7 @@ fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) => db
             .code()
             .and_then(|code| code.parse::<i64>().ok())
-            .is_some_and(|code| matches!(code & 0xff, BUSY | LOCKED | IOERR | CANTOPEN)),
+            .is_some_and(|code| matches!(code & 0xff, BUSY | LOCKED | IOERR)),
         _ => false,
     };
     if transient {
@@ -188,4 +187,94 @@ fn parse_col<T: FromStr>(col: &str, text: &str) -> Result<T, StoreError> {
 /// Whether a statement touched a row: the answer of every "returns whether" method.
 fn changed(result: sqlx::sqlite::SqliteQueryResult) -> bool {
     result.rows_affected() > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::SqliteConnection;
+    use std::time::Duration;
+
+    fn temp_url() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("khoa.db").display());
+        (dir, url)
+    }
+
+    async fn pragma(conn: &mut SqliteConnection, name: &'static str) -> String {
+        let row = sqlx::raw_sql(name).fetch_one(conn).await.unwrap();
+        match row.try_get::<String, _>(0) {
+            Ok(text) => text,
+            Err(_) => row.get::<i64, _>(0).to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_are_durable_and_enforce_foreign_keys() {
+        let (_dir, url) = temp_url();
+        let opts = StoreOptions {
+            busy_timeout: Duration::from_millis(1234),
+            ..StoreOptions::default()
+        };
+        let mut conn = connect_options(&url, &opts)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(pragma(&mut conn, "PRAGMA journal_mode").await, "wal");
+        assert_eq!(pragma(&mut conn, "PRAGMA synchronous").await, "2", "FULL");
+        assert_eq!(pragma(&mut conn, "PRAGMA foreign_keys").await, "1");
+        assert_eq!(pragma(&mut conn, "PRAGMA busy_timeout").await, "1234");
+    }
+
+    #[tokio::test]
+    async fn in_memory_databases_are_refused() {
+        for url in ["sqlite::memory:", "sqlite://khoa?mode=memory"] {
+            let err = connect(url, &StoreOptions::default()).await.err();
+            assert!(matches!(err, Some(StoreError::Other(m)) if m.contains("in-memory")));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_database_locked_past_the_busy_timeout_is_unavailable() {
+        let (_dir, url) = temp_url();
+        let opts = StoreOptions {
+            busy_timeout: Duration::ZERO,
+            ..StoreOptions::default()
+        };
+        let options = connect_options(&url, &opts).unwrap();
+        let mut holder = options.connect().await.unwrap();
+        let mut other = options.connect().await.unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+
+        let err = sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .store_err()
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unexpected_unique_violation_is_not_a_named_conflict() {
+        let (_dir, url) = temp_url();
+        let mut conn = connect_options(&url, &StoreOptions::default())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE TABLE t (k TEXT PRIMARY KEY); INSERT INTO t VALUES ('a');")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let insert = sqlx::query("INSERT INTO t VALUES ('a')");
+        let named = insert.execute(&mut conn).await.on_unique("k").unwrap_err();
+        assert_eq!(named, StoreError::Conflict("k".into()));
+        let insert = sqlx::query("INSERT INTO t VALUES ('a')");
+        let unnamed = insert.execute(&mut conn).await.store_err().unwrap_err();
+        assert!(matches!(unnamed, StoreError::Other(_)), "{unnamed:?}");
+    }
 }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use khoa_core::store::StoreError;
-use sqlx::sqlite::SqliteConnection;
 use sqlx::Connection;
+use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -58,7 +58,10 @@ impl Writer {
 
     /// Queues `work` and returns the receiver of its answer: the first half of
     /// [`Writer::write`], separate so that tests can fill the queue deterministically.
-    async fn submit<T, F>(&self, work: F) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    async fn submit<T, F>(
+        &self,
+        work: F,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
@@ -183,7 +186,10 @@ async fn commit_batch(
     outcome
 }
 
-async fn run_jobs(conn: &mut SqliteConnection, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+async fn run_jobs(
+    conn: &mut SqliteConnection,
+    jobs: &mut [Box<dyn Job>],
+) -> Result<(), StoreError> {
     for job in jobs {
         exec(conn, "SAVEPOINT job").await?;
         if !job.run(conn).await {
@@ -200,4 +206,216 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), Stor
         .await
         .store_err()
         .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{Connection, Row};
+
+    /// A writer on a private in-memory database with one table `t(k TEXT PRIMARY KEY)`.
+    async fn writer(batch_max: usize) -> (Writer, JoinHandle<()>) {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE t (k TEXT PRIMARY KEY); \
+             CREATE TABLE child (p TEXT REFERENCES t (k) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        Writer::spawn(conn, batch_max)
+    }
+
+    async fn insert(conn: &mut SqliteConnection, k: String) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO t (k) VALUES (?)")
+            .bind(k)
+            .execute(conn)
+            .await
+            .on_unique("k")
+            .map(drop)
+    }
+
+    async fn keys(w: &Writer) -> Vec<String> {
+        w.write(|conn| {
+            Box::pin(async move {
+                let rows = sqlx::query("SELECT k FROM t ORDER BY k")
+                    .fetch_all(conn)
+                    .await
+                    .store_err()?;
+                Ok(rows.iter().map(|r| r.get::<String, _>("k")).collect())
+            })
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Occupies the writer until the returned sender fires, so that the jobs submitted meanwhile
+    /// are all queued when the next batch starts: deterministic batching without sleeps.
+    async fn hold(
+        w: &Writer,
+    ) -> (
+        oneshot::Sender<()>,
+        oneshot::Receiver<Result<(), StoreError>>,
+    ) {
+        let (started_tx, started) = oneshot::channel();
+        let (release, gate) = oneshot::channel::<()>();
+        let done = w
+            .submit(move |_conn| {
+                Box::pin(async move {
+                    let _ = started_tx.send(());
+                    let _ = gate.await;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        started.await.unwrap();
+        (release, done)
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_is_rolled_back_alone_and_the_rest_of_its_batch_commits() {
+        let (w, _) = writer(16).await;
+        let (release, held) = hold(&w).await;
+        let first = w
+            .submit(|conn| Box::pin(insert(conn, "a".into())))
+            .await
+            .unwrap();
+        // Writes "b", then collides: "b" must go with it.
+        let failing = w
+            .submit(|conn| {
+                Box::pin(async move {
+                    insert(&mut *conn, "b".into()).await?;
+                    insert(conn, "a".into()).await
+                })
+            })
+            .await
+            .unwrap();
+        let last = w
+            .submit(|conn| Box::pin(insert(conn, "c".into())))
+            .await
+            .unwrap();
+        release.send(()).unwrap();
+
+        held.await.unwrap().unwrap();
+        assert_eq!(first.await.unwrap(), Ok(()));
+        assert_eq!(
+            failing.await.unwrap(),
+            Err(StoreError::Conflict("k".into()))
+        );
+        assert_eq!(last.await.unwrap(), Ok(()));
+        assert_eq!(keys(&w).await, ["a", "c"]);
+        // The hold, the batch of three, the read.
+        assert_eq!(w.commits(), 3);
+    }
+
+    #[tokio::test]
+    async fn queued_jobs_share_one_transaction() {
+        let (w, _) = writer(256).await;
+        let (release, held) = hold(&w).await;
+        let mut answers = Vec::new();
+        for i in 0..100 {
+            answers.push(
+                w.submit(move |conn| Box::pin(insert(conn, format!("k{i:03}"))))
+                    .await
+                    .unwrap(),
+            );
+        }
+        release.send(()).unwrap();
+
+        held.await.unwrap().unwrap();
+        for answer in answers {
+            assert_eq!(answer.await.unwrap(), Ok(()));
+        }
+        assert_eq!(w.commits(), 2, "the hold, then all hundred writes at once");
+        assert_eq!(keys(&w).await.len(), 100);
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_are_batched() {
+        let (w, _) = writer(256).await;
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let w = w.clone();
+                tokio::spawn(async move {
+                    w.write(move |conn| Box::pin(insert(conn, format!("k{i:03}"))))
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Ok(()));
+        }
+        assert!(w.commits() < 100, "{} commits for 100 writes", w.commits());
+        assert_eq!(keys(&w).await.len(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_batch_never_exceeds_batch_max() {
+        let (w, _) = writer(10).await;
+        let (release, held) = hold(&w).await;
+        let mut answers = Vec::new();
+        // Stays under the queue's capacity (2 × batch_max), or `submit` would wait for the hold.
+        for i in 0..20 {
+            answers.push(
+                w.submit(move |conn| Box::pin(insert(conn, format!("k{i:02}"))))
+                    .await
+                    .unwrap(),
+            );
+        }
+        release.send(()).unwrap();
+
+        held.await.unwrap().unwrap();
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
+        assert_eq!(w.commits(), 3, "the hold, then two batches of ten");
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_every_job_of_the_batch() {
+        let (w, _) = writer(16).await;
+        let (release, held) = hold(&w).await;
+        let fine = w
+            .submit(|conn| Box::pin(insert(conn, "a".into())))
+            .await
+            .unwrap();
+        // A deferred foreign key passes the statement and fails the COMMIT.
+        let dangling = w
+            .submit(|conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO child (p) VALUES ('nobody')")
+                        .execute(conn)
+                        .await
+                        .store_err()
+                        .map(drop)
+                })
+            })
+            .await
+            .unwrap();
+        release.send(()).unwrap();
+
+        held.await.unwrap().unwrap();
+        assert!(matches!(fine.await.unwrap(), Err(StoreError::Other(_))));
+        assert!(matches!(dangling.await.unwrap(), Err(StoreError::Other(_))));
+        assert!(keys(&w).await.is_empty(), "the whole batch was rolled back");
+        // And the writer goes on.
+        w.write(|conn| Box::pin(insert(conn, "b".into())))
+            .await
+            .unwrap();
+        assert_eq!(keys(&w).await, ["b"]);
+    }
+
+    #[tokio::test]
+    async fn the_writer_stops_when_the_last_handle_is_dropped() {
+        let (w, task) = writer(16).await;
+        let other = w.clone();
+        w.write(|conn| Box::pin(insert(conn, "a".into())))
+            .await
+            .unwrap();
+        drop(w);
+        assert!(!other.is_stopped());
+        drop(other);
+        task.await.expect("the writer task ends without panicking");
+    }
 }

@@ -1,0 +1,229 @@
+//! The admin verbs of the CLI, against the same database the server uses.
+
+use anyhow::{Context, Result, bail};
+use khoa_core::engine::Engine;
+use khoa_core::model::{Client, TokenPolicy};
+use khoa_core::scope::ScopeSet;
+use secrecy::SecretString;
+use std::io::BufRead;
+
+use crate::cli::{ClientAddArgs, ClientCommand, KeysCommand, UserCommand};
+
+/// Reads one line from standard input (a password or secret piped in, never an argument that
+/// would land in shell history or `ps`).
+fn read_secret_line(what: &str) -> Result<SecretString> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .with_context(|| format!("reading the {what} from standard input"))?;
+    let trimmed = line.trim_end_matches(['\r', '\n']);
+    if trimmed.is_empty() {
+        bail!("no {what} on standard input");
+    }
+    Ok(SecretString::from(trimmed.to_owned()))
+}
+
+fn scopes(s: &str, what: &str) -> Result<ScopeSet> {
+    ScopeSet::parse(s).map_err(|_| anyhow::anyhow!("{what}: malformed scope list"))
+}
+
+pub async fn client(engine: &Engine, cmd: ClientCommand) -> Result<()> {
+    let clients = &engine.stores().clients;
+    match cmd {
+        ClientCommand::Add(args) => add_client(engine, args).await,
+        ClientCommand::List => {
+            for c in clients.list_clients().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    c.client_id,
+                    if c.is_public() {
+                        "public"
+                    } else {
+                        "confidential"
+                    },
+                    c.policy.access_format.as_str(),
+                    c.allowed_scopes
+                );
+            }
+            Ok(())
+        }
+        ClientCommand::Show { client_id } => {
+            let c = clients
+                .find_client(&client_id)
+                .await?
+                .with_context(|| format!("no client {client_id}"))?;
+            print_client(&c);
+            Ok(())
+        }
+        ClientCommand::RotateSecret {
+            client_id,
+            secret_stdin,
+        } => {
+            let given = secret_stdin
+                .then(|| read_secret_line("client secret"))
+                .transpose()?;
+            let from_stdin = given.is_some();
+            match engine.rotate_client_secret(&client_id, given).await? {
+                None => bail!("no client {client_id}"),
+                Some(_) if from_stdin => println!("secret of {client_id} replaced"),
+                Some(secret) => {
+                    println!("client_secret: {secret}");
+                    eprintln!("(shown once; khoa stores only a keyed hash of it)");
+                }
+            }
+            Ok(())
+        }
+        ClientCommand::Remove { client_id } => {
+            if !clients.delete_client(&client_id).await? {
+                bail!("no client {client_id}");
+            }
+            println!("removed client {client_id}");
+            Ok(())
+        }
+    }
+}
+
+async fn add_client(engine: &Engine, a: ClientAddArgs) -> Result<()> {
+    let allowed = scopes(&a.scopes, "--scopes")?;
+    let default_scopes = match &a.default_scopes {
+        Some(d) => scopes(d, "--default-scopes")?,
+        None => allowed.clone(),
+    };
+    if !default_scopes.is_subset(&allowed) {
+        bail!("--default-scopes must be a subset of --scopes");
+    }
+    for (name, v) in [
+        ("--access-ttl", a.access_ttl),
+        ("--refresh-ttl", a.refresh_ttl),
+        ("--session-lifetime", a.session_lifetime),
+    ] {
+        if v <= 0 {
+            bail!("{name} must be positive");
+        }
+    }
+    if a.reuse_window < 0 {
+        bail!("--reuse-window must not be negative");
+    }
+    let secret = a
+        .secret_stdin
+        .then(|| read_secret_line("client secret"))
+        .transpose()?;
+    let client = Client {
+        client_id: a.client_id.clone(),
+        name: a.name.unwrap_or_else(|| a.client_id.clone()),
+        secret_hash: None,
+        allowed_scopes: allowed,
+        default_scopes,
+        grant_types: a.grant_types,
+        policy: TokenPolicy {
+            access_format: a.token_format,
+            access_ttl: a.access_ttl,
+            refresh: a.refresh,
+            refresh_ttl: a.refresh_ttl,
+            session_lifetime: a.session_lifetime,
+            reuse_window: a.reuse_window,
+        },
+        disabled: false,
+        created_at: 0,
+    };
+    let generated = engine.create_client(client, !a.public, secret).await?;
+    println!("client_id: {}", a.client_id);
+    if let Some(secret) = generated {
+        println!("client_secret: {secret}");
+        eprintln!("(shown once; khoa stores only a keyed hash of it)");
+    }
+    Ok(())
+}
+
+fn print_client(c: &Client) {
+    let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+    println!("client_id:        {}", c.client_id);
+    println!("name:             {}", c.name);
+    println!(
+        "type:             {}",
+        if c.is_public() {
+            "public"
+        } else {
+            "confidential"
+        }
+    );
+    println!("grant_types:      {}", grants.join(","));
+    println!("allowed_scopes:   {}", c.allowed_scopes);
+    println!("default_scopes:   {}", c.default_scopes);
+    println!("token_format:     {}", c.policy.access_format.as_str());
+    println!("access_ttl:       {}", c.policy.access_ttl);
+    println!("refresh:          {}", c.policy.refresh.as_str());
+    println!("refresh_ttl:      {}", c.policy.refresh_ttl);
+    println!("session_lifetime: {}", c.policy.session_lifetime);
+    println!("reuse_window:     {}", c.policy.reuse_window);
+    println!("disabled:         {}", c.disabled);
+}
+
+pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
+    let users = &engine.stores().users;
+    match cmd {
+        UserCommand::Add {
+            username,
+            scopes: s,
+        } => {
+            let allowed = s.as_deref().map(|s| scopes(s, "--scopes")).transpose()?;
+            let password = read_secret_line("password")?;
+            let user = engine.create_user(&username, &password, allowed).await?;
+            println!("created user {} ({})", user.username, user.id);
+        }
+        UserCommand::List => {
+            for u in users.list_users().await? {
+                let scopes = u.allowed_scopes.map(|s| s.to_string());
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    u.username,
+                    u.id,
+                    if u.disabled { "disabled" } else { "enabled" },
+                    scopes.as_deref().unwrap_or("*")
+                );
+            }
+        }
+        UserCommand::SetPassword { username } => {
+            let password = read_secret_line("password")?;
+            if !engine.set_user_password(&username, &password).await? {
+                bail!("no user {username}");
+            }
+            println!("password of {username} changed");
+        }
+        UserCommand::Disable { username, enable } => {
+            if !users.set_user_disabled(&username, !enable).await? {
+                bail!("no user {username}");
+            }
+            println!("{username} {}", if enable { "enabled" } else { "disabled" });
+        }
+        UserCommand::Remove { username } => {
+            if !users.delete_user(&username).await? {
+                bail!("no user {username}");
+            }
+            println!("removed user {username}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn keys(engine: &Engine, cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::List => {
+            for k in engine.stores().keys.list_keys().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    k.kid,
+                    k.alg,
+                    k.status.as_str(),
+                    k.created_at
+                );
+            }
+        }
+        KeysCommand::Rotate => {
+            let kid = engine.rotate_signing_key().await?;
+            println!("current signing key: {kid}");
+        }
+    }
+    Ok(())
+}

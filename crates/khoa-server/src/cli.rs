@@ -1,0 +1,144 @@
+//! The `khoa` command line (clap). Verbs stay thin: parse, call the engine, print.
+
+use clap::{Args, Parser, Subcommand};
+use khoa_core::model::{AccessTokenFormat, GrantType, RefreshIssuance};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "khoa",
+    version,
+    about = "khoa — one token engine, every dialect"
+)]
+pub struct Cli {
+    /// TOML configuration file; every key can be overridden by a KHOA_* environment variable.
+    #[arg(long, global = true, env = "KHOA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the token server.
+    Serve,
+    /// Serve every dialect on a fresh embedded database seeded with the documents' examples.
+    Demo(DemoArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage users (resource owners).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory for the demo database, master key and demo.json (default: a fresh temporary
+    /// directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Allow listening on a non-loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client. A confidential client's generated secret is printed once.
+    Add(ClientAddArgs),
+    /// List clients.
+    List,
+    /// Show one client.
+    Show { client_id: String },
+    /// Replace a confidential client's secret (generated and printed once, or read from stdin).
+    RotateSecret {
+        client_id: String,
+        /// Read the new secret from the first line of standard input.
+        #[arg(long)]
+        secret_stdin: bool,
+    },
+    /// Delete a client.
+    Remove { client_id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientAddArgs {
+    pub client_id: String,
+    /// Display name (defaults to the id).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A public client (no secret; authenticates by client_id alone).
+    #[arg(long)]
+    pub public: bool,
+    /// Read the secret from the first line of standard input instead of generating one.
+    #[arg(long, conflicts_with = "public")]
+    pub secret_stdin: bool,
+    /// Scopes the client may be granted (space-separated).
+    #[arg(long, default_value = "")]
+    pub scopes: String,
+    /// Scopes granted when a request names none (default: all allowed scopes).
+    #[arg(long)]
+    pub default_scopes: Option<String>,
+    /// Grant types, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "client_credentials")]
+    pub grant_types: Vec<GrantType>,
+    /// Access-token format: jwt or opaque.
+    #[arg(long, default_value = "jwt")]
+    pub token_format: AccessTokenFormat,
+    /// Access-token lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub access_ttl: i64,
+    /// When to issue refresh tokens: offline_access, always or never.
+    #[arg(long, default_value = "offline_access")]
+    pub refresh: RefreshIssuance,
+    /// Refresh-token lifetime in seconds (each rotation starts a new one).
+    #[arg(long, default_value_t = 14 * 24 * 3600)]
+    pub refresh_ttl: i64,
+    /// Absolute session lifetime in seconds; no refresh extends past it.
+    #[arg(long, default_value_t = 90 * 24 * 3600)]
+    pub session_lifetime: i64,
+    /// Seconds during which a repeated refresh returns the same successor (0: none).
+    #[arg(long, default_value_t = 5)]
+    pub reuse_window: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from the first line of standard input.
+    Add {
+        username: String,
+        /// Restrict the scopes this user may be granted (space-separated).
+        #[arg(long)]
+        scopes: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Set a user's password, read from the first line of standard input.
+    SetPassword { username: String },
+    /// Disable a user (or enable again with --enable).
+    Disable {
+        username: String,
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Delete a user.
+    Remove { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys and their status.
+    List,
+    /// Make a fresh key current; the old one stays published for tokens it signed.
+    Rotate,
+}

@@ -1,0 +1,305 @@
+//! The one typed configuration: defaults → TOML file → `KHOA_*` environment variables
+//! (nested keys with `__`, e.g. `KHOA_PASSWORD_HASH__MEMORY_KIB`). Validated once at start-up;
+//! an invalid value stops the process with a message that names the key.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use khoa_core::password::PasswordParams;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on. `KHOA_LISTEN`.
+    pub listen: SocketAddr,
+    /// `sqlite://FILE` (created on first start) or, later, `postgres://…`. `KHOA_DATABASE_URL`.
+    pub database_url: String,
+    /// `iss` of every token. Defaults to `http://{listen}`. `KHOA_ISSUER`.
+    pub issuer: Option<String>,
+    /// `aud` of JWT access tokens. `KHOA_AUDIENCE`.
+    pub audience: String,
+    /// The master key as 64 hex characters. `KHOA_MASTER_KEY`. When absent, the key is read from
+    /// `master_key_file`, which is created (mode 0600) on first start.
+    #[serde(skip_serializing)]
+    pub master_key: Option<SecretString>,
+    /// Defaults to `master.key` beside the SQLite database file. `KHOA_MASTER_KEY_FILE`.
+    pub master_key_file: Option<PathBuf>,
+    pub password_hash: PasswordHashConfig,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    /// Seconds between re-reads of the signing keys (picks up `khoa keys rotate`).
+    pub key_reload_secs: u64,
+    /// Seconds between expired-token clean-ups.
+    pub purge_interval_secs: u64,
+    /// `tracing` filter, e.g. `info` or `khoa=debug`. `KHOA_LOG`.
+    pub log: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PasswordHashConfig {
+    /// Argon2id memory in KiB (OWASP: 19456).
+    pub memory_kib: u32,
+    /// Argon2id passes (OWASP: 2).
+    pub iterations: u32,
+    /// Argon2id lanes (OWASP: 1).
+    pub parallelism: u32,
+    /// Hashes computed at once; 0 means the number of CPU cores.
+    pub max_concurrent: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// Read connections in the pool.
+    pub max_connections: u32,
+    pub busy_timeout_ms: u64,
+    /// Most writes committed together in one transaction (group commit).
+    pub batch_max: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Whole-request timeout in seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid default"),
+            database_url: "sqlite://khoa.db".into(),
+            issuer: None,
+            audience: "khoa".into(),
+            master_key: None,
+            master_key_file: None,
+            password_hash: PasswordHashConfig::default(),
+            database: DatabaseConfig::default(),
+            http: HttpConfig::default(),
+            key_reload_secs: 30,
+            purge_interval_secs: 300,
+            log: "info".into(),
+        }
+    }
+}
+
+impl Default for PasswordHashConfig {
+    fn default() -> Self {
+        let p = PasswordParams::default();
+        PasswordHashConfig {
+            memory_kib: p.memory_kib,
+            iterations: p.iterations,
+            parallelism: p.parallelism,
+            max_concurrent: 0,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            max_connections: 8,
+            busy_timeout_ms: 5000,
+            batch_max: 256,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 16 * 1024,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(String),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then `KHOA_*` variables; then validation.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    f.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        let cfg: Config = fig
+            .merge(Env::prefixed("KHOA_").split("__"))
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        let scheme = self.database_url.split(':').next().unwrap_or_default();
+        if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
+            return invalid("database_url", "must start with sqlite: or postgres:");
+        }
+        if let Some(iss) = &self.issuer
+            && !(iss.starts_with("https://") || iss.starts_with("http://"))
+        {
+            return invalid("issuer", "must be an http(s) URL");
+        }
+        if self.audience.is_empty() {
+            return invalid("audience", "must not be empty");
+        }
+        let p = &self.password_hash;
+        if p.memory_kib < 8 * p.parallelism.max(1) || p.iterations == 0 || p.parallelism == 0 {
+            return invalid(
+                "password_hash",
+                "memory_kib must be at least 8 × parallelism, iterations and parallelism at least 1",
+            );
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.database.batch_max == 0 {
+            return invalid("database.batch_max", "must be at least 1");
+        }
+        if self.http.max_body_bytes < 256 {
+            return invalid("http.max_body_bytes", "must be at least 256");
+        }
+        if self.key_reload_secs == 0 || self.purge_interval_secs == 0 {
+            return invalid("key_reload_secs", "intervals must be at least 1 second");
+        }
+        Ok(())
+    }
+
+    pub fn issuer(&self) -> String {
+        self.issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    pub fn password_params(&self) -> PasswordParams {
+        PasswordParams {
+            memory_kib: self.password_hash.memory_kib,
+            iterations: self.password_hash.iterations,
+            parallelism: self.password_hash.parallelism,
+        }
+    }
+
+    pub fn password_concurrency(&self) -> usize {
+        match self.password_hash.max_concurrent {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The SQLite database file named by `database_url`, if it names one.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+
+    /// Where the master key file lives when `KHOA_MASTER_KEY` is not set.
+    pub fn master_key_path(&self) -> Option<PathBuf> {
+        self.master_key_file.clone().or_else(|| {
+            let db = self.sqlite_path()?;
+            let dir = db.parent().filter(|p| !p.as_os_str().is_empty());
+            Some(dir.map_or_else(|| PathBuf::from("master.key"), |d| d.join("master.key")))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://khoa.db");
+        assert_eq!(c.issuer(), "http://127.0.0.1:8080");
+        assert_eq!(c.master_key_path().unwrap(), PathBuf::from("master.key"));
+    }
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        let mut c = Config {
+            database_url: "sqlite:///var/lib/khoa/k.db?mode=rwc".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.sqlite_path().unwrap(),
+            PathBuf::from("/var/lib/khoa/k.db")
+        );
+        assert_eq!(
+            c.master_key_path().unwrap(),
+            PathBuf::from("/var/lib/khoa/master.key")
+        );
+        c.database_url = "postgres://u@h/db".into();
+        assert_eq!(c.sqlite_path(), None);
+        assert_eq!(c.master_key_path(), None);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let c = Config {
+            database_url: "mysql://x".into(),
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("database_url")
+        );
+        let c = Config {
+            issuer: Some("ftp://x".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("issuer"));
+    }
+
+    #[test]
+    fn file_and_environment_layers_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "khoa.toml",
+                "audience = \"from-file\"\n[http]\nmax_body_bytes = 4096\n",
+            )?;
+            jail.set_env("KHOA_AUDIENCE", "from-env");
+            jail.set_env("KHOA_PASSWORD_HASH__ITERATIONS", "3");
+            let c = Config::load(Some(Path::new("khoa.toml"))).unwrap();
+            assert_eq!(c.audience, "from-env");
+            assert_eq!(c.http.max_body_bytes, 4096);
+            assert_eq!(c.password_hash.iterations, 3);
+            jail.set_env("KHOA_LISTEN", "not-an-address");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("listen"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,23 @@
+//! Liveness and readiness.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use crate::state::AppState;
+
+/// `GET /healthz`: 200 as soon as the server accepts requests. No I/O: the benchmarks use it as
+/// the plain-HTTP reference.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: 200 when the database answers, 503 otherwise.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.engine.stores().readiness.ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+    }
+}

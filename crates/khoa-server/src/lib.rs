@@ -1,0 +1,30 @@
+//! khoa-server: the HTTP edge of khoa and the `khoa` binary.
+//!
+//! # Layout
+//!
+//! - [`config`]: the typed configuration (defaults → TOML → `KHOA_*`), validated at start-up.
+//! - [`startup`]: [`startup::App::build`] (bind, open database, build engine) and
+//!   [`startup::App::run`] (serve with graceful shutdown); the router; background maintenance.
+//! - [`dialects`]: one file per wire dialect, each parse → engine → render.
+//!   [`dialects::oauth2`] is RFC 6749 `/connect/token`.
+//! - [`resource`]: the bearer-token extractor (RFC 6750) and the sample protected resource.
+//! - [`wellknown`]: JWKS.
+//! - [`health`]: `/healthz` and `/readyz`.
+//! - [`wire`]: strict parsers for form bodies and `Authorization` headers.
+//! - [`error`]: [`error::ApiError`] for 500/503 with a correlation id.
+//! - [`master_key`]: loading or creating the master key.
+//! - [`cli`], [`admin`], [`demo`]: the command line, its admin verbs, and `khoa demo`.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod dialects;
+pub mod error;
+pub mod health;
+pub mod master_key;
+pub mod resource;
+pub mod startup;
+pub mod state;
+pub mod wellknown;
+pub mod wire;

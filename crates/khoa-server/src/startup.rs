@@ -1,0 +1,238 @@
+//! The start-up seam: [`App::build`] opens the database, builds the engine and binds the port;
+//! [`App::run`] serves until the shutdown future resolves, then drains gracefully.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use khoa_core::clock::{OsRandom, SystemClock};
+use khoa_core::engine::{Engine, EngineConfig};
+use khoa_core::store::Stores;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::dialects::oauth2;
+use crate::state::AppState;
+use crate::{health, resource, wellknown};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    MasterKey(#[from] crate::master_key::MasterKeyLoadError),
+    #[error("database {url}: {source}")]
+    Database {
+        url: String,
+        source: khoa_core::store::StoreError,
+    },
+    #[error("engine: {0}")]
+    Engine(#[from] khoa_core::error::EngineError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The database URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens the configured database and builds the engine over it (shared by `serve`, the CLI
+/// verbs and `demo`).
+pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>, StartError> {
+    let master = crate::master_key::load(config)?;
+    let stores = open_stores(config).await?;
+    let engine = Engine::new(
+        EngineConfig {
+            issuer,
+            audience: config.audience.clone(),
+            password: config.password_params(),
+            password_concurrency: config.password_concurrency(),
+        },
+        stores,
+        master,
+        Arc::new(SystemClock),
+        Arc::new(OsRandom),
+    )
+    .await?;
+    Ok(Arc::new(engine))
+}
+
+async fn open_stores(config: &Config) -> Result<Stores, StartError> {
+    if let Some(dir) = config
+        .sqlite_path()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let opts = khoa_store::StoreOptions {
+        max_connections: config.database.max_connections,
+        busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
+        batch_max: config.database.batch_max,
+    };
+    khoa_store::connect(&config.database_url, &opts)
+        .await
+        .map_err(|source| StartError::Database {
+            url: redact_url(&config.database_url),
+            source,
+        })
+}
+
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    config: Config,
+}
+
+impl App {
+    /// Binds `config.listen` (port 0 picks a free port) and opens everything the server needs.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let issuer = config
+            .issuer
+            .clone()
+            .map(|i| i.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let engine = open_engine(&config, issuer).await?;
+        Ok(App {
+            listener,
+            addr,
+            state: AppState { engine },
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
+    /// finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let maintenance = tokio::spawn(maintenance(self.state.clone(), self.config.clone()));
+        let router = router(self.state, &self.config);
+        tracing::info!(addr = %self.addr, "khoa listening");
+        let result = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        maintenance.abort();
+        result
+    }
+}
+
+pub fn router(state: AppState, config: &Config) -> Router {
+    Router::new()
+        .route(oauth2::TOKEN_PATH, post(oauth2::token))
+        .route(
+            resource::PROTECTED_RESOURCE_PATH,
+            get(resource::protected_resource),
+        )
+        .route(wellknown::JWKS_PATH, get(wellknown::jwks))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "error": "not_found" })),
+    )
+}
+
+/// Periodic work every node does: pick up rotated signing keys, delete expired tokens in
+/// small batches.
+async fn maintenance(state: AppState, config: Config) {
+    let mut keys = tokio::time::interval(Duration::from_secs(config.key_reload_secs));
+    let mut purge = tokio::time::interval(Duration::from_secs(config.purge_interval_secs));
+    loop {
+        tokio::select! {
+            _ = keys.tick() => {
+                if let Err(e) = state.engine.reload_keys().await {
+                    tracing::warn!(error = %e, "reloading signing keys failed");
+                }
+            }
+            _ = purge.tick() => {
+                let now = state.engine.now();
+                loop {
+                    match state.engine.stores().tokens.purge_expired(now, 500).await {
+                        Ok(n) if n == 500 => continue,
+                        Ok(n) => { if n > 0 { tracing::debug!(deleted = n, "purged expired tokens"); } break }
+                        Err(e) => { tracing::warn!(error = %e, "purging expired tokens failed"); break }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn database_passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://khoa:s3cret@db:5432/khoa"),
+            "postgres://khoa:***@db:5432/khoa"
+        );
+        assert_eq!(redact_url("sqlite://khoa.db"), "sqlite://khoa.db");
+        assert_eq!(
+            redact_url("postgres://khoa@db/khoa"),
+            "postgres://khoa@db/khoa"
+        );
+    }
+}

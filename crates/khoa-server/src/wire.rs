@@ -1,0 +1,223 @@
+//! Parsers for what arrives from outside, shared by the dialects: form bodies, Basic and Bearer
+//! credentials. Each returns a typed error; the dialect renders it in its own shape.
+//!
+//! The form parser is written here rather than taken from `serde_urlencoded`/`form_urlencoded`
+//! because RFC 6749 demands what those hide: a repeated parameter must be rejected (§3.1), and
+//! bytes that are not UTF-8 after percent-decoding must be refused, not replaced by U+FFFD.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use percent_encoding::percent_decode;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    #[error("the request body is not valid UTF-8")]
+    NotUtf8,
+    #[error("the {0} parameter is repeated")]
+    Repeated(String),
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component strictly.
+fn decode_component(raw: &[u8]) -> Result<String, FormError> {
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    let bytes: Vec<u8> = percent_decode(&plus_as_space).collect();
+    String::from_utf8(bytes).map_err(|_| FormError::NotUtf8)
+}
+
+/// Parses a form body into name → value. Empty values count as absent (RFC 6749 §3.1), and a
+/// name given twice is an error.
+pub fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, FormError> {
+    let mut out = HashMap::new();
+    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        let name = decode_component(name)?;
+        let value = decode_component(value)?;
+        if out.contains_key(&name) {
+            return Err(FormError::Repeated(name));
+        }
+        if !value.is_empty() {
+            out.insert(name, value);
+        } else {
+            // Remember the name so that `a=&a=x` is still caught as a repetition.
+            out.insert(name, String::new());
+        }
+    }
+    out.retain(|_, v| !v.is_empty());
+    Ok(out)
+}
+
+/// What an `Authorization` header held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    Absent,
+    /// `Basic` with the id and secret already split.
+    Basic {
+        user: String,
+        password: String,
+    },
+    Bearer(String),
+    /// Present but unreadable, or another scheme.
+    Malformed,
+}
+
+/// Parses the `Authorization` header value. When `form_encoded_basic` is set the Basic user and
+/// password are form-decoded as RFC 6749 §2.3.1 requires of OAuth clients; plain Basic (RFC 7617)
+/// is used by the dialects whose documents do not ask for it.
+pub fn parse_authorization(header: Option<&[u8]>, form_encoded_basic: bool) -> Authorization {
+    let Some(raw) = header else {
+        return Authorization::Absent;
+    };
+    let Ok(value) = std::str::from_utf8(raw) else {
+        return Authorization::Malformed;
+    };
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        // RFC 6750 §2.1 b64token characters.
+        let ok = !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=|".contains(&b));
+        return if ok {
+            Authorization::Bearer(rest.to_owned())
+        } else {
+            Authorization::Malformed
+        };
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Authorization::Malformed;
+    }
+    let Some(decoded) = STANDARD
+        .decode(rest)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        return Authorization::Malformed;
+    };
+    let Some((user, password)) = decoded.split_once(':') else {
+        return Authorization::Malformed;
+    };
+    if form_encoded_basic {
+        match (
+            decode_component(user.as_bytes()),
+            decode_component(password.as_bytes()),
+        ) {
+            (Ok(u), Ok(p)) => Authorization::Basic {
+                user: u,
+                password: p,
+            },
+            _ => Authorization::Malformed,
+        }
+    } else {
+        Authorization::Basic {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+}
+
+/// Whether a `Content-Type` header names `expected` (parameters such as charset ignored).
+pub fn content_type_is(header: Option<&[u8]>, expected: &str) -> bool {
+    header
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| h.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case(expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decodes_percent_and_plus_and_drops_empty_values() {
+        let f = parse_form(
+            b"grant_type=password&username=account%40tripdata.vn&password=%40Pass+word&scope=",
+        )
+        .unwrap();
+        assert_eq!(f["username"], "account@tripdata.vn");
+        assert_eq!(f["password"], "@Pass word");
+        assert!(!f.contains_key("scope"));
+    }
+
+    #[test]
+    fn form_rejects_repeats_even_with_empty_first_value() {
+        assert_eq!(parse_form(b"a=1&a=2"), Err(FormError::Repeated("a".into())));
+        assert_eq!(parse_form(b"a=&a=2"), Err(FormError::Repeated("a".into())));
+    }
+
+    #[test]
+    fn form_rejects_bytes_that_are_not_utf8() {
+        assert_eq!(parse_form(b"a=%FF%FE"), Err(FormError::NotUtf8));
+        assert_eq!(parse_form(b"a=\xff"), Err(FormError::NotUtf8));
+    }
+
+    #[test]
+    fn basic_is_split_and_optionally_form_decoded() {
+        let h = format!("Basic {}", STANDARD.encode("my%20id:p%3Aw"));
+        assert_eq!(
+            parse_authorization(Some(h.as_bytes()), true),
+            Authorization::Basic {
+                user: "my id".into(),
+                password: "p:w".into()
+            }
+        );
+        assert_eq!(
+            parse_authorization(Some(h.as_bytes()), false),
+            Authorization::Basic {
+                user: "my%20id".into(),
+                password: "p%3Aw".into()
+            }
+        );
+        assert_eq!(
+            parse_authorization(Some(b"Basic !!!"), true),
+            Authorization::Malformed
+        );
+        let no_colon = format!("Basic {}", STANDARD.encode("nocolon"));
+        assert_eq!(
+            parse_authorization(Some(no_colon.as_bytes()), true),
+            Authorization::Malformed
+        );
+    }
+
+    #[test]
+    fn bearer_accepts_b64token_and_refuses_junk() {
+        assert_eq!(
+            parse_authorization(Some(b"bearer abc.DEF-_~+/="), false),
+            Authorization::Bearer("abc.DEF-_~+/=".into())
+        );
+        assert_eq!(
+            parse_authorization(Some(b"Bearer "), false),
+            Authorization::Malformed
+        );
+        assert_eq!(
+            parse_authorization(Some(b"Bearer a b"), false),
+            Authorization::Malformed
+        );
+        assert_eq!(
+            parse_authorization(Some(b"Digest x"), false),
+            Authorization::Malformed
+        );
+        assert_eq!(parse_authorization(None, false), Authorization::Absent);
+    }
+
+    #[test]
+    fn content_type_ignores_parameters_and_case() {
+        assert!(content_type_is(
+            Some(b"Application/X-WWW-Form-Urlencoded; charset=UTF-8"),
+            "application/x-www-form-urlencoded"
+        ));
+        assert!(!content_type_is(
+            Some(b"application/json"),
+            "application/x-www-form-urlencoded"
+        ));
+        assert!(!content_type_is(None, "application/json"));
+    }
+}

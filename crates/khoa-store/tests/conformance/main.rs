@@ -1,0 +1,6 @@
+//! The storage conformance suite: every backend must pass the same cases, written once against
+//! the `Stores` bundle in `suite.rs` (after hydra's `manager_test_helpers.go`). Each backend
+//! module only says how to make a fresh database and expands `conformance_tests!`.
+
+mod sqlite;
+mod suite;

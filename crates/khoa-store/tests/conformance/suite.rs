@@ -1,0 +1,644 @@
+//! The cases, each an `async fn` over a backend's `Stores` (or, for the cases about the
+//! database's life cycle, over a whole [`TestDb`]). They know nothing of any backend.
+
+use std::any::Any;
+use std::collections::HashSet;
+
+use khoa_core::model::{
+    AccessTokenFormat, Client, GrantType, RefreshIssuance, TokenPolicy, UnixTime,
+};
+use khoa_core::scope::ScopeSet;
+use khoa_core::store::{
+    AccessRecord, Family, Issuance, KeyStatus, NewUser, RefreshRecord, RotateOutcome, Rotation,
+    SigningKeyRecord, StoreError, Stores,
+};
+use khoa_store::StoreOptions;
+
+/// A fresh, migrated database and its stores.
+pub struct TestDb {
+    pub url: String,
+    pub stores: Stores,
+    /// Whatever keeps the database alive: a temporary directory, a database to drop…
+    pub guard: Box<dyn Any + Send>,
+}
+
+/// Expands to one `#[tokio::test]` per case, each on the fresh database `$fresh().await` makes.
+/// A backend module calls it once; a case added here runs on every backend.
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::suite::conformance_tests!(@stores $fresh;
+            users_round_trip_and_change,
+            a_taken_username_is_a_conflict,
+            clients_round_trip_every_policy_field,
+            a_taken_client_id_is_a_conflict,
+            issued_tokens_can_be_found,
+            rotation_stores_the_successor_and_refuses_a_second_redemption,
+            of_concurrent_rotations_exactly_one_wins,
+            rotating_an_unknown_token_is_not_found,
+            a_revoked_family_refuses_rotation_and_revokes_its_access_tokens,
+            purge_removes_expired_rows_only_in_batches,
+            of_concurrent_first_keys_exactly_one_is_inserted,
+            key_rotation_keeps_exactly_one_current_key,
+            readiness_pings_the_database,
+        );
+        $crate::suite::conformance_tests!(@db $fresh;
+            writes_survive_a_reconnect,
+            migrations_run_twice_are_a_no_op,
+        );
+    };
+    (@stores $fresh:path; $($case:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let db = $fresh().await;
+            $crate::suite::$case(&db.stores).await;
+        }
+    )*};
+    (@db $fresh:path; $($case:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            $crate::suite::$case($fresh().await).await;
+        }
+    )*};
+}
+pub(crate) use conformance_tests;
+
+const NOW: UnixTime = 1_750_000_000;
+
+fn scopes(s: &str) -> ScopeSet {
+    ScopeSet::parse(s).unwrap()
+}
+
+fn new_user(id: &str, username: &str) -> NewUser {
+    NewUser {
+        id: id.into(),
+        username: username.into(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1${username}"),
+        allowed_scopes: None,
+        created_at: NOW,
+    }
+}
+
+fn family(id: &str) -> Family {
+    Family {
+        id: id.into(),
+        client_id: "app".into(),
+        subject: "user-1".into(),
+        scope: scopes("offline_access user-data"),
+        created_at: NOW,
+        session_expires_at: NOW + 90 * 86_400,
+        revoked_at: None,
+    }
+}
+
+fn refresh(hash: &str, family_id: &str) -> RefreshRecord {
+    RefreshRecord {
+        hash: hash.into(),
+        family_id: family_id.into(),
+        issued_at: NOW,
+        expires_at: NOW + 14 * 86_400,
+    }
+}
+
+fn access(hash: &str, family_id: Option<&str>) -> AccessRecord {
+    AccessRecord {
+        hash: hash.into(),
+        client_id: "app".into(),
+        subject: "user-1".into(),
+        scope: scopes("user-data"),
+        family_id: family_id.map(Into::into),
+        issued_at: NOW,
+        expires_at: NOW + 3600,
+    }
+}
+
+fn rotation(old: &str, successor: &str, family_id: &str) -> Rotation {
+    Rotation {
+        old_hash: old.into(),
+        used_at: NOW + 60,
+        successor: RefreshRecord {
+            issued_at: NOW + 60,
+            ..refresh(successor, family_id)
+        },
+        successor_sealed: format!("sealed:{successor}").into_bytes(),
+        access: None,
+    }
+}
+
+/// A family with one live refresh token `hash`.
+async fn issue_family(stores: &Stores, family_id: &str, hash: &str) {
+    stores
+        .tokens
+        .issue(&Issuance {
+            family: Some(family(family_id)),
+            refresh: Some(refresh(hash, family_id)),
+            access: None,
+        })
+        .await
+        .unwrap();
+}
+
+fn key(kid: &str, created_at: UnixTime) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.into(),
+        alg: "EdDSA".into(),
+        private_sealed: format!("sealed private key {kid}").into_bytes(),
+        public_jwk: format!(r#"{{"kty":"OKP","crv":"Ed25519","kid":"{kid}","x":"AAAA"}}"#),
+        created_at,
+        status: KeyStatus::Current,
+    }
+}
+
+pub async fn users_round_trip_and_change(stores: &Stores) {
+    let users = &stores.users;
+    let bob = users.create_user(&new_user("u-2", "bob")).await.unwrap();
+    let alice = users
+        .create_user(&NewUser {
+            allowed_scopes: Some(scopes("user-data offline_access")),
+            ..new_user("u-1", "alice")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.allowed_scopes,
+        Some(scopes("offline_access user-data"))
+    );
+    assert!(!alice.disabled);
+
+    assert_eq!(
+        users.find_user_by_username("alice").await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        users.find_user_by_id("u-2").await.unwrap(),
+        Some(bob.clone())
+    );
+    assert_eq!(users.find_user_by_username("carol").await.unwrap(), None);
+    assert_eq!(users.list_users().await.unwrap(), [alice, bob]);
+
+    assert!(
+        users
+            .set_password_hash("alice", "$argon2id$new")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !users
+            .set_password_hash("carol", "$argon2id$new")
+            .await
+            .unwrap()
+    );
+    assert!(users.set_user_disabled("bob", true).await.unwrap());
+    let alice = users.find_user_by_id("u-1").await.unwrap().unwrap();
+    let bob = users.find_user_by_id("u-2").await.unwrap().unwrap();
+    assert_eq!(alice.password_hash, "$argon2id$new");
+    assert!(!alice.disabled);
+    assert!(bob.disabled);
+
+    assert!(users.delete_user("bob").await.unwrap());
+    assert!(!users.delete_user("bob").await.unwrap());
+    assert_eq!(users.find_user_by_username("bob").await.unwrap(), None);
+    assert_eq!(users.list_users().await.unwrap(), [alice]);
+}
+
+pub async fn a_taken_username_is_a_conflict(stores: &Stores) {
+    stores
+        .users
+        .create_user(&new_user("u-1", "alice"))
+        .await
+        .unwrap();
+    let second = stores.users.create_user(&new_user("u-2", "alice")).await;
+    assert_eq!(second.err(), Some(StoreError::Conflict("username".into())));
+    assert_eq!(stores.users.find_user_by_id("u-2").await.unwrap(), None);
+}
+
+fn confidential_client() -> Client {
+    Client {
+        client_id: "backend".into(),
+        name: "Back end".into(),
+        secret_hash: Some(
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        ),
+        allowed_scopes: scopes("client-data config-data"),
+        default_scopes: scopes("client-data"),
+        grant_types: vec![GrantType::ClientCredentials, GrantType::Password],
+        policy: TokenPolicy {
+            access_format: AccessTokenFormat::Opaque,
+            access_ttl: 600,
+            refresh: RefreshIssuance::Always,
+            refresh_ttl: 7200,
+            session_lifetime: 86_400,
+            reuse_window: 0,
+        },
+        disabled: true,
+        created_at: NOW,
+    }
+}
+
+fn public_client() -> Client {
+    Client {
+        client_id: "app".into(),
+        name: "Mobile app".into(),
+        secret_hash: None,
+        allowed_scopes: scopes("offline_access user-data"),
+        default_scopes: ScopeSet::new(),
+        grant_types: vec![GrantType::Password, GrantType::RefreshToken],
+        policy: TokenPolicy {
+            refresh: RefreshIssuance::Never,
+            ..TokenPolicy::default()
+        },
+        disabled: false,
+        created_at: NOW + 1,
+    }
+}
+
+pub async fn clients_round_trip_every_policy_field(stores: &Stores) {
+    let clients = &stores.clients;
+    let (confidential, public) = (confidential_client(), public_client());
+    clients.create_client(&confidential).await.unwrap();
+    clients.create_client(&public).await.unwrap();
+
+    assert_eq!(
+        clients.find_client("backend").await.unwrap(),
+        Some(confidential.clone())
+    );
+    assert_eq!(
+        clients.find_client("app").await.unwrap(),
+        Some(public.clone())
+    );
+    assert_eq!(clients.find_client("nobody").await.unwrap(), None);
+    assert_eq!(
+        clients.list_clients().await.unwrap(),
+        [public.clone(), confidential]
+    );
+
+    assert!(clients.set_client_secret_hash("app", "00ff").await.unwrap());
+    assert!(
+        !clients
+            .set_client_secret_hash("nobody", "00ff")
+            .await
+            .unwrap()
+    );
+    let app = clients.find_client("app").await.unwrap().unwrap();
+    assert_eq!(app.secret_hash.as_deref(), Some("00ff"));
+
+    assert!(clients.delete_client("backend").await.unwrap());
+    assert!(!clients.delete_client("backend").await.unwrap());
+    assert_eq!(clients.list_clients().await.unwrap(), [app]);
+}
+
+pub async fn a_taken_client_id_is_a_conflict(stores: &Stores) {
+    stores
+        .clients
+        .create_client(&public_client())
+        .await
+        .unwrap();
+    let second = Client {
+        name: "Impostor".into(),
+        ..public_client()
+    };
+    assert_eq!(
+        stores.clients.create_client(&second).await.err(),
+        Some(StoreError::Conflict("client_id".into()))
+    );
+    let stored = stores.clients.find_client("app").await.unwrap().unwrap();
+    assert_eq!(stored.name, "Mobile app");
+}
+
+pub async fn issued_tokens_can_be_found(stores: &Stores) {
+    let tokens = &stores.tokens;
+    tokens
+        .issue(&Issuance {
+            family: Some(family("fam-1")),
+            refresh: Some(refresh("rt-1", "fam-1")),
+            access: Some(access("at-1", Some("fam-1"))),
+        })
+        .await
+        .unwrap();
+    // A client-credentials response: an access token outside any family.
+    tokens
+        .issue(&Issuance {
+            access: Some(access("at-cc", None)),
+            ..Issuance::default()
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(
+        tokens.find_family("fam-1").await.unwrap(),
+        Some(family("fam-1"))
+    );
+    assert_eq!(tokens.find_family("fam-2").await.unwrap(), None);
+
+    let state = tokens.find_refresh("rt-1").await.unwrap().unwrap();
+    assert_eq!(state.hash, "rt-1");
+    assert_eq!(state.family, family("fam-1"));
+    assert_eq!(
+        (state.issued_at, state.expires_at),
+        (NOW, NOW + 14 * 86_400)
+    );
+    assert_eq!(state.used_at, None);
+    assert_eq!(state.successor_hash, None);
+    assert_eq!(state.successor_sealed, None);
+    assert_eq!(tokens.find_refresh("rt-2").await.unwrap(), None);
+
+    let at = tokens.find_access("at-1").await.unwrap().unwrap();
+    assert_eq!(at.record, access("at-1", Some("fam-1")));
+    assert!(!at.revoked);
+    let cc = tokens.find_access("at-cc").await.unwrap().unwrap();
+    assert_eq!(cc.record, access("at-cc", None));
+    assert!(!cc.revoked);
+    assert_eq!(tokens.find_access("at-2").await.unwrap(), None);
+}
+
+pub async fn rotation_stores_the_successor_and_refuses_a_second_redemption(stores: &Stores) {
+    let tokens = &stores.tokens;
+    issue_family(stores, "fam-1", "rt-1").await;
+    let first = Rotation {
+        access: Some(access("at-2", Some("fam-1"))),
+        ..rotation("rt-1", "rt-2", "fam-1")
+    };
+    assert_eq!(tokens.rotate(&first).await.unwrap(), RotateOutcome::Rotated);
+
+    let successor = tokens.find_refresh("rt-2").await.unwrap().unwrap();
+    assert_eq!(successor.used_at, None);
+    assert_eq!(successor.issued_at, NOW + 60);
+    assert!(tokens.find_access("at-2").await.unwrap().is_some());
+
+    // A retry (or a thief) redeeming rt-1 again learns who won, with the sealed successor.
+    let RotateOutcome::AlreadyUsed(state) = tokens
+        .rotate(&rotation("rt-1", "rt-3", "fam-1"))
+        .await
+        .unwrap()
+    else {
+        panic!("a redeemed token must not rotate twice");
+    };
+    assert_eq!(state.hash, "rt-1");
+    assert_eq!(state.used_at, Some(NOW + 60));
+    assert_eq!(state.successor_hash.as_deref(), Some("rt-2"));
+    assert_eq!(state.successor_sealed.as_deref(), Some(&b"sealed:rt-2"[..]));
+    assert_eq!(tokens.find_refresh("rt-3").await.unwrap(), None);
+    assert_eq!(tokens.find_refresh("rt-1").await.unwrap(), Some(state));
+}
+
+pub async fn of_concurrent_rotations_exactly_one_wins(stores: &Stores) {
+    issue_family(stores, "fam-1", "rt-0").await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let tokens = stores.tokens.clone();
+            tokio::spawn(async move {
+                let successor = format!("rt-{}", i + 1);
+                let outcome = tokens.rotate(&rotation("rt-0", &successor, "fam-1")).await;
+                (successor, outcome.unwrap())
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut seen_by_losers = HashSet::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (successor, RotateOutcome::Rotated) => winners.push(successor),
+            (_, RotateOutcome::AlreadyUsed(state)) => {
+                seen_by_losers.insert(state.successor_hash.unwrap());
+            }
+            (_, other) => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one rotation wins");
+    assert_eq!(seen_by_losers, HashSet::from([winners[0].clone()]));
+
+    // The family did not fork: the original and the winner's successor, nothing else.
+    let original = stores.tokens.find_refresh("rt-0").await.unwrap().unwrap();
+    assert_eq!(original.successor_hash.as_ref(), Some(&winners[0]));
+    let mut stored = Vec::new();
+    for i in 1..=50 {
+        let hash = format!("rt-{i}");
+        if stores.tokens.find_refresh(&hash).await.unwrap().is_some() {
+            stored.push(hash);
+        }
+    }
+    assert_eq!(stored, winners);
+}
+
+pub async fn rotating_an_unknown_token_is_not_found(stores: &Stores) {
+    issue_family(stores, "fam-1", "rt-1").await;
+    let outcome = stores
+        .tokens
+        .rotate(&rotation("rt-x", "rt-2", "fam-1"))
+        .await;
+    assert_eq!(outcome.unwrap(), RotateOutcome::NotFound);
+    assert_eq!(stores.tokens.find_refresh("rt-2").await.unwrap(), None);
+}
+
+pub async fn a_revoked_family_refuses_rotation_and_revokes_its_access_tokens(stores: &Stores) {
+    let tokens = &stores.tokens;
+    tokens
+        .issue(&Issuance {
+            family: Some(family("fam-1")),
+            refresh: Some(refresh("rt-1", "fam-1")),
+            access: Some(access("at-1", Some("fam-1"))),
+        })
+        .await
+        .unwrap();
+    issue_family(stores, "fam-2", "rt-other").await;
+
+    assert!(tokens.revoke_family("fam-1", NOW + 5).await.unwrap());
+    assert!(
+        !tokens.revoke_family("fam-1", NOW + 9).await.unwrap(),
+        "already revoked"
+    );
+    assert!(
+        !tokens.revoke_family("fam-x", NOW + 9).await.unwrap(),
+        "no such family"
+    );
+
+    let fam = tokens.find_family("fam-1").await.unwrap().unwrap();
+    assert_eq!(fam.revoked_at, Some(NOW + 5));
+    assert_eq!(
+        tokens
+            .rotate(&rotation("rt-1", "rt-2", "fam-1"))
+            .await
+            .unwrap(),
+        RotateOutcome::Revoked
+    );
+    assert_eq!(tokens.find_refresh("rt-2").await.unwrap(), None);
+    assert!(tokens.find_access("at-1").await.unwrap().unwrap().revoked);
+    // Other families are untouched.
+    assert_eq!(
+        tokens
+            .find_family("fam-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+}
+
+pub async fn purge_removes_expired_rows_only_in_batches(stores: &Stores) {
+    let tokens = &stores.tokens;
+    // A live family holding one expired and one live token of each kind…
+    tokens
+        .issue(&Issuance {
+            family: Some(family("live")),
+            refresh: Some(RefreshRecord {
+                expires_at: NOW,
+                ..refresh("rt-expired", "live")
+            }),
+            access: Some(AccessRecord {
+                expires_at: NOW,
+                ..access("at-expired", Some("live"))
+            }),
+        })
+        .await
+        .unwrap();
+    tokens
+        .issue(&Issuance {
+            family: None,
+            refresh: Some(refresh("rt-live", "live")),
+            access: Some(access("at-live", Some("live"))),
+        })
+        .await
+        .unwrap();
+    // …and a family past its session end, whose still-unexpired tokens go with it.
+    tokens
+        .issue(&Issuance {
+            family: Some(Family {
+                session_expires_at: NOW - 1,
+                ..family("ended")
+            }),
+            refresh: Some(refresh("rt-ended", "ended")),
+            access: Some(access("at-ended", Some("ended"))),
+        })
+        .await
+        .unwrap();
+
+    for call in 1..=3 {
+        assert_eq!(
+            tokens.purge_expired(NOW, 1).await.unwrap(),
+            1,
+            "call {call}"
+        );
+    }
+    assert_eq!(
+        tokens.purge_expired(NOW, 1).await.unwrap(),
+        0,
+        "nothing left to purge"
+    );
+    assert_eq!(tokens.purge_expired(NOW, 100).await.unwrap(), 0);
+
+    assert_eq!(tokens.find_refresh("rt-expired").await.unwrap(), None);
+    assert_eq!(tokens.find_access("at-expired").await.unwrap(), None);
+    assert_eq!(tokens.find_family("ended").await.unwrap(), None);
+    assert_eq!(tokens.find_refresh("rt-ended").await.unwrap(), None);
+    assert_eq!(tokens.find_access("at-ended").await.unwrap(), None);
+    assert!(tokens.find_family("live").await.unwrap().is_some());
+    assert!(tokens.find_refresh("rt-live").await.unwrap().is_some());
+    assert!(tokens.find_access("at-live").await.unwrap().is_some());
+}
+
+pub async fn of_concurrent_first_keys_exactly_one_is_inserted(stores: &Stores) {
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let keys = stores.keys.clone();
+            tokio::spawn(async move { keys.insert_first_key(&key(&format!("k{i}"), NOW)).await })
+        })
+        .collect();
+    let mut inserted = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap() {
+            inserted += 1;
+        }
+    }
+    assert_eq!(inserted, 1);
+    let keys = stores.keys.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].status, KeyStatus::Current);
+}
+
+pub async fn key_rotation_keeps_exactly_one_current_key(stores: &Stores) {
+    let keys = &stores.keys;
+    assert!(keys.insert_first_key(&key("k1", NOW)).await.unwrap());
+    keys.rotate_key(&key("k2", NOW + 10)).await.unwrap();
+    assert!(!keys.insert_first_key(&key("k3", NOW + 20)).await.unwrap());
+    // A colliding kid fails the whole rotation: the current key is not demoted.
+    assert_eq!(
+        keys.rotate_key(&key("k1", NOW + 30)).await.err(),
+        Some(StoreError::Conflict("kid".into()))
+    );
+
+    let listed = keys.list_keys().await.unwrap();
+    let statuses: Vec<_> = listed.iter().map(|k| (k.kid.as_str(), k.status)).collect();
+    assert_eq!(
+        statuses,
+        [("k1", KeyStatus::Previous), ("k2", KeyStatus::Current)],
+        "oldest first"
+    );
+    assert_eq!(listed[1], key("k2", NOW + 10), "every field round-trips");
+}
+
+pub async fn readiness_pings_the_database(stores: &Stores) {
+    assert_eq!(stores.readiness.ping().await, Ok(()));
+}
+
+pub async fn writes_survive_a_reconnect(db: TestDb) {
+    let TestDb { url, stores, guard } = db;
+    stores
+        .users
+        .create_user(&new_user("u-1", "alice"))
+        .await
+        .unwrap();
+    issue_family(&stores, "fam-1", "rt-1").await;
+    drop(stores);
+
+    let reopened = khoa_store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        reopened
+            .users
+            .find_user_by_username("alice")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        reopened
+            .tokens
+            .find_refresh("rt-1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    drop(guard);
+}
+
+pub async fn migrations_run_twice_are_a_no_op(db: TestDb) {
+    // `connect` already migrated once.
+    db.stores
+        .users
+        .create_user(&new_user("u-1", "alice"))
+        .await
+        .unwrap();
+    khoa_store::migrate(&db.url).await.unwrap();
+    khoa_store::migrate(&db.url).await.unwrap();
+
+    let again = khoa_store::connect(&db.url, &StoreOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        again
+            .users
+            .find_user_by_username("alice")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        db.stores
+            .users
+            .find_user_by_username("alice")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
