@@ -196,7 +196,7 @@ mod tests {
     fn a_signed_token_verifies_and_carries_its_claims() {
         let master = MasterKey::generate(&OsRandom);
         let rec = generate_key(&OsRandom, &master, 1);
-        let ring = KeyRing::load(&[rec.clone()], &master).unwrap();
+        let ring = KeyRing::load(std::slice::from_ref(&rec), &master).unwrap();
         let jwt = ring.sign(&claims()).unwrap();
         let header = jsonwebtoken::decode_header(&jwt).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
@@ -231,7 +231,7 @@ mod tests {
     fn jwks_publishes_public_halves_only_and_private_key_is_sealed() {
         let master = MasterKey::generate(&OsRandom);
         let rec = generate_key(&OsRandom, &master, 1);
-        let ring = KeyRing::load(&[rec.clone()], &master).unwrap();
+        let ring = KeyRing::load(std::slice::from_ref(&rec), &master).unwrap();
         let jwks: serde_json::Value = serde_json::from_str(ring.jwks_json()).unwrap();
         assert_eq!(jwks["keys"][0]["kid"], rec.kid);
         assert_eq!(jwks["keys"][0]["crv"], "Ed25519");

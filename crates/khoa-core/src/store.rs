@@ -144,6 +144,10 @@ pub struct Rotation {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per refresh; boxing would cost an allocation for no gain"
+)]
 pub enum RotateOutcome {
     /// This call won: the successor is stored.
     Rotated,

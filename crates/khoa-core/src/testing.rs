@@ -8,20 +8,19 @@ use std::sync::{Arc, Mutex};
 use crate::model::{Client, UnixTime, User};
 use crate::store::*;
 
+type RefreshRow = (
+    RefreshRecord,
+    Option<UnixTime>,
+    Option<String>,
+    Option<Vec<u8>>,
+);
+
 #[derive(Default)]
 struct Inner {
     users: HashMap<String, User>,
     clients: HashMap<String, Client>,
     families: HashMap<String, Family>,
-    refresh: HashMap<
-        String,
-        (
-            RefreshRecord,
-            Option<UnixTime>,
-            Option<String>,
-            Option<Vec<u8>>,
-        ),
-    >,
+    refresh: HashMap<String, RefreshRow>,
     access: HashMap<String, AccessRecord>,
     keys: Vec<SigningKeyRecord>,
 }

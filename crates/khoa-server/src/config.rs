@@ -284,6 +284,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail API returns its own error"
+    )]
     fn file_and_environment_layers_override_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

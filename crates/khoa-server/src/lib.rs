@@ -8,7 +8,7 @@
 //! - [`dialects`]: one file per wire dialect, each parse → engine → render.
 //!   [`dialects::oauth2`] is RFC 6749 `/connect/token`.
 //! - [`resource`]: the bearer-token extractor (RFC 6750) and the sample protected resource.
-//! - [`wellknown`]: JWKS.
+//! - [`wellknown`]: the published JWKS document.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`wire`]: strict parsers for form bodies and `Authorization` headers.
 //! - [`error`]: [`error::ApiError`] for 500/503 with a correlation id.

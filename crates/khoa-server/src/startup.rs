@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::dialects::oauth2;
@@ -164,6 +165,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.http.request_timeout_secs),
+        ))
         .with_state(state)
 }
 
@@ -190,7 +195,7 @@ async fn maintenance(state: AppState, config: Config) {
                 let now = state.engine.now();
                 loop {
                     match state.engine.stores().tokens.purge_expired(now, 500).await {
-                        Ok(n) if n == 500 => continue,
+                        Ok(500) => continue,
                         Ok(n) => { if n > 0 { tracing::debug!(deleted = n, "purged expired tokens"); } break }
                         Err(e) => { tracing::warn!(error = %e, "purging expired tokens failed"); break }
                     }

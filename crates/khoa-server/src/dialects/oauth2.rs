@@ -28,7 +28,7 @@ pub async fn token(
 ) -> Response {
     let request = match parse_request(&headers, body) {
         Ok(r) => r,
-        Err(rejection) => return rejection,
+        Err(rejection) => return rejection.into_response(),
     };
     let basic = request.client.used_basic();
     match state.engine.token(&request).await {
@@ -86,19 +86,45 @@ pub fn oauth_error(e: &OAuthError, basic_attempted: bool) -> Response {
     no_store(res)
 }
 
+/// A request refused before it reached the engine, rendered as an RFC 6749 §5.2 error.
+struct Rejection {
+    error: OAuthError,
+    basic_attempted: bool,
+    /// 413 for an oversized body; otherwise the error code's own status.
+    status: Option<StatusCode>,
+}
+
+impl Rejection {
+    fn invalid_request(d: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Rejection {
+            error: OAuthError::invalid_request(d),
+            basic_attempted: false,
+            status: None,
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut res = oauth_error(&self.error, self.basic_attempted);
+        if let Some(status) = self.status {
+            *res.status_mut() = status;
+        }
+        res
+    }
+}
+
 fn parse_request(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<TokenRequest, Response> {
-    let reject = |d: String| oauth_error(&OAuthError::invalid_request(d), false);
+) -> Result<TokenRequest, Rejection> {
+    let reject = |d: String| Rejection::invalid_request(d);
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            let mut res = oauth_error(
-                &OAuthError::invalid_request("the request body is too large"),
-                false,
-            );
-            *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            res
+            Rejection {
+                status: Some(StatusCode::PAYLOAD_TOO_LARGE),
+                ..Rejection::invalid_request("the request body is too large")
+            }
         } else {
             reject("the request body could not be read".into())
         }
@@ -126,21 +152,19 @@ fn parse_request(
 fn client_auth(
     authorization: Authorization,
     form: &mut HashMap<String, String>,
-) -> Result<ClientAuth, Response> {
+) -> Result<ClientAuth, Rejection> {
     let body_id = form.remove("client_id");
     let body_secret = form.remove("client_secret");
     match authorization {
         Authorization::Basic { user, password } => {
             if body_secret.is_some() {
-                return Err(oauth_error(
-                    &OAuthError::invalid_request("use one client authentication method, not two"),
-                    false,
+                return Err(Rejection::invalid_request(
+                    "use one client authentication method, not two",
                 ));
             }
             if body_id.as_ref().is_some_and(|id| *id != user) {
-                return Err(oauth_error(
-                    &OAuthError::invalid_request("client_id does not match the Basic credentials"),
-                    false,
+                return Err(Rejection::invalid_request(
+                    "client_id does not match the Basic credentials",
                 ));
             }
             Ok(ClientAuth::Basic {
@@ -148,10 +172,13 @@ fn client_auth(
                 secret: SecretString::from(password),
             })
         }
-        Authorization::Malformed | Authorization::Bearer(_) => Err(oauth_error(
-            &OAuthError::invalid_client("the Authorization header is not valid Basic credentials"),
-            true,
-        )),
+        Authorization::Malformed | Authorization::Bearer(_) => Err(Rejection {
+            error: OAuthError::invalid_client(
+                "the Authorization header is not valid Basic credentials",
+            ),
+            basic_attempted: true,
+            status: None,
+        }),
         Authorization::Absent => Ok(match (body_id, body_secret) {
             (Some(id), Some(secret)) => ClientAuth::Post {
                 client_id: id,
