@@ -296,6 +296,13 @@ impl Engine {
         client_id: &str,
         secret: Option<SecretString>,
     ) -> Result<Option<String>, EngineError> {
+        match self.stores.clients.find_client(client_id).await? {
+            None => return Ok(None),
+            Some(c) if c.is_public() => {
+                return Err(OAuthError::invalid_request("a public client has no secret").into());
+            }
+            Some(_) => {}
+        }
         let (hash, shown) = match secret {
             Some(s) => {
                 check_secret_strength(s.expose_secret())?;

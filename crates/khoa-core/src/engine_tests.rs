@@ -1162,3 +1162,75 @@ async fn rotating_a_client_secret_invalidates_the_old_one() {
     let new = h.client_credentials(basic("service", &new_secret)).await;
     assert_eq!(new.unwrap().subject, "service");
 }
+
+// ---- replay is judged before anything else; sessions bound every token ----
+
+#[tokio::test]
+async fn replay_asking_for_a_wider_scope_still_revokes_the_family() {
+    let (h, first) = logged_in(TokenPolicy {
+        reuse_window: 0,
+        ..TokenPolicy::default()
+    })
+    .await;
+    let second = h.refresh("app", refresh_token(&first)).await.unwrap();
+
+    let replay = TokenRequest {
+        scope: Some("admin".into()),
+        ..refresh_request("app", refresh_token(&first))
+    };
+    let replayed = h.engine.token(&replay).await;
+
+    assert_eq!(error_code(replayed), ErrorCode::InvalidGrant);
+    let successor = h.refresh("app", refresh_token(&second)).await;
+    assert_eq!(error_code(successor), ErrorCode::InvalidGrant);
+}
+
+#[tokio::test]
+async fn replay_of_an_expired_spent_token_still_revokes_the_family() {
+    let (h, first) = logged_in(TokenPolicy {
+        refresh_ttl: 60,
+        reuse_window: 5,
+        ..TokenPolicy::default()
+    })
+    .await;
+    h.advance(30);
+    let second = h.refresh("app", refresh_token(&first)).await.unwrap();
+
+    h.advance(40); // `first` is now spent AND past its own refresh_ttl.
+    let replayed = h.refresh("app", refresh_token(&first)).await;
+
+    assert_eq!(error_code(replayed), ErrorCode::InvalidGrant);
+    let successor = h.refresh("app", refresh_token(&second)).await;
+    assert_eq!(error_code(successor), ErrorCode::InvalidGrant);
+}
+
+#[tokio::test]
+async fn access_tokens_never_outlive_their_session() {
+    let (h, first) = logged_in(TokenPolicy {
+        access_ttl: 3600,
+        refresh_ttl: 600,
+        session_lifetime: 900,
+        ..opaque_policy()
+    })
+    .await;
+    assert_eq!(first.expires_in, 900);
+
+    h.advance(500);
+    let second = h.refresh("app", refresh_token(&first)).await.unwrap();
+
+    assert_eq!(second.expires_in, 400);
+    h.advance(400);
+    assert_invalid(h.validate(&second.access_token).await);
+}
+
+#[tokio::test]
+async fn a_public_client_cannot_be_given_a_secret_by_rotation() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+
+    let rotated = h.engine.rotate_client_secret("app", None).await;
+
+    assert_eq!(error_code(rotated), ErrorCode::InvalidRequest);
+    let c = h.engine.stores().clients.find_client("app").await.unwrap();
+    assert!(c.unwrap().is_public());
+}

@@ -98,6 +98,14 @@ impl KeyRingHandle {
     }
 }
 
+/// A freshly minted access token.
+pub(crate) struct MintedAccess {
+    pub(crate) token: String,
+    /// To store before answering (opaque tokens); `None` for a self-contained JWT.
+    pub(crate) record: Option<AccessRecord>,
+    pub(crate) expires_in: i64,
+}
+
 /// Shared by every grant: builds access and refresh tokens per the client's policy and commits
 /// them in one store write.
 pub struct Minter {
@@ -114,17 +122,26 @@ impl Minter {
         self.clock.now()
     }
 
-    /// An access token per `client.policy.access_format`; for opaque tokens also the record
-    /// that must be stored before the token is handed out.
+    /// An access token per `client.policy.access_format`, never outliving its session; for
+    /// opaque tokens also the record that must be stored before the token is handed out.
     pub(crate) fn access_token(
         &self,
         client: &Client,
         subject: &str,
         scope: &ScopeSet,
-        family_id: Option<&str>,
+        session: Option<(&str, UnixTime)>,
         now: UnixTime,
-    ) -> Result<(String, Option<AccessRecord>), EngineError> {
-        let expires_at = now + client.policy.access_ttl;
+    ) -> Result<MintedAccess, EngineError> {
+        let family_id = session.map(|(id, _)| id);
+        let expires_at = match session {
+            Some((_, end)) => (now + client.policy.access_ttl).min(end),
+            None => now + client.policy.access_ttl,
+        };
+        let minted = |token, record| MintedAccess {
+            token,
+            record,
+            expires_in: expires_at - now,
+        };
         match client.policy.access_format {
             AccessTokenFormat::Jwt => {
                 let claims = AccessTokenClaims {
@@ -138,7 +155,7 @@ impl Minter {
                     scope: scope.to_string(),
                     sid: family_id.map(str::to_owned),
                 };
-                Ok((self.keys.current().sign(&claims)?, None))
+                Ok(minted(self.keys.current().sign(&claims)?, None))
             }
             AccessTokenFormat::Opaque => {
                 let token = generate_token(&*self.random);
@@ -151,7 +168,7 @@ impl Minter {
                     issued_at: now,
                     expires_at,
                 };
-                Ok((token, Some(record)))
+                Ok(minted(token, Some(record)))
             }
         }
     }
@@ -192,17 +209,25 @@ impl Minter {
             refresh_token = Some(token);
             refresh_expires_in = Some(expires_at - now);
         }
-        let family_id = issuance.family.as_ref().map(|f| f.id.clone());
-        let (access_token, access_record) =
-            self.access_token(client, subject, &scope, family_id.as_deref(), now)?;
-        issuance.access = access_record;
+        let session = issuance
+            .family
+            .as_ref()
+            .map(|f| (f.id.clone(), f.session_expires_at));
+        let access = self.access_token(
+            client,
+            subject,
+            &scope,
+            session.as_ref().map(|(id, end)| (id.as_str(), *end)),
+            now,
+        )?;
+        issuance.access = access.record;
         // A JWT-only answer stores nothing: it is verifiable offline and dies on its own.
         if issuance.family.is_some() || issuance.access.is_some() {
             self.tokens.issue(&issuance).await?;
         }
         Ok(IssuedTokens {
-            access_token,
-            expires_in: policy.access_ttl,
+            access_token: access.token,
+            expires_in: access.expires_in,
             refresh_token,
             refresh_expires_in,
             scope,

@@ -55,24 +55,14 @@ impl GrantHandler for RefreshTokenGrant {
         if family.client_id != client.client_id || family.revoked_at.is_some() {
             return Err(invalid());
         }
-        if state.expires_at <= now || family.session_expires_at <= now {
-            return Err(invalid());
-        }
-        // §6: the new access token may be narrower, never wider, than the original grant.
-        let scope = match request.scope.as_deref().map(ScopeSet::parse) {
-            None => family.scope.clone(),
-            Some(Ok(s)) if s.is_empty() => family.scope.clone(),
-            Some(Ok(s)) if s.is_subset(&family.scope) => s,
-            Some(_) => {
-                return Err(OAuthError::invalid_scope(
-                    "a refresh may narrow the original scope, never widen it",
-                )
-                .into());
-            }
-        };
-        self.check_owner_still_active(&family.subject).await?;
-
+        // Replay is judged first: a spent token is evidence of theft whatever else is wrong
+        // with the request (RFC 9700 §4.14.2), so no later check may hide it.
         let state = if state.used_at.is_none() {
+            if state.expires_at <= now || family.session_expires_at <= now {
+                return Err(invalid());
+            }
+            let scope = narrowed_scope(request, &family.scope)?;
+            self.check_owner_still_active(&family.subject).await?;
             match self.rotate(client, presented, &state, &scope, now).await? {
                 Ok(issued) => return Ok(issued),
                 Err(latest) => latest,
@@ -80,8 +70,21 @@ impl GrantHandler for RefreshTokenGrant {
         } else {
             state
         };
-        self.redeem_again(client, presented, &state, scope, now)
+        self.redeem_again(client, presented, &state, request, now)
             .await
+    }
+}
+
+/// RFC 6749 §6: the new access token may be narrower, never wider, than the original grant.
+fn narrowed_scope(request: &TokenRequest, granted: &ScopeSet) -> Result<ScopeSet, EngineError> {
+    match request.scope.as_deref().map(ScopeSet::parse) {
+        None => Ok(granted.clone()),
+        Some(Ok(s)) if s.is_empty() => Ok(granted.clone()),
+        Some(Ok(s)) if s.is_subset(granted) => Ok(s),
+        Some(_) => Err(OAuthError::invalid_scope(
+            "a refresh may narrow the original scope, never widen it",
+        )
+        .into()),
     }
 }
 
@@ -110,8 +113,13 @@ impl RefreshTokenGrant {
         let family = &state.family;
         let successor = generate_token(&*m.random);
         let expires_at = (now + client.policy.refresh_ttl).min(family.session_expires_at);
-        let (access_token, access) =
-            m.access_token(client, &family.subject, scope, Some(&family.id), now)?;
+        let access = m.access_token(
+            client,
+            &family.subject,
+            scope,
+            Some((&family.id, family.session_expires_at)),
+            now,
+        )?;
         let rotation = Rotation {
             old_hash: state.hash.clone(),
             used_at: now,
@@ -122,12 +130,12 @@ impl RefreshTokenGrant {
                 expires_at,
             },
             successor_sealed: seal_successor(&*m.random, presented, &successor),
-            access,
+            access: access.record,
         };
         match self.tokens.rotate(&rotation).await? {
             RotateOutcome::Rotated => Ok(Ok(IssuedTokens {
-                access_token,
-                expires_in: client.policy.access_ttl,
+                access_token: access.token,
+                expires_in: access.expires_in,
                 refresh_token: Some(successor),
                 refresh_expires_in: Some(expires_at - now),
                 scope: scope.clone(),
@@ -146,7 +154,7 @@ impl RefreshTokenGrant {
         client: &Client,
         presented: &str,
         state: &RefreshState,
-        scope: ScopeSet,
+        request: &TokenRequest,
         now: i64,
     ) -> Result<IssuedTokens, EngineError> {
         let family = &state.family;
@@ -176,22 +184,29 @@ impl RefreshTokenGrant {
             .ok_or_else(invalid)?;
         // If the successor itself has moved on, this is a stale duplicate: refuse it, but it is
         // no evidence of theft, so the family lives.
-        if next.used_at.is_some() || next.family.revoked_at.is_some() {
+        if next.used_at.is_some() || next.family.revoked_at.is_some() || next.expires_at <= now {
             return Err(invalid());
         }
+        let scope = narrowed_scope(request, &family.scope)?;
+        self.check_owner_still_active(&family.subject).await?;
         let m = &self.minter;
-        let (access_token, access) =
-            m.access_token(client, &family.subject, &scope, Some(&family.id), now)?;
-        if access.is_some() {
+        let access = m.access_token(
+            client,
+            &family.subject,
+            &scope,
+            Some((&family.id, family.session_expires_at)),
+            now,
+        )?;
+        if access.record.is_some() {
             let issuance = Issuance {
-                access,
+                access: access.record,
                 ..Issuance::default()
             };
             self.tokens.issue(&issuance).await?;
         }
         Ok(IssuedTokens {
-            access_token,
-            expires_in: client.policy.access_ttl,
+            access_token: access.token,
+            expires_in: access.expires_in,
             refresh_token: Some(successor),
             refresh_expires_in: Some(next.expires_at - now),
             scope,
