@@ -40,6 +40,22 @@ pub struct Principal {
     pub issued_at: UnixTime,
     pub expires_at: UnixTime,
     pub format: AccessTokenFormat,
+    /// SHA-256 (hex) of the `otp_token` bound to the token, if its policy issued one.
+    pub otp_hash: Option<String>,
+}
+
+impl Principal {
+    /// Whether a request that must prove the session's second secret (seed 000: order
+    /// placement, amendment, cancellation) did so. A token without one needs none.
+    pub fn otp_satisfied(&self, presented: Option<&str>) -> bool {
+        match (&self.otp_hash, presented) {
+            (None, _) => true,
+            (Some(expected), Some(p)) => {
+                crate::secret::ct_eq(token_hash(p).as_bytes(), expected.as_bytes())
+            }
+            (Some(_), None) => false,
+        }
+    }
 }
 
 /// Why a bearer token was refused. The reasons are for logs; RFC 6750 answers all of them
@@ -176,6 +192,12 @@ impl Engine {
                 return Err(OAuthError::invalid_client("client authentication is required").into());
             }
             ClientAuth::IdOnly { client_id } => (client_id, None),
+            ClientAuth::Attested { client_id } => {
+                return match self.stores.clients.find_client(client_id).await? {
+                    Some(c) if !c.disabled => Ok(c),
+                    _ => Err(fail()),
+                };
+            }
             ClientAuth::Basic { client_id, secret } | ClientAuth::Post { client_id, secret } => {
                 (client_id, Some(secret))
             }
@@ -229,6 +251,7 @@ impl Engine {
                 issued_at: claims.iat,
                 expires_at: claims.exp,
                 format: AccessTokenFormat::Jwt,
+                otp_hash: claims.otp_sha256,
             });
         }
         let state = self
@@ -245,13 +268,22 @@ impl Engine {
             return Err(BearerError::Invalid("expired"));
         }
         let r = state.record;
+        // The stored formats differ by shape alone.
+        let format = if token.contains("||") {
+            AccessTokenFormat::Account
+        } else if token.len() == 40 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            AccessTokenFormat::Hex40
+        } else {
+            AccessTokenFormat::Opaque
+        };
         Ok(Principal {
             subject: r.subject,
             client_id: r.client_id,
             scope: r.scope,
             issued_at: r.issued_at,
             expires_at: r.expires_at,
-            format: AccessTokenFormat::Opaque,
+            format,
+            otp_hash: r.otp_hash,
         })
     }
 

@@ -650,6 +650,7 @@ async fn jwt_access_token_validates_to_its_principal() {
             issued_at: START,
             expires_at: START + TokenPolicy::default().access_ttl,
             format: AccessTokenFormat::Jwt,
+            otp_hash: None,
         }
     );
     assert_eq!(tokens.access_token.split('.').count(), 3);
@@ -692,6 +693,7 @@ async fn opaque_access_token_validates_to_its_principal() {
             issued_at: START,
             expires_at: START + TokenPolicy::default().access_ttl,
             format: AccessTokenFormat::Opaque,
+            otp_hash: None,
         }
     );
 }

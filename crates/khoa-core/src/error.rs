@@ -40,6 +40,18 @@ impl ErrorCode {
     }
 }
 
+/// Finer cause of an error, for dialects whose envelopes distinguish what RFC 6749 lumps
+/// together (seed 000 has its own code for a locked account).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Detail {
+    #[default]
+    None,
+    /// Unknown user or wrong password (never which).
+    BadCredentials,
+    /// The password was right but the account is disabled.
+    AccountDisabled,
+}
+
 /// A client mistake, answered in the dialect's shape with [`ErrorCode::http_status`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OAuthError {
@@ -47,6 +59,7 @@ pub struct OAuthError {
     /// Human-readable, safe to show the client (RFC 6749 `error_description`): never names which
     /// of username or password was wrong, never echoes a secret.
     pub description: Cow<'static, str>,
+    pub detail: Detail,
 }
 
 impl OAuthError {
@@ -54,7 +67,12 @@ impl OAuthError {
         OAuthError {
             code,
             description: description.into(),
+            detail: Detail::None,
         }
+    }
+    pub fn with_detail(mut self, detail: Detail) -> Self {
+        self.detail = detail;
+        self
     }
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidRequest, d)

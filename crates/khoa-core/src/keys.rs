@@ -21,6 +21,9 @@ use crate::store::{KeyStatus, SigningKeyRecord};
 pub const ALG: &str = "EdDSA";
 /// RFC 9068 §2.1: the `typ` header of a JWT access token.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// The `typ` of khoa's JWT-shaped refresh tokens, so that one can never pass for an access
+/// token.
+pub const REFRESH_TOKEN_TYP: &str = "rt+jwt";
 
 /// A fresh Ed25519 key, its private half sealed under the master key, its `kid` the RFC 7638
 /// thumbprint of the public JWK.
@@ -60,6 +63,22 @@ pub struct AccessTokenClaims {
     /// also stops its JWTs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// SHA-256 (hex) of the `otp_token` bound to this token, when the policy issues one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otp_sha256: Option<String>,
+}
+
+/// The claims of a JWT-shaped refresh token (seed 002). Its signature lets the client read
+/// `exp`; khoa itself only ever looks it up by hash, like any refresh token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub sid: String,
 }
 
 /// The keys one node uses: the current signer and every published verifier.
@@ -133,13 +152,13 @@ impl KeyRing {
         &self.kids
     }
 
-    pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, EngineError> {
+    pub fn sign(&self, typ: &str, claims: &impl Serialize) -> Result<String, EngineError> {
         let (kid, key) = self
             .signer
             .as_ref()
             .ok_or_else(|| EngineError::Internal("no current signing key".into()))?;
         let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+        header.typ = Some(typ.to_owned());
         header.kid = Some(kid.clone());
         jsonwebtoken::encode(&header, claims, key)
             .map_err(|e| EngineError::Internal(format!("signing failed: {e}")))
@@ -189,6 +208,7 @@ mod tests {
             client_id: "c1".into(),
             scope: "a b".into(),
             sid: None,
+            otp_sha256: None,
         }
     }
 
@@ -197,7 +217,7 @@ mod tests {
         let master = MasterKey::generate(&OsRandom);
         let rec = generate_key(&OsRandom, &master, 1);
         let ring = KeyRing::load(std::slice::from_ref(&rec), &master).unwrap();
-        let jwt = ring.sign(&claims()).unwrap();
+        let jwt = ring.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
         let header = jsonwebtoken::decode_header(&jwt).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.kid.as_deref(), Some(rec.kid.as_str()));
@@ -214,10 +234,10 @@ mod tests {
         let master = MasterKey::generate(&OsRandom);
         let ours = KeyRing::load(&[generate_key(&OsRandom, &master, 1)], &master).unwrap();
         let theirs = KeyRing::load(&[generate_key(&OsRandom, &master, 1)], &master).unwrap();
-        let jwt = theirs.sign(&claims()).unwrap();
+        let jwt = theirs.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
         assert_eq!(ours.verify(&jwt, "https://khoa.test", "api"), None);
         // Tampering with the payload breaks the signature.
-        let ours_jwt = ours.sign(&claims()).unwrap();
+        let ours_jwt = ours.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
         let mut parts: Vec<&str> = ours_jwt.split('.').collect();
         let evil = URL_SAFE_NO_PAD.encode(br#"{"sub":"admin"}"#);
         parts[1] = &evil;

@@ -16,12 +16,14 @@
 //! - [`keys`]: Ed25519 signing keys, JWKS, RFC 9068 JWT access tokens.
 //! - [`secret`]: token generation and hashing, client-secret HMAC, the sealed successor.
 //! - [`master_key`]: the key everything at rest is sealed under.
+//! - [`envelope`]: the AES-256-CBC partner envelope of seed 002.
 //! - [`password`]: Argon2id on a bounded blocking pool.
 //! - [`clock`]: injectable time and randomness.
 //! - [`testing`]: an in-memory store for unit tests of the engine (not a backend).
 
 pub mod clock;
 pub mod engine;
+pub mod envelope;
 pub mod error;
 pub mod grant;
 pub mod keys;

@@ -4,11 +4,14 @@ use std::sync::{Arc, RwLock};
 
 use crate::clock::{Clock, Random};
 use crate::error::EngineError;
-use crate::keys::{AccessTokenClaims, KeyRing, generate_key};
+use crate::keys::{
+    ACCESS_TOKEN_TYP, AccessTokenClaims, KeyRing, REFRESH_TOKEN_TYP, RefreshTokenClaims,
+    generate_key,
+};
 use crate::master_key::MasterKey;
-use crate::model::{AccessTokenFormat, Client, UnixTime};
+use crate::model::{AccessTokenFormat, Client, RefreshTokenFormat, UnixTime};
 use crate::scope::ScopeSet;
-use crate::secret::{generate_token, random_hex, redacted, token_hash};
+use crate::secret::{generate_token, random_alnum, random_hex, random_upper, redacted, token_hash};
 use crate::store::{AccessRecord, Family, Issuance, KeyStore, RefreshRecord, TokenStore};
 
 /// What a successful grant hands to the dialect that renders it.
@@ -18,6 +21,8 @@ pub struct IssuedTokens {
     pub expires_in: i64,
     pub refresh_token: Option<String>,
     pub refresh_expires_in: Option<i64>,
+    /// Seed 000's second secret, required beside the bearer token on mutating requests.
+    pub otp_token: Option<String>,
     pub scope: ScopeSet,
     pub subject: String,
     pub client_id: String,
@@ -101,9 +106,39 @@ impl KeyRingHandle {
 /// A freshly minted access token.
 pub(crate) struct MintedAccess {
     pub(crate) token: String,
-    /// To store before answering (opaque tokens); `None` for a self-contained JWT.
+    /// To store before answering (stored formats); `None` for a self-contained JWT.
     pub(crate) record: Option<AccessRecord>,
     pub(crate) expires_in: i64,
+    /// The second secret bound to this access token, when the policy asks for one.
+    pub(crate) otp_token: Option<String>,
+}
+
+/// Who tokens are minted for and how account-shaped tokens (seed 000) are labelled.
+#[derive(Clone, Debug)]
+pub(crate) struct Grantee {
+    /// `sub` of the tokens: a user id, or the client id for client-only grants.
+    pub(crate) subject: String,
+    /// The login name shown in `ACCOUNT||KEYID||…` tokens.
+    pub(crate) account: String,
+    /// The `KEYID` of that layout: one per session, shared by its access and refresh tokens.
+    pub(crate) key_id: String,
+}
+
+/// The refresh-token family an access token belongs to.
+#[derive(Clone, Copy)]
+pub(crate) struct SessionRef<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) ends_at: UnixTime,
+}
+
+/// Splits `ACCOUNT||KEYID||RANDOM`; the account may itself contain `||`, the random part and
+/// key id never do.
+pub fn parse_account_token(token: &str) -> Option<(&str, &str)> {
+    let mut parts = token.rsplitn(3, "||");
+    let _random = parts.next()?;
+    let key_id = parts.next()?;
+    let account = parts.next()?;
+    (!account.is_empty() && !key_id.is_empty()).then_some((account, key_id))
 }
 
 /// Shared by every grant: builds access and refresh tokens per the client's policy and commits
@@ -117,121 +152,178 @@ pub struct Minter {
     pub(crate) audience: String,
 }
 
+/// Length of the random part of `ACCOUNT||KEYID||RANDOM` tokens, about the document's.
+const ACCOUNT_TOKEN_RANDOM_LEN: usize = 200;
+
 impl Minter {
     pub fn now(&self) -> UnixTime {
         self.clock.now()
     }
 
+    pub(crate) fn grantee(&self, subject: &str, account: &str) -> Grantee {
+        Grantee {
+            subject: subject.to_owned(),
+            account: account.to_owned(),
+            key_id: random_upper(&*self.random, 10),
+        }
+    }
+
     /// An access token per `client.policy.access_format`, never outliving its session; for
-    /// opaque tokens also the record that must be stored before the token is handed out.
+    /// stored formats also the record that must be committed before the token is handed out.
     pub(crate) fn access_token(
         &self,
         client: &Client,
-        subject: &str,
+        grantee: &Grantee,
         scope: &ScopeSet,
-        session: Option<(&str, UnixTime)>,
+        session: Option<SessionRef<'_>>,
         now: UnixTime,
     ) -> Result<MintedAccess, EngineError> {
-        let family_id = session.map(|(id, _)| id);
+        let policy = &client.policy;
         let expires_at = match session {
-            Some((_, end)) => (now + client.policy.access_ttl).min(end),
-            None => now + client.policy.access_ttl,
+            Some(s) => (now + policy.access_ttl).min(s.ends_at),
+            None => now + policy.access_ttl,
         };
-        let minted = |token, record| MintedAccess {
-            token,
-            record,
-            expires_in: expires_at - now,
-        };
-        match client.policy.access_format {
+        let family_id = session.map(|s| s.id.to_owned());
+        let otp_token = policy.otp.then(|| random_hex(&*self.random, 16));
+        let otp_hash = otp_token.as_deref().map(token_hash);
+        let token = match policy.access_format {
             AccessTokenFormat::Jwt => {
                 let claims = AccessTokenClaims {
                     iss: self.issuer.clone(),
-                    sub: subject.to_owned(),
+                    sub: grantee.subject.clone(),
                     aud: self.audience.clone(),
                     exp: expires_at,
                     iat: now,
                     jti: random_hex(&*self.random, 16),
                     client_id: client.client_id.clone(),
                     scope: scope.to_string(),
-                    sid: family_id.map(str::to_owned),
+                    sid: family_id,
+                    otp_sha256: otp_hash,
                 };
-                Ok(minted(self.keys.current().sign(&claims)?, None))
+                let token = self.keys.current().sign(ACCESS_TOKEN_TYP, &claims)?;
+                return Ok(MintedAccess {
+                    token,
+                    record: None,
+                    expires_in: expires_at - now,
+                    otp_token,
+                });
             }
-            AccessTokenFormat::Opaque => {
-                let token = generate_token(&*self.random);
-                let record = AccessRecord {
-                    hash: token_hash(&token),
+            AccessTokenFormat::Opaque => generate_token(&*self.random),
+            AccessTokenFormat::Hex40 => random_hex(&*self.random, 20),
+            AccessTokenFormat::Account => self.account_token(grantee),
+        };
+        let record = AccessRecord {
+            hash: token_hash(&token),
+            client_id: client.client_id.clone(),
+            subject: grantee.subject.clone(),
+            scope: scope.clone(),
+            family_id,
+            issued_at: now,
+            expires_at,
+            otp_hash,
+        };
+        Ok(MintedAccess {
+            token,
+            record: Some(record),
+            expires_in: expires_at - now,
+            otp_token,
+        })
+    }
+
+    fn account_token(&self, grantee: &Grantee) -> String {
+        format!(
+            "{}||{}||{}",
+            grantee.account,
+            grantee.key_id,
+            random_alnum(&*self.random, ACCOUNT_TOKEN_RANDOM_LEN)
+        )
+    }
+
+    /// A refresh token per `client.policy.refresh_format` and its record.
+    pub(crate) fn refresh_token(
+        &self,
+        client: &Client,
+        grantee: &Grantee,
+        session: SessionRef<'_>,
+        now: UnixTime,
+    ) -> Result<(String, RefreshRecord), EngineError> {
+        let expires_at = (now + client.policy.refresh_ttl).min(session.ends_at);
+        let token = match client.policy.refresh_format {
+            RefreshTokenFormat::Opaque => generate_token(&*self.random),
+            RefreshTokenFormat::Account => self.account_token(grantee),
+            RefreshTokenFormat::Jwt => {
+                let claims = RefreshTokenClaims {
+                    iss: self.issuer.clone(),
+                    sub: grantee.subject.clone(),
+                    exp: expires_at,
+                    iat: now,
+                    jti: random_hex(&*self.random, 16),
                     client_id: client.client_id.clone(),
-                    subject: subject.to_owned(),
-                    scope: scope.clone(),
-                    family_id: family_id.map(str::to_owned),
-                    issued_at: now,
-                    expires_at,
+                    sid: session.id.to_owned(),
                 };
-                Ok(minted(token, Some(record)))
+                self.keys.current().sign(REFRESH_TOKEN_TYP, &claims)?
             }
-        }
+        };
+        let record = RefreshRecord {
+            hash: token_hash(&token),
+            family_id: session.id.to_owned(),
+            issued_at: now,
+            expires_at,
+        };
+        Ok((token, record))
     }
 
     /// Issues a new grant: an access token, and a refresh token starting a new family when
     /// `with_refresh`. Returns only after the store committed what must be stored.
-    pub async fn issue(
+    pub(crate) async fn issue(
         &self,
         client: &Client,
-        subject: &str,
+        grantee: &Grantee,
         scope: ScopeSet,
         with_refresh: bool,
     ) -> Result<IssuedTokens, EngineError> {
         let now = self.now();
         let policy = &client.policy;
         let mut issuance = Issuance::default();
-        let mut refresh_token = None;
-        let mut refresh_expires_in = None;
+        let mut refresh = None;
         if with_refresh {
             let family = Family {
                 id: format!("fam_{}", random_hex(&*self.random, 16)),
                 client_id: client.client_id.clone(),
-                subject: subject.to_owned(),
+                subject: grantee.subject.clone(),
                 scope: scope.clone(),
                 created_at: now,
                 session_expires_at: now + policy.session_lifetime,
                 revoked_at: None,
             };
-            let token = generate_token(&*self.random);
-            let expires_at = (now + policy.refresh_ttl).min(family.session_expires_at);
-            issuance.refresh = Some(RefreshRecord {
-                hash: token_hash(&token),
-                family_id: family.id.clone(),
-                issued_at: now,
-                expires_at,
-            });
+            let session = SessionRef {
+                id: &family.id,
+                ends_at: family.session_expires_at,
+            };
+            let (token, record) = self.refresh_token(client, grantee, session, now)?;
+            refresh = Some((token, record.expires_at - now));
+            issuance.refresh = Some(record);
             issuance.family = Some(family);
-            refresh_token = Some(token);
-            refresh_expires_in = Some(expires_at - now);
         }
-        let session = issuance
-            .family
-            .as_ref()
-            .map(|f| (f.id.clone(), f.session_expires_at));
-        let access = self.access_token(
-            client,
-            subject,
-            &scope,
-            session.as_ref().map(|(id, end)| (id.as_str(), *end)),
-            now,
-        )?;
+        let session = issuance.family.as_ref().map(|f| SessionRef {
+            id: &f.id,
+            ends_at: f.session_expires_at,
+        });
+        let access = self.access_token(client, grantee, &scope, session, now)?;
         issuance.access = access.record;
         // A JWT-only answer stores nothing: it is verifiable offline and dies on its own.
         if issuance.family.is_some() || issuance.access.is_some() {
             self.tokens.issue(&issuance).await?;
         }
+        let (refresh_token, refresh_expires_in) = refresh.unzip();
         Ok(IssuedTokens {
             access_token: access.token,
             expires_in: access.expires_in,
             refresh_token,
             refresh_expires_in,
+            otp_token: access.otp_token,
             scope,
-            subject: subject.to_owned(),
+            subject: grantee.subject.clone(),
             client_id: client.client_id.clone(),
         })
     }

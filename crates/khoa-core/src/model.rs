@@ -90,6 +90,12 @@ pub enum AccessTokenFormat {
     Jwt,
     /// 256 random bits; only a SHA-256 hash is stored; validated by lookup.
     Opaque,
+    /// 40 lowercase hex characters (160 random bits), the bank-hub shape (seed 001). Stored
+    /// and validated like `Opaque`.
+    Hex40,
+    /// `ACCOUNT||KEYID||<random>`, the derivative-broker shape (seed 000): the account is the
+    /// username, the key id names the session. Stored and validated like `Opaque`.
+    Account,
 }
 
 impl AccessTokenFormat {
@@ -97,6 +103,8 @@ impl AccessTokenFormat {
         match self {
             AccessTokenFormat::Jwt => "jwt",
             AccessTokenFormat::Opaque => "opaque",
+            AccessTokenFormat::Hex40 => "hex40",
+            AccessTokenFormat::Account => "account",
         }
     }
 }
@@ -107,6 +115,45 @@ impl FromStr for AccessTokenFormat {
         match s {
             "jwt" => Ok(Self::Jwt),
             "opaque" => Ok(Self::Opaque),
+            "hex40" => Ok(Self::Hex40),
+            "account" => Ok(Self::Account),
+            other => Err(UnknownValue(other.to_owned())),
+        }
+    }
+}
+
+/// What a refresh token looks like on the wire. Whatever the shape, only its SHA-256 hash is
+/// stored and rotation works the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshTokenFormat {
+    /// 256 random bits, base64url (seed 004's shape).
+    #[default]
+    Opaque,
+    /// A signed JWT (`typ: rt+jwt`) with `exp` readable by the client (seed 002 calls it a
+    /// "JWT Refresh Token"). Never accepted as an access token.
+    Jwt,
+    /// `ACCOUNT||KEYID||<random>` (seed 000).
+    Account,
+}
+
+impl RefreshTokenFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshTokenFormat::Opaque => "opaque",
+            RefreshTokenFormat::Jwt => "jwt",
+            RefreshTokenFormat::Account => "account",
+        }
+    }
+}
+
+impl FromStr for RefreshTokenFormat {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "opaque" => Ok(Self::Opaque),
+            "jwt" => Ok(Self::Jwt),
+            "account" => Ok(Self::Account),
             other => Err(UnknownValue(other.to_owned())),
         }
     }
@@ -160,6 +207,10 @@ pub struct TokenPolicy {
     /// How long after a refresh token was redeemed a repeated redemption still gets the same
     /// successor instead of revoking the family. 0 disables the grace.
     pub reuse_window: i64,
+    pub refresh_format: RefreshTokenFormat,
+    /// Issue an `otp_token` bound to each access token, which mutating requests must present
+    /// beside the bearer token (seed 000's order APIs).
+    pub otp: bool,
 }
 
 impl Default for TokenPolicy {
@@ -171,6 +222,8 @@ impl Default for TokenPolicy {
             refresh_ttl: 14 * 24 * 3600,
             session_lifetime: 90 * 24 * 3600,
             reuse_window: 5,
+            refresh_format: RefreshTokenFormat::Opaque,
+            otp: false,
         }
     }
 }

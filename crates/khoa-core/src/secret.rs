@@ -25,6 +25,36 @@ pub fn random_hex(random: &dyn Random, n: usize) -> String {
     hex::encode(bytes)
 }
 
+/// `n` random characters from `alphabet`, without modulo bias (rejection sampling).
+fn random_from(random: &dyn Random, alphabet: &[u8], n: usize) -> String {
+    let limit = 256 - (256 % alphabet.len());
+    let mut out = String::with_capacity(n);
+    let mut buf = [0u8; 64];
+    while out.len() < n {
+        random.fill(&mut buf);
+        for b in buf {
+            if (b as usize) < limit && out.len() < n {
+                out.push(alphabet[b as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    out
+}
+
+/// `n` random ASCII letters and digits.
+pub fn random_alnum(random: &dyn Random, n: usize) -> String {
+    random_from(
+        random,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+        n,
+    )
+}
+
+/// `n` random uppercase ASCII letters (the `KEYID` of seed 000's tokens).
+pub fn random_upper(random: &dyn Random, n: usize) -> String {
+    random_from(random, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", n)
+}
+
 /// The at-rest form of a refresh token or an opaque access token: lowercase hex SHA-256. A
 /// plain hash suffices because the tokens carry 256 bits of entropy; there is nothing to
 /// brute-force.

@@ -115,6 +115,8 @@ pub struct AccessRecord {
     pub family_id: Option<String>,
     pub issued_at: UnixTime,
     pub expires_at: UnixTime,
+    /// SHA-256 (hex) of the `otp_token` bound to this access token, if any.
+    pub otp_hash: Option<String>,
 }
 
 /// A stored opaque access token and whether its family has been revoked.

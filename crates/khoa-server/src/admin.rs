@@ -123,6 +123,8 @@ async fn add_client(engine: &Engine, a: ClientAddArgs) -> Result<()> {
             refresh_ttl: a.refresh_ttl,
             session_lifetime: a.session_lifetime,
             reuse_window: a.reuse_window,
+            refresh_format: a.refresh_format,
+            otp: a.otp,
         },
         disabled: false,
         created_at: 0,

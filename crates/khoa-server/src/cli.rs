@@ -1,7 +1,7 @@
 //! The `khoa` command line (clap). Verbs stay thin: parse, call the engine, print.
 
 use clap::{Args, Parser, Subcommand};
-use khoa_core::model::{AccessTokenFormat, GrantType, RefreshIssuance};
+use khoa_core::model::{AccessTokenFormat, GrantType, RefreshIssuance, RefreshTokenFormat};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -92,7 +92,7 @@ pub struct ClientAddArgs {
     /// Grant types, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "client_credentials")]
     pub grant_types: Vec<GrantType>,
-    /// Access-token format: jwt or opaque.
+    /// Access-token format: jwt, opaque, hex40 or account.
     #[arg(long, default_value = "jwt")]
     pub token_format: AccessTokenFormat,
     /// Access-token lifetime in seconds.
@@ -110,6 +110,12 @@ pub struct ClientAddArgs {
     /// Seconds during which a repeated refresh returns the same successor (0: none).
     #[arg(long, default_value_t = 5)]
     pub reuse_window: i64,
+    /// Refresh-token format: opaque, jwt or account.
+    #[arg(long, default_value = "opaque")]
+    pub refresh_format: RefreshTokenFormat,
+    /// Bind an otp_token to every access token (mutating requests must present it).
+    #[arg(long)]
+    pub otp: bool,
 }
 
 #[derive(Debug, Subcommand)]

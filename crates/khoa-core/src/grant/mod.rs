@@ -30,6 +30,10 @@ pub enum ClientAuth {
     },
     /// `client_id` alone, as a public client sends it (seed 004).
     IdOnly { client_id: String },
+    /// Vouched for by the dialect adapter, which verified a credential bound to this client
+    /// (seed 002: a payload that opened under the partner's AES key). No wire parser produces
+    /// this variant from client input.
+    Attested { client_id: String },
 }
 
 impl ClientAuth {

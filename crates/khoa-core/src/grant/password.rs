@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use super::{GrantHandler, TokenRequest, required, resolve_scope, wants_refresh};
-use crate::error::{EngineError, OAuthError};
+use crate::error::{Detail, EngineError, OAuthError};
 use crate::mint::{IssuedTokens, Minter};
 use crate::model::Client;
 use crate::password::PasswordHasher;
@@ -36,7 +36,17 @@ impl GrantHandler for PasswordGrant {
             .await?;
         let user = match user {
             Some(u) if ok && !u.disabled => u,
-            _ => return Err(OAuthError::invalid_grant(BAD_CREDENTIALS).into()),
+            // Said only to whoever proved the password: it reveals nothing to a guesser.
+            Some(u) if ok && u.disabled => {
+                return Err(OAuthError::invalid_grant("the account is disabled")
+                    .with_detail(Detail::AccountDisabled)
+                    .into());
+            }
+            _ => {
+                return Err(OAuthError::invalid_grant(BAD_CREDENTIALS)
+                    .with_detail(Detail::BadCredentials)
+                    .into());
+            }
         };
         let scope = resolve_scope(
             request.scope.as_deref(),
@@ -44,8 +54,9 @@ impl GrantHandler for PasswordGrant {
             user.allowed_scopes.as_ref(),
         )?;
         let with_refresh = wants_refresh(client, &scope);
+        let grantee = self.minter.grantee(&user.id, &user.username);
         self.minter
-            .issue(client, &user.id, scope, with_refresh)
+            .issue(client, &grantee, scope, with_refresh)
             .await
     }
 }

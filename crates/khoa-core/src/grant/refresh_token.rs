@@ -14,13 +14,11 @@ use std::sync::Arc;
 
 use super::{GrantHandler, TokenRequest, required};
 use crate::error::{EngineError, OAuthError};
-use crate::mint::{IssuedTokens, Minter};
+use crate::mint::{Grantee, IssuedTokens, Minter, SessionRef, parse_account_token};
 use crate::model::Client;
 use crate::scope::ScopeSet;
-use crate::secret::{generate_token, open_successor, seal_successor, token_hash};
-use crate::store::{
-    Issuance, RefreshRecord, RefreshState, RotateOutcome, Rotation, TokenStore, UserStore,
-};
+use crate::secret::{open_successor, seal_successor, token_hash};
+use crate::store::{Issuance, RefreshState, RotateOutcome, Rotation, TokenStore, UserStore};
 
 /// Subjects of user-owned families carry this prefix, so that a refresh can check the user
 /// still exists and is enabled.
@@ -75,6 +73,18 @@ impl GrantHandler for RefreshTokenGrant {
     }
 }
 
+/// Account-shaped tokens keep the account and key id of the session they continue.
+fn grantee_of(m: &Minter, presented: &str, subject: &str) -> Grantee {
+    match parse_account_token(presented) {
+        Some((account, key_id)) => Grantee {
+            subject: subject.to_owned(),
+            account: account.to_owned(),
+            key_id: key_id.to_owned(),
+        },
+        None => m.grantee(subject, subject),
+    }
+}
+
 /// RFC 6749 §6: the new access token may be narrower, never wider, than the original grant.
 fn narrowed_scope(request: &TokenRequest, granted: &ScopeSet) -> Result<ScopeSet, EngineError> {
     match request.scope.as_deref().map(ScopeSet::parse) {
@@ -111,24 +121,18 @@ impl RefreshTokenGrant {
     ) -> Result<Result<IssuedTokens, RefreshState>, EngineError> {
         let m = &self.minter;
         let family = &state.family;
-        let successor = generate_token(&*m.random);
-        let expires_at = (now + client.policy.refresh_ttl).min(family.session_expires_at);
-        let access = m.access_token(
-            client,
-            &family.subject,
-            scope,
-            Some((&family.id, family.session_expires_at)),
-            now,
-        )?;
+        let grantee = grantee_of(m, presented, &family.subject);
+        let session = SessionRef {
+            id: &family.id,
+            ends_at: family.session_expires_at,
+        };
+        let (successor, record) = m.refresh_token(client, &grantee, session, now)?;
+        let expires_at = record.expires_at;
+        let access = m.access_token(client, &grantee, scope, Some(session), now)?;
         let rotation = Rotation {
             old_hash: state.hash.clone(),
             used_at: now,
-            successor: RefreshRecord {
-                hash: token_hash(&successor),
-                family_id: family.id.clone(),
-                issued_at: now,
-                expires_at,
-            },
+            successor: record,
             successor_sealed: seal_successor(&*m.random, presented, &successor),
             access: access.record,
         };
@@ -138,6 +142,7 @@ impl RefreshTokenGrant {
                 expires_in: access.expires_in,
                 refresh_token: Some(successor),
                 refresh_expires_in: Some(expires_at - now),
+                otp_token: access.otp_token,
                 scope: scope.clone(),
                 subject: family.subject.clone(),
                 client_id: client.client_id.clone(),
@@ -190,13 +195,12 @@ impl RefreshTokenGrant {
         let scope = narrowed_scope(request, &family.scope)?;
         self.check_owner_still_active(&family.subject).await?;
         let m = &self.minter;
-        let access = m.access_token(
-            client,
-            &family.subject,
-            &scope,
-            Some((&family.id, family.session_expires_at)),
-            now,
-        )?;
+        let grantee = grantee_of(m, presented, &family.subject);
+        let session = SessionRef {
+            id: &family.id,
+            ends_at: family.session_expires_at,
+        };
+        let access = m.access_token(client, &grantee, &scope, Some(session), now)?;
         if access.record.is_some() {
             let issuance = Issuance {
                 access: access.record,
@@ -209,6 +213,7 @@ impl RefreshTokenGrant {
             expires_in: access.expires_in,
             refresh_token: Some(successor),
             refresh_expires_in: Some(next.expires_at - now),
+            otp_token: access.otp_token,
             scope,
             subject: family.subject.clone(),
             client_id: client.client_id.clone(),

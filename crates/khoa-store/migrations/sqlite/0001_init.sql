@@ -27,6 +27,9 @@ CREATE TABLE clients (
     refresh_ttl      INTEGER NOT NULL,
     session_lifetime INTEGER NOT NULL,
     reuse_window     INTEGER NOT NULL,
+    refresh_format   TEXT NOT NULL DEFAULT 'opaque',
+    -- 1: every access token gets a bound otp_token (seed 000).
+    otp              INTEGER NOT NULL DEFAULT 0 CHECK (otp IN (0, 1)),
     disabled         INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
     created_at       INTEGER NOT NULL
 );
@@ -64,7 +67,9 @@ CREATE TABLE access_tokens (
     -- NULL for tokens outside any refresh family (client_credentials).
     family_id  TEXT REFERENCES token_families (id) ON DELETE CASCADE,
     issued_at  INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    -- SHA-256 of the otp_token bound to this token, if any.
+    otp_hash   TEXT
 );
 CREATE INDEX access_tokens_expires_at ON access_tokens (expires_at);
 CREATE INDEX access_tokens_family_id ON access_tokens (family_id);

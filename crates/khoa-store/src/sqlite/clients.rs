@@ -28,8 +28,8 @@ impl ClientStore for SqliteClients {
                         "INSERT INTO clients (client_id, name, secret_hash, allowed_scopes, \
                          default_scopes, grant_types, access_format, access_ttl, \
                          refresh_issuance, refresh_ttl, session_lifetime, reuse_window, \
-                         disabled, created_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         refresh_format, otp, disabled, created_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     )
                     .bind(&c.client_id)
                     .bind(&c.name)
@@ -43,6 +43,8 @@ impl ClientStore for SqliteClients {
                     .bind(c.policy.refresh_ttl)
                     .bind(c.policy.session_lifetime)
                     .bind(c.policy.reuse_window)
+                    .bind(c.policy.refresh_format.as_str())
+                    .bind(c.policy.otp)
                     .bind(c.disabled)
                     .bind(c.created_at)
                     .execute(conn)
@@ -134,6 +136,8 @@ fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
             refresh_ttl: get(row, "refresh_ttl")?,
             session_lifetime: get(row, "session_lifetime")?,
             reuse_window: get(row, "reuse_window")?,
+            refresh_format: parse_col("refresh_format", &get::<String>(row, "refresh_format")?)?,
+            otp: get(row, "otp")?,
         },
         disabled: get(row, "disabled")?,
         created_at: get(row, "created_at")?,

@@ -121,7 +121,7 @@ impl TokenStore for SqliteTokens {
         // LEFT JOIN: client-credentials tokens belong to no family and are never revoked.
         let Some(row) = sqlx::query(
             "SELECT a.hash, a.client_id, a.subject, a.scope, a.family_id, a.issued_at, \
-             a.expires_at, f.revoked_at IS NOT NULL AS revoked \
+             a.expires_at, a.otp_hash, f.revoked_at IS NOT NULL AS revoked \
              FROM access_tokens a LEFT JOIN token_families f ON f.id = a.family_id \
              WHERE a.hash = ?",
         )
@@ -141,6 +141,7 @@ impl TokenStore for SqliteTokens {
                 family_id: get(&row, "family_id")?,
                 issued_at: get(&row, "issued_at")?,
                 expires_at: get(&row, "expires_at")?,
+                otp_hash: get(&row, "otp_hash")?,
             },
             revoked: get(&row, "revoked")?,
         }))
@@ -220,8 +221,8 @@ async fn insert_refresh(conn: &mut SqliteConnection, r: &RefreshRecord) -> Resul
 async fn insert_access(conn: &mut SqliteConnection, a: &AccessRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO access_tokens \
-         (hash, client_id, subject, scope, family_id, issued_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         (hash, client_id, subject, scope, family_id, issued_at, expires_at, otp_hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&a.hash)
     .bind(&a.client_id)
@@ -230,6 +231,7 @@ async fn insert_access(conn: &mut SqliteConnection, a: &AccessRecord) -> Result<
     .bind(&a.family_id)
     .bind(a.issued_at)
     .bind(a.expires_at)
+    .bind(&a.otp_hash)
     .execute(conn)
     .await
     .store_err()

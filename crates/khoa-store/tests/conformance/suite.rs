@@ -5,7 +5,8 @@ use std::any::Any;
 use std::collections::HashSet;
 
 use khoa_core::model::{
-    AccessTokenFormat, Client, GrantType, RefreshIssuance, TokenPolicy, UnixTime,
+    AccessTokenFormat, Client, GrantType, RefreshIssuance, RefreshTokenFormat, TokenPolicy,
+    UnixTime,
 };
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
@@ -108,6 +109,7 @@ fn access(hash: &str, family_id: Option<&str>) -> AccessRecord {
         family_id: family_id.map(Into::into),
         issued_at: NOW,
         expires_at: NOW + 3600,
+        otp_hash: Some(format!("otp-of-{hash}")),
     }
 }
 
@@ -228,6 +230,8 @@ fn confidential_client() -> Client {
             refresh_ttl: 7200,
             session_lifetime: 86_400,
             reuse_window: 0,
+            refresh_format: RefreshTokenFormat::Account,
+            otp: true,
         },
         disabled: true,
         created_at: NOW,
