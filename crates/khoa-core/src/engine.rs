@@ -14,6 +14,7 @@ use crate::keys::KeyRing;
 use crate::master_key::MasterKey;
 use crate::mint::{IssuedTokens, KeyRingHandle, Minter};
 use crate::model::{AccessTokenFormat, Client, GrantType, UnixTime, User};
+use crate::partner::Partners;
 use crate::password::{PasswordHasher, PasswordParams};
 use crate::scope::ScopeSet;
 use crate::secret::{SecretHasher, generate_token, random_hex, token_hash};
@@ -78,6 +79,7 @@ pub struct Engine {
     secrets: SecretHasher,
     passwords: PasswordHasher,
     keys: Arc<KeyRingHandle>,
+    partners: Partners,
     password_grant: PasswordGrant,
     client_credentials_grant: ClientCredentialsGrant,
     refresh_grant: RefreshTokenGrant,
@@ -94,6 +96,13 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let secrets = SecretHasher::new(master.derive("khoa client secret pepper v1"));
         let passwords = PasswordHasher::new(config.password, config.password_concurrency)?;
+        let partners = Partners {
+            store: stores.partners.clone(),
+            clients: stores.clients.clone(),
+            master: master.clone(),
+            clock: clock.clone(),
+            random: random.clone(),
+        };
         let keys = Arc::new(
             KeyRingHandle::open(stores.keys.clone(), master, &*random, clock.now()).await?,
         );
@@ -126,7 +135,13 @@ impl Engine {
             secrets,
             passwords,
             keys,
+            partners,
         })
+    }
+
+    /// The partners of the encrypted dialect (seed 002).
+    pub fn partners(&self) -> &Partners {
+        &self.partners
     }
 
     pub fn config(&self) -> &EngineConfig {

@@ -17,6 +17,7 @@
 //! - [`secret`]: token generation and hashing, client-secret HMAC, the sealed successor.
 //! - [`master_key`]: the key everything at rest is sealed under.
 //! - [`envelope`]: the AES-256-CBC partner envelope of seed 002.
+//! - [`partner`]: partners of the encrypted dialect: sealed AES keys, rotation, opening.
 //! - [`password`]: Argon2id on a bounded blocking pool.
 //! - [`clock`]: injectable time and randomness.
 //! - [`testing`]: an in-memory store for unit tests of the engine (not a backend).
@@ -30,6 +31,7 @@ pub mod keys;
 pub mod master_key;
 pub mod mint;
 pub mod model;
+pub mod partner;
 pub mod password;
 pub mod scope;
 pub mod secret;

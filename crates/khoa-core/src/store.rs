@@ -243,6 +243,57 @@ pub trait KeyStore: Send + Sync {
     async fn list_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
 }
 
+/// One AES key of a partner (seed 002), sealed under the master key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PartnerKey {
+    pub key_id: String,
+    pub sealed: Vec<u8>,
+    pub created_at: UnixTime,
+    /// `None` while the key is current; after a rotation, the end of its overlap.
+    pub expires_at: Option<UnixTime>,
+}
+
+impl std::fmt::Debug for PartnerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartnerKey")
+            .field("key_id", &self.key_id)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A partner of the encrypted dialect: its `Partner-Code`, the client its logins act for, and
+/// its keys, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partner {
+    pub code: String,
+    pub name: String,
+    pub client_id: String,
+    pub created_at: UnixTime,
+    pub keys: Vec<PartnerKey>,
+}
+
+#[async_trait]
+pub trait PartnerStore: Send + Sync {
+    /// Creates the partner with its first key (`partner.keys[0]`); `Conflict("partner_code")`
+    /// when the code is taken.
+    async fn create_partner(&self, partner: &Partner) -> Result<(), StoreError>;
+    /// The partner with all its keys, newest first.
+    async fn find_partner(&self, code: &str) -> Result<Option<Partner>, StoreError>;
+    /// Ordered by code.
+    async fn list_partners(&self) -> Result<Vec<Partner>, StoreError>;
+    /// Atomically sets `expires_at = old_keys_expire_at` on every current key of the partner
+    /// and adds `key` as current. Returns whether the partner exists.
+    async fn add_partner_key(
+        &self,
+        code: &str,
+        key: &PartnerKey,
+        old_keys_expire_at: UnixTime,
+    ) -> Result<bool, StoreError>;
+    async fn delete_partner(&self, code: &str) -> Result<bool, StoreError>;
+}
+
 #[async_trait]
 pub trait Readiness: Send + Sync {
     /// A cheap round trip to the database.
@@ -256,5 +307,6 @@ pub struct Stores {
     pub clients: Arc<dyn ClientStore>,
     pub tokens: Arc<dyn TokenStore>,
     pub keys: Arc<dyn KeyStore>,
+    pub partners: Arc<dyn PartnerStore>,
     pub readiness: Arc<dyn Readiness>,
 }

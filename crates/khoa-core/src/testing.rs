@@ -23,6 +23,7 @@ struct Inner {
     refresh: HashMap<String, RefreshRow>,
     access: HashMap<String, AccessRecord>,
     keys: Vec<SigningKeyRecord>,
+    partners: HashMap<String, Partner>,
 }
 
 #[derive(Clone, Default)]
@@ -36,6 +37,7 @@ impl MemoryStore {
             clients: Arc::new(m.clone()),
             tokens: Arc::new(m.clone()),
             keys: Arc::new(m.clone()),
+            partners: Arc::new(m.clone()),
             readiness: Arc::new(m),
         }
     }
@@ -238,6 +240,45 @@ impl KeyStore for MemoryStore {
     }
     async fn list_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         Ok(self.lock().keys.clone())
+    }
+}
+
+#[async_trait]
+impl PartnerStore for MemoryStore {
+    async fn create_partner(&self, p: &Partner) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if g.partners.contains_key(&p.code) {
+            return Err(StoreError::Conflict("partner_code".into()));
+        }
+        g.partners.insert(p.code.clone(), p.clone());
+        Ok(())
+    }
+    async fn find_partner(&self, code: &str) -> Result<Option<Partner>, StoreError> {
+        Ok(self.lock().partners.get(code).cloned())
+    }
+    async fn list_partners(&self) -> Result<Vec<Partner>, StoreError> {
+        let mut v: Vec<Partner> = self.lock().partners.values().cloned().collect();
+        v.sort_by(|a, b| a.code.cmp(&b.code));
+        Ok(v)
+    }
+    async fn add_partner_key(
+        &self,
+        code: &str,
+        key: &PartnerKey,
+        old_keys_expire_at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let Some(p) = g.partners.get_mut(code) else {
+            return Ok(false);
+        };
+        for k in p.keys.iter_mut().filter(|k| k.expires_at.is_none()) {
+            k.expires_at = Some(old_keys_expire_at);
+        }
+        p.keys.insert(0, key.clone());
+        Ok(true)
+    }
+    async fn delete_partner(&self, code: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().partners.remove(code).is_some())
     }
 }
 

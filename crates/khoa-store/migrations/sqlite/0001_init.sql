@@ -85,3 +85,22 @@ CREATE TABLE signing_keys (
 );
 -- The backstop behind insert_first_key's NOT EXISTS: at most one key signs.
 CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys (status) WHERE status = 'current';
+
+-- Partners of the encrypted dialect (seed 002).
+CREATE TABLE partners (
+    code       TEXT PRIMARY KEY NOT NULL,
+    name       TEXT NOT NULL,
+    client_id  TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE partner_keys (
+    key_id       TEXT PRIMARY KEY NOT NULL,
+    partner_code TEXT NOT NULL REFERENCES partners (code) ON DELETE CASCADE,
+    -- The 32-byte AES key sealed under the master key.
+    sealed       BLOB NOT NULL,
+    created_at   INTEGER NOT NULL,
+    -- NULL while current; after a rotation, the end of the overlap.
+    expires_at   INTEGER
+);
+CREATE INDEX partner_keys_partner_code ON partner_keys (partner_code);

@@ -6,6 +6,7 @@
 
 mod clients;
 mod keys;
+mod partners;
 mod tokens;
 mod users;
 mod writer;
@@ -53,6 +54,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         clients: Arc::new(clients::SqliteClients(db.clone())),
         tokens: Arc::new(tokens::SqliteTokens(db.clone())),
         keys: Arc::new(keys::SqliteKeys(db.clone())),
+        partners: Arc::new(partners::SqlitePartners(db.clone())),
         readiness: Arc::new(SqliteReadiness(db)),
     })
 }
