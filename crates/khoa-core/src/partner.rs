@@ -41,9 +41,16 @@ fn aad(code: &str, key_id: &str) -> Vec<u8> {
 }
 
 impl Partners {
-    fn new_key(&self, code: &str, now: UnixTime) -> (PartnerKey, Zeroizing<String>) {
-        let mut raw = Zeroizing::new([0u8; 32]);
-        self.random.fill(&mut raw[..]);
+    fn new_key(
+        &self,
+        code: &str,
+        given: Option<[u8; 32]>,
+        now: UnixTime,
+    ) -> (PartnerKey, Zeroizing<String>) {
+        let mut raw = Zeroizing::new(given.unwrap_or_default());
+        if given.is_none() {
+            self.random.fill(&mut raw[..]);
+        }
         let key_id = format!("pk_{}", random_hex(&*self.random, 8));
         let sealed = self
             .master
@@ -58,12 +65,14 @@ impl Partners {
     }
 
     /// Registers a partner bound to `client_id` and returns its first key as hex: the only
-    /// time the key exists in the clear outside an envelope.
+    /// time the key exists in the clear outside an envelope. The key is generated unless
+    /// `key` is given (the demo's fixed, published key).
     pub async fn create(
         &self,
         code: &str,
         name: &str,
         client_id: &str,
+        key: Option<[u8; 32]>,
     ) -> Result<Zeroizing<String>, EngineError> {
         if code.is_empty() || !code.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(OAuthError::invalid_request(
@@ -75,7 +84,7 @@ impl Partners {
             return Err(OAuthError::invalid_request(format!("no client {client_id}")).into());
         }
         let now = self.clock.now();
-        let (key, hex) = self.new_key(code, now);
+        let (key, hex) = self.new_key(code, key, now);
         self.store
             .create_partner(&Partner {
                 code: code.to_owned(),
@@ -96,7 +105,7 @@ impl Partners {
         overlap: i64,
     ) -> Result<Option<Zeroizing<String>>, EngineError> {
         let now = self.clock.now();
-        let (key, hex) = self.new_key(code, now);
+        let (key, hex) = self.new_key(code, None, now);
         let found = self
             .store
             .add_partner_key(code, &key, now + overlap.max(0))
@@ -118,9 +127,17 @@ impl Partners {
             .store
             .find_partner(code)
             .await
-            .map_err(|e: StoreError| EnvelopeError::Unavailable(e.to_string()))?
-            .ok_or(EnvelopeError::UnknownPartner)?;
-        let data = envelope::decode_hex(data_hex).ok_or(EnvelopeError::Undecryptable)?;
+            .map_err(|e: StoreError| EnvelopeError::Unavailable(e.to_string()))?;
+        let data = envelope::decode_hex(data_hex);
+        let Some(partner) = partner else {
+            // Do the work a known partner costs, so that timing does not reveal which codes
+            // exist.
+            if let Some(d) = &data {
+                let _ = envelope::open(&[0u8; 32], d);
+            }
+            return Err(EnvelopeError::UnknownPartner);
+        };
+        let data = data.ok_or(EnvelopeError::Undecryptable)?;
         let now = self.clock.now();
         let mut opened = None;
         // Every live key is tried even after a success, so that the time taken does not say

@@ -36,6 +36,151 @@ pub struct Config {
     pub purge_interval_secs: u64,
     /// `tracing` filter, e.g. `info` or `khoa=debug`. `KHOA_LOG`.
     pub log: String,
+    /// The wire dialects: which are served, where, bound to which client.
+    pub dialects: DialectsConfig,
+}
+
+/// Per-dialect settings. Token policy (format, lifetimes, refresh, otp) belongs to the client a
+/// dialect is bound to (`khoa client add …`); what is here is the wire: paths, bindings, error
+/// rendering.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DialectsConfig {
+    pub oauth2: OAuth2Dialect,
+    pub derivative: DerivativeDialect,
+    pub bankhub: BankhubDialect,
+    pub partner: PartnerDialect,
+    pub vietqr: VietqrDialect,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct OAuth2Dialect {
+    pub enabled: bool,
+    pub token_path: String,
+}
+
+impl Default for OAuth2Dialect {
+    fn default() -> Self {
+        OAuth2Dialect {
+            enabled: true,
+            token_path: "/connect/token".into(),
+        }
+    }
+}
+
+/// How the derivative dialect picks the HTTP status of its error envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusMode {
+    /// 400 for malformed requests, 401 for bad credentials, 429 when rate-limited.
+    #[default]
+    Semantic,
+    /// The HTTP status equals the envelope's `s` (500, as the document shows).
+    Mirror,
+}
+
+/// Language of human-readable error text where a dialect offers a choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    #[default]
+    Vi,
+    En,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DerivativeDialect {
+    pub enabled: bool,
+    pub derivative_path: String,
+    pub underlying_path: String,
+    /// Public client whose policy derivative-account logins get.
+    pub derivative_client: String,
+    /// Public client whose policy underlying-account logins get.
+    pub underlying_client: String,
+    pub http_status: StatusMode,
+    pub language: Language,
+    /// The envelope's `source`.
+    pub source: String,
+}
+
+impl Default for DerivativeDialect {
+    fn default() -> Self {
+        DerivativeDialect {
+            enabled: false,
+            derivative_path: "/oapi/auth/gen-secret-key/derivative".into(),
+            underlying_path: "/oapi/auth/gen-secret-key/underlying".into(),
+            derivative_client: "oapi-derivative".into(),
+            underlying_client: "oapi-underlying".into(),
+            http_status: StatusMode::Semantic,
+            language: Language::Vi,
+            source: "oapi-bridge-fno".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BankhubDialect {
+    pub enabled: bool,
+    pub path: String,
+}
+
+impl Default for BankhubDialect {
+    fn default() -> Self {
+        BankhubDialect {
+            enabled: false,
+            path: "/v1/token".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PartnerDialect {
+    pub enabled: bool,
+    pub login_path: String,
+    pub refresh_path: String,
+    /// Seconds an old partner key keeps working after `khoa partner rotate-key`.
+    pub key_overlap_secs: i64,
+}
+
+impl Default for PartnerDialect {
+    fn default() -> Self {
+        PartnerDialect {
+            enabled: false,
+            login_path: "/openapi/v1/auth/login".into(),
+            refresh_path: "/openapi/v1/auth/refresh".into(),
+            key_overlap_secs: 24 * 3600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct VietqrDialect {
+    pub enabled: bool,
+    /// The `<basepath>` of `POST /<basepath>/api/token_generate`.
+    pub base_path: String,
+    /// The sample Transaction Sync API the token guards (VietQR's contract).
+    pub transaction_sync_path: String,
+}
+
+impl Default for VietqrDialect {
+    fn default() -> Self {
+        VietqrDialect {
+            enabled: false,
+            base_path: "vqr".into(),
+            transaction_sync_path: "/bank/api/transaction-sync".into(),
+        }
+    }
+}
+
+impl VietqrDialect {
+    pub fn token_path(&self) -> String {
+        format!("/{}/api/token_generate", self.base_path.trim_matches('/'))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -85,6 +230,7 @@ impl Default for Config {
             key_reload_secs: 30,
             purge_interval_secs: 300,
             log: "info".into(),
+            dialects: DialectsConfig::default(),
         }
     }
 }
@@ -183,6 +329,41 @@ impl Config {
         }
         if self.http.max_body_bytes < 256 {
             return invalid("http.max_body_bytes", "must be at least 256");
+        }
+        let d = &self.dialects;
+        let paths = [
+            ("dialects.oauth2.token_path", &d.oauth2.token_path),
+            (
+                "dialects.derivative.derivative_path",
+                &d.derivative.derivative_path,
+            ),
+            (
+                "dialects.derivative.underlying_path",
+                &d.derivative.underlying_path,
+            ),
+            ("dialects.bankhub.path", &d.bankhub.path),
+            ("dialects.partner.login_path", &d.partner.login_path),
+            ("dialects.partner.refresh_path", &d.partner.refresh_path),
+            (
+                "dialects.vietqr.transaction_sync_path",
+                &d.vietqr.transaction_sync_path,
+            ),
+        ];
+        for (key, path) in paths {
+            if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                return invalid(key, "must be an absolute path without spaces");
+            }
+        }
+        if d.vietqr.base_path.trim_matches('/').is_empty()
+            || d.vietqr.base_path.contains(char::is_whitespace)
+        {
+            return invalid(
+                "dialects.vietqr.base_path",
+                "must be a non-empty path segment",
+            );
+        }
+        if d.partner.key_overlap_secs < 0 {
+            return invalid("dialects.partner.key_overlap_secs", "must not be negative");
         }
         if self.key_reload_secs == 0 || self.purge_interval_secs == 0 {
             return invalid("key_reload_secs", "intervals must be at least 1 second");

@@ -5,14 +5,15 @@
 use anyhow::{Context, Result, bail};
 use khoa_core::engine::Engine;
 use khoa_core::error::EngineError;
-use khoa_core::model::{AccessTokenFormat, Client, GrantType, RefreshIssuance, TokenPolicy};
+use khoa_core::model::{
+    AccessTokenFormat, Client, GrantType, RefreshIssuance, RefreshTokenFormat, TokenPolicy,
+};
 use khoa_core::scope::ScopeSet;
 use secrecy::SecretString;
 use std::path::{Path, PathBuf};
 
 use crate::cli::DemoArgs;
-use crate::config::Config;
-use crate::dialects::oauth2::TOKEN_PATH;
+use crate::config::{Config, DialectsConfig};
 use crate::resource::PROTECTED_RESOURCE_PATH;
 use crate::startup::{App, shutdown_signal};
 
@@ -24,6 +25,37 @@ pub const OAUTH2_SCOPES: &str = "client-data config-data hub-data offline_access
 /// A confidential client for `client_credentials` (not in the document; fixed for the demo).
 pub const OAUTH2_SERVICE_CLIENT: &str = "demo-service";
 pub const OAUTH2_SERVICE_SECRET: &str = "demo-service-secret-0123456789abcdef";
+
+/// Seed 000's example account, for both account types.
+pub const DERIVATIVE_USERNAME: &str = "022C099995";
+pub const DERIVATIVE_PASSWORD: &str = "123456aA@";
+/// Seed 001: the bank hub gives partners a client id and secret; these are the demo's.
+pub const BANKHUB_CLIENT: &str = "bankhub-demo";
+pub const BANKHUB_SECRET: &str = "bankhub-demo-secret-0123456789abcdef";
+/// Seed 002: the partner code of the document's samples, the demo's published AES key, and
+/// the login its payload carries.
+pub const PARTNER_CODE: &str = "YOUR_PARTNER_CODE";
+pub const PARTNER_KEY_HEX: &str =
+    "f41b33bef7f43a4c4c7d0804e435be79c58f261d52791d9095c2ff0eb0341132";
+pub const PARTNER_CLIENT: &str = "tconnect-demo";
+pub const PARTNER_CLIENT_SECRET: &str = "tconnect-demo-secret-0123456789abcdef";
+pub const PARTNER_USERNAME: &str = "merchant@tconnect.vn";
+pub const PARTNER_PASSWORD: &str = "Merchant@123";
+/// Seed 003: the credential in the document's Java sample (its Basic header decodes to this).
+pub const VIETQR_USERNAME: &str = "customer-vietqrtest-user2468";
+pub const VIETQR_PASSWORD: &str = "Y3VzdG9tZXItdmlldHFydGVzdC11c2VyMjQ2OA==";
+
+/// The demo's configuration: every dialect on, at its documented path.
+pub fn demo_config(base: Config) -> Config {
+    let mut c = base;
+    let d = &mut c.dialects;
+    d.oauth2.enabled = true;
+    d.derivative.enabled = true;
+    d.bankhub.enabled = true;
+    d.partner.enabled = true;
+    d.vietqr.enabled = true;
+    c
+}
 
 pub async fn run(args: DemoArgs, base: Config) -> Result<()> {
     if !args.listen.ip().is_loopback() && !args.allow_remote {
@@ -37,19 +69,20 @@ pub async fn run(args: DemoArgs, base: Config) -> Result<()> {
         None => fresh_dir()?,
     };
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let config = Config {
+    let config = demo_config(Config {
         listen: args.listen,
         database_url: format!("sqlite://{}", data.join("khoa.db").display()),
         master_key: None,
         master_key_file: Some(data.join("master.key")),
         issuer: None,
         ..base
-    };
+    });
+    let dialects = config.dialects.clone();
     let app = App::build(config).await?;
     let base_url = format!("http://{}", app.local_addr());
     seed(&app.state().engine).await?;
-    write_demo_json(&data, &base_url)?;
-    print_instructions(&base_url, &data);
+    write_demo_json(&data, &base_url, &dialects)?;
+    print_instructions(&base_url, &data, &dialects);
     app.run(shutdown_signal()).await?;
     Ok(())
 }
@@ -64,37 +97,57 @@ fn fresh_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Creates the demo principals; on a reused data directory they already exist, which is fine.
+/// Creates the demo principals of every dialect; on a reused data directory they already
+/// exist, which is fine.
 pub async fn seed(engine: &Engine) -> Result<()> {
-    let scopes = ScopeSet::parse(OAUTH2_SCOPES).expect("valid scopes");
-    let public = Client {
-        client_id: OAUTH2_PUBLIC_CLIENT.into(),
-        name: "TripData demo (seed 004)".into(),
+    seed_oauth2(engine).await?;
+    seed_derivative(engine).await?;
+    seed_bankhub(engine).await?;
+    seed_partner(engine).await?;
+    seed_vietqr(engine).await?;
+    Ok(())
+}
+
+fn client(id: &str, name: &str, grants: &[GrantType], scopes: &str, policy: TokenPolicy) -> Client {
+    let scopes = ScopeSet::parse(scopes).expect("valid scopes");
+    Client {
+        client_id: id.into(),
+        name: name.into(),
         secret_hash: None,
         allowed_scopes: scopes.clone(),
-        default_scopes: scopes.clone(),
-        grant_types: vec![GrantType::Password, GrantType::RefreshToken],
-        policy: TokenPolicy {
+        default_scopes: scopes,
+        grant_types: grants.to_vec(),
+        policy,
+        disabled: false,
+        created_at: 0,
+    }
+}
+
+async fn seed_oauth2(engine: &Engine) -> Result<()> {
+    let scopes = ScopeSet::parse(OAUTH2_SCOPES).expect("valid scopes");
+    let public = client(
+        OAUTH2_PUBLIC_CLIENT,
+        "TripData demo (seed 004)",
+        &[GrantType::Password, GrantType::RefreshToken],
+        OAUTH2_SCOPES,
+        TokenPolicy {
             // Seed 004's sample answers a 43-character reference token: opaque, like it.
             access_format: AccessTokenFormat::Opaque,
             access_ttl: 3600,
             refresh: RefreshIssuance::OfflineAccess,
             ..TokenPolicy::default()
         },
-        disabled: false,
-        created_at: 0,
-    };
+    );
     ignore_existing(engine.create_client(public, false, None).await)?;
     let service = Client {
-        client_id: OAUTH2_SERVICE_CLIENT.into(),
-        name: "demo service (client_credentials)".into(),
-        secret_hash: None,
-        allowed_scopes: ScopeSet::parse("config-data hub-data").expect("valid"),
         default_scopes: ScopeSet::parse("hub-data").expect("valid"),
-        grant_types: vec![GrantType::ClientCredentials],
-        policy: TokenPolicy::default(),
-        disabled: false,
-        created_at: 0,
+        ..client(
+            OAUTH2_SERVICE_CLIENT,
+            "demo service (client_credentials)",
+            &[GrantType::ClientCredentials],
+            "config-data hub-data",
+            TokenPolicy::default(),
+        )
     };
     let secret = SecretString::from(OAUTH2_SERVICE_SECRET);
     ignore_existing(engine.create_client(service, true, Some(secret)).await)?;
@@ -107,6 +160,102 @@ pub async fn seed(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
+async fn seed_derivative(engine: &Engine) -> Result<()> {
+    let policy = TokenPolicy {
+        access_format: AccessTokenFormat::Account,
+        access_ttl: 28_800,
+        refresh: RefreshIssuance::Always,
+        refresh_format: RefreshTokenFormat::Account,
+        refresh_ttl: 7 * 24 * 3600,
+        otp: true,
+        ..TokenPolicy::default()
+    };
+    let grants = [GrantType::Password, GrantType::RefreshToken];
+    let cfg = crate::config::DerivativeDialect::default();
+    for (id, name) in [
+        (&cfg.derivative_client, "derivative accounts (seed 000)"),
+        (&cfg.underlying_client, "underlying accounts (seed 000)"),
+    ] {
+        let c = client(id, name, &grants, "trading", policy.clone());
+        ignore_existing(engine.create_client(c, false, None).await)?;
+    }
+    let password = SecretString::from(DERIVATIVE_PASSWORD);
+    ignore_existing(
+        engine
+            .create_user(DERIVATIVE_USERNAME, &password, None)
+            .await,
+    )?;
+    Ok(())
+}
+
+async fn seed_bankhub(engine: &Engine) -> Result<()> {
+    let c = client(
+        BANKHUB_CLIENT,
+        "bank hub demo (seed 001)",
+        &[GrantType::ClientCredentials],
+        "bankhub",
+        TokenPolicy {
+            access_format: AccessTokenFormat::Hex40,
+            access_ttl: 60_000,
+            refresh: RefreshIssuance::Never,
+            ..TokenPolicy::default()
+        },
+    );
+    let secret = SecretString::from(BANKHUB_SECRET);
+    ignore_existing(engine.create_client(c, true, Some(secret)).await)
+}
+
+async fn seed_partner(engine: &Engine) -> Result<()> {
+    let c = client(
+        PARTNER_CLIENT,
+        "TCONNECT partner demo (seed 002)",
+        &[GrantType::Password, GrantType::RefreshToken],
+        "partner",
+        TokenPolicy {
+            access_format: AccessTokenFormat::Jwt,
+            access_ttl: 3600,
+            refresh: RefreshIssuance::Always,
+            refresh_format: RefreshTokenFormat::Jwt,
+            refresh_ttl: 86_400,
+            ..TokenPolicy::default()
+        },
+    );
+    let secret = SecretString::from(PARTNER_CLIENT_SECRET);
+    ignore_existing(engine.create_client(c, true, Some(secret)).await)?;
+    let password = SecretString::from(PARTNER_PASSWORD);
+    ignore_existing(engine.create_user(PARTNER_USERNAME, &password, None).await)?;
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(PARTNER_KEY_HEX, &mut key).expect("valid demo key");
+    ignore_existing(
+        engine
+            .partners()
+            .create(
+                PARTNER_CODE,
+                "TCONNECT demo partner",
+                PARTNER_CLIENT,
+                Some(key),
+            )
+            .await,
+    )
+}
+
+async fn seed_vietqr(engine: &Engine) -> Result<()> {
+    let c = client(
+        VIETQR_USERNAME,
+        "VietQR transaction sync (seed 003)",
+        &[GrantType::ClientCredentials],
+        "transaction-sync",
+        TokenPolicy {
+            access_format: AccessTokenFormat::Opaque,
+            access_ttl: 300,
+            refresh: RefreshIssuance::Never,
+            ..TokenPolicy::default()
+        },
+    );
+    let secret = SecretString::from(VIETQR_PASSWORD);
+    ignore_existing(engine.create_client(c, true, Some(secret)).await)
+}
+
 fn ignore_existing<T>(r: Result<T, EngineError>) -> Result<()> {
     match r {
         Ok(_) => Ok(()),
@@ -115,11 +264,13 @@ fn ignore_existing<T>(r: Result<T, EngineError>) -> Result<()> {
     }
 }
 
-pub fn demo_json(base_url: &str) -> serde_json::Value {
+/// What `DATA_DIR/demo.json` holds: one object per dialect with its path(s) and the credential
+/// fields its document names.
+pub fn demo_json(base_url: &str, d: &DialectsConfig) -> serde_json::Value {
     serde_json::json!({
         "base_url": base_url,
         "oauth2": {
-            "path": TOKEN_PATH,
+            "path": d.oauth2.token_path,
             "client_id": OAUTH2_PUBLIC_CLIENT,
             "username": OAUTH2_USERNAME,
             "password": OAUTH2_PASSWORD,
@@ -130,16 +281,45 @@ pub fn demo_json(base_url: &str) -> serde_json::Value {
                 "client_secret": OAUTH2_SERVICE_SECRET,
             },
         },
+        "derivative": {
+            "path": d.derivative.derivative_path,
+            "underlying_path": d.derivative.underlying_path,
+            "username": DERIVATIVE_USERNAME,
+            "password": DERIVATIVE_PASSWORD,
+        },
+        "bankhub": {
+            "path": d.bankhub.path,
+            "client_id": BANKHUB_CLIENT,
+            "client_secret": BANKHUB_SECRET,
+        },
+        "partner": {
+            "path": d.partner.refresh_path,
+            "login_path": d.partner.login_path,
+            "refresh_path": d.partner.refresh_path,
+            "partner_code": PARTNER_CODE,
+            "key_hex": PARTNER_KEY_HEX,
+            "username": PARTNER_USERNAME,
+            "password": PARTNER_PASSWORD,
+            "client_id": PARTNER_CLIENT,
+            "client_secret": PARTNER_CLIENT_SECRET,
+        },
+        "vietqr": {
+            "path": d.vietqr.token_path(),
+            "transaction_sync_path": d.vietqr.transaction_sync_path,
+            "username": VIETQR_USERNAME,
+            "password": VIETQR_PASSWORD,
+        },
     })
 }
 
-fn write_demo_json(dir: &Path, base_url: &str) -> Result<()> {
+fn write_demo_json(dir: &Path, base_url: &str, d: &DialectsConfig) -> Result<()> {
     let path = dir.join("demo.json");
-    let text = serde_json::to_string_pretty(&demo_json(base_url))?;
+    let text = serde_json::to_string_pretty(&demo_json(base_url, d))?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-fn print_instructions(base: &str, data: &Path) {
+fn print_instructions(base: &str, data: &Path, d: &DialectsConfig) {
+    let token = &d.oauth2.token_path;
     println!("khoa demo listening on {base}");
     println!(
         "data directory: {} (credentials in demo.json)",
@@ -148,20 +328,48 @@ fn print_instructions(base: &str, data: &Path) {
     println!();
     println!("# seed 004 (OAuth 2.0 password grant):");
     println!(
-        "curl --location '{base}{TOKEN_PATH}' \\\n  --header 'Content-Type: application/x-www-form-urlencoded' \\\n  --data-urlencode 'grant_type=password' \\\n  --data-urlencode 'client_id={OAUTH2_PUBLIC_CLIENT}' \\\n  --data-urlencode 'password={OAUTH2_PASSWORD}' \\\n  --data-urlencode 'username={OAUTH2_USERNAME}'"
+        "curl --location '{base}{token}' \\\n  --header 'Content-Type: application/x-www-form-urlencoded' \\\n  --data-urlencode 'grant_type=password' \\\n  --data-urlencode 'client_id={OAUTH2_PUBLIC_CLIENT}' \\\n  --data-urlencode 'password={OAUTH2_PASSWORD}' \\\n  --data-urlencode 'username={OAUTH2_USERNAME}'"
     );
-    println!();
     println!("# the protected resource, with the access_token from above:");
     println!("curl {base}{PROTECTED_RESOURCE_PATH} -H 'Authorization: Bearer ACCESS_TOKEN'");
-    println!();
     println!("# refresh (rotates: the old refresh token stops working):");
     println!(
-        "curl {base}{TOKEN_PATH} -d grant_type=refresh_token -d client_id={OAUTH2_PUBLIC_CLIENT} --data-urlencode refresh_token=REFRESH_TOKEN"
+        "curl {base}{token} -d grant_type=refresh_token -d client_id={OAUTH2_PUBLIC_CLIENT} --data-urlencode refresh_token=REFRESH_TOKEN"
     );
-    println!();
     println!("# client_credentials (JWT access token):");
     println!(
-        "curl {base}{TOKEN_PATH} -u {OAUTH2_SERVICE_CLIENT}:{OAUTH2_SERVICE_SECRET} -d grant_type=client_credentials"
+        "curl {base}{token} -u {OAUTH2_SERVICE_CLIENT}:{OAUTH2_SERVICE_SECRET} -d grant_type=client_credentials"
+    );
+    println!();
+    println!(
+        "# seed 000 (derivative login; POSTs to the protected resource also need x-otp-token):"
+    );
+    println!(
+        "curl -X POST '{base}{}' -H 'Content-Type: application/json' -d '{{\"username\": \"{DERIVATIVE_USERNAME}\", \"password\": \"{DERIVATIVE_PASSWORD}\"}}'",
+        d.derivative.derivative_path
+    );
+    println!();
+    println!("# seed 001 (bank hub token):");
+    println!(
+        "curl --request POST --url {base}{} --user '{BANKHUB_CLIENT}:{BANKHUB_SECRET}'",
+        d.bankhub.path
+    );
+    println!();
+    println!(
+        "# seed 002 (encrypted partner API): Partner-Code {PARTNER_CODE}, AES-256 key {PARTNER_KEY_HEX};"
+    );
+    println!(
+        "#   POST {base}{} and {base}{} with {{\"data\": hex(IV || AES-256-CBC(json))}}; login json:",
+        d.partner.login_path, d.partner.refresh_path
+    );
+    println!(
+        "#   {{\"username\":\"{PARTNER_USERNAME}\",\"password\":\"{PARTNER_PASSWORD}\",\"client_id\":\"{PARTNER_CLIENT}\",\"client_secret\":\"{PARTNER_CLIENT_SECRET}\"}}"
+    );
+    println!();
+    println!("# seed 003 (VietQR token_generate, the document's Java sample credential):");
+    println!(
+        "curl -X POST {base}{} -u '{VIETQR_USERNAME}:{VIETQR_PASSWORD}' -H 'Content-Type: application/json' -d '{{}}'",
+        d.vietqr.token_path()
     );
     println!();
     println!("Press Ctrl-C to stop.");

@@ -3,7 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use khoa_core::engine::{BearerError, Principal};
 
@@ -43,6 +43,42 @@ impl IntoResponse for BearerRejection {
     }
 }
 
+/// Validates the request's bearer token: the one check every protected route shares, whatever
+/// shape its errors take.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Principal, BearerRejection> {
+    let reject = |description| BearerRejection {
+        description,
+        unavailable: None,
+    };
+    let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let token = match parse_authorization(header, false) {
+        Authorization::Bearer(t) => t,
+        Authorization::Absent => return Err(reject("a bearer token is required")),
+        _ => return Err(reject("the Authorization header is not a bearer token")),
+    };
+    match state.engine.validate_bearer(&token).await {
+        Ok(p) => Ok(p),
+        Err(BearerError::Invalid(reason)) => {
+            tracing::debug!(reason, "bearer token refused");
+            Err(reject("the access token is invalid, expired or revoked"))
+        }
+        Err(BearerError::Unavailable(detail)) => Err(BearerRejection {
+            description: "",
+            unavailable: Some(detail),
+        }),
+    }
+}
+
+impl BearerRejection {
+    /// True when the database, not the token, was the problem (answer 503, not 401).
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable.is_some()
+    }
+}
+
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = BearerRejection;
 
@@ -50,41 +86,49 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let reject = |description| BearerRejection {
-            description,
-            unavailable: None,
-        };
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        let token = match parse_authorization(header, false) {
-            Authorization::Bearer(t) => t,
-            Authorization::Absent => return Err(reject("a bearer token is required")),
-            _ => return Err(reject("the Authorization header is not a bearer token")),
-        };
-        match state.engine.validate_bearer(&token).await {
-            Ok(p) => Ok(Authenticated(p)),
-            Err(BearerError::Invalid(reason)) => {
-                tracing::debug!(reason, "bearer token refused");
-                Err(reject("the access token is invalid, expired or revoked"))
-            }
-            Err(BearerError::Unavailable(detail)) => Err(BearerRejection {
-                description: "",
-                unavailable: Some(detail),
-            }),
-        }
+        authenticate(state, &parts.headers).await.map(Authenticated)
     }
 }
 
-/// `GET /api/protected-resource`: shows who the token speaks for.
-pub async fn protected_resource(Authenticated(p): Authenticated) -> impl IntoResponse {
+/// The header that carries seed 000's second secret on mutating requests.
+pub const OTP_HEADER: &str = "x-otp-token";
+
+/// Reads need the bearer token alone; POST/PUT/PATCH/DELETE must also carry the session's
+/// `x-otp-token` when the token was issued with one (seed 000's order APIs).
+pub fn otp_check(method: &Method, headers: &HeaderMap, p: &Principal) -> Result<(), Response> {
+    let mutating = matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    let presented = headers.get(OTP_HEADER).and_then(|v| v.to_str().ok());
+    if !mutating || p.otp_satisfied(presented) {
+        return Ok(());
+    }
+    let body = serde_json::json!({
+        "error": "otp_required",
+        "error_description": "this request must carry the session's x-otp-token",
+    });
+    Err((StatusCode::FORBIDDEN, axum::Json(body)).into_response())
+}
+
+/// `/api/protected-resource` (any method): shows who the token speaks for. Mutating methods
+/// also demand the OTP token when the session has one.
+pub async fn protected_resource(
+    method: Method,
+    headers: HeaderMap,
+    Authenticated(p): Authenticated,
+) -> Response {
+    if let Err(refused) = otp_check(&method, &headers, &p) {
+        return refused;
+    }
     axum::Json(serde_json::json!({
         "message": "access granted",
+        "method": method.as_str(),
         "sub": p.subject,
         "client_id": p.client_id,
         "scope": p.scope.to_string(),
         "token_format": p.format.as_str(),
         "expires_at": p.expires_at,
     }))
+    .into_response()
 }

@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 use khoa_core::clock::{OsRandom, SystemClock};
 use khoa_core::engine::{Engine, EngineConfig};
 use khoa_core::store::Stores;
@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
-use crate::dialects::oauth2;
+use crate::dialects;
 use crate::state::AppState;
 use crate::{health, resource, wellknown};
 
@@ -123,7 +123,10 @@ impl App {
         Ok(App {
             listener,
             addr,
-            state: AppState { engine },
+            state: AppState {
+                engine,
+                config: Arc::new(config.clone()),
+            },
             config,
         })
     }
@@ -155,10 +158,14 @@ impl App {
 
 pub fn router(state: AppState, config: &Config) -> Router {
     Router::new()
-        .route(oauth2::TOKEN_PATH, post(oauth2::token))
+        .merge(dialects::routes(&config.dialects))
         .route(
             resource::PROTECTED_RESOURCE_PATH,
-            get(resource::protected_resource),
+            get(resource::protected_resource)
+                .post(resource::protected_resource)
+                .put(resource::protected_resource)
+                .patch(resource::protected_resource)
+                .delete(resource::protected_resource),
         )
         .route(wellknown::JWKS_PATH, get(wellknown::jwks))
         .route("/healthz", get(health::healthz))

@@ -3,7 +3,10 @@
 use khoa_core::engine::Engine;
 use std::sync::Arc;
 
+use crate::config::Config;
+
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    pub config: Arc<Config>,
 }

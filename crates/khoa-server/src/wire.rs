@@ -221,3 +221,84 @@ mod tests {
         assert!(!content_type_is(None, "application/json"));
     }
 }
+
+/// Why a request body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over `http.max_body_bytes`: answer 413.
+    TooLarge,
+    Unreadable,
+}
+
+/// The body bytes, or why there are none.
+pub fn body_bytes(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, BodyError> {
+    body.map_err(|r| {
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            BodyError::TooLarge
+        } else {
+            BodyError::Unreadable
+        }
+    })
+}
+
+/// A body that must be one JSON object.
+pub fn json_object(body: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_slice(body).ok()? {
+        serde_json::Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// What a JSON object holds under `name`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Field<'a> {
+    Missing,
+    /// Present but not a string (or an empty one).
+    Invalid,
+    Str(&'a str),
+}
+
+pub fn string_field<'a>(
+    obj: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Field<'a> {
+    match obj.get(name) {
+        None | Some(serde_json::Value::Null) => Field::Missing,
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Field::Str(s),
+        Some(_) => Field::Invalid,
+    }
+}
+
+/// Whether a body is "empty" as token endpoints that take no body understand it: no bytes,
+/// only whitespace, or a JSON object (whose members are ignored) — what real callers send.
+pub fn is_empty_body(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace) || json_object(body).is_some()
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+
+    #[test]
+    fn string_fields_distinguish_missing_from_invalid() {
+        let obj = json_object(br#"{"a":"x","b":5,"c":"","d":null}"#).unwrap();
+        assert_eq!(string_field(&obj, "a"), Field::Str("x"));
+        assert_eq!(string_field(&obj, "b"), Field::Invalid);
+        assert_eq!(string_field(&obj, "c"), Field::Invalid);
+        assert_eq!(string_field(&obj, "d"), Field::Missing);
+        assert_eq!(string_field(&obj, "e"), Field::Missing);
+    }
+
+    #[test]
+    fn empty_bodies_are_nothing_whitespace_or_an_object() {
+        assert!(is_empty_body(b""));
+        assert!(is_empty_body(b" \n"));
+        assert!(is_empty_body(b"{}"));
+        assert!(!is_empty_body(b"[]"));
+        assert!(!is_empty_body(b"grant_type=x"));
+        assert!(json_object(b"[1]").is_none());
+        assert!(json_object(b"\xff").is_none());
+    }
+}

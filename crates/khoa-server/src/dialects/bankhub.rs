@@ -1,0 +1,104 @@
+//! Bank-hub token (seed 001): `POST /v1/token` with HTTP Basic `client_id:client_secret` and an
+//! empty body → `201 {"code": 201, "access_token", "ttl"}`. No refresh token: the client asks
+//! again when a protected API answers 401.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use khoa_core::error::{EngineError, ErrorCode};
+use khoa_core::grant::{ClientAuth, TokenRequest};
+use secrecy::SecretString;
+
+use super::oauth2::no_store;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::wire::{Authorization, BodyError, body_bytes, is_empty_body, parse_authorization};
+
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request = match parse(&headers, body) {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    match state.engine.token(&request).await {
+        Ok(t) => {
+            let body = serde_json::json!({
+                "code": 201,
+                "access_token": t.access_token,
+                "ttl": t.expires_in,
+            });
+            no_store((StatusCode::CREATED, axum::Json(body)).into_response())
+        }
+        Err(EngineError::OAuth(e)) if e.code == ErrorCode::InvalidClient => unauthenticated(),
+        Err(EngineError::OAuth(e)) => error(StatusCode::BAD_REQUEST, &e.description),
+        Err(other) => {
+            let (status, _, description) = ApiError::from(other).log();
+            let mut res = error(status, &description);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            res
+        }
+    }
+}
+
+fn parse(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<TokenRequest, Response> {
+    let body = body_bytes(body).map_err(|e| match e {
+        BodyError::TooLarge => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The request body is too large.",
+        ),
+        BodyError::Unreadable => error(
+            StatusCode::BAD_REQUEST,
+            "The request body could not be read.",
+        ),
+    })?;
+    // The document sends no body; real clients also send `{}` with a JSON content type.
+    if !is_empty_body(&body) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "The request body must be empty.",
+        ));
+    }
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    // Plain RFC 7617 Basic: the document base64-encodes `client_id:client_secret` as is.
+    match parse_authorization(auth, false) {
+        Authorization::Basic { user, password } => Ok(TokenRequest::new(
+            "client_credentials",
+            ClientAuth::Basic {
+                client_id: user,
+                secret: SecretString::from(password),
+            },
+        )),
+        _ => Err(unauthenticated()),
+    }
+}
+
+/// The family's error shape: `{"code", "message", "errors"}`.
+fn error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({
+        "code": status.as_u16(),
+        "message": message,
+        "errors": null,
+    });
+    no_store((status, axum::Json(body)).into_response())
+}
+
+/// "Client ID or Client Secret is invalid or disabled".
+fn unauthenticated() -> Response {
+    let mut res = error(StatusCode::UNAUTHORIZED, "Unauthenticated.");
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"khoa\""),
+    );
+    res
+}

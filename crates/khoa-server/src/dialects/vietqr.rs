@@ -1,0 +1,170 @@
+//! VietQR `token_generate` (seed 003): `POST /<basepath>/api/token_generate` with HTTP Basic
+//! `username:password` → `{access_token, token_type: "Bearer", expires_in}`; and the sample
+//! Transaction Sync API the token guards, refusing in VietQR's own error style.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use khoa_core::error::{EngineError, ErrorCode};
+use khoa_core::grant::{ClientAuth, TokenRequest};
+use khoa_core::mint::IssuedTokens;
+use secrecy::SecretString;
+
+use super::oauth2::no_store;
+use crate::error::ApiError;
+use crate::resource::authenticate;
+use crate::state::AppState;
+use crate::wire::{
+    Authorization, BodyError, body_bytes, is_empty_body, json_object, parse_authorization,
+};
+
+/// The error codes khoa answers in VietQR's style (listed in the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// Missing, malformed, unknown or wrong credentials; an invalid or expired token.
+    E74,
+    /// The request body is not what the API takes.
+    E46,
+    /// Server-side failure (database unavailable or internal error).
+    E05,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::E74 => "E74",
+            Code::E46 => "E46",
+            Code::E05 => "E05",
+        }
+    }
+}
+
+pub async fn token_generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request = match parse(&headers, body) {
+        Ok(r) => r,
+        Err((status, code)) => return failed(status, code),
+    };
+    match state.engine.token(&request).await {
+        Ok(t) => {
+            let body = serde_json::json!({
+                "access_token": t.access_token,
+                "token_type": IssuedTokens::TOKEN_TYPE,
+                "expires_in": t.expires_in,
+            });
+            no_store((StatusCode::OK, axum::Json(body)).into_response())
+        }
+        Err(EngineError::OAuth(e)) if e.code == ErrorCode::InvalidClient => {
+            failed(StatusCode::UNAUTHORIZED, Code::E74)
+        }
+        Err(EngineError::OAuth(_)) => failed(StatusCode::BAD_REQUEST, Code::E46),
+        Err(other) => {
+            let (status, _, _) = ApiError::from(other).log();
+            failed(status, Code::E05)
+        }
+    }
+}
+
+fn parse(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<TokenRequest, (StatusCode, Code)> {
+    let body = body_bytes(body).map_err(|e| match e {
+        BodyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, Code::E46),
+        BodyError::Unreadable => (StatusCode::BAD_REQUEST, Code::E46),
+    })?;
+    // The document's Java sample sends an empty body; VietQR's caller sends `{}` as JSON.
+    if !is_empty_body(&body) {
+        return Err((StatusCode::BAD_REQUEST, Code::E46));
+    }
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    match parse_authorization(auth, false) {
+        Authorization::Basic { user, password } => Ok(TokenRequest::new(
+            "client_credentials",
+            ClientAuth::Basic {
+                client_id: user,
+                secret: SecretString::from(password),
+            },
+        )),
+        _ => Err((StatusCode::UNAUTHORIZED, Code::E74)),
+    }
+}
+
+/// `{"status": "FAILED", "message": "E74"}`.
+fn failed(status: StatusCode, code: Code) -> Response {
+    let body = serde_json::json!({ "status": "FAILED", "message": code.as_str() });
+    let mut res = no_store((status, axum::Json(body)).into_response());
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"khoa\""),
+        );
+    }
+    res
+}
+
+/// VietQR's response object: `{"error", "errorReason", "toastMessage", "object"}`.
+fn vietqr_answer(
+    status: StatusCode,
+    reason: Option<Code>,
+    toast: &str,
+    object: serde_json::Value,
+) -> Response {
+    let body = serde_json::json!({
+        "error": reason.is_some(),
+        "errorReason": reason.map(Code::as_str),
+        "toastMessage": toast,
+        "object": object,
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// The sample Transaction Sync API (`POST /bank/api/transaction-sync` in VietQR's contract):
+/// accepts a valid bearer token, refuses others the way VietQR expects to be refused.
+pub async fn transaction_sync(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(rejection) = authenticate(&state, &headers).await {
+        return if rejection.is_unavailable() {
+            vietqr_answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(Code::E05),
+                "Service temporarily unavailable",
+                serde_json::Value::Null,
+            )
+        } else {
+            vietqr_answer(
+                StatusCode::UNAUTHORIZED,
+                Some(Code::E74),
+                "Invalid or expired token",
+                serde_json::Value::Null,
+            )
+        };
+    }
+    let Some(tx) = body.ok().and_then(|b| json_object(&b)) else {
+        return vietqr_answer(
+            StatusCode::BAD_REQUEST,
+            Some(Code::E46),
+            "Invalid transaction data",
+            serde_json::Value::Null,
+        );
+    };
+    let reference = tx
+        .get("transactionid")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    vietqr_answer(
+        StatusCode::OK,
+        None,
+        "Transaction synced",
+        serde_json::json!({ "reftransactionid": reference }),
+    )
+}
