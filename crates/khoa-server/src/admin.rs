@@ -7,7 +7,7 @@ use khoa_core::scope::ScopeSet;
 use secrecy::SecretString;
 use std::io::BufRead;
 
-use crate::cli::{ClientAddArgs, ClientCommand, KeysCommand, UserCommand};
+use crate::cli::{ClientAddArgs, ClientCommand, KeysCommand, PartnerCommand, UserCommand};
 
 /// Reads one line from standard input (a password or secret piped in, never an argument that
 /// would land in shell history or `ps`).
@@ -225,6 +225,55 @@ pub async fn keys(engine: &Engine, cmd: KeysCommand) -> Result<()> {
         KeysCommand::Rotate => {
             let kid = engine.rotate_signing_key().await?;
             println!("current signing key: {kid}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn partner(engine: &Engine, cmd: PartnerCommand, default_overlap: i64) -> Result<()> {
+    let partners = engine.partners();
+    match cmd {
+        PartnerCommand::Add {
+            code,
+            client_id,
+            name,
+        } => {
+            let name = name.unwrap_or_else(|| code.clone());
+            let key = partners.create(&code, &name, &client_id, None).await?;
+            println!("partner_code: {code}");
+            println!("key_hex: {}", key.as_str());
+            eprintln!("(shown once; khoa stores the key sealed under the master key)");
+        }
+        PartnerCommand::List => {
+            for p in partners.list().await? {
+                println!("{}\t{}\t{}", p.code, p.client_id, p.name);
+                for k in p.keys {
+                    let state = match k.expires_at {
+                        None => "current".to_owned(),
+                        Some(t) => format!("valid until {t}"),
+                    };
+                    println!("  {}\t{}\t{state}", k.key_id, k.created_at);
+                }
+            }
+        }
+        PartnerCommand::RotateKey { code, overlap } => {
+            let overlap = overlap.unwrap_or(default_overlap);
+            if overlap < 0 {
+                bail!("--overlap must not be negative");
+            }
+            match partners.rotate_key(&code, overlap).await? {
+                None => bail!("no partner {code}"),
+                Some(key) => {
+                    println!("key_hex: {}", key.as_str());
+                    eprintln!("(shown once; previous keys stay valid for {overlap} s)");
+                }
+            }
+        }
+        PartnerCommand::Remove { code } => {
+            if !partners.remove(&code).await? {
+                bail!("no partner {code}");
+            }
+            println!("removed partner {code}");
         }
     }
     Ok(())

@@ -36,6 +36,35 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage partners of the encrypted dialect (seed 002) and their AES keys.
+    #[command(subcommand)]
+    Partner(PartnerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartnerCommand {
+    /// Register a partner bound to an existing client; its AES-256 key is printed once (hex).
+    Add {
+        /// The Partner-Code header value.
+        code: String,
+        /// The confidential client whose logins the partner makes.
+        #[arg(long)]
+        client_id: String,
+        /// Display name (defaults to the code).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List partners and their keys (ids and validity only).
+    List,
+    /// Issue a new key (printed once); the old keys keep working for the overlap.
+    RotateKey {
+        code: String,
+        /// Seconds the previous keys stay valid (default: dialects.partner.key_overlap_secs).
+        #[arg(long)]
+        overlap: Option<i64>,
+    },
+    /// Delete a partner and its keys.
+    Remove { code: String },
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,11 @@ async fn main() -> Result<()> {
         Command::User(cmd) => {
             admin::user(&*open_engine(&config, config.issuer()).await?, cmd).await?
         }
+        Command::Partner(cmd) => {
+            let overlap = config.dialects.partner.key_overlap_secs;
+            let engine = open_engine(&config, config.issuer()).await?;
+            admin::partner(&engine, cmd, overlap).await?
+        }
         Command::Keys(cmd) => {
             admin::keys(&*open_engine(&config, config.issuer()).await?, cmd).await?
         }
