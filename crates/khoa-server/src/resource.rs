@@ -95,6 +95,10 @@ pub const OTP_HEADER: &str = "x-otp-token";
 
 /// Reads need the bearer token alone; POST/PUT/PATCH/DELETE must also carry the session's
 /// `x-otp-token` when the token was issued with one (seed 000's order APIs).
+#[allow(
+    clippy::result_large_err,
+    reason = "the rejection is the finished response, built once per refused request"
+)]
 pub fn otp_check(method: &Method, headers: &HeaderMap, p: &Principal) -> Result<(), Response> {
     let mutating = matches!(
         *method,

@@ -48,6 +48,10 @@ pub async fn token(
     }
 }
 
+#[allow(
+    clippy::result_large_err,
+    reason = "the rejection is the finished response, built once per refused request"
+)]
 fn parse(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,

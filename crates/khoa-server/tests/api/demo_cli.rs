@@ -1,0 +1,287 @@
+//! The `khoa` binary itself: `khoa demo` serving seed 004's sample, and the admin verbs.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use crate::helpers::{FORM_CONTENT_TYPE, jwt_header, oauth_error, spawn_app_in, token_ok};
+use crate::seed004::SEED_004_BODY;
+
+const KHOA: &str = env!("CARGO_BIN_EXE_khoa");
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `khoa` with no `KHOA_*` variable inherited from the environment running the tests.
+fn khoa() -> Command {
+    let mut cmd = Command::new(KHOA);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KHOA_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env_remove("RUST_LOG").kill_on_drop(true);
+    cmd
+}
+
+/// `khoa` against the database in `dir`, with a cheap Argon2 set explicitly.
+fn khoa_on(dir: &Path) -> Command {
+    let mut cmd = khoa();
+    cmd.env(
+        "KHOA_DATABASE_URL",
+        format!("sqlite://{}", dir.join("khoa.db").display()),
+    )
+    .env("KHOA_PASSWORD_HASH__MEMORY_KIB", "64")
+    .env("KHOA_PASSWORD_HASH__ITERATIONS", "1")
+    .env("KHOA_PASSWORD_HASH__PARALLELISM", "1");
+    cmd
+}
+
+/// Runs a verb to completion, feeding `stdin`; panics unless it succeeds.
+async fn run_ok(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(&mut cmd, args, stdin).await;
+    assert!(
+        out.status.success(),
+        "khoa {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+async fn run(cmd: &mut Command, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the khoa binary starts");
+    let mut pipe = child.stdin.take().expect("piped stdin");
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).await.unwrap();
+    }
+    drop(pipe);
+    tokio::time::timeout(TIMEOUT, child.wait_with_output())
+        .await
+        .expect("khoa finishes in time")
+        .expect("khoa's output is readable")
+}
+
+#[tokio::test]
+async fn khoa_demo_serves_seed_004_and_writes_demo_json() {
+    // Arrange: the real binary, no config file, on a free port.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo-data");
+    let mut child = khoa()
+        .args(["demo", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("khoa demo starts");
+    // The demo logs to stderr; collect it to explain a failure rather than echo it.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let announced = tokio::time::timeout(TIMEOUT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line.strip_prefix("khoa demo listening on ") {
+                return Some(url.to_owned());
+            }
+        }
+        None
+    })
+    .await;
+    let Ok(Some(base)) = announced else {
+        let _ = child.kill().await;
+        panic!(
+            "khoa demo did not announce its address; stderr:\n{}",
+            log.await.unwrap_or_default()
+        );
+    };
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    // Keep draining stdout so that the demo never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    // Act: seed 004's request, as its cURL line sends it.
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{base}/connect/token"))
+        .header(reqwest::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
+        .body(SEED_004_BODY)
+        .send()
+        .await
+        .expect("the demo answers");
+
+    // Assert
+    let body = token_ok(res).await;
+    assert!(body["access_token"].is_string());
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["refresh_token"].is_string());
+    assert_eq!(
+        body["scope"],
+        "client-data config-data hub-data offline_access user-data"
+    );
+    let demo: Value =
+        serde_json::from_slice(&std::fs::read(data.join("demo.json")).expect("demo.json"))
+            .expect("demo.json is JSON");
+    let oauth2 = &demo["oauth2"];
+    assert_eq!(oauth2["path"], "/connect/token");
+    assert_eq!(oauth2["client_id"], "YOUR_CLIENT_ID");
+    assert_eq!(oauth2["username"], "account@tripdata.vn");
+    assert_eq!(oauth2["password"], "@Password123");
+    assert_eq!(demo["base_url"], base.as_str());
+    let confidential = &oauth2["confidential"];
+    let (id, secret) = (
+        confidential["client_id"].as_str().expect("a client_id"),
+        confidential["client_secret"]
+            .as_str()
+            .expect("a client_secret"),
+    );
+    // The published confidential credentials work too.
+    let cc = http
+        .post(format!("{base}/connect/token"))
+        .basic_auth(id, Some(secret))
+        .header(reqwest::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    token_ok(cc).await;
+
+    child.kill().await.expect("the demo can be stopped");
+}
+
+#[tokio::test]
+async fn khoa_demo_refuses_a_non_loopback_address_without_allow_remote() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("never-created");
+
+    let out = run(
+        khoa()
+            .args(["demo", "--listen", "0.0.0.0:0", "--data"])
+            .arg(&data),
+        &[],
+        None,
+    )
+    .await;
+
+    assert!(!out.status.success(), "it must exit non-zero");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--allow-remote"), "{stderr}");
+    assert!(!data.exists(), "refused before touching the data directory");
+}
+
+#[tokio::test]
+async fn cli_admin_verbs_manage_clients_users_and_keys_of_the_served_database() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // A confidential client: its generated secret is printed exactly once.
+    let added = run_ok(
+        khoa_on(dir.path()),
+        &[
+            "client",
+            "add",
+            "svc",
+            "--grant-types",
+            "client_credentials",
+            "--scopes",
+            "a b",
+        ],
+        None,
+    )
+    .await;
+    let secret_lines: Vec<&str> = added
+        .lines()
+        .filter_map(|l| l.strip_prefix("client_secret: "))
+        .collect();
+    assert_eq!(secret_lines.len(), 1, "{added}");
+    let secret = secret_lines[0].trim().to_owned();
+    assert!(secret.len() >= 32, "{secret}");
+
+    let listed = run_ok(khoa_on(dir.path()), &["client", "list"], None).await;
+    assert!(listed.lines().any(|l| l.starts_with("svc\t")), "{listed}");
+    assert!(!listed.contains(&secret), "the secret is never listed");
+
+    // A public client and a user whose password comes from stdin.
+    run_ok(
+        khoa_on(dir.path()),
+        &[
+            "client",
+            "add",
+            "app",
+            "--public",
+            "--grant-types",
+            "password",
+            "--scopes",
+            "a",
+        ],
+        None,
+    )
+    .await;
+    run_ok(
+        khoa_on(dir.path()),
+        &["user", "add", "alice"],
+        Some("alice's stdin password\n"),
+    )
+    .await;
+    let users = run_ok(khoa_on(dir.path()), &["user", "list"], None).await;
+    assert!(users.lines().any(|l| l.starts_with("alice\t")), "{users}");
+    assert!(!users.contains("alice's stdin password"));
+
+    // A key rotation: one current key, one previous.
+    run_ok(khoa_on(dir.path()), &["keys", "rotate"], None).await;
+    let keys = run_ok(khoa_on(dir.path()), &["keys", "list"], None).await;
+    let status_of = |status: &str| -> Vec<String> {
+        keys.lines()
+            .filter(|l| l.split('\t').nth(2) == Some(status))
+            .map(|l| l.split('\t').next().unwrap().to_owned())
+            .collect()
+    };
+    let (current, previous) = (status_of("current"), status_of("previous"));
+    assert_eq!(current.len(), 1, "{keys}");
+    assert_eq!(previous.len(), 1, "{keys}");
+
+    // Serve that database in-process: what the CLI wrote is what the server uses.
+    let app = spawn_app_in(dir).await;
+    let cc = token_ok(
+        app.token_basic("svc", &secret, &[("grant_type", "client_credentials")])
+            .await,
+    )
+    .await;
+    assert_eq!(cc["scope"], "a b");
+    assert_eq!(
+        jwt_header(cc["access_token"].as_str().unwrap())["kid"],
+        current[0].as_str(),
+        "the rotated-in key signs"
+    );
+    let mut published = app.jwks_kids().await;
+    published.sort();
+    let mut expected = vec![current[0].clone(), previous[0].clone()];
+    expected.sort();
+    assert_eq!(published, expected, "both keys are published");
+    token_ok(
+        app.password_grant("app", "alice", "alice's stdin password", None)
+            .await,
+    )
+    .await;
+    oauth_error(
+        app.token_basic(
+            "svc",
+            "not-the-secret",
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+}
