@@ -8,13 +8,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use khoa_core::error::{EngineError, ErrorCode};
-use khoa_core::grant::{ClientAuth, TokenRequest};
-use secrecy::SecretString;
+use khoa_core::grant::TokenRequest;
 
+use super::basic_client_credentials;
 use super::oauth2::no_store;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::wire::{Authorization, BodyError, body_bytes, is_empty_body, parse_authorization};
+use crate::wire::{BodyError, body_bytes, is_empty_body};
 
 pub async fn token(
     State(state): State<AppState>,
@@ -73,18 +73,7 @@ fn parse(
             "The request body must be empty.",
         ));
     }
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    // Plain RFC 7617 Basic: the document base64-encodes `client_id:client_secret` as is.
-    match parse_authorization(auth, false) {
-        Authorization::Basic { user, password } => Ok(TokenRequest::new(
-            "client_credentials",
-            ClientAuth::Basic {
-                client_id: user,
-                secret: SecretString::from(password),
-            },
-        )),
-        _ => Err(unauthenticated()),
-    }
+    basic_client_credentials(headers).ok_or_else(unauthenticated)
 }
 
 /// The family's error shape: `{"code", "message", "errors"}`.

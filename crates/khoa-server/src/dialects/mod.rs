@@ -8,10 +8,32 @@ pub mod partner;
 pub mod vietqr;
 
 use axum::Router;
+use axum::http::{HeaderMap, header};
 use axum::routing::post;
+use khoa_core::grant::{ClientAuth, TokenRequest};
+use secrecy::SecretString;
 
 use crate::config::DialectsConfig;
 use crate::state::AppState;
+use crate::wire::{Authorization, parse_authorization};
+
+/// A `client_credentials` request from plain RFC 7617 Basic credentials — how the body-less
+/// token endpoints (seeds 001 and 003) authenticate. `None` when the header is missing or is
+/// not readable Basic.
+pub fn basic_client_credentials(headers: &HeaderMap) -> Option<TokenRequest> {
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    // Their documents base64-encode `id:secret` as is, without RFC 6749's form-encoding.
+    match parse_authorization(auth, false) {
+        Authorization::Basic { user, password } => Some(TokenRequest::new(
+            "client_credentials",
+            ClientAuth::Basic {
+                client_id: user,
+                secret: SecretString::from(password),
+            },
+        )),
+        _ => None,
+    }
+}
 
 /// The routes of every enabled dialect, at their configured paths.
 pub fn routes(cfg: &DialectsConfig) -> Router<AppState> {

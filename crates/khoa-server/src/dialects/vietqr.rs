@@ -8,17 +8,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use khoa_core::error::{EngineError, ErrorCode};
-use khoa_core::grant::{ClientAuth, TokenRequest};
+use khoa_core::grant::TokenRequest;
 use khoa_core::mint::IssuedTokens;
-use secrecy::SecretString;
 
+use super::basic_client_credentials;
 use super::oauth2::no_store;
 use crate::error::ApiError;
 use crate::resource::authenticate;
 use crate::state::AppState;
-use crate::wire::{
-    Authorization, BodyError, body_bytes, is_empty_body, json_object, parse_authorization,
-};
+use crate::wire::{BodyError, body_bytes, is_empty_body, json_object};
 
 /// The error codes khoa answers in VietQR's style (listed in the README).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,17 +80,7 @@ fn parse(
     if !is_empty_body(&body) {
         return Err((StatusCode::BAD_REQUEST, Code::E46));
     }
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    match parse_authorization(auth, false) {
-        Authorization::Basic { user, password } => Ok(TokenRequest::new(
-            "client_credentials",
-            ClientAuth::Basic {
-                client_id: user,
-                secret: SecretString::from(password),
-            },
-        )),
-        _ => Err((StatusCode::UNAUTHORIZED, Code::E74)),
-    }
+    basic_client_credentials(headers).ok_or((StatusCode::UNAUTHORIZED, Code::E74))
 }
 
 /// `{"status": "FAILED", "message": "E74"}`.
