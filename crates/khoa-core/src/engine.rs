@@ -240,9 +240,12 @@ impl Engine {
         }
         let unavailable = |e: StoreError| BearerError::Unavailable(e.to_string());
         if token.bytes().filter(|b| *b == b'.').count() == 2 {
-            let claims = self
-                .keys
-                .current()
+            let mut ring = self.keys.current();
+            // A key rotated in by another node since our last reload: look once more.
+            if ring.kid_unknown(token) && self.keys.reload_for_unknown_kid(now).await {
+                ring = self.keys.current();
+            }
+            let claims = ring
                 .verify(token, &self.config.issuer, &self.config.audience)
                 .ok_or(BearerError::Invalid("signature, issuer or audience"))?;
             if claims.exp <= now {

@@ -133,15 +133,17 @@ fn refresh_token(tokens: &IssuedTokens) -> &str {
 struct Harness {
     engine: Arc<Engine>,
     clock: Arc<ManualClock>,
+    master: MasterKey,
 }
 
 impl Harness {
     async fn new() -> Self {
         let clock = Arc::new(ManualClock::new(START));
+        let master = MasterKey::generate(&OsRandom);
         let engine = Engine::new(
             config(),
             MemoryStore::stores(),
-            MasterKey::generate(&OsRandom),
+            master.clone(),
             clock.clone(),
             Arc::new(OsRandom),
         )
@@ -150,7 +152,12 @@ impl Harness {
         Harness {
             engine: Arc::new(engine),
             clock,
+            master,
         }
+    }
+
+    fn engine_master_key(&self) -> MasterKey {
+        self.master.clone()
     }
 
     fn advance(&self, secs: i64) {
@@ -1235,4 +1242,30 @@ async fn a_public_client_cannot_be_given_a_secret_by_rotation() {
     assert_eq!(error_code(rotated), ErrorCode::InvalidRequest);
     let c = h.engine.stores().clients.find_client("app").await.unwrap();
     assert!(c.unwrap().is_public());
+}
+
+#[tokio::test]
+async fn a_key_rotated_in_by_another_node_is_picked_up_on_first_sight() {
+    let h = Harness::new().await;
+    let other_node = Engine::new(
+        config(),
+        h.engine.stores().clone(),
+        // Same database, same master key: a second node.
+        h.engine_master_key(),
+        h.clock.clone(),
+        Arc::new(OsRandom),
+    )
+    .await
+    .unwrap();
+    other_node.rotate_signing_key().await.unwrap();
+    h.public_client(client("app")).await;
+    other_node
+        .create_user("alice", &secret(PASSWORD), None)
+        .await
+        .unwrap();
+    let request = password_request(id_only("app"), "alice", PASSWORD);
+    let tokens = other_node.token(&request).await.unwrap();
+
+    // This node never reloaded its keys, yet the new kid is fetched when first seen.
+    assert!(h.validate(&tokens.access_token).await.is_ok());
 }

@@ -164,6 +164,15 @@ impl KeyRing {
             .map_err(|e| EngineError::Internal(format!("signing failed: {e}")))
     }
 
+    /// Whether `token`'s header names a key this ring does not know (a key another node may
+    /// have rotated in since this ring was loaded).
+    pub fn kid_unknown(&self, token: &str) -> bool {
+        jsonwebtoken::decode_header(token)
+            .ok()
+            .and_then(|h| h.kid)
+            .is_some_and(|kid| !self.verifiers.contains_key(&kid))
+    }
+
     /// Verifies signature, `typ`, `iss` and `aud`. Expiry is checked by the caller against the
     /// injected clock, not here against the system clock.
     pub fn verify(&self, token: &str, issuer: &str, audience: &str) -> Option<AccessTokenClaims> {

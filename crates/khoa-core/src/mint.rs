@@ -1,5 +1,6 @@
 //! Minting: turning a decided grant into tokens and committing them before anyone sees them.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::clock::{Clock, Random};
@@ -54,7 +55,13 @@ pub struct KeyRingHandle {
     store: Arc<dyn KeyStore>,
     master: MasterKey,
     ring: RwLock<Arc<KeyRing>>,
+    /// When a token with an unknown `kid` last made us re-read the keys; bounds how often a
+    /// stream of forged `kid`s can send us to the database.
+    last_unknown_kid_reload: AtomicI64,
 }
+
+/// At most one unknown-`kid` reload per this many seconds.
+const UNKNOWN_KID_RELOAD_INTERVAL: i64 = 5;
 
 impl KeyRingHandle {
     /// Loads the keys, generating the first one if the database has none. Concurrent first
@@ -80,6 +87,7 @@ impl KeyRingHandle {
             store,
             master,
             ring: RwLock::new(Arc::new(ring)),
+            last_unknown_kid_reload: AtomicI64::new(i64::MIN),
         })
     }
 
@@ -92,6 +100,27 @@ impl KeyRingHandle {
         let ring = KeyRing::load(&self.store.list_keys().await?, &self.master)?;
         *self.ring.write().expect("key ring lock poisoned") = Arc::new(ring);
         Ok(())
+    }
+
+    /// Re-reads the keys because a token names a `kid` we do not know, at most once per
+    /// [`UNKNOWN_KID_RELOAD_INTERVAL`]; returns whether it did.
+    pub async fn reload_for_unknown_kid(&self, now: UnixTime) -> bool {
+        let last = self.last_unknown_kid_reload.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < UNKNOWN_KID_RELOAD_INTERVAL
+            || self
+                .last_unknown_kid_reload
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        match self.reload().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading keys for an unknown kid failed");
+                false
+            }
+        }
     }
 
     /// Makes a fresh key current; the old one stays published as `previous`.
