@@ -2,7 +2,7 @@ use anyhow::Result;
 use clap::Parser;
 use khoa_server::cli::{Cli, Command};
 use khoa_server::config::Config;
-use khoa_server::startup::{App, open_engine, shutdown_signal};
+use khoa_server::startup::{App, create_database_dir, open_engine, shutdown_signal};
 use khoa_server::{admin, demo};
 use tracing_subscriber::EnvFilter;
 
@@ -20,6 +20,7 @@ async fn main() -> Result<()> {
         Command::Serve => App::build(config).await?.run(shutdown_signal()).await?,
         Command::Demo(args) => demo::run(args, config).await?,
         Command::Migrate => {
+            create_database_dir(&config);
             khoa_store::migrate(&config.database_url).await?;
             println!("database is up to date");
         }

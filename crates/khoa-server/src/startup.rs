@@ -72,7 +72,10 @@ pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>,
     Ok(Arc::new(engine))
 }
 
-async fn open_stores(config: &Config) -> Result<Stores, StartError> {
+/// Creates the directory of a SQLite database file, so that `sqlite://FILE` is "created on first
+/// start" even in a directory that does not exist yet: by `serve` and the verbs, and by
+/// `migrate` alike. A failure here surfaces as the database's own "unable to open" error.
+pub fn create_database_dir(config: &Config) {
     if let Some(dir) = config
         .sqlite_path()
         .and_then(|p| p.parent().map(|d| d.to_path_buf()))
@@ -80,6 +83,10 @@ async fn open_stores(config: &Config) -> Result<Stores, StartError> {
     {
         let _ = std::fs::create_dir_all(dir);
     }
+}
+
+async fn open_stores(config: &Config) -> Result<Stores, StartError> {
+    create_database_dir(config);
     let opts = khoa_store::StoreOptions {
         max_connections: config.database.max_connections,
         busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),

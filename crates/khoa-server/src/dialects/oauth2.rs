@@ -47,6 +47,10 @@ struct TokenBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,
     scope: String,
+    /// Seed 000's second secret, bound to this access token: a refreshed derivative session
+    /// gets a new one, and without it the client could no longer place orders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otp_token: Option<&'a str>,
 }
 
 fn success(t: &IssuedTokens) -> Response {
@@ -56,6 +60,7 @@ fn success(t: &IssuedTokens) -> Response {
         token_type: IssuedTokens::TOKEN_TYPE,
         refresh_token: t.refresh_token.as_deref(),
         scope: t.scope.to_string(),
+        otp_token: t.otp_token.as_deref(),
     };
     no_store((StatusCode::OK, axum::Json(body)).into_response())
 }

@@ -426,3 +426,79 @@ pub fn access_token_of(body: &Value) -> String {
         .unwrap_or_else(|| panic!("expected an access_token in {body}"))
         .to_owned()
 }
+
+// ---- the partner dialects (seeds 000–003) ----
+
+/// An app serving every dialect at its documented path and seeded with the documents'
+/// example credentials, as `khoa demo` is.
+pub async fn spawn_demo_app() -> TestApp {
+    spawn_demo_app_with(|_| {}).await
+}
+
+/// [`spawn_demo_app`] with the demo configuration adjusted by `tweak` before start-up.
+pub async fn spawn_demo_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let app = spawn_app_with(|c| {
+        *c = khoa_server::demo::demo_config(std::mem::take(c));
+        tweak(c);
+    })
+    .await;
+    khoa_server::demo::seed(&app.engine)
+        .await
+        .expect("the demo seed");
+    app
+}
+
+impl TestApp {
+    /// Any request: `method` on `path`, with these headers and this body (none when `None`).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        req.send().await.expect("the request completes")
+    }
+
+    /// `POST path` with a JSON body (`Content-Type: application/json`) and extra headers.
+    pub async fn post_json(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> Response {
+        let mut all = vec![(CONTENT_TYPE.as_str(), "application/json")];
+        all.extend_from_slice(headers);
+        self.send(
+            reqwest::Method::POST,
+            path,
+            &all,
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+}
+
+/// The keys of a JSON object, in the order the server wrote them.
+pub fn keys_in_order(body: &Value) -> Vec<&str> {
+    body.as_object()
+        .unwrap_or_else(|| panic!("expected a JSON object, got {body}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+/// `Basic base64(id:secret)` exactly as RFC 7617 (no form-encoding), how seeds 001 and 003 send it.
+pub fn plain_basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+/// Starts an app in an existing directory (e.g. a database the CLI prepared) with its config
+/// adjusted by `tweak`.
+pub async fn spawn_app_in_with(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(dir.path());
+    tweak(&mut config);
+    start(dir, config).await
+}

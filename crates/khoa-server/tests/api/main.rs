@@ -8,10 +8,16 @@
 //! - `demo_cli`: the `khoa` binary itself (`demo` and the admin verbs).
 
 mod at_rest;
+mod cli_admin;
 mod client_credentials;
 mod demo_cli;
+mod dialect_bankhub;
+mod dialect_derivative;
+mod dialect_partner;
+mod dialect_vietqr;
 mod errors;
 mod expiry;
+mod health;
 mod helpers;
 mod restart;
 mod rotation;

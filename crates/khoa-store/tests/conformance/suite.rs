@@ -10,8 +10,8 @@ use khoa_core::model::{
 };
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
-    AccessRecord, Family, Issuance, KeyStatus, NewUser, RefreshRecord, RotateOutcome, Rotation,
-    SigningKeyRecord, StoreError, Stores,
+    AccessRecord, Family, Issuance, KeyStatus, NewUser, Partner, PartnerKey, RefreshRecord,
+    RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
 };
 use khoa_store::StoreOptions;
 
@@ -40,6 +40,11 @@ macro_rules! conformance_tests {
             purge_removes_expired_rows_only_in_batches,
             of_concurrent_first_keys_exactly_one_is_inserted,
             key_rotation_keeps_exactly_one_current_key,
+            partners_round_trip_with_their_first_key,
+            partners_are_listed_by_code,
+            a_taken_partner_code_is_a_conflict,
+            a_new_partner_key_ends_the_current_one_and_is_listed_first,
+            deleting_a_partner_deletes_its_keys,
             readiness_pings_the_database,
         );
         $crate::suite::conformance_tests!(@db $fresh;
@@ -578,6 +583,189 @@ pub async fn key_rotation_keeps_exactly_one_current_key(stores: &Stores) {
         "oldest first"
     );
     assert_eq!(listed[1], key("k2", NOW + 10), "every field round-trips");
+}
+
+fn partner_key(key_id: &str, created_at: UnixTime) -> PartnerKey {
+    PartnerKey {
+        key_id: key_id.into(),
+        sealed: format!("sealed AES key {key_id}").into_bytes(),
+        created_at,
+        expires_at: None,
+    }
+}
+
+fn partner(code: &str, key_id: &str) -> Partner {
+    Partner {
+        code: code.into(),
+        name: format!("partner {code}"),
+        client_id: format!("client-of-{code}"),
+        created_at: NOW,
+        keys: vec![partner_key(key_id, NOW)],
+    }
+}
+
+pub async fn partners_round_trip_with_their_first_key(stores: &Stores) {
+    let partners = &stores.partners;
+    let p = partner("TCONNECT", "pk-1");
+    partners.create_partner(&p).await.unwrap();
+
+    assert_eq!(partners.find_partner("TCONNECT").await.unwrap(), Some(p));
+    assert_eq!(
+        partners.find_partner("tconnect").await.unwrap(),
+        None,
+        "codes are exact"
+    );
+    assert_eq!(partners.find_partner("NOBODY").await.unwrap(), None);
+}
+
+pub async fn partners_are_listed_by_code(stores: &Stores) {
+    let partners = &stores.partners;
+    for (code, key_id) in [
+        ("MERCHANT-B", "pk-b"),
+        ("MERCHANT-A", "pk-a"),
+        ("MERCHANT-C", "pk-c"),
+    ] {
+        partners
+            .create_partner(&partner(code, key_id))
+            .await
+            .unwrap();
+    }
+
+    let listed = partners.list_partners().await.unwrap();
+
+    assert_eq!(
+        listed,
+        [
+            partner("MERCHANT-A", "pk-a"),
+            partner("MERCHANT-B", "pk-b"),
+            partner("MERCHANT-C", "pk-c"),
+        ],
+        "ordered by code, each with its keys"
+    );
+}
+
+pub async fn a_taken_partner_code_is_a_conflict(stores: &Stores) {
+    let partners = &stores.partners;
+    partners
+        .create_partner(&partner("P1", "pk-1"))
+        .await
+        .unwrap();
+    let impostor = Partner {
+        name: "Impostor".into(),
+        ..partner("P1", "pk-2")
+    };
+
+    assert_eq!(
+        partners.create_partner(&impostor).await.err(),
+        Some(StoreError::Conflict("partner_code".into()))
+    );
+    assert_eq!(
+        partners.find_partner("P1").await.unwrap(),
+        Some(partner("P1", "pk-1")),
+        "the first partner and its key are untouched"
+    );
+    // The refused partner's key was not kept either: its id is still free.
+    partners
+        .create_partner(&partner("P2", "pk-2"))
+        .await
+        .unwrap();
+}
+
+pub async fn a_new_partner_key_ends_the_current_one_and_is_listed_first(stores: &Stores) {
+    let partners = &stores.partners;
+    partners
+        .create_partner(&partner("P1", "pk-1"))
+        .await
+        .unwrap();
+    partners
+        .create_partner(&partner("P2", "pk-other"))
+        .await
+        .unwrap();
+
+    assert!(
+        partners
+            .add_partner_key("P1", &partner_key("pk-2", NOW + 10), NOW + 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        partners
+            .add_partner_key("P1", &partner_key("pk-3", NOW + 20), NOW + 200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !partners
+            .add_partner_key("NOBODY", &partner_key("pk-4", NOW + 30), NOW + 300)
+            .await
+            .unwrap(),
+        "no such partner"
+    );
+
+    let p1 = partners.find_partner("P1").await.unwrap().unwrap();
+    assert_eq!(
+        p1.keys,
+        [
+            partner_key("pk-3", NOW + 20),
+            PartnerKey {
+                expires_at: Some(NOW + 200),
+                ..partner_key("pk-2", NOW + 10)
+            },
+            // Ended by the first rotation; the second moves only the key that was current.
+            PartnerKey {
+                expires_at: Some(NOW + 100),
+                ..partner_key("pk-1", NOW)
+            },
+        ],
+        "newest first, only the newest current"
+    );
+    assert_eq!(
+        partners.find_partner("P2").await.unwrap(),
+        Some(partner("P2", "pk-other")),
+        "other partners' keys are untouched"
+    );
+    // The unknown partner's key was not stored: its id is still free.
+    partners
+        .create_partner(&partner("P3", "pk-4"))
+        .await
+        .unwrap();
+}
+
+pub async fn deleting_a_partner_deletes_its_keys(stores: &Stores) {
+    let partners = &stores.partners;
+    partners
+        .create_partner(&partner("P1", "pk-1"))
+        .await
+        .unwrap();
+    partners
+        .add_partner_key("P1", &partner_key("pk-2", NOW + 10), NOW + 100)
+        .await
+        .unwrap();
+    partners
+        .create_partner(&partner("P2", "pk-3"))
+        .await
+        .unwrap();
+
+    assert!(partners.delete_partner("P1").await.unwrap());
+    assert!(!partners.delete_partner("P1").await.unwrap());
+
+    assert_eq!(partners.find_partner("P1").await.unwrap(), None);
+    assert_eq!(
+        partners.list_partners().await.unwrap(),
+        [partner("P2", "pk-3")]
+    );
+    // Key ids are unique, so reusing both proves that the keys went with P1.
+    partners
+        .create_partner(&partner("P1", "pk-1"))
+        .await
+        .unwrap();
+    partners
+        .add_partner_key("P1", &partner_key("pk-2", NOW + 50), NOW + 50)
+        .await
+        .unwrap();
+    let keys = partners.find_partner("P1").await.unwrap().unwrap().keys;
+    let ids: Vec<&str> = keys.iter().map(|k| k.key_id.as_str()).collect();
+    assert_eq!(ids, ["pk-2", "pk-1"]);
 }
 
 pub async fn readiness_pings_the_database(stores: &Stores) {

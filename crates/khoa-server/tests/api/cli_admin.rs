@@ -1,0 +1,612 @@
+//! The `khoa` binary as an operator drives it: `serve`, start-up refusals of an invalid
+//! configuration, `migrate`, and the `client`, `user` and `keys` verbs, each checked by its
+//! exit code, its output and what a server on the same database then does.
+
+use reqwest::StatusCode;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::helpers::{
+    FORM_CONTENT_TYPE, TestApp, access_token_of, form_body, jwt_header, oauth_error, spawn_app_in,
+    token_ok,
+};
+
+const KHOA: &str = env!("CARGO_BIN_EXE_khoa");
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `khoa` with nothing inherited that changes its behaviour or its output: no `KHOA_*`
+/// variable, no log filter, no backtraces in error messages.
+fn khoa() -> Command {
+    let mut cmd = Command::new(KHOA);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KHOA_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// `khoa` on `dir/khoa.db` (the file [`spawn_app_in`] serves; the master key defaults to
+/// `dir/master.key` on both sides), with a cheap Argon2 set explicitly.
+fn khoa_on(dir: &Path) -> Command {
+    let mut cmd = khoa();
+    cmd.env("KHOA_DATABASE_URL", database_url(dir))
+        .env("KHOA_PASSWORD_HASH__MEMORY_KIB", "64")
+        .env("KHOA_PASSWORD_HASH__ITERATIONS", "1")
+        .env("KHOA_PASSWORD_HASH__PARALLELISM", "1");
+    cmd
+}
+
+fn database_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("khoa.db").display())
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd args` to completion with `stdin` on its standard input (closed at once if
+/// `None`).
+async fn run(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the khoa binary starts");
+    let mut pipe = child.stdin.take().expect("piped stdin");
+    if let Some(input) = stdin {
+        // A verb that fails before reading closes the pipe; its exit code tells the story.
+        let _ = pipe.write_all(input.as_bytes()).await;
+    }
+    drop(pipe);
+    let out = tokio::time::timeout(TIMEOUT, child.wait_with_output())
+        .await
+        .expect("khoa finishes in time")
+        .expect("khoa's output is readable");
+    Run {
+        status: out.status,
+        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
+    }
+}
+
+/// `khoa args` on `dir`; panics unless it exits 0. Returns its standard output.
+async fn ok(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(khoa_on(dir), args, stdin).await;
+    // Only stderr in the message: stdout may hold a secret printed once.
+    assert!(
+        out.status.success(),
+        "khoa {args:?} failed ({}): {}",
+        out.status,
+        out.stderr
+    );
+    out.stdout
+}
+
+/// `khoa args` on `dir`; panics unless it exits non-zero without printing anything on stdout.
+/// Returns its standard error.
+async fn fails(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(khoa_on(dir), args, stdin).await;
+    assert!(
+        !out.status.success(),
+        "khoa {args:?} must fail; stderr: {}",
+        out.stderr
+    );
+    assert_eq!(out.status.code(), Some(1), "an error exit, not a crash");
+    assert!(out.stdout.is_empty(), "khoa {args:?} printed on stdout");
+    out.stderr
+}
+
+/// The value of the one `key: value` line of `output`, e.g. `client_secret`.
+fn field(output: &str, key: &str) -> String {
+    let values: Vec<&str> = output
+        .lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .collect();
+    assert_eq!(values.len(), 1, "expected exactly one `{key}:` line");
+    values[0].trim().to_owned()
+}
+
+fn words(s: &str) -> BTreeSet<&str> {
+    s.split_whitespace().collect()
+}
+
+async fn client_credentials(app: &TestApp, id: &str, secret: &str) -> reqwest::Response {
+    app.token_basic(id, secret, &[("grant_type", "client_credentials")])
+        .await
+}
+
+/// A free port on the loopback interface: bound and released, for a process that takes its
+/// address from the environment and cannot report the one it got.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn khoa_serve_issues_tokens_for_what_the_cli_created_and_stops_on_sigterm() {
+    // Arrange: a public client and a user, through the verbs.
+    let dir = tempfile::tempdir().unwrap();
+    let password = "alice's serve password";
+    ok(
+        dir.path(),
+        &[
+            "client",
+            "add",
+            "web",
+            "--public",
+            "--grant-types",
+            "password,refresh_token",
+            "--scopes",
+            "read offline_access",
+        ],
+        None,
+    )
+    .await;
+    ok(
+        dir.path(),
+        &["user", "add", "alice"],
+        Some(&format!("{password}\n")),
+    )
+    .await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut server = khoa_on(dir.path())
+        .env("KHOA_LISTEN", &addr)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("khoa serve starts");
+    // Collect the log, to explain a failure and to check what it never contains.
+    let mut stderr = server.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+
+    // Act 1: wait for liveness, bounded.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(res) = http.get(format!("{base}/healthz")).send().await
+            && res.status() == StatusCode::OK
+        {
+            break;
+        }
+        if let Some(status) = server.try_wait().unwrap() {
+            panic!(
+                "khoa serve exited early ({status}):\n{}",
+                log.await.unwrap()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = server.kill().await;
+            panic!(
+                "khoa serve was not live within 15 s:\n{}",
+                log.await.unwrap()
+            );
+        }
+        // Polling a separate process: there is no event to wait on but its socket.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Act 2: seed 004's shape of request, with the CLI's client and user.
+    let res = http
+        .post(format!("{base}/connect/token"))
+        .header(reqwest::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
+        .body(form_body(&[
+            ("grant_type", "password"),
+            ("client_id", "web"),
+            ("username", "alice"),
+            ("password", password),
+            ("scope", "read offline_access"),
+        ]))
+        .send()
+        .await
+        .expect("khoa serve answers");
+
+    // Assert: a token the same server accepts.
+    let body = token_ok(res).await;
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(
+        words(body["scope"].as_str().unwrap()),
+        words("read offline_access")
+    );
+    let refresh = body["refresh_token"].as_str().expect("a refresh token");
+    let access = access_token_of(&body);
+    let protected = http
+        .get(format!("{base}/api/protected-resource"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(protected.status(), StatusCode::OK);
+
+    // Act 3: SIGTERM, by the child's own id.
+    let pid = server.id().expect("a running child").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), server.wait())
+        .await
+        .expect("khoa serve exits within 10 s of SIGTERM")
+        .unwrap();
+
+    // Assert: a graceful exit, and no credential in the log.
+    let log = log.await.unwrap();
+    assert!(status.success(), "exit {status} after SIGTERM:\n{log}");
+    assert!(
+        !log.contains(password) && !log.contains(refresh) && !log.contains(&access),
+        "the log holds a credential"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_listen_address_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = khoa_on(dir.path());
+    cmd.env("KHOA_LISTEN", "not-an-address");
+
+    let out = run(cmd, &["serve"], None).await;
+
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", out.stderr);
+    assert!(
+        out.stderr.to_ascii_lowercase().contains("listen"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !dir.path().join("khoa.db").exists(),
+        "refused before the database"
+    );
+}
+
+#[tokio::test]
+async fn an_unsupported_database_url_in_the_config_file_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("khoa.toml");
+    std::fs::write(&file, "database_url = \"mysql://x\"\n").unwrap();
+
+    let out = run(khoa(), &["--config", file.to_str().unwrap(), "serve"], None).await;
+
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("database_url"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn a_missing_config_file_stops_start_up_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nonexistent.toml");
+
+    let out = run(khoa(), &["--config", file.to_str().unwrap(), "serve"], None).await;
+
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("nonexistent.toml"), "{}", out.stderr);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn khoa_migrate_creates_a_fresh_database_and_is_idempotent() {
+    // A directory that does not exist yet, as `serve` accepts it.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("var").join("khoa");
+
+    let first = ok(&data, &["migrate"], None).await;
+    let second = ok(&data, &["migrate"], None).await;
+
+    assert_eq!(first.trim(), "database is up to date");
+    assert_eq!(second.trim(), "database is up to date");
+    assert!(data.join("khoa.db").is_file());
+    // The schema is usable by the verbs.
+    assert_eq!(ok(&data, &["client", "list"], None).await, "");
+}
+
+#[tokio::test]
+async fn client_show_rotate_secret_and_remove_manage_a_confidential_client() {
+    // Arrange: a confidential and a public client, then a server on their database.
+    let dir = tempfile::tempdir().unwrap();
+    let added = ok(
+        dir.path(),
+        &[
+            "client",
+            "add",
+            "svc",
+            "--grant-types",
+            "client_credentials",
+            "--scopes",
+            "a b",
+            "--access-ttl",
+            "600",
+        ],
+        None,
+    )
+    .await;
+    let first_secret = field(&added, "client_secret");
+    ok(
+        dir.path(),
+        &[
+            "client",
+            "add",
+            "web",
+            "--public",
+            "--grant-types",
+            "password",
+        ],
+        None,
+    )
+    .await;
+    let app = spawn_app_in(dir).await;
+    let path = app.dir.path().to_owned();
+    token_ok(client_credentials(&app, "svc", &first_secret).await).await;
+
+    // `client show`: the policy, never the secret nor its hash.
+    let show = ok(&path, &["client", "show", "svc"], None).await;
+    for (key, value) in [
+        ("client_id", "svc"),
+        ("name", "svc"),
+        ("type", "confidential"),
+        ("grant_types", "client_credentials"),
+        ("allowed_scopes", "a b"),
+        ("default_scopes", "a b"),
+        ("token_format", "jwt"),
+        ("access_ttl", "600"),
+        ("disabled", "false"),
+    ] {
+        assert_eq!(field(&show, key), value, "{key} in:\n{show}");
+    }
+    let stored = app
+        .engine
+        .stores()
+        .clients
+        .find_client("svc")
+        .await
+        .unwrap()
+        .expect("svc exists")
+        .secret_hash
+        .expect("a confidential client has a hash");
+    assert!(
+        !show.contains(&stored),
+        "client show prints the secret hash"
+    );
+    assert!(
+        !show.contains(&first_secret),
+        "client show prints the secret"
+    );
+    assert!(!show.to_ascii_lowercase().contains("secret"), "{show}");
+
+    // `client rotate-secret`: a new secret, printed once, that works; the old one does not.
+    let rotated = run(khoa_on(&path), &["client", "rotate-secret", "svc"], None).await;
+    assert!(rotated.status.success(), "{}", rotated.stderr);
+    assert!(rotated.stderr.contains("shown once"), "{}", rotated.stderr);
+    let second_secret = field(&rotated.stdout, "client_secret");
+    assert!(second_secret.len() >= 32, "a generated secret is long");
+    assert!(
+        second_secret != first_secret,
+        "the rotation must yield a new secret"
+    );
+    token_ok(client_credentials(&app, "svc", &second_secret).await).await;
+    oauth_error(
+        client_credentials(&app, "svc", &first_secret).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+
+    // From stdin: acknowledged, never echoed; too short a secret is refused and changes nothing.
+    let chosen = "an operator-chosen secret of 40 chars...";
+    let replaced = ok(
+        &path,
+        &["client", "rotate-secret", "svc", "--secret-stdin"],
+        Some(&format!("{chosen}\n")),
+    )
+    .await;
+    assert_eq!(replaced.trim(), "secret of svc replaced");
+    token_ok(client_credentials(&app, "svc", chosen).await).await;
+    let short = fails(
+        &path,
+        &["client", "rotate-secret", "svc", "--secret-stdin"],
+        Some("too-short\n"),
+    )
+    .await;
+    assert!(short.contains("at least 32"), "{short}");
+    token_ok(client_credentials(&app, "svc", chosen).await).await;
+
+    // A public client has no secret to rotate; an unknown client none either.
+    let public = fails(&path, &["client", "rotate-secret", "web"], None).await;
+    assert!(public.contains("public client has no secret"), "{public}");
+    let unknown = fails(&path, &["client", "rotate-secret", "nobody"], None).await;
+    assert!(unknown.contains("no client nobody"), "{unknown}");
+
+    // `client remove`: gone for `show`, for a second `remove` and for the server.
+    let removed = ok(&path, &["client", "remove", "svc"], None).await;
+    assert_eq!(removed.trim(), "removed client svc");
+    let gone = fails(&path, &["client", "show", "svc"], None).await;
+    assert!(gone.contains("no client svc"), "{gone}");
+    fails(&path, &["client", "remove", "svc"], None).await;
+    oauth_error(
+        client_credentials(&app, "svc", chosen).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let listed = ok(&path, &["client", "list"], None).await;
+    assert!(!listed.lines().any(|l| l.starts_with("svc\t")), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("web\t")), "{listed}");
+}
+
+#[tokio::test]
+async fn client_add_with_secret_stdin_takes_a_long_secret_and_refuses_a_short_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let add = |id: &'static str| {
+        [
+            "client",
+            "add",
+            id,
+            "--secret-stdin",
+            "--grant-types",
+            "client_credentials",
+        ]
+    };
+
+    let short = fails(
+        dir.path(),
+        &add("short"),
+        Some("31 characters, one too few.....\n"),
+    )
+    .await;
+    let chosen = "exactly thirty-two characters!!!";
+    let added = ok(dir.path(), &add("chosen"), Some(&format!("{chosen}\n"))).await;
+
+    assert!(short.contains("at least 32"), "{short}");
+    assert_eq!(added.trim(), "client_id: chosen", "only the id, no secret");
+    let missing = fails(dir.path(), &["client", "show", "short"], None).await;
+    assert!(missing.contains("no client short"), "{missing}");
+    let app = spawn_app_in(dir).await;
+    token_ok(client_credentials(&app, "chosen", chosen).await).await;
+}
+
+#[tokio::test]
+async fn user_verbs_change_what_the_password_grant_accepts() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        dir.path(),
+        &[
+            "client",
+            "add",
+            "web",
+            "--public",
+            "--grant-types",
+            "password,refresh_token",
+            "--scopes",
+            "read offline_access",
+        ],
+        None,
+    )
+    .await;
+    let (old, new) = ("alice's first password", "alice's second password");
+    let created = ok(
+        dir.path(),
+        &["user", "add", "alice"],
+        Some(&format!("{old}\n")),
+    )
+    .await;
+    assert!(created.starts_with("created user alice (usr_"), "{created}");
+    assert!(!created.contains(old));
+    let app = spawn_app_in(dir).await;
+    let path = app.dir.path().to_owned();
+    let grant = |password: &'static str| app.password_grant("web", "alice", password, None);
+    token_ok(grant(old).await).await;
+
+    // `user set-password`: the new password works, the old one no longer does.
+    let changed = ok(
+        &path,
+        &["user", "set-password", "alice"],
+        Some(&format!("{new}\n")),
+    )
+    .await;
+    assert_eq!(changed.trim(), "password of alice changed");
+    token_ok(grant(new).await).await;
+    oauth_error(grant(old).await, 400, "invalid_grant").await;
+
+    // `user disable`, then `--enable`.
+    let disabled = ok(&path, &["user", "disable", "alice"], None).await;
+    assert_eq!(disabled.trim(), "alice disabled");
+    let listed = ok(&path, &["user", "list"], None).await;
+    let alice: Vec<&str> = listed
+        .lines()
+        .find(|l| l.starts_with("alice\t"))
+        .expect("alice is listed")
+        .split('\t')
+        .collect();
+    assert_eq!(alice[2], "disabled", "{listed}");
+    oauth_error(grant(new).await, 400, "invalid_grant").await;
+    let enabled = ok(&path, &["user", "disable", "alice", "--enable"], None).await;
+    assert_eq!(enabled.trim(), "alice enabled");
+    token_ok(grant(new).await).await;
+
+    // `user remove`: gone from the list and from the grant.
+    let removed = ok(&path, &["user", "remove", "alice"], None).await;
+    assert_eq!(removed.trim(), "removed user alice");
+    let listed = ok(&path, &["user", "list"], None).await;
+    assert!(
+        !listed.lines().any(|l| l.starts_with("alice\t")),
+        "{listed}"
+    );
+    oauth_error(grant(new).await, 400, "invalid_grant").await;
+
+    // Refusals: no password on stdin, an unknown user.
+    for empty in ["", "\n"] {
+        let refused = fails(&path, &["user", "add", "bob"], Some(empty)).await;
+        assert!(
+            refused.contains("no password on standard input"),
+            "{refused}"
+        );
+    }
+    let listed = ok(&path, &["user", "list"], None).await;
+    assert!(!listed.lines().any(|l| l.starts_with("bob\t")), "{listed}");
+    let unknown = fails(
+        &path,
+        &["user", "set-password", "nobody"],
+        Some("a password\n"),
+    )
+    .await;
+    assert!(unknown.contains("no user nobody"), "{unknown}");
+}
+
+#[tokio::test]
+async fn keys_list_shows_exactly_one_current_key_after_first_use() {
+    // Arrange: the first use of a fresh database creates the first signing key.
+    let dir = tempfile::tempdir().unwrap();
+    let added = ok(
+        dir.path(),
+        &[
+            "client",
+            "add",
+            "svc",
+            "--grant-types",
+            "client_credentials",
+        ],
+        None,
+    )
+    .await;
+    let secret = field(&added, "client_secret");
+
+    // Act: listing twice creates nothing.
+    let first = ok(dir.path(), &["keys", "list"], None).await;
+    let second = ok(dir.path(), &["keys", "list"], None).await;
+
+    // Assert
+    let rows: Vec<Vec<&str>> = first.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 1, "one key:\n{first}");
+    assert_eq!(rows[0].len(), 4, "kid, alg, status, created_at:\n{first}");
+    assert_eq!(rows[0][2], "current", "{first}");
+    assert_eq!(second, first);
+    // That key is the one a server on this database signs with and publishes.
+    let kid = rows[0][0].to_owned();
+    let app = spawn_app_in(dir).await;
+    let body = token_ok(client_credentials(&app, "svc", &secret).await).await;
+    assert_eq!(jwt_header(&access_token_of(&body))["kid"], kid.as_str());
+    assert_eq!(app.jwks_kids().await, [kid]);
+}
