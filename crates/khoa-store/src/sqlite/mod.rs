@@ -114,7 +114,9 @@ impl Readiness for SqliteReadiness {
         if self.0.writer.is_stopped() {
             return Err(writer::stopped());
         }
-        sqlx::query("SELECT 1")
+        // Read a real page of the schema, not just `SELECT 1`, which SQLite answers without
+        // touching the file: a database that became unreadable must fail readiness.
+        sqlx::query("SELECT count(*) FROM signing_keys")
             .execute(&self.0.read)
             .await
             .store_err()
