@@ -30,6 +30,8 @@ pub struct EngineConfig {
     pub password: PasswordParams,
     /// Argon2 computations allowed at once (each holds `password.memory_kib`).
     pub password_concurrency: usize,
+    /// Logins allowed to wait for a hash slot; more are refused with 503 at once.
+    pub password_queue: usize,
 }
 
 /// The validated identity behind a bearer token.
@@ -95,7 +97,11 @@ impl Engine {
         random: Arc<dyn Random>,
     ) -> Result<Self, EngineError> {
         let secrets = SecretHasher::new(master.derive("khoa client secret pepper v1"));
-        let passwords = PasswordHasher::new(config.password, config.password_concurrency)?;
+        let passwords = PasswordHasher::new(
+            config.password,
+            config.password_concurrency,
+            config.password_queue,
+        )?;
         let partners = Partners {
             store: stores.partners.clone(),
             clients: stores.clients.clone(),

@@ -39,6 +39,7 @@ fn config() -> EngineConfig {
             parallelism: 1,
         },
         password_concurrency: 2,
+        password_queue: 64,
     }
 }
 

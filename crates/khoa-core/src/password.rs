@@ -4,6 +4,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier,
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 use crate::error::EngineError;
@@ -34,13 +35,23 @@ impl Default for PasswordParams {
 pub struct PasswordHasher {
     argon: Argon2<'static>,
     permits: Arc<Semaphore>,
+    /// Callers allowed to wait for a permit; beyond, the call is refused at once (load
+    /// shedding) instead of queueing without bound.
+    max_waiting: usize,
+    waiting: Arc<AtomicUsize>,
     /// A real hash of a random password, verified when the username is unknown so that an
     /// unknown user costs what a wrong password costs (no user enumeration by timing).
     dummy_hash: Arc<str>,
 }
 
 impl PasswordHasher {
-    pub fn new(params: PasswordParams, max_concurrent: usize) -> Result<Self, EngineError> {
+    /// At most `max_concurrent` hashes run at once and `max_waiting` more callers wait; any
+    /// further caller gets [`EngineError::Unavailable`] immediately.
+    pub fn new(
+        params: PasswordParams,
+        max_concurrent: usize,
+        max_waiting: usize,
+    ) -> Result<Self, EngineError> {
         let p = Params::new(
             params.memory_kib,
             params.iterations,
@@ -57,6 +68,8 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             argon,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            max_waiting,
+            waiting: Arc::new(AtomicUsize::new(0)),
             dummy_hash: dummy.into(),
         })
     }
@@ -101,11 +114,20 @@ impl PasswordHasher {
         &self,
         f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T, EngineError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| EngineError::Unavailable("password pool closed".into()))?;
+        let _permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(EngineError::Unavailable(
+                        "password verification is saturated".into(),
+                    ));
+                }
+                let permit = self.permits.clone().acquire_owned().await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                permit.map_err(|_| EngineError::Unavailable("password pool closed".into()))?
+            }
+        };
         tokio::task::spawn_blocking(f)
             .await
             .map_err(|e| EngineError::Internal(format!("password task failed: {e}")))?
@@ -136,6 +158,7 @@ mod tests {
                 parallelism: 1,
             },
             2,
+            4,
         )
         .unwrap()
     }
@@ -159,6 +182,31 @@ mod tests {
         // Even the password the dummy was made from does not pass when the user is unknown.
         let pw = SecretString::from("khoa dummy password, never valid");
         assert!(!h.verify(&pw, None).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn beyond_the_queue_callers_are_refused_at_once() {
+        // One hash at a time, one waiter: of many simultaneous calls some must be shed.
+        let h = PasswordHasher::new(PasswordParams::default(), 1, 1).unwrap();
+        let pw = SecretString::from("x");
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let (h, pw) = (h.clone(), pw.clone());
+                tokio::spawn(async move { h.verify(&pw, None).await })
+            })
+            .collect();
+        let mut shed = 0;
+        let mut done = 0;
+        for c in calls {
+            match c.await.unwrap() {
+                Ok(false) => done += 1,
+                Err(EngineError::Unavailable(_)) => shed += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(shed >= 1, "nothing was shed");
+        assert!(done >= 2, "the running and the waiting call complete");
+        assert_eq!(h.waiting.load(Ordering::SeqCst), 0);
     }
 
     #[test]

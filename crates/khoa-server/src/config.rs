@@ -194,6 +194,9 @@ pub struct PasswordHashConfig {
     pub parallelism: u32,
     /// Hashes computed at once; 0 means the number of CPU cores.
     pub max_concurrent: usize,
+    /// Logins waiting for a hash slot; more get 503 with `Retry-After` at once. 0 means
+    /// 8 × `max_concurrent`.
+    pub max_queue: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -243,6 +246,7 @@ impl Default for PasswordHashConfig {
             iterations: p.iterations,
             parallelism: p.parallelism,
             max_concurrent: 0,
+            max_queue: 0,
         }
     }
 }
@@ -390,6 +394,13 @@ impl Config {
     pub fn password_concurrency(&self) -> usize {
         match self.password_hash.max_concurrent {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
+    pub fn password_queue(&self) -> usize {
+        match self.password_hash.max_queue {
+            0 => 8 * self.password_concurrency(),
             n => n,
         }
     }

@@ -78,6 +78,7 @@ pub fn test_config(dir: &Path) -> Config {
             iterations: 1,
             parallelism: 1,
             max_concurrent: 0,
+            max_queue: 0,
         },
         ..Config::default()
     }
