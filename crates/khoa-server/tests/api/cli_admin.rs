@@ -4,128 +4,28 @@
 
 use reqwest::StatusCode;
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
+use crate::cli::{collect_stderr, fails, field, khoa, khoa_on, ok, run};
 use crate::helpers::{
-    FORM_CONTENT_TYPE, TestApp, access_token_of, form_body, jwt_header, oauth_error, spawn_app_in,
-    token_ok,
+    FORM_CONTENT_TYPE, access_token_of, form_body, jwt_header, oauth_error, spawn_app_in, token_ok,
 };
 
-const KHOA: &str = env!("CARGO_BIN_EXE_khoa");
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `khoa` with nothing inherited that changes its behaviour or its output: no `KHOA_*`
-/// variable, no log filter, no backtraces in error messages.
-fn khoa() -> Command {
-    let mut cmd = Command::new(KHOA);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KHOA_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("RUST_LOG")
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .kill_on_drop(true);
-    cmd
-}
-
-/// `khoa` on `dir/khoa.db` (the file [`spawn_app_in`] serves; the master key defaults to
-/// `dir/master.key` on both sides), with a cheap Argon2 set explicitly.
-fn khoa_on(dir: &Path) -> Command {
-    let mut cmd = khoa();
-    cmd.env("KHOA_DATABASE_URL", database_url(dir))
-        .env("KHOA_PASSWORD_HASH__MEMORY_KIB", "64")
-        .env("KHOA_PASSWORD_HASH__ITERATIONS", "1")
-        .env("KHOA_PASSWORD_HASH__PARALLELISM", "1");
-    cmd
-}
-
-fn database_url(dir: &Path) -> String {
-    format!("sqlite://{}", dir.join("khoa.db").display())
-}
-
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd args` to completion with `stdin` on its standard input (closed at once if
-/// `None`).
-async fn run(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the khoa binary starts");
-    let mut pipe = child.stdin.take().expect("piped stdin");
-    if let Some(input) = stdin {
-        // A verb that fails before reading closes the pipe; its exit code tells the story.
-        let _ = pipe.write_all(input.as_bytes()).await;
-    }
-    drop(pipe);
-    let out = tokio::time::timeout(TIMEOUT, child.wait_with_output())
-        .await
-        .expect("khoa finishes in time")
-        .expect("khoa's output is readable");
-    Run {
-        status: out.status,
-        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
-    }
-}
-
-/// `khoa args` on `dir`; panics unless it exits 0. Returns its standard output.
-async fn ok(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(khoa_on(dir), args, stdin).await;
-    // Only stderr in the message: stdout may hold a secret printed once.
-    assert!(
-        out.status.success(),
-        "khoa {args:?} failed ({}): {}",
-        out.status,
-        out.stderr
-    );
-    out.stdout
-}
-
-/// `khoa args` on `dir`; panics unless it exits non-zero without printing anything on stdout.
-/// Returns its standard error.
-async fn fails(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(khoa_on(dir), args, stdin).await;
-    assert!(
-        !out.status.success(),
-        "khoa {args:?} must fail; stderr: {}",
-        out.stderr
-    );
-    assert_eq!(out.status.code(), Some(1), "an error exit, not a crash");
-    assert!(out.stdout.is_empty(), "khoa {args:?} printed on stdout");
-    out.stderr
-}
-
-/// The value of the one `key: value` line of `output`, e.g. `client_secret`.
-fn field(output: &str, key: &str) -> String {
-    let values: Vec<&str> = output
-        .lines()
-        .filter_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .collect();
-    assert_eq!(values.len(), 1, "expected exactly one `{key}:` line");
-    values[0].trim().to_owned()
-}
+/// `client add` for the public client `web` that alice's password grant goes through.
+const ADD_WEB_CLIENT: [&str; 8] = [
+    "client",
+    "add",
+    "web",
+    "--public",
+    "--grant-types",
+    "password,refresh_token",
+    "--scopes",
+    "read offline_access",
+];
 
 fn words(s: &str) -> BTreeSet<&str> {
     s.split_whitespace().collect()
-}
-
-async fn client_credentials(app: &TestApp, id: &str, secret: &str) -> reqwest::Response {
-    app.token_basic(id, secret, &[("grant_type", "client_credentials")])
-        .await
 }
 
 /// A free port on the loopback interface: bound and released, for a process that takes its
@@ -140,21 +40,7 @@ async fn khoa_serve_issues_tokens_for_what_the_cli_created_and_stops_on_sigterm(
     // Arrange: a public client and a user, through the verbs.
     let dir = tempfile::tempdir().unwrap();
     let password = "alice's serve password";
-    ok(
-        dir.path(),
-        &[
-            "client",
-            "add",
-            "web",
-            "--public",
-            "--grant-types",
-            "password,refresh_token",
-            "--scopes",
-            "read offline_access",
-        ],
-        None,
-    )
-    .await;
+    ok(dir.path(), &ADD_WEB_CLIENT, None).await;
     ok(
         dir.path(),
         &["user", "add", "alice"],
@@ -171,12 +57,7 @@ async fn khoa_serve_issues_tokens_for_what_the_cli_created_and_stops_on_sigterm(
         .spawn()
         .expect("khoa serve starts");
     // Collect the log, to explain a failure and to check what it never contains.
-    let mut stderr = server.stderr.take().unwrap();
-    let log = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-        text
-    });
+    let log = collect_stderr(&mut server);
     let base = format!("http://{addr}");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -358,7 +239,7 @@ async fn client_show_rotate_secret_and_remove_manage_a_confidential_client() {
     .await;
     let app = spawn_app_in(dir).await;
     let path = app.dir.path().to_owned();
-    token_ok(client_credentials(&app, "svc", &first_secret).await).await;
+    token_ok(app.client_credentials("svc", &first_secret).await).await;
 
     // `client show`: the policy, never the secret nor its hash.
     let show = ok(&path, &["client", "show", "svc"], None).await;
@@ -405,9 +286,9 @@ async fn client_show_rotate_secret_and_remove_manage_a_confidential_client() {
         second_secret != first_secret,
         "the rotation must yield a new secret"
     );
-    token_ok(client_credentials(&app, "svc", &second_secret).await).await;
+    token_ok(app.client_credentials("svc", &second_secret).await).await;
     oauth_error(
-        client_credentials(&app, "svc", &first_secret).await,
+        app.client_credentials("svc", &first_secret).await,
         401,
         "invalid_client",
     )
@@ -422,7 +303,7 @@ async fn client_show_rotate_secret_and_remove_manage_a_confidential_client() {
     )
     .await;
     assert_eq!(replaced.trim(), "secret of svc replaced");
-    token_ok(client_credentials(&app, "svc", chosen).await).await;
+    token_ok(app.client_credentials("svc", chosen).await).await;
     let short = fails(
         &path,
         &["client", "rotate-secret", "svc", "--secret-stdin"],
@@ -430,7 +311,7 @@ async fn client_show_rotate_secret_and_remove_manage_a_confidential_client() {
     )
     .await;
     assert!(short.contains("at least 32"), "{short}");
-    token_ok(client_credentials(&app, "svc", chosen).await).await;
+    token_ok(app.client_credentials("svc", chosen).await).await;
 
     // A public client has no secret to rotate; an unknown client none either.
     let public = fails(&path, &["client", "rotate-secret", "web"], None).await;
@@ -445,7 +326,7 @@ async fn client_show_rotate_secret_and_remove_manage_a_confidential_client() {
     assert!(gone.contains("no client svc"), "{gone}");
     fails(&path, &["client", "remove", "svc"], None).await;
     oauth_error(
-        client_credentials(&app, "svc", chosen).await,
+        app.client_credentials("svc", chosen).await,
         401,
         "invalid_client",
     )
@@ -483,28 +364,14 @@ async fn client_add_with_secret_stdin_takes_a_long_secret_and_refuses_a_short_on
     let missing = fails(dir.path(), &["client", "show", "short"], None).await;
     assert!(missing.contains("no client short"), "{missing}");
     let app = spawn_app_in(dir).await;
-    token_ok(client_credentials(&app, "chosen", chosen).await).await;
+    token_ok(app.client_credentials("chosen", chosen).await).await;
 }
 
 #[tokio::test]
 async fn user_verbs_change_what_the_password_grant_accepts() {
     // Arrange
     let dir = tempfile::tempdir().unwrap();
-    ok(
-        dir.path(),
-        &[
-            "client",
-            "add",
-            "web",
-            "--public",
-            "--grant-types",
-            "password,refresh_token",
-            "--scopes",
-            "read offline_access",
-        ],
-        None,
-    )
-    .await;
+    ok(dir.path(), &ADD_WEB_CLIENT, None).await;
     let (old, new) = ("alice's first password", "alice's second password");
     let created = ok(
         dir.path(),
@@ -606,7 +473,7 @@ async fn keys_list_shows_exactly_one_current_key_after_first_use() {
     // That key is the one a server on this database signs with and publishes.
     let kid = rows[0][0].to_owned();
     let app = spawn_app_in(dir).await;
-    let body = token_ok(client_credentials(&app, "svc", &secret).await).await;
+    let body = token_ok(app.client_credentials("svc", &secret).await).await;
     assert_eq!(jwt_header(&access_token_of(&body))["kid"], kid.as_str());
     assert_eq!(app.jwks_kids().await, [kid]);
 }

@@ -1,73 +1,12 @@
 //! The `khoa` binary itself: `khoa demo` serving seed 004's sample, and the admin verbs.
 
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Output, Stdio};
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::cli::{TIMEOUT, collect_stderr, field, khoa, ok, run};
 use crate::helpers::{FORM_CONTENT_TYPE, jwt_header, oauth_error, spawn_app_in, token_ok};
 use crate::seed004::SEED_004_BODY;
-
-const KHOA: &str = env!("CARGO_BIN_EXE_khoa");
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `khoa` with no `KHOA_*` variable inherited from the environment running the tests.
-fn khoa() -> Command {
-    let mut cmd = Command::new(KHOA);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KHOA_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("RUST_LOG").kill_on_drop(true);
-    cmd
-}
-
-/// `khoa` against the database in `dir`, with a cheap Argon2 set explicitly.
-fn khoa_on(dir: &Path) -> Command {
-    let mut cmd = khoa();
-    cmd.env(
-        "KHOA_DATABASE_URL",
-        format!("sqlite://{}", dir.join("khoa.db").display()),
-    )
-    .env("KHOA_PASSWORD_HASH__MEMORY_KIB", "64")
-    .env("KHOA_PASSWORD_HASH__ITERATIONS", "1")
-    .env("KHOA_PASSWORD_HASH__PARALLELISM", "1");
-    cmd
-}
-
-/// Runs a verb to completion, feeding `stdin`; panics unless it succeeds.
-async fn run_ok(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(&mut cmd, args, stdin).await;
-    assert!(
-        out.status.success(),
-        "khoa {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-async fn run(cmd: &mut Command, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the khoa binary starts");
-    let mut pipe = child.stdin.take().expect("piped stdin");
-    if let Some(input) = stdin {
-        pipe.write_all(input.as_bytes()).await.unwrap();
-    }
-    drop(pipe);
-    tokio::time::timeout(TIMEOUT, child.wait_with_output())
-        .await
-        .expect("khoa finishes in time")
-        .expect("khoa's output is readable")
-}
 
 #[tokio::test]
 async fn khoa_demo_serves_seed_004_and_writes_demo_json() {
@@ -83,12 +22,7 @@ async fn khoa_demo_serves_seed_004_and_writes_demo_json() {
         .spawn()
         .expect("khoa demo starts");
     // The demo logs to stderr; collect it to explain a failure rather than echo it.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let log = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-        text
-    });
+    let log = collect_stderr(&mut child);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let announced = tokio::time::timeout(TIMEOUT, async {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -165,18 +99,13 @@ async fn khoa_demo_refuses_a_non_loopback_address_without_allow_remote() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("never-created");
 
-    let out = run(
-        khoa()
-            .args(["demo", "--listen", "0.0.0.0:0", "--data"])
-            .arg(&data),
-        &[],
-        None,
-    )
-    .await;
+    let mut cmd = khoa();
+    cmd.args(["demo", "--listen", "0.0.0.0:0", "--data"])
+        .arg(&data);
+    let out = run(cmd, &[], None).await;
 
     assert!(!out.status.success(), "it must exit non-zero");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--allow-remote"), "{stderr}");
+    assert!(out.stderr.contains("--allow-remote"), "{}", out.stderr);
     assert!(!data.exists(), "refused before touching the data directory");
 }
 
@@ -185,8 +114,8 @@ async fn cli_admin_verbs_manage_clients_users_and_keys_of_the_served_database() 
     let dir = tempfile::tempdir().unwrap();
 
     // A confidential client: its generated secret is printed exactly once.
-    let added = run_ok(
-        khoa_on(dir.path()),
+    let added = ok(
+        dir.path(),
         &[
             "client",
             "add",
@@ -199,21 +128,16 @@ async fn cli_admin_verbs_manage_clients_users_and_keys_of_the_served_database() 
         None,
     )
     .await;
-    let secret_lines: Vec<&str> = added
-        .lines()
-        .filter_map(|l| l.strip_prefix("client_secret: "))
-        .collect();
-    assert_eq!(secret_lines.len(), 1, "{added}");
-    let secret = secret_lines[0].trim().to_owned();
+    let secret = field(&added, "client_secret");
     assert!(secret.len() >= 32, "{secret}");
 
-    let listed = run_ok(khoa_on(dir.path()), &["client", "list"], None).await;
+    let listed = ok(dir.path(), &["client", "list"], None).await;
     assert!(listed.lines().any(|l| l.starts_with("svc\t")), "{listed}");
     assert!(!listed.contains(&secret), "the secret is never listed");
 
     // A public client and a user whose password comes from stdin.
-    run_ok(
-        khoa_on(dir.path()),
+    ok(
+        dir.path(),
         &[
             "client",
             "add",
@@ -227,19 +151,19 @@ async fn cli_admin_verbs_manage_clients_users_and_keys_of_the_served_database() 
         None,
     )
     .await;
-    run_ok(
-        khoa_on(dir.path()),
+    ok(
+        dir.path(),
         &["user", "add", "alice"],
         Some("alice's stdin password\n"),
     )
     .await;
-    let users = run_ok(khoa_on(dir.path()), &["user", "list"], None).await;
+    let users = ok(dir.path(), &["user", "list"], None).await;
     assert!(users.lines().any(|l| l.starts_with("alice\t")), "{users}");
     assert!(!users.contains("alice's stdin password"));
 
     // A key rotation: one current key, one previous.
-    run_ok(khoa_on(dir.path()), &["keys", "rotate"], None).await;
-    let keys = run_ok(khoa_on(dir.path()), &["keys", "list"], None).await;
+    ok(dir.path(), &["keys", "rotate"], None).await;
+    let keys = ok(dir.path(), &["keys", "list"], None).await;
     let status_of = |status: &str| -> Vec<String> {
         keys.lines()
             .filter(|l| l.split('\t').nth(2) == Some(status))
@@ -252,11 +176,7 @@ async fn cli_admin_verbs_manage_clients_users_and_keys_of_the_served_database() 
 
     // Serve that database in-process: what the CLI wrote is what the server uses.
     let app = spawn_app_in(dir).await;
-    let cc = token_ok(
-        app.token_basic("svc", &secret, &[("grant_type", "client_credentials")])
-            .await,
-    )
-    .await;
+    let cc = token_ok(app.client_credentials("svc", &secret).await).await;
     assert_eq!(cc["scope"], "a b");
     assert_eq!(
         jwt_header(cc["access_token"].as_str().unwrap())["kid"],
@@ -274,12 +194,7 @@ async fn cli_admin_verbs_manage_clients_users_and_keys_of_the_served_database() 
     )
     .await;
     oauth_error(
-        app.token_basic(
-            "svc",
-            "not-the-secret",
-            &[("grant_type", "client_credentials")],
-        )
-        .await,
+        app.client_credentials("svc", "not-the-secret").await,
         401,
         "invalid_client",
     )

@@ -9,8 +9,8 @@ use serde_json::Value;
 use std::time::Duration;
 
 use crate::helpers::{
-    TestApp, assert_invalid_token, cache_control, keys_in_order, plain_basic, spawn_demo_app,
-    www_authenticate,
+    TestApp, assert_invalid_token, assert_keys, dialect_token_body, is_lower_hex, json_body,
+    plain_basic, spawn_demo_app, www_authenticate,
 };
 
 const PATH: &str = "/v1/token";
@@ -33,28 +33,14 @@ async fn documented_request(app: &TestApp, id: &str, secret: &str) -> Response {
 
 /// 201 with exactly `code`, `access_token` (40 lower-case hex) and `ttl`; returns the token.
 async fn assert_token_created(res: Response, ttl: i64) -> String {
-    let status = res.status();
-    let no_store = cache_control(&res) == Some("no-store");
-    let body: Value = res.json().await.expect("a JSON body");
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert!(no_store, "a token response is never cached");
-    assert_eq!(
-        keys_in_order(&body),
-        ["code", "access_token", "ttl"],
-        "{body}"
-    );
+    let body = dialect_token_body(res, StatusCode::CREATED, &["code", "access_token", "ttl"]).await;
     assert!(body["code"].is_u64(), "an integer: {body}");
     assert_eq!(body["code"], 201);
     assert!(body["ttl"].is_u64(), "an integer: {body}");
     assert_eq!(body["ttl"], ttl);
     let token = body["access_token"].as_str().expect("a string").to_owned();
     assert_eq!(token.len(), 40, "{token}");
-    assert!(
-        token
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-        "40 lower-case hex digits: {token}"
-    );
+    assert!(is_lower_hex(&token), "40 lower-case hex digits: {token}");
     token
 }
 
@@ -64,11 +50,7 @@ async fn assert_family_error(res: Response, status: u16) -> Value {
     let challenge = www_authenticate(&res);
     let body: Value = res.json().await.expect("a JSON body");
     assert_eq!(got, status, "{body}");
-    assert_eq!(
-        keys_in_order(&body),
-        ["code", "message", "errors"],
-        "{body}"
-    );
+    assert_keys(&body, &["code", "message", "errors"]);
     assert_eq!(body["code"], status);
     assert!(
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
@@ -119,8 +101,7 @@ async fn the_bank_hub_token_opens_the_protected_resource() {
 
     let res = app.protected(&token).await;
 
-    assert_eq!(res.status(), StatusCode::OK);
-    let resource: Value = res.json().await.unwrap();
+    let resource = json_body(res, StatusCode::OK).await;
     assert_eq!(resource["client_id"], BANKHUB_CLIENT);
     assert_eq!(resource["token_format"], "hex40");
 }

@@ -8,8 +8,8 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    PROTECTED_PATH, TestApp, cache_control, keys_in_order, spawn_demo_app, spawn_demo_app_with,
-    token_ok,
+    PROTECTED_PATH, TestApp, cache_control, dialect_token_body, is_lower_hex, json_body,
+    spawn_demo_app, spawn_demo_app_with, str_of, token_ok,
 };
 
 const DERIVATIVE_PATH: &str = "/oapi/auth/gen-secret-key/derivative";
@@ -19,17 +19,6 @@ const DERIVATIVE_CLIENT: &str = "oapi-derivative";
 /// The document's cURL `-d` argument, whitespace and all.
 const SEED_000_BODY: &str =
     "{\n    \"username\": \"022C099995\",\n    \"password\": \"123456aA@\"\n  }";
-
-/// `POST path` with `Content-Type: application/json` and exactly these bytes.
-async fn post_raw_json(app: &TestApp, path: &str, body: &str) -> Response {
-    app.send(
-        Method::POST,
-        path,
-        &[("Content-Type", "application/json")],
-        Some(body.as_bytes().to_vec()),
-    )
-    .await
-}
 
 async fn login(app: &TestApp, username: &str, password: &str) -> Response {
     app.post_json(
@@ -60,32 +49,24 @@ fn key_id_of(token: &str) -> &str {
 /// A successful login as the document shows it: 200, no-store, exactly its five fields in its
 /// order, with their types and layouts. Returns the body.
 async fn assert_documented_login(res: Response) -> Value {
-    let status = res.status();
-    let no_store = cache_control(&res) == Some("no-store");
-    let body: Value = res.json().await.expect("a JSON body");
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(no_store, "a token response is never cached");
-    assert_eq!(
-        keys_in_order(&body),
-        [
+    let body = dialect_token_body(
+        res,
+        StatusCode::OK,
+        &[
             "access_token",
             "refresh_token",
             "expires_in",
             "otp_token",
-            "token_type"
+            "token_type",
         ],
-        "exactly the documented fields: {body}"
-    );
+    )
+    .await;
     assert!(body["expires_in"].is_u64(), "a number: {body}");
     assert_eq!(body["expires_in"], 28_800);
     assert_eq!(body["token_type"], "Bearer");
     let otp = body["otp_token"].as_str().expect("a string");
     assert_eq!(otp.len(), 32, "{otp}");
-    assert!(
-        otp.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-        "32 lower-case hex digits: {otp}"
-    );
+    assert!(is_lower_hex(otp), "32 lower-case hex digits: {otp}");
     let access = body["access_token"].as_str().expect("a string");
     let refresh = body["refresh_token"].as_str().expect("a string");
     assert_eq!(
@@ -95,6 +76,11 @@ async fn assert_documented_login(res: Response) -> Value {
     );
     assert_ne!(access, refresh);
     body
+}
+
+/// Seed 000's request, answered as documented; returns the body.
+async fn documented_login(app: &TestApp) -> Value {
+    assert_documented_login(app.post_json_raw(DERIVATIVE_PATH, &[], SEED_000_BODY).await).await
 }
 
 /// `POST` to the protected resource with this access token and, if given, this OTP token.
@@ -107,12 +93,6 @@ async fn post_with_otp(app: &TestApp, access: &str, otp: Option<&str>) -> Status
     app.send(Method::POST, PROTECTED_PATH, &headers, None)
         .await
         .status()
-}
-
-fn str_of<'a>(body: &'a Value, field: &str) -> &'a str {
-    body[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a string {field} in {body}"))
 }
 
 /// The error envelope exactly as the document prints it (compact): `code`, `messageParams`
@@ -150,7 +130,7 @@ const WRONG_CREDENTIALS_VI: &str = "-107 Tên đăng nhập hoặc mật khẩu 
 async fn seed_000_curl_request_gets_the_documented_tokens() {
     let app = spawn_demo_app().await;
 
-    let res = post_raw_json(&app, DERIVATIVE_PATH, SEED_000_BODY).await;
+    let res = app.post_json_raw(DERIVATIVE_PATH, &[], SEED_000_BODY).await;
 
     assert_documented_login(res).await;
 }
@@ -159,7 +139,7 @@ async fn seed_000_curl_request_gets_the_documented_tokens() {
 async fn the_underlying_sibling_answers_in_the_same_shape_for_its_own_client() {
     let app = spawn_demo_app().await;
 
-    let res = post_raw_json(&app, UNDERLYING_PATH, SEED_000_BODY).await;
+    let res = app.post_json_raw(UNDERLYING_PATH, &[], SEED_000_BODY).await;
 
     let body = assert_documented_login(res).await;
     let resource: Value = app
@@ -175,10 +155,8 @@ async fn the_underlying_sibling_answers_in_the_same_shape_for_its_own_client() {
 async fn every_login_starts_a_new_session_with_new_secrets() {
     let app = spawn_demo_app().await;
 
-    let first =
-        assert_documented_login(post_raw_json(&app, DERIVATIVE_PATH, SEED_000_BODY).await).await;
-    let second =
-        assert_documented_login(post_raw_json(&app, DERIVATIVE_PATH, SEED_000_BODY).await).await;
+    let first = documented_login(&app).await;
+    let second = documented_login(&app).await;
 
     for field in ["access_token", "refresh_token", "otp_token"] {
         assert_ne!(first[field], second[field], "{field}");
@@ -195,13 +173,11 @@ async fn every_login_starts_a_new_session_with_new_secrets() {
 #[tokio::test]
 async fn the_access_token_alone_opens_the_protected_resource_for_reads() {
     let app = spawn_demo_app().await;
-    let body =
-        assert_documented_login(post_raw_json(&app, DERIVATIVE_PATH, SEED_000_BODY).await).await;
+    let body = documented_login(&app).await;
 
     let res = app.protected(str_of(&body, "access_token")).await;
 
-    assert_eq!(res.status(), StatusCode::OK);
-    let resource: Value = res.json().await.unwrap();
+    let resource = json_body(res, StatusCode::OK).await;
     assert_eq!(resource["method"], "GET");
     assert_eq!(resource["client_id"], DERIVATIVE_CLIENT);
     assert_eq!(resource["token_format"], "account");
@@ -210,8 +186,7 @@ async fn the_access_token_alone_opens_the_protected_resource_for_reads() {
 #[tokio::test]
 async fn mutating_requests_need_the_sessions_otp_token() {
     let app = spawn_demo_app().await;
-    let body =
-        assert_documented_login(post_raw_json(&app, DERIVATIVE_PATH, SEED_000_BODY).await).await;
+    let body = documented_login(&app).await;
     let bearer = format!("Bearer {}", str_of(&body, "access_token"));
     let otp = str_of(&body, "otp_token");
     let wrong_otp = "0".repeat(32);
@@ -225,8 +200,7 @@ async fn mutating_requests_need_the_sessions_otp_token() {
                 None,
             )
             .await;
-        assert_eq!(without.status(), StatusCode::FORBIDDEN, "{method} without");
-        let refusal: Value = without.json().await.unwrap();
+        let refusal = json_body(without, StatusCode::FORBIDDEN).await;
         assert_eq!(refusal["error"], "otp_required", "{refusal}");
 
         let wrong = app
@@ -247,8 +221,7 @@ async fn mutating_requests_need_the_sessions_otp_token() {
                 None,
             )
             .await;
-        assert_eq!(right.status(), StatusCode::OK, "{method} right otp");
-        let granted: Value = right.json().await.unwrap();
+        let granted = json_body(right, StatusCode::OK).await;
         assert_eq!(granted["method"], method.as_str());
     }
 }
@@ -256,10 +229,8 @@ async fn mutating_requests_need_the_sessions_otp_token() {
 #[tokio::test]
 async fn another_sessions_otp_token_does_not_satisfy_this_one() {
     let app = spawn_demo_app().await;
-    let mine =
-        assert_documented_login(post_raw_json(&app, DERIVATIVE_PATH, SEED_000_BODY).await).await;
-    let other =
-        assert_documented_login(post_raw_json(&app, DERIVATIVE_PATH, SEED_000_BODY).await).await;
+    let mine = documented_login(&app).await;
+    let other = documented_login(&app).await;
 
     let res = post_with_otp(
         &app,
@@ -276,8 +247,7 @@ async fn another_sessions_otp_token_does_not_satisfy_this_one() {
 #[tokio::test]
 async fn a_refresh_through_connect_token_rotates_and_keeps_the_session_layout() {
     let app = spawn_demo_app().await;
-    let first =
-        assert_documented_login(post_raw_json(&app, DERIVATIVE_PATH, SEED_000_BODY).await).await;
+    let first = documented_login(&app).await;
     let key_id = key_id_of(str_of(&first, "refresh_token")).to_owned();
 
     let res = app
@@ -337,7 +307,7 @@ async fn malformed_json_is_code_minus_100() {
         "[]",
         "username=022C099995",
     ] {
-        let res = post_raw_json(&app, DERIVATIVE_PATH, body).await;
+        let res = app.post_json_raw(DERIVATIVE_PATH, &[], body).await;
 
         assert_envelope(res, 400, "-100 Dữ liệu yêu cầu không hợp lệ").await;
     }
@@ -405,7 +375,7 @@ async fn mirror_status_mode_answers_the_same_envelopes_with_http_500() {
     let app = spawn_demo_app_with(|c| c.dialects.derivative.http_status = StatusMode::Mirror).await;
 
     let wrong = login(&app, DERIVATIVE_USERNAME, "not-the-password").await;
-    let malformed = post_raw_json(&app, DERIVATIVE_PATH, "{").await;
+    let malformed = app.post_json_raw(DERIVATIVE_PATH, &[], "{").await;
     let missing = app
         .post_json(
             DERIVATIVE_PATH,
@@ -418,7 +388,7 @@ async fn mirror_status_mode_answers_the_same_envelopes_with_http_500() {
     assert_envelope(malformed, 500, "-100 Dữ liệu yêu cầu không hợp lệ").await;
     assert_envelope(missing, 500, "-101 Thiếu thông tin bắt buộc: password").await;
     // Success is still a plain 200.
-    assert_documented_login(post_raw_json(&app, DERIVATIVE_PATH, SEED_000_BODY).await).await;
+    documented_login(&app).await;
 }
 
 #[tokio::test]
@@ -426,7 +396,7 @@ async fn english_language_keeps_the_numeric_codes() {
     let app = spawn_demo_app_with(|c| c.dialects.derivative.language = Language::En).await;
 
     let wrong = login(&app, DERIVATIVE_USERNAME, "not-the-password").await;
-    let malformed = post_raw_json(&app, DERIVATIVE_PATH, "{").await;
+    let malformed = app.post_json_raw(DERIVATIVE_PATH, &[], "{").await;
 
     assert_envelope(wrong, 401, "-107 Incorrect username or password").await;
     assert_envelope(

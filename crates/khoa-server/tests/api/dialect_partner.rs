@@ -9,16 +9,13 @@ use khoa_server::demo::{
     BANKHUB_CLIENT, BANKHUB_SECRET, PARTNER_CLIENT, PARTNER_CLIENT_SECRET, PARTNER_CODE,
     PARTNER_KEY_HEX, PARTNER_PASSWORD, PARTNER_USERNAME,
 };
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::process::Command;
 
+use crate::cli::{field, ok};
 use crate::helpers::{
-    TestApp, assert_invalid_token, cache_control, is_jwt, jwt_header, keys_in_order,
-    spawn_app_in_with, spawn_demo_app,
+    TestApp, assert_invalid_token, assert_keys, dialect_token_body, is_jwt, is_lower_hex,
+    json_body, jwt_header, spawn_app_in_with, spawn_demo_app, str_of,
 };
 
 const LOGIN_PATH: &str = "/openapi/v1/auth/login";
@@ -56,12 +53,8 @@ fn demo_login_payload() -> Value {
 
 /// `POST path` with `Partner-Code: code` (none when `None`) and this raw body, as JSON.
 async fn post(app: &TestApp, path: &str, code: Option<&str>, body: &str) -> Response {
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(c) = code {
-        headers.push(("Partner-Code", c));
-    }
-    app.send(Method::POST, path, &headers, Some(body.as_bytes().to_vec()))
-        .await
+    let header = code.map(|c| ("Partner-Code", c));
+    app.post_json_raw(path, header.as_slice(), body).await
 }
 
 /// `POST path` with `{"data": data}` as the document's samples send it.
@@ -80,22 +73,18 @@ async fn refresh(app: &TestApp, code: &str, key: &[u8; 32], refresh_token: &str)
 
 /// The documented success: 200, no-store, plain JSON with exactly the five fields, JWTs.
 async fn assert_tokens(res: Response) -> Value {
-    let status = res.status();
-    let no_store = cache_control(&res) == Some("no-store");
-    let body: Value = res.json().await.expect("a JSON body");
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(no_store, "a token response is never cached");
-    assert_eq!(
-        keys_in_order(&body),
-        [
+    let body = dialect_token_body(
+        res,
+        StatusCode::OK,
+        &[
             "access_token",
             "expires_in",
             "refresh_token",
             "refresh_expires_in",
-            "token_type"
+            "token_type",
         ],
-        "{body}"
-    );
+    )
+    .await;
     assert!(is_jwt(str_of(&body, "access_token")), "{body}");
     let refresh = str_of(&body, "refresh_token");
     assert!(
@@ -119,21 +108,11 @@ async fn assert_refusal(res: Response, status: u16, error: &str) -> String {
     let text = res.text().await.expect("a body");
     let body: Value = serde_json::from_str(&text).expect("a JSON body");
     assert_eq!(got, status, "{text}");
-    assert_eq!(
-        keys_in_order(&body),
-        ["status", "error", "message"],
-        "{text}"
-    );
+    assert_keys(&body, &["status", "error", "message"]);
     assert_eq!(body["status"], status, "{text}");
     assert_eq!(body["error"], error, "{text}");
     assert!(body["message"].is_string(), "{text}");
     text
-}
-
-fn str_of<'a>(body: &'a Value, field: &str) -> &'a str {
-    body[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a string {field} in {body}"))
 }
 
 /// A partner of our own, bound to a fresh confidential client with JWT tokens and no refresh
@@ -186,8 +165,7 @@ async fn the_partner_access_token_opens_the_protected_resource() {
 
     let res = app.protected(str_of(&body, "access_token")).await;
 
-    assert_eq!(res.status(), StatusCode::OK);
-    let resource: Value = res.json().await.unwrap();
+    let resource = json_body(res, StatusCode::OK).await;
     assert_eq!(resource["client_id"], PARTNER_CLIENT);
     assert_eq!(resource["token_format"], "jwt");
 }
@@ -497,65 +475,16 @@ async fn rotating_the_key_of_an_unknown_partner_finds_nothing() {
 
 // ---- the CLI ----
 
-const KHOA: &str = env!("CARGO_BIN_EXE_khoa");
-
-/// `khoa` on the database in `dir`, with a cheap Argon2 and nothing inherited from `KHOA_*`.
-async fn khoa(dir: &Path, args: &[&str]) -> String {
-    let mut cmd = Command::new(KHOA);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KHOA_") {
-            cmd.env_remove(name);
-        }
-    }
-    let out = cmd
-        .env_remove("RUST_LOG")
-        .env(
-            "KHOA_DATABASE_URL",
-            format!("sqlite://{}", dir.join("k.db").display()),
-        )
-        .env("KHOA_PASSWORD_HASH__MEMORY_KIB", "64")
-        .env("KHOA_PASSWORD_HASH__ITERATIONS", "1")
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out)
-        .await
-        .expect("khoa finishes in time")
-        .expect("khoa runs");
-    assert!(
-        out.status.success(),
-        "khoa {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-/// The single `prefix` line of `output`, without the prefix.
-fn line_value(output: &str, prefix: &str) -> String {
-    let values: Vec<&str> = output
-        .lines()
-        .filter_map(|l| l.strip_prefix(prefix))
-        .collect();
-    assert_eq!(values.len(), 1, "one {prefix:?} line in {output}");
-    values[0].trim().to_owned()
-}
-
 fn assert_hex_key(key: &str) {
     assert_eq!(key.len(), 64, "{key}");
-    assert!(
-        key.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-        "{key}"
-    );
+    assert!(is_lower_hex(key), "{key}");
 }
 
 #[tokio::test]
 async fn cli_partner_verbs_add_list_rotate_and_remove() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let client = khoa(
+    let client = ok(
         d,
         &[
             "client",
@@ -564,24 +493,25 @@ async fn cli_partner_verbs_add_list_rotate_and_remove() {
             "--grant-types",
             "password,refresh_token",
         ],
+        None,
     )
     .await;
-    let secret = line_value(&client, "client_secret:");
+    let secret = field(&client, "client_secret");
 
-    let added = khoa(d, &["partner", "add", "P1", "--client-id", "p1"]).await;
-    let first = line_value(&added, "key_hex:");
+    let added = ok(d, &["partner", "add", "P1", "--client-id", "p1"], None).await;
+    let first = field(&added, "key_hex");
     assert_hex_key(&first);
 
-    let listed = khoa(d, &["partner", "list"]).await;
+    let listed = ok(d, &["partner", "list"], None).await;
     assert!(listed.lines().any(|l| l.starts_with("P1\tp1")), "{listed}");
     assert!(!listed.contains(&first), "no key material is listed");
     assert_eq!(listed.matches("current").count(), 1, "{listed}");
 
-    let rotated = khoa(d, &["partner", "rotate-key", "P1", "--overlap", "60"]).await;
-    let second = line_value(&rotated, "key_hex:");
+    let rotated = ok(d, &["partner", "rotate-key", "P1", "--overlap", "60"], None).await;
+    let second = field(&rotated, "key_hex");
     assert_hex_key(&second);
     assert_ne!(second, first);
-    let listed = khoa(d, &["partner", "list"]).await;
+    let listed = ok(d, &["partner", "list"], None).await;
     assert!(
         !listed.contains(&first) && !listed.contains(&second),
         "{listed}"
@@ -590,12 +520,7 @@ async fn cli_partner_verbs_add_list_rotate_and_remove() {
     assert_eq!(listed.matches("valid until").count(), 1, "{listed}");
 
     // What the CLI wrote is what the server opens envelopes with: both keys, in the overlap.
-    let database_url = format!("sqlite://{}", d.join("k.db").display());
-    let app = spawn_app_in_with(dir, |c| {
-        c.database_url = database_url;
-        c.dialects.partner.enabled = true;
-    })
-    .await;
+    let app = spawn_app_in_with(dir, |c| c.dialects.partner.enabled = true).await;
     app.add_user("merchant", "merchant's password", None).await;
     let payload = json!({
         "username": "merchant",
@@ -605,16 +530,15 @@ async fn cli_partner_verbs_add_list_rotate_and_remove() {
     });
     for key in [&first, &second] {
         let res = login(&app, "P1", &key_from_hex(key), &payload).await;
-        assert_eq!(res.status(), StatusCode::OK);
         // The CLI's default policy: a JWT access token, refresh only for `offline_access`.
-        let body: Value = res.json().await.unwrap();
+        let body = json_body(res, StatusCode::OK).await;
         assert!(is_jwt(str_of(&body, "access_token")), "{body}");
     }
     let stopped = app.stop().await;
     let d = stopped.dir.path();
 
-    let removed = khoa(d, &["partner", "remove", "P1"]).await;
+    let removed = ok(d, &["partner", "remove", "P1"], None).await;
     assert!(removed.contains("P1"), "{removed}");
-    let listed = khoa(d, &["partner", "list"]).await;
+    let listed = ok(d, &["partner", "list"], None).await;
     assert_eq!(listed.trim(), "", "no partner left");
 }

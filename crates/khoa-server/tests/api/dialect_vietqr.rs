@@ -10,7 +10,8 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, assert_invalid_token, cache_control, keys_in_order, plain_basic, spawn_demo_app,
+    TestApp, assert_invalid_token, assert_keys, dialect_token_body, json_body, plain_basic,
+    spawn_demo_app,
 };
 
 const TOKEN_PATH: &str = "/vqr/api/token_generate";
@@ -30,16 +31,12 @@ async fn token_generate(app: &TestApp, headers: &[(&str, &str)], body: &str) -> 
 
 /// 200 with exactly `access_token`, `token_type: "Bearer"`, `expires_in: 300` (an integer).
 async fn assert_token(res: Response) -> String {
-    let status = res.status();
-    let no_store = cache_control(&res) == Some("no-store");
-    let body: Value = res.json().await.expect("a JSON body");
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(no_store, "a token response is never cached");
-    assert_eq!(
-        keys_in_order(&body),
-        ["access_token", "token_type", "expires_in"],
-        "{body}"
-    );
+    let body = dialect_token_body(
+        res,
+        StatusCode::OK,
+        &["access_token", "token_type", "expires_in"],
+    )
+    .await;
     assert_eq!(body["token_type"], "Bearer");
     assert!(
         body["expires_in"].is_u64(),
@@ -77,29 +74,15 @@ fn transaction() -> Value {
 }
 
 async fn sync(app: &TestApp, authorization: Option<&str>) -> Response {
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(a) = authorization {
-        headers.push(("Authorization", a));
-    }
-    app.send(
-        Method::POST,
-        SYNC_PATH,
-        &headers,
-        Some(transaction().to_string().into_bytes()),
-    )
-    .await
+    let header = authorization.map(|a| ("Authorization", a));
+    app.post_json(SYNC_PATH, header.as_slice(), &transaction())
+        .await
 }
 
 /// VietQR's refusal: 401 and exactly `error`, `errorReason: "E74"`, `toastMessage`, `object`.
 async fn assert_sync_refused(res: Response) {
-    let status = res.status();
-    let body: Value = res.json().await.expect("a JSON body");
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_eq!(
-        keys_in_order(&body),
-        ["error", "errorReason", "toastMessage", "object"],
-        "{body}"
-    );
+    let body = json_body(res, StatusCode::UNAUTHORIZED).await;
+    assert_keys(&body, &["error", "errorReason", "toastMessage", "object"]);
     assert_eq!(body["error"], true);
     assert_eq!(body["errorReason"], "E74");
     assert!(
@@ -208,13 +191,8 @@ async fn the_token_is_accepted_by_transaction_sync() {
 
     let res = sync(&app, Some(&format!("Bearer {token}"))).await;
 
-    assert_eq!(res.status(), StatusCode::OK);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(
-        keys_in_order(&body),
-        ["error", "errorReason", "toastMessage", "object"],
-        "{body}"
-    );
+    let body = json_body(res, StatusCode::OK).await;
+    assert_keys(&body, &["error", "errorReason", "toastMessage", "object"]);
     assert_eq!(body["error"], false);
     assert!(body["errorReason"].is_null(), "{body}");
     assert_eq!(body["object"]["reftransactionid"], "FT24123456789");
@@ -245,19 +223,10 @@ async fn transaction_sync_with_a_good_token_and_a_bad_body_is_400_e46() {
     let bearer = format!("Bearer {token}");
 
     let res = app
-        .send(
-            Method::POST,
-            SYNC_PATH,
-            &[
-                ("Authorization", &bearer),
-                ("Content-Type", "application/json"),
-            ],
-            Some(b"not json".to_vec()),
-        )
+        .post_json_raw(SYNC_PATH, &[("Authorization", &bearer)], "not json")
         .await;
 
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let body: Value = res.json().await.unwrap();
+    let body = json_body(res, StatusCode::BAD_REQUEST).await;
     assert_eq!(body["error"], true);
     assert_eq!(body["errorReason"], "E46");
 }
@@ -273,8 +242,7 @@ async fn a_revoked_session_is_refused_at_the_resource_and_at_transaction_sync() 
             &json!({ "username": DERIVATIVE_USERNAME, "password": DERIVATIVE_PASSWORD }),
         )
         .await;
-    assert_eq!(login.status(), StatusCode::OK);
-    let body: Value = login.json().await.unwrap();
+    let body = json_body(login, StatusCode::OK).await;
     let access = body["access_token"].as_str().unwrap().to_owned();
     let bearer = format!("Bearer {access}");
     assert_eq!(app.protected(&access).await.status(), StatusCode::OK);

@@ -195,6 +195,12 @@ impl TestApp {
         .await
     }
 
+    /// The client credentials grant, authenticated with `client_secret_basic`.
+    pub async fn client_credentials(&self, id: &str, secret: &str) -> Response {
+        self.token_basic(id, secret, &[("grant_type", "client_credentials")])
+            .await
+    }
+
     /// `POST /connect/token` with any body, content type and `Authorization` header.
     pub async fn token_raw(
         &self,
@@ -470,13 +476,24 @@ impl TestApp {
 
     /// `POST path` with a JSON body (`Content-Type: application/json`) and extra headers.
     pub async fn post_json(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> Response {
+        self.post_json_raw(path, headers, &body.to_string()).await
+    }
+
+    /// `POST path` with `Content-Type: application/json`, extra headers and exactly these bytes
+    /// (which need not be JSON at all).
+    pub async fn post_json_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
         let mut all = vec![(CONTENT_TYPE.as_str(), "application/json")];
         all.extend_from_slice(headers);
         self.send(
             reqwest::Method::POST,
             path,
             &all,
-            Some(body.to_string().into_bytes()),
+            Some(body.as_bytes().to_vec()),
         )
         .await
     }
@@ -489,6 +506,49 @@ pub fn keys_in_order(body: &Value) -> Vec<&str> {
         .keys()
         .map(String::as_str)
         .collect()
+}
+
+/// Asserts that `body` is a JSON object with exactly `keys`, in that order.
+pub fn assert_keys(body: &Value, keys: &[&str]) {
+    assert_eq!(
+        keys_in_order(body),
+        keys,
+        "exactly these fields, in this order: {body}"
+    );
+}
+
+/// A dialect's token answer: `status`, `Cache-Control: no-store` and a JSON object with exactly
+/// `keys`, in that order. Returns the body for the dialect's own checks.
+pub async fn dialect_token_body(res: Response, status: StatusCode, keys: &[&str]) -> Value {
+    let got = res.status();
+    let no_store = cache_control(&res) == Some("no-store");
+    let body: Value = res.json().await.expect("a JSON body");
+    assert_eq!(got, status, "{body}");
+    assert!(no_store, "a token response is never cached");
+    assert_keys(&body, keys);
+    body
+}
+
+/// The JSON body of a response that must have `status`.
+pub async fn json_body(res: Response, status: StatusCode) -> Value {
+    let got = res.status();
+    let text = res.text().await.expect("a body");
+    assert_eq!(got, status, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("a JSON body ({e}): {text}"))
+}
+
+/// The string `body[field]`; panics naming the field otherwise.
+pub fn str_of<'a>(body: &'a Value, field: &str) -> &'a str {
+    body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a string {field} in {body}"))
+}
+
+/// Only lower-case hexadecimal digits (and at least one).
+pub fn is_lower_hex(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// `Basic base64(id:secret)` exactly as RFC 7617 (no form-encoding), how seeds 001 and 003 send it.

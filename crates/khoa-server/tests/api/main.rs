@@ -1,13 +1,15 @@
 //! The HTTP integration tests: one binary, the real server on port 0 per test (STYLE 14).
 //!
 //! - `helpers`: `spawn_app()`, typed request, seeding and assertion helpers.
+//! - `cli`: running the `khoa` binary with a clean environment and capturing its output.
 //! - `seed004`: seed 004's own sample request and the answer it documents.
 //! - `scopes`, `errors`, `client_credentials`, `rotation`, `expiry`: the token endpoint and the
 //!   protected resource, one area each.
 //! - `restart`, `at_rest`: what survives a restart, and what never reaches the disk.
-//! - `demo_cli`: the `khoa` binary itself (`demo` and the admin verbs).
+//! - `demo_cli`, `cli_admin`: the `khoa` binary itself (`demo`, `serve` and the admin verbs).
 
 mod at_rest;
+mod cli;
 mod cli_admin;
 mod client_credentials;
 mod demo_cli;
