@@ -91,6 +91,56 @@ async fn khoa_demo_serves_seed_004_and_writes_demo_json() {
         .unwrap();
     token_ok(cc).await;
 
+    // Every dialect is served at its documented path with the credentials demo.json names.
+    let s = |v: &Value| v.as_str().expect("a string field").to_owned();
+    let d = &demo["derivative"];
+    assert_eq!(d["path"], "/oapi/auth/gen-secret-key/derivative");
+    let res = http
+        .post(format!("{base}{}", s(&d["path"])))
+        .json(&serde_json::json!({ "username": s(&d["username"]), "password": s(&d["password"]) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let b = &demo["bankhub"];
+    assert_eq!(b["path"], "/v1/token");
+    let res = http
+        .post(format!("{base}{}", s(&b["path"])))
+        .basic_auth(s(&b["client_id"]), Some(s(&b["client_secret"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let v = &demo["vietqr"];
+    assert_eq!(v["path"], "/vqr/api/token_generate");
+    let res = http
+        .post(format!("{base}{}", s(&v["path"])))
+        .basic_auth(s(&v["username"]), Some(s(&v["password"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let p = &demo["partner"];
+    assert_eq!(p["login_path"], "/openapi/v1/auth/login");
+    assert_eq!(p["refresh_path"], "/openapi/v1/auth/refresh");
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(s(&p["key_hex"]), &mut key).expect("key_hex is 32 bytes of hex");
+    let payload = serde_json::json!({
+        "username": s(&p["username"]),
+        "password": s(&p["password"]),
+        "client_id": s(&p["client_id"]),
+        "client_secret": s(&p["client_secret"]),
+    });
+    let data = khoa_core::envelope::seal_hex(&key, &[7u8; 16], payload.to_string().as_bytes());
+    let res = http
+        .post(format!("{base}{}", s(&p["login_path"])))
+        .header("Partner-Code", s(&p["partner_code"]))
+        .json(&serde_json::json!({ "data": data }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
     child.kill().await.expect("the demo can be stopped");
 }
 
