@@ -12,13 +12,21 @@
 //!   [`StoreError`]s.
 //! - `sqlite/writer.rs` — the one writer connection and its group commit: every write of every
 //!   store is a job run by one task, many jobs to a transaction, one savepoint per job.
-//! - `sqlite/users.rs`, `clients.rs`, `tokens.rs`, `keys.rs` — one file per aggregate: its
-//!   SQL and its row decoding, nothing else.
-//! - `migrations/sqlite/` — the schema, one numbered file per change, compiled into the binary.
+//! - `sqlite/users.rs`, `clients.rs`, `tokens.rs`, `keys.rs`, `partners.rs` — one file per
+//!   aggregate: its SQL and its row decoding, nothing else.
+//! - `postgres/mod.rs` — the PostgreSQL pool (sized by [`StoreOptions::max_connections`],
+//!   bounded waits, stale connections replaced), the embedded migrations and the single place
+//!   where `sqlx` errors become [`StoreError`]s. No writer task: several nodes share the
+//!   database, so every write is its own transaction and races are settled by the SQL.
+//! - `postgres/users.rs`, `clients.rs`, `tokens.rs`, `keys.rs`, `partners.rs` — one file per
+//!   aggregate, as for SQLite.
+//! - `migrations/sqlite/`, `migrations/postgres/` — each backend's schema, one numbered file
+//!   per change, compiled into the binary.
 //!
 //! The conformance suite in `tests/conformance/` is written once against [`Stores`] and run on
 //! every backend.
 
+mod postgres;
 mod sqlite;
 
 use std::time::Duration;
@@ -28,12 +36,16 @@ use khoa_core::store::{StoreError, Stores};
 /// Tuning of a store. The defaults suit a single node with a local disk.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Size of the read pool. Writes never use it: they all go through one writer connection.
+    /// SQLite: size of the read pool (writes all go through one writer connection).
+    /// PostgreSQL: size of the pool, reads and writes alike; the nodes' pools together must
+    /// stay under the server's `max_connections`.
     pub max_connections: u32,
-    /// How long a statement waits for a lock held by another process before failing with
-    /// [`StoreError::Unavailable`].
+    /// SQLite: how long a statement waits for a lock held by another process before failing
+    /// with [`StoreError::Unavailable`]. PostgreSQL: how long a request waits for a connection,
+    /// opening one included, before failing with [`StoreError::Unavailable`] — what a database
+    /// that went away costs each request (at least 100 ms).
     pub busy_timeout: Duration,
-    /// Most writes committed together in one transaction (and one fsync).
+    /// SQLite only: most writes committed together in one transaction (and one fsync).
     pub batch_max: usize,
 }
 
@@ -50,10 +62,12 @@ impl Default for StoreOptions {
 /// Opens the database named by `url` (creating an SQLite file if missing), brings its schema up
 /// to date and returns its stores.
 ///
-/// Supported schemes: `sqlite:`. `postgres:`/`postgresql:` are recognised but not available yet.
+/// Supported schemes: `sqlite:` and `postgres:`/`postgresql:`. An unreachable PostgreSQL server
+/// is [`StoreError::Unavailable`], reported once `busy_timeout` has passed at the latest.
 pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, StoreError> {
     match Backend::from_url(url)? {
         Backend::Sqlite => sqlite::connect(url, opts).await,
+        Backend::Postgres => postgres::connect(url, opts).await,
     }
 }
 
@@ -61,11 +75,13 @@ pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, StoreErro
 pub async fn migrate(url: &str) -> Result<(), StoreError> {
     match Backend::from_url(url)? {
         Backend::Sqlite => sqlite::migrate(url, &StoreOptions::default()).await,
+        Backend::Postgres => postgres::migrate(url, &StoreOptions::default()).await,
     }
 }
 
 enum Backend {
     Sqlite,
+    Postgres,
 }
 
 impl Backend {
@@ -73,11 +89,9 @@ impl Backend {
         let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
         match scheme {
             "sqlite" => Ok(Backend::Sqlite),
-            "postgres" | "postgresql" => Err(StoreError::Other(
-                "the PostgreSQL backend is not available yet".into(),
-            )),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
             other => Err(StoreError::Other(format!(
-                "unsupported database URL scheme `{other}` (expected `sqlite:`)"
+                "unsupported database URL scheme `{other}` (expected `sqlite:` or `postgres:`)"
             ))),
         }
     }
@@ -97,12 +111,14 @@ mod tests {
             Backend::from_url("sqlite:khoa.db"),
             Ok(Backend::Sqlite)
         ));
-        assert_eq!(
-            Backend::from_url("postgres://db/khoa").err(),
-            Some(StoreError::Other(
-                "the PostgreSQL backend is not available yet".into()
-            ))
-        );
+        assert!(matches!(
+            Backend::from_url("postgres://khoa@db/khoa"),
+            Ok(Backend::Postgres)
+        ));
+        assert!(matches!(
+            Backend::from_url("postgresql://db:5432/khoa?sslmode=require"),
+            Ok(Backend::Postgres)
+        ));
         match Backend::from_url("mysql://db/khoa") {
             Err(StoreError::Other(msg)) => assert!(msg.contains("`mysql`"), "{msg}"),
             _ => panic!("mysql must be refused"),

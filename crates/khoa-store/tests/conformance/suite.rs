@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use khoa_core::model::{
     AccessTokenFormat, Client, GrantType, RefreshIssuance, RefreshTokenFormat, TokenPolicy,
@@ -14,6 +15,7 @@ use khoa_core::store::{
     RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
 };
 use khoa_store::StoreOptions;
+use tokio::sync::Barrier;
 
 /// A fresh, migrated database and its stores.
 pub struct TestDb {
@@ -50,6 +52,9 @@ macro_rules! conformance_tests {
         $crate::suite::conformance_tests!(@db $fresh;
             writes_survive_a_reconnect,
             migrations_run_twice_are_a_no_op,
+            of_rotations_racing_on_two_nodes_exactly_one_wins,
+            of_first_keys_racing_on_two_nodes_exactly_one_is_inserted,
+            key_rotations_racing_on_two_nodes_all_succeed_and_leave_one_current_key,
         );
     };
     (@stores $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -118,7 +123,7 @@ fn access(hash: &str, family_id: Option<&str>) -> AccessRecord {
     }
 }
 
-fn rotation(old: &str, successor: &str, family_id: &str) -> Rotation {
+pub fn rotation(old: &str, successor: &str, family_id: &str) -> Rotation {
     Rotation {
         old_hash: old.into(),
         used_at: NOW + 60,
@@ -132,7 +137,7 @@ fn rotation(old: &str, successor: &str, family_id: &str) -> Rotation {
 }
 
 /// A family with one live refresh token `hash`.
-async fn issue_family(stores: &Stores, family_id: &str, hash: &str) {
+pub async fn issue_family(stores: &Stores, family_id: &str, hash: &str) {
     stores
         .tokens
         .issue(&Issuance {
@@ -144,7 +149,7 @@ async fn issue_family(stores: &Stores, family_id: &str, hash: &str) {
         .unwrap();
 }
 
-fn key(kid: &str, created_at: UnixTime) -> SigningKeyRecord {
+pub fn key(kid: &str, created_at: UnixTime) -> SigningKeyRecord {
     SigningKeyRecord {
         kid: kid.into(),
         alg: "EdDSA".into(),
@@ -833,4 +838,146 @@ pub async fn migrations_run_twice_are_a_no_op(db: TestDb) {
             .unwrap()
             .is_some()
     );
+}
+
+/// A second node on the same database: its own `Stores`, with its own connections (and, on
+/// SQLite, its own writer), as another khoa process would have.
+async fn second_node(db: &TestDb) -> Stores {
+    khoa_store::connect(&db.url, &StoreOptions::default())
+        .await
+        .expect("a second node on the same database")
+}
+
+pub async fn of_rotations_racing_on_two_nodes_exactly_one_wins(db: TestDb) {
+    let nodes = [db.stores.clone(), second_node(&db).await];
+    issue_family(&nodes[0], "fam-1", "rt-0").await;
+    warm_up(&nodes).await;
+    let start = Arc::new(Barrier::new(50));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (tokens, start) = (nodes[i % 2].tokens.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let successor = format!("rt-{}", i + 1);
+                let outcome = tokens.rotate(&rotation("rt-0", &successor, "fam-1")).await;
+                (successor, outcome.unwrap())
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut seen_by_losers = HashSet::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (successor, RotateOutcome::Rotated) => winners.push(successor),
+            (_, RotateOutcome::AlreadyUsed(state)) => {
+                seen_by_losers.insert(state.successor_hash.unwrap());
+            }
+            (_, other) => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one rotation wins, on either node"
+    );
+    assert_eq!(
+        seen_by_losers,
+        HashSet::from([winners[0].clone()]),
+        "the losers of both nodes see the one successor"
+    );
+    for node in &nodes {
+        let mut stored = Vec::new();
+        for i in 1..=50 {
+            let hash = format!("rt-{i}");
+            if node.tokens.find_refresh(&hash).await.unwrap().is_some() {
+                stored.push(hash);
+            }
+        }
+        assert_eq!(stored, winners, "the family did not fork");
+    }
+}
+
+/// Has each node open its connections up front, so that racing calls start together instead of
+/// one after the other behind connection set-up.
+async fn warm_up(nodes: &[Stores]) {
+    let pings: Vec<_> = (0..16)
+        .map(|i| {
+            let readiness = nodes[i % nodes.len()].readiness.clone();
+            tokio::spawn(async move { readiness.ping().await })
+        })
+        .collect();
+    for ping in pings {
+        ping.await.unwrap().unwrap();
+    }
+}
+
+pub async fn of_first_keys_racing_on_two_nodes_exactly_one_is_inserted(db: TestDb) {
+    let nodes = [db.stores.clone(), second_node(&db).await];
+    warm_up(&nodes).await;
+    let start = Arc::new(Barrier::new(20));
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (keys, start) = (nodes[i % 2].keys.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                keys.insert_first_key(&key(&format!("k{i}"), NOW)).await
+            })
+        })
+        .collect();
+    let mut inserted = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap() {
+            inserted += 1;
+        }
+    }
+    assert_eq!(inserted, 1, "nodes starting together settle on one key");
+    for node in &nodes {
+        let keys = node.keys.list_keys().await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].status, KeyStatus::Current);
+    }
+}
+
+pub async fn key_rotations_racing_on_two_nodes_all_succeed_and_leave_one_current_key(db: TestDb) {
+    let nodes = [db.stores.clone(), second_node(&db).await];
+    assert!(
+        nodes[0]
+            .keys
+            .insert_first_key(&key("k0", NOW))
+            .await
+            .unwrap()
+    );
+    warm_up(&nodes).await;
+    let start = Arc::new(Barrier::new(10));
+    let tasks: Vec<_> = (1..=10)
+        .map(|i| {
+            let (keys, start) = (nodes[i % 2].keys.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                keys.rotate_key(&key(&format!("k{i}"), NOW + 1)).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap(),
+            Ok(()),
+            "a rotation never fails for racing another"
+        );
+    }
+
+    for node in &nodes {
+        let keys = node.keys.list_keys().await.unwrap();
+        assert_eq!(keys.len(), 11, "every rotation kept its key");
+        let current: Vec<_> = keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Current)
+            .collect();
+        assert_eq!(current.len(), 1, "{keys:?}");
+        assert_eq!(
+            keys.last().map(|k| &k.kid),
+            Some(&current[0].kid),
+            "the last rotation to commit holds the current key"
+        );
+    }
 }
