@@ -4,6 +4,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
+use crate::client_cache::ClientCache;
 use crate::clock::{Clock, Random};
 use crate::error::{EngineError, ErrorCode, OAuthError};
 use crate::grant::client_credentials::ClientCredentialsGrant;
@@ -32,6 +33,8 @@ pub struct EngineConfig {
     pub password_concurrency: usize,
     /// Logins allowed to wait for a hash slot; more are refused with 503 at once.
     pub password_queue: usize,
+    /// Seconds a client record is cached ([`ClientCache`]); 0 disables the cache.
+    pub client_cache_secs: i64,
 }
 
 /// The validated identity behind a bearer token.
@@ -80,6 +83,7 @@ pub struct Engine {
     random: Arc<dyn Random>,
     secrets: SecretHasher,
     passwords: PasswordHasher,
+    clients: ClientCache,
     keys: Arc<KeyRingHandle>,
     partners: Partners,
     password_grant: PasswordGrant,
@@ -102,6 +106,7 @@ impl Engine {
             config.password_concurrency,
             config.password_queue,
         )?;
+        let clients = ClientCache::new(stores.clients.clone(), config.client_cache_secs);
         let partners = Partners {
             store: stores.partners.clone(),
             clients: stores.clients.clone(),
@@ -140,6 +145,7 @@ impl Engine {
             random,
             secrets,
             passwords,
+            clients,
             keys,
             partners,
         })
@@ -214,7 +220,7 @@ impl Engine {
             }
             ClientAuth::IdOnly { client_id } => (client_id, None),
             ClientAuth::Attested { client_id } => {
-                return match self.stores.clients.find_client(client_id).await? {
+                return match self.clients.find(client_id, self.now()).await? {
                     Some(c) if !c.disabled => Ok(c),
                     _ => Err(fail()),
                 };
@@ -223,18 +229,28 @@ impl Engine {
                 (client_id, Some(secret))
             }
         };
-        let client = self.stores.clients.find_client(client_id).await?;
-        let authenticated = match (&client, secret) {
-            (Some(c), None) => c.is_public(),
-            (client, Some(secret)) => {
-                let stored = client.as_ref().and_then(|c| c.secret_hash.as_deref());
-                self.secrets.verify(secret.expose_secret(), stored)
-            }
-            (None, None) => false,
+        let now = self.now();
+        let check = |client: &Option<Client>| {
+            let ok = match (client, secret) {
+                (Some(c), None) => c.is_public(),
+                (client, Some(secret)) => {
+                    let stored = client.as_ref().and_then(|c| c.secret_hash.as_deref());
+                    self.secrets.verify(secret.expose_secret(), stored)
+                }
+                (None, None) => false,
+            };
+            ok && client.as_ref().is_some_and(|c| !c.disabled)
         };
-        match client {
-            Some(c) if authenticated && !c.disabled => Ok(c),
-            _ => Err(fail()),
+        let mut client = self.clients.find(client_id, now).await?;
+        // A cached copy may predate a change made elsewhere (a rotated secret): before refusing,
+        // look at the store itself once.
+        if !check(&client) && client.is_some() {
+            client = self.clients.refresh(client_id, now).await?;
+        }
+        if check(&client) {
+            client.ok_or_else(fail)
+        } else {
+            Err(fail())
         }
     }
 
@@ -374,6 +390,7 @@ impl Engine {
             .clients
             .set_client_secret_hash(client_id, &hash)
             .await?;
+        self.clients.invalidate(client_id);
         Ok(found.then(|| shown.unwrap_or_default()))
     }
 

@@ -40,6 +40,7 @@ fn config() -> EngineConfig {
         },
         password_concurrency: 2,
         password_queue: 64,
+        client_cache_secs: 5,
     }
 }
 
@@ -1269,4 +1270,41 @@ async fn a_key_rotated_in_by_another_node_is_picked_up_on_first_sight() {
 
     // This node never reloaded its keys, yet the new kid is fetched when first seen.
     assert!(h.validate(&tokens.access_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_secret_rotated_by_another_process_works_at_once_and_the_old_one_until_the_cache_expires()
+{
+    let h = Harness::new().await;
+    h.confidential_client(client("svc")).await;
+    assert!(
+        h.client_credentials(basic("svc", CLIENT_SECRET))
+            .await
+            .is_ok()
+    );
+
+    // Another process (the CLI, another node) rotates the secret in the shared store.
+    let other_node = Engine::new(
+        config(),
+        h.engine.stores().clone(),
+        h.engine_master_key(),
+        h.clock.clone(),
+        Arc::new(OsRandom),
+    )
+    .await
+    .unwrap();
+    let new_secret = other_node
+        .rotate_client_secret("svc", None)
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert!(
+        h.client_credentials(basic("svc", &new_secret))
+            .await
+            .is_ok()
+    );
+    h.advance(config().client_cache_secs);
+    let old = h.client_credentials(basic("svc", CLIENT_SECRET)).await;
+    assert_eq!(error_code(old), ErrorCode::InvalidClient);
 }

@@ -19,9 +19,11 @@
 //! - [`envelope`]: the AES-256-CBC partner envelope of seed 002.
 //! - [`partner`]: partners of the encrypted dialect: sealed AES keys, rotation, opening.
 //! - [`password`]: Argon2id on a bounded blocking pool.
+//! - [`client_cache`]: clients cached for a few seconds, off the hot path.
 //! - [`clock`]: injectable time and randomness.
 //! - [`testing`]: an in-memory store for unit tests of the engine (not a backend).
 
+pub mod client_cache;
 pub mod clock;
 pub mod engine;
 pub mod envelope;

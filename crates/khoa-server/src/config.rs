@@ -34,6 +34,9 @@ pub struct Config {
     pub key_reload_secs: u64,
     /// Seconds between expired-token clean-ups.
     pub purge_interval_secs: u64,
+    /// Seconds a client record is cached in each node (0: no cache). Client changes made by
+    /// another process (the CLI, another node) take effect within this time.
+    pub client_cache_secs: i64,
     /// `tracing` filter, e.g. `info` or `khoa=debug`. `KHOA_LOG`.
     pub log: String,
     /// The wire dialects: which are served, where, bound to which client.
@@ -232,6 +235,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             key_reload_secs: 30,
             purge_interval_secs: 300,
+            client_cache_secs: 5,
             log: "info".into(),
             dialects: DialectsConfig::default(),
         }
@@ -368,6 +372,9 @@ impl Config {
         }
         if d.partner.key_overlap_secs < 0 {
             return invalid("dialects.partner.key_overlap_secs", "must not be negative");
+        }
+        if self.client_cache_secs < 0 {
+            return invalid("client_cache_secs", "must not be negative");
         }
         if self.key_reload_secs == 0 || self.purge_interval_secs == 0 {
             return invalid("key_reload_secs", "intervals must be at least 1 second");

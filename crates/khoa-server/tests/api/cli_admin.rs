@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::cli::{collect_stderr, fails, field, khoa, khoa_on, ok, run};
+use crate::cli::{collect_stderr, fails, field, free_port, khoa, khoa_on, ok, run};
 use crate::helpers::{
-    FORM_CONTENT_TYPE, access_token_of, form_body, jwt_header, oauth_error, spawn_app_in, token_ok,
+    FORM_CONTENT_TYPE, access_token_of, form_body, jwt_header, oauth_error, spawn_app_in,
+    spawn_app_in_with, token_ok,
 };
 
 /// `client add` for the public client `web` that alice's password grant goes through.
@@ -26,13 +27,6 @@ const ADD_WEB_CLIENT: [&str; 8] = [
 
 fn words(s: &str) -> BTreeSet<&str> {
     s.split_whitespace().collect()
-}
-
-/// A free port on the loopback interface: bound and released, for a process that takes its
-/// address from the environment and cannot report the one it got.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().unwrap().port()
 }
 
 #[tokio::test]
@@ -237,7 +231,9 @@ async fn client_show_rotate_secret_and_remove_manage_a_confidential_client() {
         None,
     )
     .await;
-    let app = spawn_app_in(dir).await;
+    // Without the client cache, so that what the CLI changes is seen at once (with it, an old
+    // secret keeps working for up to `client_cache_secs`: engine tests cover that).
+    let app = spawn_app_in_with(dir, |c| c.client_cache_secs = 0).await;
     let path = app.dir.path().to_owned();
     token_ok(app.client_credentials("svc", &first_secret).await).await;
 
