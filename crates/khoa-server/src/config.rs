@@ -15,14 +15,18 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Address to listen on. `KHOA_LISTEN`.
     pub listen: SocketAddr,
-    /// `sqlite://FILE` (created on first start) or, later, `postgres://…`. `KHOA_DATABASE_URL`.
+    /// `sqlite://FILE` (created on first start) or `postgres://USER:PASSWORD@HOST:PORT/DB` (the
+    /// database must exist; khoa creates its tables). Messages print it with the password
+    /// masked. `KHOA_DATABASE_URL`.
     pub database_url: String,
     /// `iss` of every token. Defaults to `http://{listen}`. `KHOA_ISSUER`.
     pub issuer: Option<String>,
     /// `aud` of JWT access tokens. `KHOA_AUDIENCE`.
     pub audience: String,
     /// The master key as 64 hex characters. `KHOA_MASTER_KEY`. When absent, the key is read from
-    /// `master_key_file`, which is created (mode 0600) on first start.
+    /// `master_key_file`, which is created (mode 0600) on first start. With PostgreSQL one of the
+    /// two is required (there is no database file to put `master.key` beside), and every node
+    /// must have the same key.
     #[serde(skip_serializing)]
     pub master_key: Option<SecretString>,
     /// Defaults to `master.key` beside the SQLite database file. `KHOA_MASTER_KEY_FILE`.
@@ -30,7 +34,8 @@ pub struct Config {
     pub password_hash: PasswordHashConfig,
     pub database: DatabaseConfig,
     pub http: HttpConfig,
-    /// Seconds between re-reads of the signing keys (picks up `khoa keys rotate`).
+    /// Seconds between re-reads of the signing keys (picks up `khoa keys rotate` and other
+    /// nodes' rotations in JWKS and signing; validation looks again at once on an unknown kid).
     pub key_reload_secs: u64,
     /// Seconds between expired-token clean-ups.
     pub purge_interval_secs: u64,
@@ -205,10 +210,15 @@ pub struct PasswordHashConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct DatabaseConfig {
-    /// Read connections in the pool.
+    /// SQLite: read connections in the pool (writes go through one more). PostgreSQL: the
+    /// whole pool, reads and writes; the nodes' pools together must fit the server's
+    /// `max_connections`.
     pub max_connections: u32,
+    /// SQLite: how long a statement waits for a lock another process holds. PostgreSQL: how
+    /// long a request waits for a pooled connection, opening one included (at least 100 ms),
+    /// and how long start-up waits to connect. Past it the request gets a 503.
     pub busy_timeout_ms: u64,
-    /// Most writes committed together in one transaction (group commit).
+    /// SQLite only: most writes committed together in one transaction (group commit).
     pub batch_max: usize,
 }
 

@@ -112,6 +112,13 @@ pub fn field(output: &str, key: &str) -> String {
     values[0].trim().to_owned()
 }
 
+/// A free port on the loopback interface: bound and released, for a process that takes its
+/// address from the environment and cannot report the one it got.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().unwrap().port()
+}
+
 /// Reads the standard error of a long-running `khoa` (spawned with it piped) in the
 /// background, to explain a failure and to check what its log never contains.
 pub fn collect_stderr(child: &mut Child) -> JoinHandle<String> {

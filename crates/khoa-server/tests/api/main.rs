@@ -7,6 +7,8 @@
 //!   protected resource, one area each.
 //! - `restart`, `at_rest`: what survives a restart, and what never reaches the disk.
 //! - `demo_cli`, `cli_admin`: the `khoa` binary itself (`demo`, `serve` and the admin verbs).
+//! - `multinode`: several `khoa serve` processes on one PostgreSQL database (a throwaway
+//!   cluster, `khoa-pgtest`): shared rotation, revocation and keys, outages, secrets at rest.
 
 mod at_rest;
 mod cli;
@@ -21,6 +23,7 @@ mod errors;
 mod expiry;
 mod health;
 mod helpers;
+mod multinode;
 mod restart;
 mod rotation;
 mod scopes;
