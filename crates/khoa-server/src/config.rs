@@ -305,8 +305,12 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
+        // The master key is taken verbatim: figment would read an all-digit hex key as a number.
+        fig = fig.merge(Env::prefixed("KHOA_").ignore(&["MASTER_KEY"]).split("__"));
+        if let Ok(key) = std::env::var("KHOA_MASTER_KEY") {
+            fig = fig.merge(Serialized::default("master_key", key));
+        }
         let cfg: Config = fig
-            .merge(Env::prefixed("KHOA_").split("__"))
             .extract()
             .map_err(|e| ConfigError::Load(e.to_string()))?;
         cfg.validate()?;
@@ -509,6 +513,16 @@ mod tests {
             assert_eq!(c.audience, "from-env");
             assert_eq!(c.http.max_body_bytes, 4096);
             assert_eq!(c.password_hash.iterations, 3);
+            let digits = "0123456789".repeat(6) + "0123";
+            jail.set_env("KHOA_MASTER_KEY", &digits);
+            let c = Config::load(None).unwrap();
+            assert_eq!(
+                c.master_key
+                    .as_ref()
+                    .map(secrecy::ExposeSecret::expose_secret),
+                Some(digits.as_str()),
+                "an all-digit key stays a string"
+            );
             jail.set_env("KHOA_LISTEN", "not-an-address");
             let err = Config::load(None).unwrap_err().to_string();
             // figment names an environment key in upper case (`LISTEN`).
