@@ -16,7 +16,8 @@
 # 32), PASSWORD_CONCURRENCY (for the scenarios that hash a password, default 4: the server
 # admits one Argon2 hash per core plus a short queue and sheds the rest, so a wider closed loop
 # measures shedding, not hashing — `password-overload` measures that, at 4 × the Argon2id
-# bound), PORT (default: the first free port from 18080), OUT (default bench/results).
+# bound), PORT (default: the first free port from 18080), OUT (default bench/results), KEEP=1
+# (keep the working directory: the demo's data, logs and each scenario's raw JSON).
 # Needs: cargo, curl, jq; taskset (util-linux) for pinning; sqlite3 optionally (to checkpoint
 # the WAL before measuring the database).
 set -euo pipefail
@@ -73,12 +74,21 @@ cleanup() {
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
-    rm -rf "$WORK"
+    if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
 now_ns() { date +%s%N; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_snapshot() { grep -E '^cpu[0-9]+ ' /proc/stat; }
+# busy_share BEFORE AFTER CPU: the share of CPU's time not idle between two snapshots (any
+# process's, ours or not: above our own processes' shares it means something else ran).
+busy_share() {
+    paste <(grep "^cpu$3 " <<<"$1") <(grep "^cpu$3 " <<<"$2") | awk '{
+        t = 0; for (i = 2; i <= 11; i++) t += $(i + 11) - $i
+        idle = ($16 - $5) + ($17 - $6)
+        printf "%.2f", (t > 0 ? (t - idle) / t : 0) }'
+}
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 db_bytes() {
     if command -v sqlite3 >/dev/null; then
@@ -109,38 +119,52 @@ stop_server() {
 }
 
 # run_bench LABEL SCENARIO [khoa-bench options…]: one scenario, its JSON in $RAW/LABEL.json with
-# the label, the server's and the generator's CPU use (fraction of one core over the whole
-# invocation, set-up included) added.
+# the label and the CPU use over the whole invocation (set-up included) added: the server's and
+# the generator's, in cores, and how busy CPU 0 and CPU 1 were.
 run_bench() {
-    local label=$1 scenario=$2 status=0 t0 s0 s1 times
+    local label=$1 scenario=$2 status=0 t0 s0 s1 times c0 c1
     shift 2
     t0=$(now_ns)
+    c0=$(cpu_snapshot)
     s0=$(cpu_ticks "$SERVER_PID")
     times=$WORK/times
     { TIMEFORMAT='%U %S'; time "${PIN_BENCH[@]}" "$BENCH" --target "$BASE" --scenario "$scenario" \
         --duration "$DURATION" --warmup "$WARMUP" --demo-json "$DATA/demo.json" --json "$@" \
         >"$RAW/$label.out" 2>"$RAW/$label.err"; } 2>"$times" || status=$?
     s1=$(cpu_ticks "$SERVER_PID")
+    c1=$(cpu_snapshot)
     local wall_s tck
-    wall_s=$(echo "($(now_ns) - $t0) / 1000000000" | bc -l)
+    wall_s=$(awk -v ns=$(($(now_ns) - t0)) 'BEGIN {printf "%.3f", ns / 1e9}')
     tck=$(getconf CLK_TCK)
     if [ "$status" -ne 0 ] || ! jq -e . "$RAW/$label.out" >/dev/null 2>&1; then
-        jq -n --arg label "$label" --arg scenario "$scenario" --arg err "$(cat "$RAW/$label.err")" \
-            '{label: $label, scenario: $scenario, failed: $err}' >"$RAW/$label.json"
+        jq -n --arg lbl "$label" --arg scenario "$scenario" --arg err "$(cat "$RAW/$label.err")" \
+            '{label: $lbl, scenario: $scenario, failed: $err}' >"$RAW/$label.json"
         echo "$label: FAILED: $(cat "$RAW/$label.err")" >&2
         return
     fi
-    jq --arg label "$label" --argjson wall "$wall_s" --argjson server "$(((s1 - s0)))" \
+    jq --arg lbl "$label" --argjson wall "$wall_s" --argjson server "$(((s1 - s0)))" \
         --argjson tck "$tck" --arg gen "$(cat "$times")" \
-        '{label: $label} + . + {cpu: {
+        --argjson cpu0 "$(busy_share "$c0" "$c1" 0)" --argjson cpu1 "$(busy_share "$c0" "$c1" 1)" \
+        '{label: $lbl} + . + {cpu: {
             server: ($server / $tck / $wall * 100 | round / 100),
-            generator: (($gen | split(" ") | map(tonumber) | add) / $wall * 100 | round / 100)}}' \
+            generator: (($gen | split(" ") | map(tonumber) | add) / $wall * 100 | round / 100),
+            cpu0_busy: $cpu0, cpu1_busy: $cpu1}}
+        | .cpu.interference = ([.cpu.cpu0_busy - .cpu.server, .cpu.cpu1_busy - .cpu.generator] | max * 100 | round / 100)' \
         "$RAW/$label.out" >"$RAW/$label.json"
-    jq -r '"\(.label | .[0:26] | . + " " * (26 - length)) \(.rps | round) req/s, \(.ok_rps | round) ok/s, p50 \(.latency_us.p50 / 1000) ms, p99 \(.latency_us.p99 / 1000) ms, errors \(.errors), status \(.status | tojson), cpu server \(.cpu.server) generator \(.cpu.generator)"' \
+    jq -r '"\(.label | .[0:26] | . + " " * (26 - length)) \(.rps | round) req/s, \(.ok_rps | round) ok/s, p50 \(.latency_us.p50 / 1000) ms, p99 \(.latency_us.p99 / 1000) ms, errors \(.errors), status \(.status | tojson), cpu server \(.cpu.server) generator \(.cpu.generator) (CPU 0/1 busy \(.cpu.cpu0_busy)/\(.cpu.cpu1_busy))"' \
         "$RAW/$label.json" >&2
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# Other work on the machine skews every figure: record how busy it was just before.
+SNAP0=$(cpu_snapshot)
+sleep 2
+SNAP1=$(cpu_snapshot)
+BUSY_BEFORE="$(busy_share "$SNAP0" "$SNAP1" 0) $(busy_share "$SNAP0" "$SNAP1" 1)"
+case "$BUSY_BEFORE" in
+    0.0[0-9]\ 0.0[0-9]) ;;
+    *) note "the machine is busy before the run (CPU 0/1: $BUSY_BEFORE): figures will be noisy" ;;
+esac
 note "in-process bounds on CPU 0 (server idle)"
 "${PIN_SERVER[@]}" "$BENCH" --scenario argon2-bound --duration "$DURATION" --warmup "$WARMUP" --json >"$RAW/argon2-bound.json"
 "${PIN_SERVER[@]}" "$BENCH" --scenario sign-bound --duration "$DURATION" --warmup "$WARMUP" --json >"$RAW/sign-bound.json"
@@ -164,7 +188,7 @@ IDLE_RSS_KB=$(rss_kb "$SERVER_PID")
 echo "start-up: fresh ${STARTUP_FRESH_MS} ms, existing ${STARTUP_EXISTING_MS} ms; idle RSS ${IDLE_RSS_KB} kB" >&2
 
 ARGON2_PER_S=$(jq .per_core_per_s "$RAW/argon2-bound.json")
-OVERLOAD_RATE=$(echo "4 * $ARGON2_PER_S * $SERVER_CORES" | bc -l | xargs printf '%.1f')
+OVERLOAD_RATE=$(awk -v r="$ARGON2_PER_S" -v c="$SERVER_CORES" 'BEGIN {printf "%.1f", 4 * r * c}')
 
 note "scenarios: ${DURATION} s each after ${WARMUP} s warm-up, $BASE"
 LABELS=()
@@ -197,7 +221,7 @@ jq -n \
     --arg cpu "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" \
     --argjson nproc "$CORES" \
     --arg kernel "$(uname -r)" \
-    --arg load_before "$LOAD_BEFORE" --arg load_after "$LOAD_AFTER" \
+    --arg load_before "$LOAD_BEFORE" --arg load_after "$LOAD_AFTER" --arg busy_before "$BUSY_BEFORE" \
     --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --arg pinning "$PINNING" --argjson server_cores "$SERVER_CORES" \
     --argjson duration "$DURATION" --argjson warmup "$WARMUP" \
@@ -229,11 +253,12 @@ jq -n \
       def verdict($s; $g):
         if $s.failed then "no (run failed)"
         elif $g.shed then
-          (($s.status | to_entries | map(select(.key | test("^(2..|429|503)$") | not)) | length) as $other
-          | if $s.transport_errors > 0 or $other > 0 then "no (errors)"
-            elif $s.latency_ok_us.p99 < 1000000 and ($s.status["429"] // 0) + ($s.status["503"] // 0) > 0 then "yes"
-            elif ($s.status["429"] // 0) + ($s.status["503"] // 0) == 0 then "no (nothing shed)"
-            else "no" end
+          ( ($s.status | to_entries | map(select(.key | test("^(2..|429|503)$") | not)) | length) as $other
+            | ($s.status | (.["429"] // 0) + (.["503"] // 0)) as $shed
+            | if $s.transport_errors > 0 or $other > 0 then "no (errors)"
+              elif $shed == 0 then "no (nothing shed)"
+              elif $s.latency_ok_us.p99 < 1000000 then "yes"
+              else "no" end )
         elif $s.errors > 0 then "no (errors)"
         elif $g.need == null then "—"
         elif $s.ok_rps >= $g.need then "yes"
@@ -241,7 +266,8 @@ jq -n \
     {
       date: $date,
       commit: $commit,
-      machine: {nproc: $nproc, cpu: $cpu, kernel: $kernel, load_before: $load_before, load_after: $load_after},
+      machine: {nproc: $nproc, cpu: $cpu, kernel: $kernel, load_before: $load_before, load_after: $load_after,
+               cpu_busy_before: ($busy_before | split(" ") | map(tonumber))},
       setup: {pinning: $pinning, server_cores: $server_cores, duration_s: $duration, warmup_s: $warmup,
               concurrency: $concurrency, password_concurrency: $pw_concurrency},
       startup_ms: {fresh: $startup_fresh, existing: $startup_existing},
@@ -264,19 +290,19 @@ jq -n \
     }' >"$OUT/latest.json"
 
 jq -r '
-    def ms: . / 1000 | tostring | if test("\\.") then . else . + ".0" end;
+    def ms: . / 10 | round / 100;
     def kb2mb: . / 1024 * 10 | round / 10;
     (.scenarios | map(select(.label == "healthz"))[0].ok_rps // 0) as $h
     | "# khoa benchmark — latest run",
       "",
-      "\(.date) · commit `\(.commit)` · \(.machine.nproc) × \(.machine.cpu) · kernel \(.machine.kernel) · load average before/after \(.machine.load_before) / \(.machine.load_after)",
+      "\(.date) · commit `\(.commit)` · \(.machine.nproc) × \(.machine.cpu) · kernel \(.machine.kernel) · load average before/after \(.machine.load_before) / \(.machine.load_after) · CPU 0/1 busy just before: \(.machine.cpu_busy_before | map(tostring) | join(" / "))",
       "",
-      "\(.setup.pinning). Each scenario: \(.setup.duration_s) s measured after \(.setup.warmup_s) s warm-up, closed loop of \(.setup.concurrency) keep-alive connections (\(.setup.password_concurrency) for the password-hashing scenarios); `password-overload` offers a fixed 4 × the Argon2id bound over 64 connections. rps counts every answer, ok/s the successful ones; ratio = ok/s ÷ healthz ok/s. cpu = share of one core used by the server / the generator over the invocation (set-up included).",
+      "\(.setup.pinning). Each scenario: \(.setup.duration_s) s measured after \(.setup.warmup_s) s warm-up, closed loop of \(.setup.concurrency) keep-alive connections (\(.setup.password_concurrency) for the password-hashing scenarios); `password-overload` offers a fixed 4 × the Argon2id bound over 64 connections. rps counts every answer, ok/s the successful ones; ratio = ok/s ÷ healthz ok/s. cpu = cores used by the server / the generator over the invocation (set-up included; at a fixed rate the generator spins while it waits for due times), and in brackets how busy CPU 0 / CPU 1 were by any process, from /proc/stat (approximate in this VM, whose idle accounting drops ticks): well above the figures of the two processes (⚠: by more than 0.15 of a core), something else ran and the row is suspect.",
       "",
-      "| scenario | rps | ok/s | p50 ms | p99 ms | errors | ratio to healthz | cpu server / gen | target | met? |",
+      "| scenario | rps | ok/s | p50 ms | p99 ms | errors | ratio to healthz | cpu server / gen (CPU 0 / 1 busy) | target | met? |",
       "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
       (.scenarios[] | if .failed then "| \(.label) | — | — | — | — | — | — | — | \(.target) | \(.met) |" else
-        "| \(.label) | \(.rps | round) | \(.ok_rps | round) | \(.latency_us.p50 | ms) | \(.latency_us.p99 | ms) | \(.errors)\(if .errors > 0 then " (" + (.status | to_entries | map(select(.key | test("^2") | not) | "\(.key): \(.value)") | join(", ")) + (if .transport_errors > 0 then ", transport: \(.transport_errors)" else "" end) + ")" else "" end) | \(if $h > 0 then (.ok_rps / $h * 100 | round / 100) else "—" end) | \(.cpu.server) / \(.cpu.generator) | \(.target) | \(.met) |" end),
+        "| \(.label) | \(.rps | round) | \(.ok_rps | round) | \(.latency_us.p50 | ms) | \(.latency_us.p99 | ms) | \(.errors)\(if .errors > 0 then " (" + (.status | to_entries | map(select(.key | test("^2") | not) | "\(.key): \(.value)") | join(", ")) + (if .transport_errors > 0 then ", transport: \(.transport_errors)" else "" end) + ")" else "" end) | \(if $h == 0 then "—" elif .ok_rps / $h < 0.01 then "< 0.01" else (.ok_rps / $h * 1000 | round / 1000) end) | \(.cpu.server) / \(.cpu.generator) (\(.cpu.cpu0_busy) / \(.cpu.cpu1_busy))\(if .cpu.interference > 0.15 then " ⚠" else "" end) | \(.target) | \(.met) |" end),
       "",
       "Accepted requests under overload (`password-overload`): p50 \(.scenarios | map(select(.label == "password-overload"))[0].latency_ok_us.p50 // 0 | ms) ms, p99 \(.scenarios | map(select(.label == "password-overload"))[0].latency_ok_us.p99 // 0 | ms) ms.",
       "",

@@ -147,6 +147,11 @@ impl Conn {
         }
     }
 
+    /// Opens the connection now, so that an unreachable server fails the run before it starts.
+    pub async fn connect(&mut self) -> Result<(), TransportError> {
+        self.ready().await.map(|_| ())
+    }
+
     /// Sends `req` and reads the whole answer, giving up at `deadline`. A failed or abandoned
     /// exchange drops the connection: a late answer must not be read as the next one's.
     pub async fn send(

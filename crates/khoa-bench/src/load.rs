@@ -4,9 +4,8 @@
 //!
 //! At a fixed rate, latency counts from the due time, not from when a client got round to
 //! sending: when every connection is busy, the wait is part of what a caller would see
-//! (otherwise the generator would quietly slow down with the server and hide its queue). The
-//! wait for a due time goes through tokio's timer, whose millisecond resolution can add up to
-//! a millisecond to a fixed-rate latency; a closed loop never sleeps.
+//! (otherwise the generator would quietly slow down with the server and hide its queue). A
+//! closed loop never waits.
 
 use anyhow::{Context, Result};
 use hyper::header::HeaderValue;
@@ -20,9 +19,12 @@ use tokio::time::Instant;
 
 use crate::cli::{Load, Settings};
 use crate::creds::Credentials;
-use crate::http::Conn;
+use crate::http::{Conn, TransportError};
 use crate::scenario::{self, Session};
 use crate::stats::{Outcome, Recorder, Report};
+
+/// The pause after a failed connection attempt.
+const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 /// How long after the window's end a request still in flight may take before it is abandoned.
 const GRACE: Duration = Duration::from_secs(5);
@@ -74,6 +76,10 @@ pub async fn run(settings: &Settings, creds: &Credentials, addr: SocketAddr) -> 
     let host = HeaderValue::from_str(&settings.target.authority)
         .context("the target's host is not a valid Host header")?;
     let mut setup_conn = Conn::new(addr, host.clone());
+    setup_conn
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {}", settings.target.url))?;
     let plan = Arc::new(scenario::prepare(settings.scenario, creds, &mut setup_conn).await?);
     drop(setup_conn);
 
@@ -83,6 +89,7 @@ pub async fn run(settings: &Settings, creds: &Credentials, addr: SocketAddr) -> 
         let (plan, host) = (plan.clone(), host.clone());
         setup.spawn(async move {
             let mut conn = Conn::new(addr, host);
+            conn.connect().await?;
             let session = Session::start(plan, &mut conn).await?;
             anyhow::Ok((conn, session))
         });
@@ -134,11 +141,7 @@ async fn client(
     let mut rec = Recorder::default();
     let deadline = schedule.end + GRACE;
     while let Some(due) = schedule.claim() {
-        // Only when really early: tokio's timer rounds up to the next millisecond, which would
-        // add up to a millisecond to a request that is already due.
-        if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
-        }
+        wait_until(due).await;
         let result = conn.send(session.request(), deadline).await;
         let done = Instant::now();
         let outcome = match &result {
@@ -146,7 +149,13 @@ async fn client(
                 status: answer.status.as_u16(),
                 ok: session.accept(answer),
             },
-            Err(_) => Outcome::Transport,
+            Err(e) => {
+                // A server that went away is not hammered with connection attempts.
+                if matches!(e, TransportError::Connect(_)) {
+                    tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
+                }
+                Outcome::Transport
+            }
         };
         rec.record(outcome, done - due, schedule.in_window(done));
         live.done.fetch_add(1, Ordering::Relaxed);
@@ -163,6 +172,20 @@ async fn client(
         }
     }
     rec
+}
+
+/// Waits for a fixed-rate request's due time. tokio's timer rounds up to the next millisecond,
+/// and the runtime's sleep overshoots by a little more, which would add up to a millisecond or
+/// two to every latency counted from the due time: it is used only to within two milliseconds,
+/// and the rest is spent yielding to the other clients.
+async fn wait_until(due: Instant) {
+    let coarse = due.checked_sub(Duration::from_millis(2)).unwrap_or(due);
+    if coarse > Instant::now() {
+        tokio::time::sleep_until(coarse).await;
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// A one-line progress report on stderr, rewritten every second.

@@ -259,7 +259,7 @@ impl Report {
             self.ok_rps()
         );
         let _ = writeln!(s, "latency    {}", self.latency.to_text());
-        if self.ok != self.requests {
+        if self.ok > 0 && self.ok != self.requests {
             let _ = writeln!(s, "  of ok    {}", self.ok_latency.to_text());
         }
         let _ = writeln!(s, "status     {status}");
