@@ -6,8 +6,27 @@ use khoa_server::startup::{App, create_database_dir, open_engine, shutdown_signa
 use khoa_server::{admin, demo};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// Argon2id allocates `memory_kib` (19 MiB by default) per hash. glibc raises its mmap
+/// threshold after the first such block is freed, so later blocks come from the heap and stay
+/// resident after use: tens of MB held for nothing between logins. A fixed threshold keeps
+/// large blocks on mmap, returned to the system as soon as the hash is done.
+fn release_large_allocations_promptly() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
+fn main() -> Result<()> {
+    release_large_allocations_promptly();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
