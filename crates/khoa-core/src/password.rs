@@ -1,9 +1,10 @@
 //! Password hashing with Argon2id, off the async runtime and with bounded concurrency.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
@@ -35,10 +36,15 @@ impl Default for PasswordParams {
 pub struct PasswordHasher {
     argon: Argon2<'static>,
     permits: Arc<Semaphore>,
+    permits_total: usize,
     /// Callers allowed to wait for a permit; beyond, the call is refused at once (load
     /// shedding) instead of queueing without bound.
     max_waiting: usize,
     waiting: Arc<AtomicUsize>,
+    /// Argon2 working memory kept between verifications, one buffer per running hash: a fresh
+    /// 19 MiB allocation costs page faults and zeroing worth a fifth of the hash itself. Filled
+    /// by the first logins only, so an idle server holds none.
+    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
     /// A real hash of a random password, verified when the username is unknown so that an
     /// unknown user costs what a wrong password costs (no user enumeration by timing).
     dummy_hash: Arc<str>,
@@ -68,8 +74,10 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             argon,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            permits_total: max_concurrent.max(1),
             max_waiting,
             waiting: Arc::new(AtomicUsize::new(0)),
+            buffers: Arc::new(Mutex::new(Vec::new())),
             dummy_hash: dummy.into(),
         })
     }
@@ -95,16 +103,13 @@ impl PasswordHasher {
         password: &SecretString,
         stored: Option<&str>,
     ) -> Result<bool, EngineError> {
-        let argon = self.argon.clone();
         let password = password.clone();
         let known = stored.is_some();
         let hash: String = stored.unwrap_or(&self.dummy_hash).to_owned();
+        let buffers = self.buffers.clone();
+        let keep = self.permits_total;
         self.run(move || {
-            let parsed = PasswordHash::new(&hash)
-                .map_err(|e| EngineError::Internal(format!("unreadable password hash: {e}")))?;
-            let ok = argon
-                .verify_password(password.expose_secret().as_bytes(), &parsed)
-                .is_ok();
+            let ok = verify_phc(password.expose_secret().as_bytes(), &hash, &buffers, keep)?;
             Ok(ok && known)
         })
         .await
@@ -140,6 +145,67 @@ impl PasswordHasher {
     }
 }
 
+/// Verifies `password` against a PHC string with the parameters stored in it, reusing working
+/// memory from `buffers` (at most `keep` buffers are kept).
+fn verify_phc(
+    password: &[u8],
+    phc: &str,
+    buffers: &Mutex<Vec<Vec<Block>>>,
+    keep: usize,
+) -> Result<bool, EngineError> {
+    fn unreadable(e: impl std::fmt::Display) -> EngineError {
+        EngineError::Internal(format!("unreadable password hash: {e}"))
+    }
+    let parsed = PasswordHash::new(phc).map_err(unreadable)?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(unreadable)?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(unreadable)?
+        .unwrap_or_default();
+    let expected = parsed
+        .hash
+        .ok_or_else(|| EngineError::Internal("password hash without output".into()))?;
+    let stored = Params::try_from(&parsed).map_err(unreadable)?;
+    let params = Params::new(
+        stored.m_cost(),
+        stored.t_cost(),
+        stored.p_cost(),
+        Some(expected.len()),
+    )
+    .map_err(|e| EngineError::Internal(format!("password hash parameters: {e}")))?;
+    let mut salt = [0u8; 64];
+    let salt = parsed
+        .salt
+        .ok_or_else(|| EngineError::Internal("password hash without salt".into()))?
+        .decode_b64(&mut salt)
+        .map_err(unreadable)?;
+    let needed = params.block_count();
+    let mut memory = {
+        let mut pool = buffers.lock().expect("argon2 buffers poisoned");
+        match pool.iter().position(|b| b.len() >= needed) {
+            Some(i) => pool.swap_remove(i),
+            None => vec![Block::new(); needed],
+        }
+    };
+    let mut out = vec![0u8; expected.len()];
+    let result = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt,
+        &mut out,
+        &mut memory[..],
+    );
+    {
+        let mut pool = buffers.lock().expect("argon2 buffers poisoned");
+        if pool.len() < keep {
+            pool.push(memory);
+        }
+    }
+    result.map_err(|e| EngineError::Internal(format!("argon2: {e}")))?;
+    Ok(crate::secret::ct_eq(&out, expected.as_bytes()))
+}
+
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasswordHasher").finish_non_exhaustive()
@@ -173,6 +239,30 @@ mod tests {
         assert!(h.verify(&pw, Some(&stored)).await.unwrap());
         let wrong = SecretString::from("@Password124");
         assert!(!h.verify(&wrong, Some(&stored)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn verification_reuses_working_memory_and_stays_correct() {
+        let h = cheap();
+        let pw = SecretString::from("right");
+        let stored = h.hash(&pw).await.unwrap();
+        for _ in 0..3 {
+            assert!(h.verify(&pw, Some(&stored)).await.unwrap());
+            let wrong = SecretString::from("wrong");
+            assert!(!h.verify(&wrong, Some(&stored)).await.unwrap());
+        }
+        let kept = h.buffers.lock().unwrap().len();
+        assert!((1..=2).contains(&kept), "{kept} buffers kept for 2 permits");
+        // A hash made with other parameters (an older cost) still verifies.
+        let older = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(128, 2, 1, None).unwrap(),
+        )
+        .hash_password(b"right", &SaltString::generate(&mut rand::rngs::OsRng))
+        .unwrap()
+        .to_string();
+        assert!(h.verify(&pw, Some(&older)).await.unwrap());
     }
 
     #[tokio::test]
