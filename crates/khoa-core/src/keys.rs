@@ -240,7 +240,9 @@ impl KeyRing {
         (claims.iss == issuer && claims.aud == audience).then_some(claims)
     }
 
-    fn verify_signature(&self, token: &str) -> Option<AccessTokenClaims> {
+    /// The full check behind [`KeyRing::verify`] without its memory of verified tokens (and
+    /// without `iss`/`aud`): what a token costs the first time it is seen.
+    pub fn verify_signature(&self, token: &str) -> Option<AccessTokenClaims> {
         let mut parts = token.split('.');
         let (header_b64, payload_b64, signature_b64) =
             (parts.next()?, parts.next()?, parts.next()?);
