@@ -8,10 +8,11 @@
 //! - `lib.rs` — the public entry points: [`connect`], [`migrate`], [`StoreOptions`], and the
 //!   scheme dispatch.
 //! - `sqlite/mod.rs` — SQLite connection settings (WAL, `synchronous = FULL`, foreign keys),
-//!   the read pool, the embedded migrations and the single place where `sqlx` errors become
-//!   [`StoreError`]s.
+//!   the read pool (sqlx), the writer's connection (rusqlite), the embedded migrations and the
+//!   single place where `sqlx` and `rusqlite` errors become [`StoreError`]s.
 //! - `sqlite/writer.rs` — the one writer connection and its group commit: every write of every
-//!   store is a job run by one task, many jobs to a transaction, one savepoint per job.
+//!   store is a job run by one thread, many jobs to a transaction, a savepoint around each job
+//!   of several statements.
 //! - `sqlite/users.rs`, `clients.rs`, `tokens.rs`, `keys.rs`, `partners.rs` — one file per
 //!   aggregate: its SQL and its row decoding, nothing else.
 //! - `postgres/mod.rs` — the PostgreSQL pool (sized by [`StoreOptions::max_connections`],

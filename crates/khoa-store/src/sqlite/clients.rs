@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use khoa_core::model::{Client, GrantType, TokenPolicy};
 use khoa_core::store::{ClientStore, StoreError};
+use rusqlite::params;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Db, ResultExt, changed, get, parse_col, scope_col};
@@ -22,36 +23,36 @@ impl ClientStore for SqliteClients {
             .join(" ");
         self.0
             .writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO clients (client_id, name, secret_hash, allowed_scopes, \
-                         default_scopes, grant_types, access_format, access_ttl, \
-                         refresh_issuance, refresh_ttl, session_lifetime, reuse_window, \
-                         refresh_format, otp, disabled, created_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(&c.client_id)
-                    .bind(&c.name)
-                    .bind(&c.secret_hash)
-                    .bind(c.allowed_scopes.to_string())
-                    .bind(c.default_scopes.to_string())
-                    .bind(&grant_types)
-                    .bind(c.policy.access_format.as_str())
-                    .bind(c.policy.access_ttl)
-                    .bind(c.policy.refresh.as_str())
-                    .bind(c.policy.refresh_ttl)
-                    .bind(c.policy.session_lifetime)
-                    .bind(c.policy.reuse_window)
-                    .bind(c.policy.refresh_format.as_str())
-                    .bind(c.policy.otp)
-                    .bind(c.disabled)
-                    .bind(c.created_at)
-                    .execute(conn)
-                    .await
-                    .on_unique("client_id")
-                    .map(drop)
+            .write_one(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO clients (client_id, name, secret_hash, allowed_scopes, \
+                     default_scopes, grant_types, access_format, access_ttl, \
+                     refresh_issuance, refresh_ttl, session_lifetime, reuse_window, \
+                     refresh_format, otp, disabled, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![
+                        c.client_id,
+                        c.name,
+                        c.secret_hash,
+                        c.allowed_scopes.to_string(),
+                        c.default_scopes.to_string(),
+                        grant_types,
+                        c.policy.access_format.as_str(),
+                        c.policy.access_ttl,
+                        c.policy.refresh.as_str(),
+                        c.policy.refresh_ttl,
+                        c.policy.session_lifetime,
+                        c.policy.reuse_window,
+                        c.policy.refresh_format.as_str(),
+                        c.policy.otp,
+                        c.disabled,
+                        c.created_at,
+                    ])
                 })
+                .on_unique("client_id")
+                .map(drop)
             })
             .await
     }
@@ -84,16 +85,11 @@ impl ClientStore for SqliteClients {
         let (client_id, hash) = (client_id.to_owned(), hash.to_owned());
         self.0
             .writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE clients SET secret_hash = ? WHERE client_id = ?")
-                        .bind(&hash)
-                        .bind(&client_id)
-                        .execute(conn)
-                        .await
-                        .store_err()
-                        .map(changed)
-                })
+            .write_one(move |conn| {
+                conn.prepare_cached("UPDATE clients SET secret_hash = ? WHERE client_id = ?")
+                    .and_then(|mut update| update.execute(params![hash, client_id]))
+                    .store_err()
+                    .map(changed)
             })
             .await
     }
@@ -102,15 +98,11 @@ impl ClientStore for SqliteClients {
         let client_id = client_id.to_owned();
         self.0
             .writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query("DELETE FROM clients WHERE client_id = ?")
-                        .bind(&client_id)
-                        .execute(conn)
-                        .await
-                        .store_err()
-                        .map(changed)
-                })
+            .write_one(move |conn| {
+                conn.prepare_cached("DELETE FROM clients WHERE client_id = ?")
+                    .and_then(|mut delete| delete.execute([client_id]))
+                    .store_err()
+                    .map(changed)
             })
             .await
     }

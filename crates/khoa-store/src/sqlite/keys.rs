@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use khoa_core::store::{KeyStore, SigningKeyRecord, StoreError};
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use rusqlite::{Connection, params};
+use sqlx::sqlite::SqliteRow;
 
 use super::{Db, ResultExt, changed, get, parse_col};
 
@@ -15,7 +16,7 @@ impl KeyStore for SqliteKeys {
         let key = key.clone();
         self.0
             .writer
-            .write(move |conn| Box::pin(async move { insert_key(conn, INSERT_FIRST, &key).await }))
+            .write_one(move |conn| insert_key(conn, INSERT_FIRST, &key))
             .await
     }
 
@@ -24,15 +25,12 @@ impl KeyStore for SqliteKeys {
         self.0
             .writer
             .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE signing_keys SET status = 'previous' WHERE status = 'current'",
-                    )
-                    .execute(&mut *conn)
-                    .await
-                    .store_err()?;
-                    insert_key(conn, INSERT_CURRENT, &key).await.map(drop)
-                })
+                conn.prepare_cached(
+                    "UPDATE signing_keys SET status = 'previous' WHERE status = 'current'",
+                )
+                .and_then(|mut demote| demote.execute([]))
+                .store_err()?;
+                insert_key(conn, INSERT_CURRENT, &key).map(drop)
             })
             .await
     }
@@ -62,19 +60,21 @@ const INSERT_CURRENT: &str = "INSERT INTO signing_keys \
      VALUES (?, ?, ?, ?, ?, 'current')";
 
 /// Returns whether a row went in.
-async fn insert_key(
-    conn: &mut SqliteConnection,
+fn insert_key(
+    conn: &Connection,
     sql: &'static str,
     key: &SigningKeyRecord,
 ) -> Result<bool, StoreError> {
-    sqlx::query(sql)
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.private_sealed)
-        .bind(&key.public_jwk)
-        .bind(key.created_at)
-        .execute(conn)
-        .await
+    conn.prepare_cached(sql)
+        .and_then(|mut insert| {
+            insert.execute(params![
+                key.kid,
+                key.alg,
+                key.private_sealed,
+                key.public_jwk,
+                key.created_at,
+            ])
+        })
         .on_unique("kid")
         .map(changed)
 }

@@ -3,6 +3,12 @@
 //! Reads go through a pool; writes through the single [`Writer`], because SQLite admits one
 //! writer at a time anyway and funnelling writes through one connection lets them share
 //! transactions and fsyncs (see `writer.rs`).
+//!
+//! Two drivers, one database: reads and migrations use sqlx's async pool, the writer a
+//! `rusqlite` connection on its own thread. sqlx runs each statement on a worker thread and
+//! sends the answer back, two thread switches per statement; a write batch is a dozen
+//! statements or hundreds, and under load those switches took about a sixth of the server's
+//! CPU. Both link the one SQLite library (libsqlite3-sys 0.37).
 
 mod clients;
 mod keys;
@@ -11,11 +17,14 @@ mod tokens;
 mod users;
 mod writer;
 
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{Readiness, StoreError, Stores};
+use rusqlite::ffi;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -35,9 +44,15 @@ struct Db {
 
 pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, StoreError> {
     let options = connect_options(url, opts)?;
-    let mut conn = options.connect().await.store_err()?;
-    migrator().run(&mut conn).await.map_err(migrate_err)?;
-    let (writer, _task) = Writer::spawn(conn, opts.batch_max);
+    run_migrations(&options).await?;
+    let writer_conn = {
+        let (filename, busy_timeout) = (options.get_filename().to_owned(), opts.busy_timeout);
+        // Opening touches the file (and may wait out another process's lock): off the runtime.
+        tokio::task::spawn_blocking(move || open_writer(&filename, busy_timeout))
+            .await
+            .map_err(|e| StoreError::Other(format!("opening the writer connection: {e}")))??
+    };
+    let (writer, _thread) = Writer::spawn(writer_conn, opts.batch_max)?;
     let read = SqlitePoolOptions::new()
         .max_connections(opts.max_connections.max(1))
         .connect_with(options)
@@ -60,7 +75,13 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
 }
 
 pub(crate) async fn migrate(url: &str, opts: &StoreOptions) -> Result<(), StoreError> {
-    let mut conn = connect_options(url, opts)?.connect().await.store_err()?;
+    run_migrations(&connect_options(url, opts)?).await
+}
+
+/// Runs the migrations on a connection of their own (creating the file if need be), closed
+/// before the writer opens the database: the schema is complete before any write.
+async fn run_migrations(options: &SqliteConnectOptions) -> Result<(), StoreError> {
+    let mut conn = options.connect().await.store_err()?;
     migrator().run(&mut conn).await.map_err(migrate_err)?;
     conn.close().await.store_err()
 }
@@ -83,6 +104,30 @@ fn connect_options(url: &str, opts: &StoreOptions) -> Result<SqliteConnectOption
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(opts.busy_timeout))
+}
+
+/// The writer's connection, with the settings [`connect_options`] gives the others (see the
+/// reasons there). The file exists: the migrations ran on it just before.
+fn open_writer(
+    filename: &Path,
+    busy_timeout: Duration,
+) -> Result<rusqlite::Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        filename,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_PRIVATE_CACHE,
+    )
+    .store_err()?;
+    conn.busy_timeout(busy_timeout).store_err()?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )
+    .store_err()?;
+    // Every write statement of every store, plus the writer's own, stays prepared.
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 /// The schema, compiled into the binary so that a deployment is one file. sqlx's own migrator
@@ -124,8 +169,9 @@ impl Readiness for SqliteReadiness {
     }
 }
 
-/// The one place where `sqlx` errors become [`StoreError`]s, in the spirit of realworld-axum's
-/// `ResultExt::on_constraint`: a call site that expects a unique violation names it.
+/// The one place where driver errors, `sqlx`'s (reads, migrations) and `rusqlite`'s (the
+/// writer), become [`StoreError`]s, in the spirit of realworld-axum's `ResultExt::on_constraint`:
+/// a call site that expects a unique violation names it.
 trait ResultExt<T> {
     fn store_err(self) -> Result<T, StoreError>;
     /// Like [`ResultExt::store_err`], but a unique violation becomes `Conflict(what)`.
@@ -147,11 +193,22 @@ impl<T> ResultExt<T> for Result<T, sqlx::Error> {
     }
 }
 
+impl<T> ResultExt<T> for Result<T, rusqlite::Error> {
+    fn store_err(self) -> Result<T, StoreError> {
+        self.map_err(map_rusqlite_err)
+    }
+
+    fn on_unique(self, what: &str) -> Result<T, StoreError> {
+        self.map_err(|e| match &e {
+            rusqlite::Error::SqliteFailure(err, _) if is_unique_violation(err.extended_code) => {
+                StoreError::Conflict(what.to_owned())
+            }
+            _ => map_rusqlite_err(e),
+        })
+    }
+}
+
 fn map_err(e: sqlx::Error) -> StoreError {
-    // Primary result codes (https://sqlite.org/rescode.html) that say "try again later".
-    const BUSY: i64 = 5;
-    const LOCKED: i64 = 6;
-    const IOERR: i64 = 10;
     let transient = match &e {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -159,8 +216,8 @@ fn map_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::Io(_) => true,
         sqlx::Error::Database(db) => db
             .code()
-            .and_then(|code| code.parse::<i64>().ok())
-            .is_some_and(|code| matches!(code & 0xff, BUSY | LOCKED | IOERR)),
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(is_transient),
         _ => false,
     };
     if transient {
@@ -168,6 +225,37 @@ fn map_err(e: sqlx::Error) -> StoreError {
     } else {
         StoreError::Other(e.to_string())
     }
+}
+
+fn map_rusqlite_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(err, _) if is_transient(err.extended_code) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// Whether an (extended) result code says "try again later": another process holds the lock,
+/// or the disk failed, filled up or went away (https://sqlite.org/rescode.html).
+fn is_transient(code: i32) -> bool {
+    matches!(
+        code & 0xff,
+        ffi::SQLITE_BUSY
+            | ffi::SQLITE_LOCKED
+            | ffi::SQLITE_IOERR
+            | ffi::SQLITE_FULL
+            | ffi::SQLITE_CANTOPEN
+    )
+}
+
+/// The extended codes of a unique index or primary key that refused a row; sqlx's
+/// `is_unique_violation` knows the same two.
+fn is_unique_violation(extended_code: i32) -> bool {
+    matches!(
+        extended_code,
+        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
 }
 
 /// Reads column `col`; a missing column or a wrong type is a corrupt row.
@@ -182,15 +270,21 @@ fn scope_col(row: &SqliteRow, col: &str) -> Result<ScopeSet, StoreError> {
     parse_col(col, &get::<String>(row, col)?)
 }
 
+/// [`get`] for a row the writer reads inside its transaction.
+fn get_w<T: rusqlite::types::FromSql>(row: &rusqlite::Row<'_>, col: &str) -> Result<T, StoreError> {
+    row.get(col).store_err()
+}
+
 /// Parses a stored enum or scope set; a row that fails to parse is corrupt, hence `Other`.
 fn parse_col<T: FromStr>(col: &str, text: &str) -> Result<T, StoreError> {
     text.parse()
         .map_err(|_| StoreError::Other(format!("unreadable value in column `{col}`")))
 }
 
-/// Whether a statement touched a row: the answer of every "returns whether" method.
-fn changed(result: sqlx::sqlite::SqliteQueryResult) -> bool {
-    result.rows_affected() > 0
+/// Whether a statement touched a row (`rusqlite`'s `execute` returns the count): the answer of
+/// every "returns whether" method.
+fn changed(rows: usize) -> bool {
+    rows > 0
 }
 
 #[cfg(test)]
@@ -231,6 +325,27 @@ mod tests {
         assert_eq!(pragma(&mut conn, "PRAGMA busy_timeout").await, "1234");
     }
 
+    fn writer_pragma(conn: &rusqlite::Connection, name: &str) -> String {
+        conn.query_row(name, [], |row| row.get::<_, rusqlite::types::Value>(0))
+            .map(|value| match value {
+                rusqlite::types::Value::Text(text) => text,
+                rusqlite::types::Value::Integer(n) => n.to_string(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_writer_connection_has_the_same_settings() {
+        let (dir, url) = temp_url();
+        migrate(&url, &StoreOptions::default()).await.unwrap();
+        let conn = open_writer(&dir.path().join("khoa.db"), Duration::from_millis(1234)).unwrap();
+        assert_eq!(writer_pragma(&conn, "PRAGMA journal_mode"), "wal");
+        assert_eq!(writer_pragma(&conn, "PRAGMA synchronous"), "2", "FULL");
+        assert_eq!(writer_pragma(&conn, "PRAGMA foreign_keys"), "1");
+        assert_eq!(writer_pragma(&conn, "PRAGMA busy_timeout"), "1234");
+    }
+
     #[tokio::test]
     async fn in_memory_databases_are_refused() {
         for url in ["sqlite::memory:", "sqlite://khoa?mode=memory"] {
@@ -241,7 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_database_locked_past_the_busy_timeout_is_unavailable() {
-        let (_dir, url) = temp_url();
+        let (dir, url) = temp_url();
         let opts = StoreOptions {
             busy_timeout: Duration::ZERO,
             ..StoreOptions::default()
@@ -257,6 +372,13 @@ mod tests {
         let err = sqlx::raw_sql("BEGIN IMMEDIATE")
             .execute(&mut other)
             .await
+            .store_err()
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+
+        let writer = open_writer(&dir.path().join("khoa.db"), Duration::ZERO).unwrap();
+        let err = writer
+            .execute_batch("BEGIN IMMEDIATE")
             .store_err()
             .unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
@@ -280,5 +402,33 @@ mod tests {
         let insert = sqlx::query("INSERT INTO t VALUES ('a')");
         let unnamed = insert.execute(&mut conn).await.store_err().unwrap_err();
         assert!(matches!(unnamed, StoreError::Other(_)), "{unnamed:?}");
+    }
+
+    #[test]
+    fn the_writer_names_unique_violations_as_the_read_side_does() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (k TEXT PRIMARY KEY, u TEXT UNIQUE, n TEXT NOT NULL); \
+             INSERT INTO t VALUES ('a', 'x', '');",
+        )
+        .unwrap();
+        let insert = |sql: &str| conn.execute(sql, []);
+        assert_eq!(
+            insert("INSERT INTO t VALUES ('a', 'y', '')").on_unique("k"),
+            Err(StoreError::Conflict("k".into())),
+            "primary key"
+        );
+        assert_eq!(
+            insert("INSERT INTO t VALUES ('b', 'x', '')").on_unique("u"),
+            Err(StoreError::Conflict("u".into())),
+            "unique index"
+        );
+        let unnamed = insert("INSERT INTO t VALUES ('a', 'y', '')").store_err();
+        assert!(matches!(unnamed, Err(StoreError::Other(_))), "{unnamed:?}");
+        let not_unique = insert("INSERT INTO t VALUES ('b', 'y', NULL)").on_unique("k");
+        assert!(
+            matches!(not_unique, Err(StoreError::Other(_))),
+            "another constraint is no conflict: {not_unique:?}"
+        );
     }
 }

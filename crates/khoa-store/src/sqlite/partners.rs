@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use khoa_core::model::UnixTime;
 use khoa_core::store::{Partner, PartnerKey, PartnerStore, StoreError};
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use rusqlite::{Connection, params};
+use sqlx::sqlite::SqliteRow;
 
 use super::{Db, ResultExt, changed, get};
 
@@ -16,23 +17,17 @@ impl PartnerStore for SqlitePartners {
         self.0
             .writer
             .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO partners (code, name, client_id, created_at) \
-                         VALUES (?, ?, ?, ?)",
-                    )
-                    .bind(&p.code)
-                    .bind(&p.name)
-                    .bind(&p.client_id)
-                    .bind(p.created_at)
-                    .execute(&mut *conn)
-                    .await
-                    .on_unique("partner_code")?;
-                    for k in &p.keys {
-                        insert_key(&mut *conn, &p.code, k).await?;
-                    }
-                    Ok(())
+                conn.prepare_cached(
+                    "INSERT INTO partners (code, name, client_id, created_at) VALUES (?, ?, ?, ?)",
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![p.code, p.name, p.client_id, p.created_at])
                 })
+                .on_unique("partner_code")?;
+                for k in &p.keys {
+                    insert_key(conn, &p.code, k)?;
+                }
+                Ok(())
             })
             .await
     }
@@ -71,28 +66,21 @@ impl PartnerStore for SqlitePartners {
         self.0
             .writer
             .write(move |conn| {
-                Box::pin(async move {
-                    let exists = sqlx::query("SELECT 1 FROM partners WHERE code = ?")
-                        .bind(&code)
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .store_err()?
-                        .is_some();
-                    if !exists {
-                        return Ok(false);
-                    }
-                    sqlx::query(
-                        "UPDATE partner_keys SET expires_at = ? \
-                         WHERE partner_code = ? AND expires_at IS NULL",
-                    )
-                    .bind(old_keys_expire_at)
-                    .bind(&code)
-                    .execute(&mut *conn)
-                    .await
+                let exists = conn
+                    .prepare_cached("SELECT 1 FROM partners WHERE code = ?")
+                    .and_then(|mut select| select.exists([&code]))
                     .store_err()?;
-                    insert_key(conn, &code, &key).await?;
-                    Ok(true)
-                })
+                if !exists {
+                    return Ok(false);
+                }
+                conn.prepare_cached(
+                    "UPDATE partner_keys SET expires_at = ? \
+                     WHERE partner_code = ? AND expires_at IS NULL",
+                )
+                .and_then(|mut update| update.execute(params![old_keys_expire_at, code]))
+                .store_err()?;
+                insert_key(conn, &code, &key)?;
+                Ok(true)
             })
             .await
     }
@@ -101,15 +89,11 @@ impl PartnerStore for SqlitePartners {
         let code = code.to_owned();
         self.0
             .writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query("DELETE FROM partners WHERE code = ?")
-                        .bind(&code)
-                        .execute(conn)
-                        .await
-                        .store_err()
-                        .map(changed)
-                })
+            .write_one(move |conn| {
+                conn.prepare_cached("DELETE FROM partners WHERE code = ?")
+                    .and_then(|mut delete| delete.execute([code]))
+                    .store_err()
+                    .map(changed)
             })
             .await
     }
@@ -147,22 +131,20 @@ impl SqlitePartners {
     }
 }
 
-async fn insert_key(
-    conn: &mut SqliteConnection,
-    code: &str,
-    k: &PartnerKey,
-) -> Result<(), StoreError> {
-    sqlx::query(
+fn insert_key(conn: &Connection, code: &str, k: &PartnerKey) -> Result<(), StoreError> {
+    conn.prepare_cached(
         "INSERT INTO partner_keys (key_id, partner_code, sealed, created_at, expires_at) \
          VALUES (?, ?, ?, ?, ?)",
     )
-    .bind(&k.key_id)
-    .bind(code)
-    .bind(&k.sealed)
-    .bind(k.created_at)
-    .bind(k.expires_at)
-    .execute(conn)
-    .await
+    .and_then(|mut insert| {
+        insert.execute(params![
+            k.key_id,
+            code,
+            k.sealed,
+            k.created_at,
+            k.expires_at
+        ])
+    })
     .on_unique("key_id")
     .map(drop)
 }

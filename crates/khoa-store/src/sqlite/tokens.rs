@@ -6,10 +6,10 @@ use khoa_core::store::{
     AccessRecord, AccessState, Family, Issuance, RefreshRecord, RefreshState, RotateOutcome,
     Rotation, StoreError, TokenStore,
 };
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Executor, Sqlite};
+use rusqlite::{Connection, params};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 
-use super::{Db, ResultExt, changed, get, scope_col};
+use super::{Db, ResultExt, changed, get, get_w, parse_col, scope_col};
 
 pub(super) struct SqliteTokens(pub(super) Db);
 
@@ -17,23 +17,32 @@ pub(super) struct SqliteTokens(pub(super) Db);
 impl TokenStore for SqliteTokens {
     async fn issue(&self, issuance: &Issuance) -> Result<(), StoreError> {
         let issuance = issuance.clone();
-        self.0
-            .writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    if let Some(family) = &issuance.family {
-                        insert_family(conn, family).await?;
-                    }
-                    if let Some(refresh) = &issuance.refresh {
-                        insert_refresh(conn, refresh).await?;
-                    }
-                    if let Some(access) = &issuance.access {
-                        insert_access(conn, access).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .await
+        let statements = [
+            issuance.family.is_some(),
+            issuance.refresh.is_some(),
+            issuance.access.is_some(),
+        ]
+        .into_iter()
+        .filter(|&insert| insert)
+        .count();
+        let work = move |conn: &Connection| {
+            if let Some(family) = &issuance.family {
+                insert_family(conn, family)?;
+            }
+            if let Some(refresh) = &issuance.refresh {
+                insert_refresh(conn, refresh)?;
+            }
+            if let Some(access) = &issuance.access {
+                insert_access(conn, access)?;
+            }
+            Ok(())
+        };
+        // A lone access token (client credentials), the hot case, is one statement.
+        if statements <= 1 {
+            self.0.writer.write_one(work).await
+        } else {
+            self.0.writer.write(work).await
+        }
     }
 
     async fn find_refresh(&self, hash: &str) -> Result<Option<RefreshState>, StoreError> {
@@ -45,39 +54,31 @@ impl TokenStore for SqliteTokens {
         self.0
             .writer
             .write(move |conn| {
-                Box::pin(async move {
-                    // The condition is the whole point: of N redemptions of one token only the
-                    // first finds `used_at IS NULL`, here or in another process (BEGIN
-                    // IMMEDIATE serialises them), so a family never forks.
-                    let won = sqlx::query(
-                        "UPDATE refresh_tokens \
-                         SET used_at = ?, successor_hash = ?, successor_sealed = ? \
-                         WHERE hash = ? AND used_at IS NULL AND family_id IN \
-                           (SELECT id FROM token_families WHERE revoked_at IS NULL)",
-                    )
-                    .bind(r.used_at)
-                    .bind(&r.successor.hash)
-                    .bind(&r.successor_sealed)
-                    .bind(&r.old_hash)
-                    .execute(&mut *conn)
-                    .await
-                    .store_err()?
-                    .rows_affected()
-                        == 1;
-                    if won {
-                        insert_refresh(conn, &r.successor).await?;
-                        if let Some(access) = &r.access {
-                            insert_access(conn, access).await?;
-                        }
-                        return Ok(RotateOutcome::Rotated);
-                    }
-                    // Lost: say why, from inside the same transaction so the answer matches
-                    // the state that made the update miss.
-                    Ok(match load_refresh(&mut *conn, &r.old_hash).await? {
-                        None => RotateOutcome::NotFound,
-                        Some(state) if state.family.revoked_at.is_some() => RotateOutcome::Revoked,
-                        Some(state) => RotateOutcome::AlreadyUsed(state),
+                let won = conn
+                    .prepare_cached(ROTATE)
+                    .and_then(|mut update| {
+                        update.execute(params![
+                            r.used_at,
+                            r.successor.hash,
+                            r.successor_sealed,
+                            r.old_hash,
+                        ])
                     })
+                    .store_err()?
+                    == 1;
+                if won {
+                    insert_refresh(conn, &r.successor)?;
+                    if let Some(access) = &r.access {
+                        insert_access(conn, access)?;
+                    }
+                    return Ok(RotateOutcome::Rotated);
+                }
+                // Lost: say why, from inside the same transaction so the answer matches the
+                // state that made the update miss.
+                Ok(match load_refresh_for_writer(conn, &r.old_hash)? {
+                    None => RotateOutcome::NotFound,
+                    Some(state) if state.family.revoked_at.is_some() => RotateOutcome::Revoked,
+                    Some(state) => RotateOutcome::AlreadyUsed(state),
                 })
             })
             .await
@@ -87,19 +88,14 @@ impl TokenStore for SqliteTokens {
         let family_id = family_id.to_owned();
         self.0
             .writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE token_families SET revoked_at = ? \
-                         WHERE id = ? AND revoked_at IS NULL",
-                    )
-                    .bind(at)
-                    .bind(&family_id)
-                    .execute(conn)
-                    .await
-                    .store_err()
-                    .map(changed)
-                })
+            .write_one(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE token_families SET revoked_at = ? \
+                     WHERE id = ? AND revoked_at IS NULL",
+                )
+                .and_then(|mut update| update.execute(params![at, family_id]))
+                .store_err()
+                .map(changed)
             })
             .await
     }
@@ -151,109 +147,112 @@ impl TokenStore for SqliteTokens {
         self.0
             .writer
             .write(move |conn| {
-                Box::pin(async move {
-                    // Bounded deletes keep each write transaction short: a purge never holds
-                    // up token issuance for long, however much has piled up.
-                    let mut left = i64::from(batch);
-                    let mut deleted = 0;
-                    for sql in [
-                        "DELETE FROM access_tokens WHERE rowid IN \
-                         (SELECT rowid FROM access_tokens WHERE expires_at <= ? LIMIT ?)",
-                        "DELETE FROM refresh_tokens WHERE rowid IN \
-                         (SELECT rowid FROM refresh_tokens WHERE expires_at <= ? LIMIT ?)",
-                        // Cascades to what is left of the family's tokens.
-                        "DELETE FROM token_families WHERE rowid IN \
-                         (SELECT rowid FROM token_families WHERE session_expires_at <= ? LIMIT ?)",
-                    ] {
-                        if left <= 0 {
-                            break;
-                        }
-                        let n = sqlx::query(sql)
-                            .bind(now)
-                            .bind(left)
-                            .execute(&mut *conn)
-                            .await
-                            .store_err()?
-                            .rows_affected();
-                        deleted += n;
-                        left -= n as i64;
+                // Bounded deletes keep each write transaction short: a purge never holds up
+                // token issuance for long, however much has piled up.
+                let mut left = i64::from(batch);
+                let mut deleted = 0;
+                for sql in [
+                    "DELETE FROM access_tokens WHERE rowid IN \
+                     (SELECT rowid FROM access_tokens WHERE expires_at <= ? LIMIT ?)",
+                    "DELETE FROM refresh_tokens WHERE rowid IN \
+                     (SELECT rowid FROM refresh_tokens WHERE expires_at <= ? LIMIT ?)",
+                    // Cascades to what is left of the family's tokens.
+                    "DELETE FROM token_families WHERE rowid IN \
+                     (SELECT rowid FROM token_families WHERE session_expires_at <= ? LIMIT ?)",
+                ] {
+                    if left <= 0 {
+                        break;
                     }
-                    Ok(deleted)
-                })
+                    let n = conn
+                        .prepare_cached(sql)
+                        .and_then(|mut delete| delete.execute(params![now, left]))
+                        .store_err()?;
+                    deleted += n as u64;
+                    left -= n as i64;
+                }
+                Ok(deleted)
             })
             .await
     }
 }
 
-async fn insert_family(conn: &mut SqliteConnection, f: &Family) -> Result<(), StoreError> {
-    sqlx::query(
+/// Marks the old token used, if it is still unused and its family live. The condition is the
+/// whole point: of N redemptions of one token only the first finds `used_at IS NULL`, here or in
+/// another process (BEGIN IMMEDIATE serialises them), so a family never forks.
+///
+/// The family test is a correlated EXISTS, one primary-key lookup: SQLite evaluates `family_id
+/// IN (SELECT id FROM token_families WHERE …)` by listing every live family, at each rotation.
+const ROTATE: &str = "UPDATE refresh_tokens \
+     SET used_at = ?, successor_hash = ?, successor_sealed = ? \
+     WHERE hash = ? AND used_at IS NULL AND EXISTS (SELECT 1 FROM token_families f \
+       WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL)";
+
+fn insert_family(conn: &Connection, f: &Family) -> Result<(), StoreError> {
+    conn.prepare_cached(
         "INSERT INTO token_families \
          (id, client_id, subject, scope, created_at, session_expires_at, revoked_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(&f.id)
-    .bind(&f.client_id)
-    .bind(&f.subject)
-    .bind(f.scope.to_string())
-    .bind(f.created_at)
-    .bind(f.session_expires_at)
-    .bind(f.revoked_at)
-    .execute(conn)
-    .await
+    .and_then(|mut insert| {
+        insert.execute(params![
+            f.id,
+            f.client_id,
+            f.subject,
+            f.scope.to_string(),
+            f.created_at,
+            f.session_expires_at,
+            f.revoked_at,
+        ])
+    })
     .store_err()
     .map(drop)
 }
 
-async fn insert_refresh(conn: &mut SqliteConnection, r: &RefreshRecord) -> Result<(), StoreError> {
-    sqlx::query(
+fn insert_refresh(conn: &Connection, r: &RefreshRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
         "INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
     )
-    .bind(&r.hash)
-    .bind(&r.family_id)
-    .bind(r.issued_at)
-    .bind(r.expires_at)
-    .execute(conn)
-    .await
+    .and_then(|mut insert| insert.execute(params![r.hash, r.family_id, r.issued_at, r.expires_at]))
     .store_err()
     .map(drop)
 }
 
-async fn insert_access(conn: &mut SqliteConnection, a: &AccessRecord) -> Result<(), StoreError> {
-    sqlx::query(
+fn insert_access(conn: &Connection, a: &AccessRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
         "INSERT INTO access_tokens \
          (hash, client_id, subject, scope, family_id, issued_at, expires_at, otp_hash) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(&a.hash)
-    .bind(&a.client_id)
-    .bind(&a.subject)
-    .bind(a.scope.to_string())
-    .bind(&a.family_id)
-    .bind(a.issued_at)
-    .bind(a.expires_at)
-    .bind(&a.otp_hash)
-    .execute(conn)
-    .await
+    .and_then(|mut insert| {
+        insert.execute(params![
+            a.hash,
+            a.client_id,
+            a.subject,
+            a.scope.to_string(),
+            a.family_id,
+            a.issued_at,
+            a.expires_at,
+            a.otp_hash,
+        ])
+    })
     .store_err()
     .map(drop)
 }
 
-/// Shared by `find_refresh` (on the read pool) and `rotate` (inside the writer's transaction).
-async fn load_refresh<'e, E>(db: E, hash: &str) -> Result<Option<RefreshState>, StoreError>
-where
-    E: Executor<'e, Database = Sqlite>,
-{
-    let Some(row) = sqlx::query(
-        "SELECT r.hash, r.issued_at, r.expires_at, r.used_at, r.successor_hash, \
-         r.successor_sealed, f.id AS family_id, f.client_id, f.subject, f.scope, \
-         f.created_at AS family_created_at, f.session_expires_at, f.revoked_at \
-         FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
-         WHERE r.hash = ?",
-    )
-    .bind(hash)
-    .fetch_optional(db)
-    .await
-    .store_err()?
+/// A refresh token with its family, by hash; read by `find_refresh` (on the read pool) and by
+/// `rotate` (inside the writer's transaction), each through its driver.
+const LOAD_REFRESH: &str = "SELECT r.hash, r.issued_at, r.expires_at, r.used_at, \
+     r.successor_hash, r.successor_sealed, f.id AS family_id, f.client_id, f.subject, f.scope, \
+     f.created_at AS family_created_at, f.session_expires_at, f.revoked_at \
+     FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
+     WHERE r.hash = ?";
+
+async fn load_refresh(read: &SqlitePool, hash: &str) -> Result<Option<RefreshState>, StoreError> {
+    let Some(row) = sqlx::query(LOAD_REFRESH)
+        .bind(hash)
+        .fetch_optional(read)
+        .await
+        .store_err()?
     else {
         return Ok(None);
     };
@@ -268,6 +267,36 @@ where
     }))
 }
 
+/// [`load_refresh`] on the writer's connection. The conformance suite compares what the two
+/// return for one token, so their decoding cannot drift apart.
+fn load_refresh_for_writer(
+    conn: &Connection,
+    hash: &str,
+) -> Result<Option<RefreshState>, StoreError> {
+    let mut select = conn.prepare_cached(LOAD_REFRESH).store_err()?;
+    let mut rows = select.query([hash]).store_err()?;
+    let Some(row) = rows.next().store_err()? else {
+        return Ok(None);
+    };
+    Ok(Some(RefreshState {
+        hash: get_w(row, "hash")?,
+        family: Family {
+            id: get_w(row, "family_id")?,
+            client_id: get_w(row, "client_id")?,
+            subject: get_w(row, "subject")?,
+            scope: parse_col("scope", &get_w::<String>(row, "scope")?)?,
+            created_at: get_w(row, "family_created_at")?,
+            session_expires_at: get_w(row, "session_expires_at")?,
+            revoked_at: get_w(row, "revoked_at")?,
+        },
+        issued_at: get_w(row, "issued_at")?,
+        expires_at: get_w(row, "expires_at")?,
+        used_at: get_w(row, "used_at")?,
+        successor_hash: get_w(row, "successor_hash")?,
+        successor_sealed: get_w(row, "successor_sealed")?,
+    }))
+}
+
 /// Reads a family from columns aliased as in `find_family` and `load_refresh`.
 fn family_from_row(row: &SqliteRow) -> Result<Family, StoreError> {
     Ok(Family {
@@ -279,4 +308,39 @@ fn family_from_row(row: &SqliteRow) -> Result<Family, StoreError> {
         session_expires_at: get(row, "session_expires_at")?,
         revoked_at: get(row, "revoked_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rotation_looks_up_one_family_instead_of_scanning_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("khoa.db");
+        let url = format!("sqlite://{}", path.display());
+        super::super::migrate(&url, &crate::StoreOptions::default())
+            .await
+            .unwrap();
+        let conn = super::super::open_writer(&path, std::time::Duration::ZERO).unwrap();
+
+        let mut explain = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {ROTATE}"))
+            .unwrap();
+        let plan: Vec<String> = explain
+            .query_map([0, 0, 0, 0], |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+
+        assert!(
+            plan.iter().all(|step| !step.starts_with("SCAN")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH f USING INDEX")),
+            "{plan:?}"
+        );
+    }
 }

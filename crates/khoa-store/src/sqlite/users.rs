@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use khoa_core::model::User;
 use khoa_core::store::{NewUser, StoreError, UserStore};
+use rusqlite::params;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Db, ResultExt, changed, get, parse_col};
@@ -23,22 +24,22 @@ impl UserStore for SqliteUsers {
         let row = created.clone();
         self.0
             .writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO users \
-                         (id, username, password_hash, disabled, allowed_scopes, created_at) \
-                         VALUES (?, ?, ?, 0, ?, ?)",
-                    )
-                    .bind(&row.id)
-                    .bind(&row.username)
-                    .bind(&row.password_hash)
-                    .bind(row.allowed_scopes.as_ref().map(ToString::to_string))
-                    .bind(row.created_at)
-                    .execute(conn)
-                    .await
-                    .on_unique("username")
+            .write_one(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO users \
+                     (id, username, password_hash, disabled, allowed_scopes, created_at) \
+                     VALUES (?, ?, ?, 0, ?, ?)",
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![
+                        row.id,
+                        row.username,
+                        row.password_hash,
+                        row.allowed_scopes.as_ref().map(ToString::to_string),
+                        row.created_at,
+                    ])
                 })
+                .on_unique("username")
             })
             .await?;
         Ok(created)
@@ -87,16 +88,11 @@ impl UserStore for SqliteUsers {
         let (username, hash) = (username.to_owned(), hash.to_owned());
         self.0
             .writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
-                        .bind(&hash)
-                        .bind(&username)
-                        .execute(conn)
-                        .await
-                        .store_err()
-                        .map(changed)
-                })
+            .write_one(move |conn| {
+                conn.prepare_cached("UPDATE users SET password_hash = ? WHERE username = ?")
+                    .and_then(|mut update| update.execute(params![hash, username]))
+                    .store_err()
+                    .map(changed)
             })
             .await
     }
@@ -105,16 +101,11 @@ impl UserStore for SqliteUsers {
         let username = username.to_owned();
         self.0
             .writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE users SET disabled = ? WHERE username = ?")
-                        .bind(disabled)
-                        .bind(&username)
-                        .execute(conn)
-                        .await
-                        .store_err()
-                        .map(changed)
-                })
+            .write_one(move |conn| {
+                conn.prepare_cached("UPDATE users SET disabled = ? WHERE username = ?")
+                    .and_then(|mut update| update.execute(params![disabled, username]))
+                    .store_err()
+                    .map(changed)
             })
             .await
     }
@@ -123,15 +114,11 @@ impl UserStore for SqliteUsers {
         let username = username.to_owned();
         self.0
             .writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query("DELETE FROM users WHERE username = ?")
-                        .bind(&username)
-                        .execute(conn)
-                        .await
-                        .store_err()
-                        .map(changed)
-                })
+            .write_one(move |conn| {
+                conn.prepare_cached("DELETE FROM users WHERE username = ?")
+                    .and_then(|mut delete| delete.execute([username]))
+                    .store_err()
+                    .map(changed)
             })
             .await
     }

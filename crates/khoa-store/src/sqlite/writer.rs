@@ -1,29 +1,31 @@
-//! Group commit: one task owns the only writing connection and commits many callers' writes in
+//! Group commit: one thread owns the only writing connection and commits many callers' writes in
 //! one transaction, so that they share one fsync.
 //!
 //! SQLite serialises writers anyway; with `synchronous = FULL` each commit costs an fsync, and
-//! one transaction per token would cap throughput at the disk's fsync rate. Here the task takes
+//! one transaction per token would cap throughput at the disk's fsync rate. Here the thread takes
 //! the first queued job, drains whatever else is already queued (up to `batch_max`) and runs
-//! them all between `BEGIN IMMEDIATE` and `COMMIT`, each inside its own `SAVEPOINT`, so one
-//! failing job (a unique conflict, say) is rolled back alone. Nobody hears back before the
-//! `COMMIT` returned: an `Ok` means durable.
+//! them all between `BEGIN IMMEDIATE` and `COMMIT`, so that one failing job (a unique
+//! conflict, say) is rolled back alone: SQLite undoes a failed statement by itself, and a job
+//! of several statements runs inside its own `SAVEPOINT`. Nobody hears back before the `COMMIT`
+//! returned: an `Ok` means durable.
+//!
+//! A thread of its own, not a task, with a synchronous `rusqlite` connection: a batch is a
+//! dozen statements or a few hundred, and run from a task each would be a round trip to the
+//! driver's worker thread. Here a batch costs two thread switches, the hand-over of the queue
+//! and the answers, whatever its size. The thread blocks on the queue when idle and on the
+//! disk while committing, which is what it is for.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
 
 use khoa_core::store::StoreError;
-use sqlx::Connection;
-use sqlx::sqlite::SqliteConnection;
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use super::ResultExt;
 
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A handle on the writer task; cheap to clone. The task stops once every handle is gone.
+/// A handle on the writer thread; cheap to clone. The thread stops once every handle is gone.
 #[derive(Clone)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
@@ -31,49 +33,75 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Hands `conn` to a new writer task. The handle is only awaited by tests: in production the
-    /// task ends by itself when the stores are dropped.
-    pub(crate) fn spawn(conn: SqliteConnection, batch_max: usize) -> (Writer, JoinHandle<()>) {
-        // `recv_many` with a limit of 0 would return at once, forever.
+    /// Hands `conn` to a new writer thread. The handle is only joined by tests: in production the
+    /// thread ends by itself when the stores are dropped.
+    pub(crate) fn spawn(
+        conn: Connection,
+        batch_max: usize,
+    ) -> Result<(Writer, thread::JoinHandle<()>), StoreError> {
+        // `blocking_recv_many` with a limit of 0 would return at once, forever.
         let batch_max = batch_max.max(1);
         // Bounded, so that a disk slower than the request rate pushes back on the callers
         // instead of queueing without limit.
         let (jobs, queue) = mpsc::channel(batch_max * 2);
         let commits = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(run(conn, queue, batch_max, commits.clone()));
-        (Writer { jobs, commits }, task)
+        let thread = thread::Builder::new()
+            .name("khoa-sqlite-writer".into())
+            .spawn({
+                let commits = commits.clone();
+                move || run(conn, queue, batch_max, &commits)
+            })
+            .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
+        Ok((Writer { jobs, commits }, thread))
     }
 
     /// Runs `work` on the writer connection inside the next batch's transaction and returns its
-    /// result once that transaction committed. An `Err` from `work` rolls back `work` alone.
+    /// result once that transaction committed. An `Err` from `work` rolls back `work` alone,
+    /// through a savepoint around it.
+    ///
+    /// `work` runs on the writer thread, between other callers' jobs: it must not block on
+    /// anything but the database.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(work).await?.await.map_err(|_| stopped())?
+        let answer = self.submit(Undo::Savepoint, work).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// [`Writer::write`] for a `work` that changes the database in one statement and fails only
+    /// through it: SQLite undoes a failed statement by itself, and the savepoint would only cost
+    /// (it copies every page the job touches). Should `work` fail after a statement that
+    /// changed rows all the same, its whole batch fails rather than commit half of it.
+    pub(crate) async fn write_one<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let answer = self.submit(Undo::Statement, work).await?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Queues `work` and returns the receiver of its answer: the first half of
     /// [`Writer::write`], separate so that tests can fill the queue deterministically.
     async fn submit<T, F>(
         &self,
+        undo: Undo,
         work: F,
     ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending {
+            undo,
             work: Some(work),
             outcome: None,
             reply,
         });
+        // Waits for room when the queue is full: the back-pressure.
         self.jobs.send(job).await.map_err(|_| stopped())?;
         Ok(answer)
     }
@@ -93,19 +121,30 @@ pub(crate) fn stopped() -> StoreError {
     StoreError::Unavailable("the database writer has stopped".into())
 }
 
-// A job is a boxed async closure over the writer's connection, not an enum of write operations:
-// each store method keeps its write SQL next to its reads in its aggregate's file, the writer
-// knows nothing but transactions, and a new write needs no new variant. The cost, one
-// allocation per write, is nothing next to the fsync it shares.
+// A job is a boxed closure over the writer's connection, not an enum of write operations: each
+// store method keeps its write SQL next to its reads in its aggregate's file, the writer knows
+// nothing but transactions, and a new write needs no new variant. The cost, one allocation per
+// write, is nothing next to the fsync it shares.
 trait Job: Send {
-    /// Runs the write and keeps its result; returns whether it succeeded (if not, its savepoint
-    /// must be rolled back).
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    fn undo(&self) -> Undo;
+    /// Runs the write and keeps its result; returns its error, if any, for the writer to decide
+    /// what must be rolled back.
+    fn run(&mut self, conn: &Connection) -> Result<(), StoreError>;
     /// Answers the caller once the fate of the whole batch is known.
     fn answer(self: Box<Self>, batch: &Result<(), StoreError>);
 }
 
+/// How a failed job's changes are undone.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Undo {
+    /// By SQLite itself: the job's one statement failed and took its changes with it.
+    Statement,
+    /// By `ROLLBACK TO` the savepoint taken before the job.
+    Savepoint,
+}
+
 struct Pending<T, F> {
+    undo: Undo,
     work: Option<F>,
     outcome: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -114,20 +153,23 @@ struct Pending<T, F> {
 impl<T, F> Job for Pending<T, F>
 where
     T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-        + Send
-        + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
-        Box::pin(async move {
-            let Some(work) = self.work.take() else {
-                return false;
-            };
-            let outcome = work(conn).await;
-            let ok = outcome.is_ok();
-            self.outcome = Some(outcome);
-            ok
-        })
+    fn undo(&self) -> Undo {
+        self.undo
+    }
+
+    fn run(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        let Some(work) = self.work.take() else {
+            return Err(StoreError::Other("write job run twice".into()));
+        };
+        let outcome = work(conn);
+        let status = match &outcome {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.clone()),
+        };
+        self.outcome = Some(outcome);
+        status
     }
 
     fn answer(self: Box<Self>, batch: &Result<(), StoreError>) {
@@ -143,17 +185,17 @@ where
     }
 }
 
-async fn run(
-    mut conn: SqliteConnection,
+fn run(
+    conn: Connection,
     mut queue: mpsc::Receiver<Box<dyn Job>>,
     batch_max: usize,
-    commits: Arc<AtomicU64>,
+    commits: &AtomicU64,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
-    // `recv_many` waits for one job, then takes whatever else is already queued: under load
-    // batches grow by themselves, when idle a lone write commits at once.
-    while queue.recv_many(&mut batch, batch_max).await > 0 {
-        let outcome = commit_batch(&mut conn, &mut batch).await;
+    // Waits for one job, then takes whatever else is already queued: under load batches grow
+    // by themselves, when idle a lone write commits at once. `None` once every handle is gone.
+    while queue.blocking_recv_many(&mut batch, batch_max) > 0 {
+        let outcome = commit_batch(&conn, &mut batch);
         if outcome.is_ok() {
             commits.fetch_add(1, Ordering::Relaxed);
         }
@@ -162,48 +204,73 @@ async fn run(
             job.answer(&outcome);
         }
     }
-    if let Err(e) = conn.close().await {
+    if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the writer connection failed");
     }
 }
 
-async fn commit_batch(
-    conn: &mut SqliteConnection,
-    jobs: &mut [Box<dyn Job>],
-) -> Result<(), StoreError> {
+fn commit_batch(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
     // IMMEDIATE takes the write lock up front: a deferred transaction that reads first could
     // fail with SQLITE_BUSY half-way when another process writes the same file.
-    exec(conn, "BEGIN IMMEDIATE").await?;
-    let outcome = match run_jobs(conn, jobs).await {
-        Ok(()) => exec(conn, "COMMIT").await,
-        Err(e) => Err(e),
-    };
-    if outcome.is_err() {
-        // A failed COMMIT (a deferred constraint, a full disk) leaves the transaction open; an
-        // I/O error may already have rolled it back, so this may fail too, harmlessly.
-        let _ = exec(conn, "ROLLBACK").await;
+    exec(conn, "BEGIN IMMEDIATE")?;
+    let outcome = run_jobs(conn, jobs).and_then(|()| exec(conn, "COMMIT"));
+    // A failed COMMIT (a deferred constraint, a full disk) leaves the transaction open, unless
+    // SQLite already rolled it back (an I/O error).
+    if outcome.is_err() && !conn.is_autocommit() {
+        let _ = exec(conn, "ROLLBACK");
     }
     outcome
 }
 
-async fn run_jobs(
-    conn: &mut SqliteConnection,
-    jobs: &mut [Box<dyn Job>],
-) -> Result<(), StoreError> {
+fn run_jobs(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
     for job in jobs {
-        exec(conn, "SAVEPOINT job").await?;
-        if !job.run(conn).await {
-            exec(conn, "ROLLBACK TO job").await?;
+        let undo = job.undo();
+        if undo == Undo::Savepoint {
+            exec(conn, "SAVEPOINT job")?;
         }
-        exec(conn, "RELEASE job").await?;
+        // Rows changed by statements that completed; a failed statement adds none.
+        let changes_before = conn.total_changes();
+        let Err(e) = job.run(conn) else {
+            if undo == Undo::Savepoint {
+                exec(conn, "RELEASE job")?;
+            }
+            continue;
+        };
+        if conn.is_autocommit() {
+            // SQLite rolled back the whole transaction itself (a full disk, an I/O error): the
+            // jobs before this one are lost with it, and those after must not run outside a
+            // transaction. The others hear why, but not as a conflict of theirs.
+            return Err(batch_error("rolled the transaction back", e));
+        }
+        match undo {
+            Undo::Savepoint => {
+                exec(conn, "ROLLBACK TO job")?;
+                exec(conn, "RELEASE job")?;
+            }
+            // Nothing of the job is left, as promised: the batch goes on.
+            Undo::Statement if conn.total_changes() == changes_before => {}
+            // A statement of the job completed before it failed, and without a savepoint only
+            // the whole transaction can take it back.
+            Undo::Statement => {
+                return Err(batch_error("failed half-way without a savepoint", e));
+            }
+        }
     }
     Ok(())
 }
 
-async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), StoreError> {
-    sqlx::raw_sql(sql)
-        .execute(&mut *conn)
-        .await
+/// What the other jobs of a batch hear when one job's failure costs them their transaction.
+fn batch_error(what: &str, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(_) => e,
+        // Not `Conflict`: their own rows collided with nothing.
+        other => StoreError::Other(format!("a write of the same batch {what}: {other}")),
+    }
+}
+
+fn exec(conn: &Connection, sql: &'static str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut statement| statement.execute([]))
         .store_err()
         .map(drop)
 }
@@ -211,39 +278,32 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), Stor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::{Connection, Row};
 
-    /// A writer on a private in-memory database with one table `t(k TEXT PRIMARY KEY)`.
-    async fn writer(batch_max: usize) -> (Writer, JoinHandle<()>) {
-        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
-        sqlx::raw_sql(
-            "CREATE TABLE t (k TEXT PRIMARY KEY); \
+    /// A writer on a private in-memory database with a table `t(k TEXT PRIMARY KEY)` and a
+    /// `child` whose foreign key is only checked at COMMIT.
+    fn writer(batch_max: usize) -> (Writer, thread::JoinHandle<()>) {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; \
+             CREATE TABLE t (k TEXT PRIMARY KEY); \
              CREATE TABLE child (p TEXT REFERENCES t (k) DEFERRABLE INITIALLY DEFERRED);",
         )
-        .execute(&mut conn)
-        .await
         .unwrap();
-        Writer::spawn(conn, batch_max)
+        Writer::spawn(conn, batch_max).unwrap()
     }
 
-    async fn insert(conn: &mut SqliteConnection, k: String) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO t (k) VALUES (?)")
-            .bind(k)
-            .execute(conn)
-            .await
+    fn insert(conn: &Connection, k: &str) -> Result<(), StoreError> {
+        conn.prepare_cached("INSERT INTO t (k) VALUES (?)")
+            .and_then(|mut insert| insert.execute([k]))
             .on_unique("k")
             .map(drop)
     }
 
     async fn keys(w: &Writer) -> Vec<String> {
         w.write(|conn| {
-            Box::pin(async move {
-                let rows = sqlx::query("SELECT k FROM t ORDER BY k")
-                    .fetch_all(conn)
-                    .await
-                    .store_err()?;
-                Ok(rows.iter().map(|r| r.get::<String, _>("k")).collect())
-            })
+            let mut select = conn.prepare("SELECT k FROM t ORDER BY k").store_err()?;
+            let rows = select.query_map([], |row| row.get(0)).store_err()?;
+            rows.collect::<Result<_, _>>().store_err()
         })
         .await
         .unwrap()
@@ -260,12 +320,11 @@ mod tests {
         let (started_tx, started) = oneshot::channel();
         let (release, gate) = oneshot::channel::<()>();
         let done = w
-            .submit(move |_conn| {
-                Box::pin(async move {
-                    let _ = started_tx.send(());
-                    let _ = gate.await;
-                    Ok(())
-                })
+            .submit(Undo::Statement, move |_conn| {
+                let _ = started_tx.send(());
+                // The writer's own thread, not the runtime's: blocking is allowed here.
+                let _ = gate.blocking_recv();
+                Ok(())
             })
             .await
             .unwrap();
@@ -275,24 +334,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_job_is_rolled_back_alone_and_the_rest_of_its_batch_commits() {
-        let (w, _) = writer(16).await;
+        let (w, _) = writer(16);
         let (release, held) = hold(&w).await;
         let first = w
-            .submit(|conn| Box::pin(insert(conn, "a".into())))
+            .submit(Undo::Statement, |conn| insert(conn, "a"))
             .await
             .unwrap();
-        // Writes "b", then collides: "b" must go with it.
+        // Writes "b", then collides: its savepoint takes "b" back.
         let failing = w
-            .submit(|conn| {
-                Box::pin(async move {
-                    insert(&mut *conn, "b".into()).await?;
-                    insert(conn, "a".into()).await
-                })
+            .submit(Undo::Savepoint, |conn| {
+                insert(conn, "b")?;
+                insert(conn, "a")
             })
             .await
             .unwrap();
+        // Collides at once: SQLite takes the statement back by itself.
+        let colliding = w
+            .submit(Undo::Statement, |conn| insert(conn, "a"))
+            .await
+            .unwrap();
         let last = w
-            .submit(|conn| Box::pin(insert(conn, "c".into())))
+            .submit(Undo::Statement, |conn| insert(conn, "c"))
             .await
             .unwrap();
         release.send(()).unwrap();
@@ -303,22 +365,28 @@ mod tests {
             failing.await.unwrap(),
             Err(StoreError::Conflict("k".into()))
         );
+        assert_eq!(
+            colliding.await.unwrap(),
+            Err(StoreError::Conflict("k".into()))
+        );
         assert_eq!(last.await.unwrap(), Ok(()));
         assert_eq!(keys(&w).await, ["a", "c"]);
-        // The hold, the batch of three, the read.
+        // The hold, the batch of four, the read.
         assert_eq!(w.commits(), 3);
     }
 
     #[tokio::test]
     async fn queued_jobs_share_one_transaction() {
-        let (w, _) = writer(256).await;
+        let (w, _) = writer(256);
         let (release, held) = hold(&w).await;
         let mut answers = Vec::new();
         for i in 0..100 {
             answers.push(
-                w.submit(move |conn| Box::pin(insert(conn, format!("k{i:03}"))))
-                    .await
-                    .unwrap(),
+                w.submit(Undo::Statement, move |conn| {
+                    insert(conn, &format!("k{i:03}"))
+                })
+                .await
+                .unwrap(),
             );
         }
         release.send(()).unwrap();
@@ -331,14 +399,14 @@ mod tests {
         assert_eq!(keys(&w).await.len(), 100);
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_callers_are_batched() {
-        let (w, _) = writer(256).await;
+        let (w, _) = writer(256);
         let tasks: Vec<_> = (0..100)
             .map(|i| {
                 let w = w.clone();
                 tokio::spawn(async move {
-                    w.write(move |conn| Box::pin(insert(conn, format!("k{i:03}"))))
+                    w.write_one(move |conn| insert(conn, &format!("k{i:03}")))
                         .await
                 })
             })
@@ -352,15 +420,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_never_exceeds_batch_max() {
-        let (w, _) = writer(10).await;
+        let (w, _) = writer(10);
         let (release, held) = hold(&w).await;
         let mut answers = Vec::new();
         // Stays under the queue's capacity (2 × batch_max), or `submit` would wait for the hold.
         for i in 0..20 {
             answers.push(
-                w.submit(move |conn| Box::pin(insert(conn, format!("k{i:02}"))))
-                    .await
-                    .unwrap(),
+                w.submit(Undo::Statement, move |conn| {
+                    insert(conn, &format!("k{i:02}"))
+                })
+                .await
+                .unwrap(),
             );
         }
         release.send(()).unwrap();
@@ -373,23 +443,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_queue_makes_callers_wait_for_room() {
+        let (w, _) = writer(1);
+        let (release, held) = hold(&w).await;
+        // Capacity 2 × batch_max: two jobs fit behind the hold, the third must wait.
+        let queued = [
+            w.submit(Undo::Statement, |conn| insert(conn, "a"))
+                .await
+                .unwrap(),
+            w.submit(Undo::Statement, |conn| insert(conn, "b"))
+                .await
+                .unwrap(),
+        ];
+        let third = w.submit(Undo::Statement, |conn| insert(conn, "c"));
+        tokio::pin!(third);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            third.as_mut().poll(&mut cx).is_pending(),
+            "the third write waits while the queue is full"
+        );
+        release.send(()).unwrap();
+
+        held.await.unwrap().unwrap();
+        let third = third.await.unwrap();
+        for answer in queued {
+            answer.await.unwrap().unwrap();
+        }
+        third.await.unwrap().unwrap();
+        assert_eq!(keys(&w).await, ["a", "b", "c"]);
+    }
+
+    #[tokio::test]
     async fn a_failed_commit_fails_every_job_of_the_batch() {
-        let (w, _) = writer(16).await;
+        let (w, _) = writer(16);
         let (release, held) = hold(&w).await;
         let fine = w
-            .submit(|conn| Box::pin(insert(conn, "a".into())))
+            .submit(Undo::Statement, |conn| insert(conn, "a"))
             .await
             .unwrap();
         // A deferred foreign key passes the statement and fails the COMMIT.
         let dangling = w
-            .submit(|conn| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO child (p) VALUES ('nobody')")
-                        .execute(conn)
-                        .await
-                        .store_err()
-                        .map(drop)
-                })
+            .submit(Undo::Statement, |conn| {
+                conn.execute("INSERT INTO child (p) VALUES ('nobody')", [])
+                    .store_err()
+                    .map(drop)
             })
             .await
             .unwrap();
@@ -400,22 +497,84 @@ mod tests {
         assert!(matches!(dangling.await.unwrap(), Err(StoreError::Other(_))));
         assert!(keys(&w).await.is_empty(), "the whole batch was rolled back");
         // And the writer goes on.
-        w.write(|conn| Box::pin(insert(conn, "b".into())))
-            .await
-            .unwrap();
+        w.write_one(|conn| insert(conn, "b")).await.unwrap();
         assert_eq!(keys(&w).await, ["b"]);
     }
 
     #[tokio::test]
-    async fn the_writer_stops_when_the_last_handle_is_dropped() {
-        let (w, task) = writer(16).await;
-        let other = w.clone();
-        w.write(|conn| Box::pin(insert(conn, "a".into())))
+    async fn a_job_that_ends_the_transaction_fails_its_whole_batch() {
+        let (w, _) = writer(16);
+        let (release, held) = hold(&w).await;
+        let before = w
+            .submit(Undo::Statement, |conn| insert(conn, "a"))
             .await
             .unwrap();
+        // OR ROLLBACK: SQLite answers the conflict by rolling back the whole transaction, as it
+        // does on a full disk or an I/O error.
+        let ender = w
+            .submit(Undo::Statement, |conn| {
+                conn.execute("INSERT OR ROLLBACK INTO t (k) VALUES ('a')", [])
+                    .on_unique("k")
+                    .map(drop)
+            })
+            .await
+            .unwrap();
+        let after = w
+            .submit(Undo::Statement, |conn| insert(conn, "c"))
+            .await
+            .unwrap();
+        release.send(()).unwrap();
+
+        held.await.unwrap().unwrap();
+        assert_eq!(ender.await.unwrap(), Err(StoreError::Conflict("k".into())));
+        // Not `Conflict`: their own rows collided with nothing.
+        assert!(matches!(before.await.unwrap(), Err(StoreError::Other(_))));
+        assert!(matches!(after.await.unwrap(), Err(StoreError::Other(_))));
+        assert!(
+            keys(&w).await.is_empty(),
+            "nothing committed, not even outside a transaction"
+        );
+        // The hold and the read only.
+        assert_eq!(w.commits(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_job_without_savepoint_that_fails_half_way_fails_its_whole_batch() {
+        let (w, _) = writer(16);
+        let (release, held) = hold(&w).await;
+        let before = w
+            .submit(Undo::Statement, |conn| insert(conn, "a"))
+            .await
+            .unwrap();
+        // Breaks the promise of `write_one`: "b" goes in, then the second statement fails.
+        let half = w
+            .submit(Undo::Statement, |conn| {
+                insert(conn, "b")?;
+                insert(conn, "a")
+            })
+            .await
+            .unwrap();
+        release.send(()).unwrap();
+
+        held.await.unwrap().unwrap();
+        assert_eq!(half.await.unwrap(), Err(StoreError::Conflict("k".into())));
+        assert!(matches!(before.await.unwrap(), Err(StoreError::Other(_))));
+        assert!(keys(&w).await.is_empty(), "no half of a job was committed");
+        w.write_one(|conn| insert(conn, "c")).await.unwrap();
+        assert_eq!(keys(&w).await, ["c"]);
+    }
+
+    #[tokio::test]
+    async fn the_writer_stops_when_the_last_handle_is_dropped() {
+        let (w, thread) = writer(16);
+        let other = w.clone();
+        w.write_one(|conn| insert(conn, "a")).await.unwrap();
         drop(w);
         assert!(!other.is_stopped());
         drop(other);
-        task.await.expect("the writer task ends without panicking");
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap()
+            .expect("the writer thread ends without panicking");
     }
 }
