@@ -46,8 +46,8 @@ impl TokenStore for PgTokens {
         let won = sqlx::query(
             "UPDATE refresh_tokens \
              SET used_at = $1, successor_hash = $2, successor_sealed = $3 \
-             WHERE hash = $4 AND used_at IS NULL AND family_id IN \
-               (SELECT id FROM token_families WHERE revoked_at IS NULL)",
+             WHERE hash = $4 AND used_at IS NULL AND EXISTS (SELECT 1 FROM token_families f \
+               WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL)",
         )
         .bind(r.used_at)
         .bind(&r.successor.hash)
