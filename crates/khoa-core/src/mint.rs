@@ -189,11 +189,20 @@ impl Minter {
         self.clock.now()
     }
 
-    pub(crate) fn grantee(&self, subject: &str, account: &str) -> Grantee {
+    /// The grantee of a new session. A `KEYID` is drawn only when the client's policy makes
+    /// account-shaped tokens: every other issuance skips the random draw.
+    pub(crate) fn grantee(&self, client: &Client, subject: &str, account: &str) -> Grantee {
+        let policy = &client.policy;
+        let account_shaped = policy.access_format == AccessTokenFormat::Account
+            || policy.refresh_format == RefreshTokenFormat::Account;
         Grantee {
             subject: subject.to_owned(),
             account: account.to_owned(),
-            key_id: random_upper(&*self.random, 10),
+            key_id: if account_shaped {
+                random_upper(&*self.random, 10)
+            } else {
+                String::new()
+            },
         }
     }
 

@@ -29,7 +29,9 @@ impl GrantHandler for ClientCredentialsGrant {
         }
         let scope = resolve_scope(request.scope.as_deref(), client, None)?;
         // §4.4.3: a refresh token SHOULD NOT be included; the client can always ask again.
-        let grantee = self.minter.grantee(&client.client_id, &client.client_id);
+        let grantee = self
+            .minter
+            .grantee(client, &client.client_id, &client.client_id);
         self.minter.issue(client, &grantee, scope, false).await
     }
 }

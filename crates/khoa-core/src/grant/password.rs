@@ -54,7 +54,7 @@ impl GrantHandler for PasswordGrant {
             user.allowed_scopes.as_ref(),
         )?;
         let with_refresh = wants_refresh(client, &scope);
-        let grantee = self.minter.grantee(&user.id, &user.username);
+        let grantee = self.minter.grantee(client, &user.id, &user.username);
         self.minter
             .issue(client, &grantee, scope, with_refresh)
             .await

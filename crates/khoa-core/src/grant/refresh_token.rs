@@ -74,14 +74,14 @@ impl GrantHandler for RefreshTokenGrant {
 }
 
 /// Account-shaped tokens keep the account and key id of the session they continue.
-fn grantee_of(m: &Minter, presented: &str, subject: &str) -> Grantee {
+fn grantee_of(m: &Minter, client: &Client, presented: &str, subject: &str) -> Grantee {
     match parse_account_token(presented) {
         Some((account, key_id)) => Grantee {
             subject: subject.to_owned(),
             account: account.to_owned(),
             key_id: key_id.to_owned(),
         },
-        None => m.grantee(subject, subject),
+        None => m.grantee(client, subject, subject),
     }
 }
 
@@ -121,7 +121,7 @@ impl RefreshTokenGrant {
     ) -> Result<Result<IssuedTokens, RefreshState>, EngineError> {
         let m = &self.minter;
         let family = &state.family;
-        let grantee = grantee_of(m, presented, &family.subject);
+        let grantee = grantee_of(m, client, presented, &family.subject);
         let session = SessionRef {
             id: &family.id,
             ends_at: family.session_expires_at,
@@ -195,7 +195,7 @@ impl RefreshTokenGrant {
         let scope = narrowed_scope(request, &family.scope)?;
         self.check_owner_still_active(&family.subject).await?;
         let m = &self.minter;
-        let grantee = grantee_of(m, presented, &family.subject);
+        let grantee = grantee_of(m, client, presented, &family.subject);
         let session = SessionRef {
             id: &family.id,
             ends_at: family.session_expires_at,
