@@ -17,9 +17,10 @@ use crate::mint::{IssuedTokens, KeyRingHandle, Minter};
 use crate::model::{AccessTokenFormat, Client, GrantType, UnixTime, User};
 use crate::partner::Partners;
 use crate::password::{PasswordHasher, PasswordParams};
+use crate::revocation::{Introspection, RevocationList, TokenKind};
 use crate::scope::ScopeSet;
 use crate::secret::{SecretHasher, generate_token, random_hex, token_hash};
-use crate::store::{NewUser, StoreError, Stores};
+use crate::store::{NewUser, RefreshState, RevokedJwt, StoreError, Stores};
 
 /// Settings the engine needs; the server fills them from its typed config.
 #[derive(Clone, Debug)]
@@ -48,6 +49,8 @@ pub struct Principal {
     pub format: AccessTokenFormat,
     /// SHA-256 (hex) of the `otp_token` bound to the token, if its policy issued one.
     pub otp_hash: Option<String>,
+    /// `jti` of a JWT access token; stored tokens are named by their hash instead.
+    pub token_id: Option<String>,
 }
 
 impl Principal {
@@ -86,6 +89,7 @@ pub struct Engine {
     clients: ClientCache,
     keys: Arc<KeyRingHandle>,
     partners: Partners,
+    revocations: RevocationList,
     password_grant: PasswordGrant,
     client_credentials_grant: ClientCredentialsGrant,
     refresh_grant: RefreshTokenGrant,
@@ -139,6 +143,7 @@ impl Engine {
                 users: stores.users.clone(),
                 minter,
             },
+            revocations: RevocationList::new(stores.tokens.clone()),
             config,
             stores,
             clock,
@@ -273,6 +278,14 @@ impl Engine {
             if claims.exp <= now {
                 return Err(BearerError::Invalid("expired"));
             }
+            if self
+                .revocations
+                .is_revoked(&claims.jti, now)
+                .await
+                .map_err(unavailable)?
+            {
+                return Err(BearerError::Invalid("revoked"));
+            }
             if let Some(sid) = &claims.sid {
                 let family = self
                     .stores
@@ -292,6 +305,7 @@ impl Engine {
                 expires_at: claims.exp,
                 format: AccessTokenFormat::Jwt,
                 otp_hash: claims.otp_sha256,
+                token_id: Some(claims.jti),
             });
         }
         let state = self
@@ -324,6 +338,145 @@ impl Engine {
             expires_at: r.expires_at,
             format,
             otp_hash: r.otp_hash,
+            token_id: None,
+        })
+    }
+
+    /// RFC 7009 §2: revokes `token` if it is one of `auth`'s client's. Unknown tokens, tokens
+    /// of other clients and already invalid tokens are not an error (§2.2: the client cannot
+    /// act on the difference, and telling it would reveal which tokens exist).
+    pub async fn revoke(
+        &self,
+        auth: &ClientAuth,
+        token: &str,
+        hint: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let client = self.authenticate_client(auth).await?;
+        let now = self.now();
+        let hash = token_hash(token);
+        for kind in TokenKind::search_order(hint) {
+            let found = match kind {
+                TokenKind::Refresh => match self.stores.tokens.find_refresh(&hash).await? {
+                    // §2.1: a refresh token takes its grant's access tokens with it: the family
+                    // is what every one of them checks.
+                    Some(state) => {
+                        if state.family.client_id == client.client_id {
+                            self.stores
+                                .tokens
+                                .revoke_family(&state.family.id, now)
+                                .await?;
+                        }
+                        true
+                    }
+                    None => false,
+                },
+                TokenKind::Access => self.revoke_access(&client, token, &hash, now).await?,
+            };
+            if found {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Revokes an access token of `client`; returns whether `token` is an access token khoa
+    /// knows (of whichever client).
+    async fn revoke_access(
+        &self,
+        client: &Client,
+        token: &str,
+        hash: &str,
+        now: UnixTime,
+    ) -> Result<bool, EngineError> {
+        if token.len() <= 4096 && token.bytes().filter(|b| *b == b'.').count() == 2 {
+            let Some(claims) = self.key_ring().verify_signature(token) else {
+                return Ok(false);
+            };
+            if claims.client_id == client.client_id && claims.exp > now {
+                let entry = RevokedJwt {
+                    jti: claims.jti,
+                    expires_at: claims.exp,
+                    revoked_at: now,
+                };
+                self.revocations.revoke(entry).await?;
+            }
+            return Ok(true);
+        }
+        match self.stores.tokens.find_access(hash).await? {
+            Some(state) => {
+                if state.record.client_id == client.client_id {
+                    self.stores.tokens.revoke_access(hash).await?;
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// RFC 7662 §2: what an authenticated client may learn about `token`; `None` when it is
+    /// not active (unknown, expired, revoked, redeemed, malformed). Only confidential clients
+    /// may ask: a public client proves nothing about who is asking (§2.1).
+    pub async fn introspect(
+        &self,
+        auth: &ClientAuth,
+        token: &str,
+        hint: Option<&str>,
+    ) -> Result<Option<Introspection>, EngineError> {
+        let client = self.authenticate_client(auth).await?;
+        if client.is_public() {
+            return Err(OAuthError::invalid_client(
+                "introspection requires a confidential client",
+            )
+            .into());
+        }
+        let now = self.now();
+        for kind in TokenKind::search_order(hint) {
+            match kind {
+                TokenKind::Refresh => {
+                    if let Some(state) = self.stores.tokens.find_refresh(&token_hash(token)).await? {
+                        return Ok(self.refresh_introspection(state, now));
+                    }
+                }
+                TokenKind::Access => match self.validate_bearer(token).await {
+                    Ok(p) => {
+                        return Ok(Some(Introspection {
+                            kind: TokenKind::Access,
+                            scope: p.scope,
+                            client_id: p.client_id,
+                            subject: p.subject,
+                            expires_at: p.expires_at,
+                            issued_at: p.issued_at,
+                            audience: self.config.audience.clone(),
+                            issuer: self.config.issuer.clone(),
+                            token_id: p.token_id,
+                        }));
+                    }
+                    Err(BearerError::Unavailable(e)) => {
+                        return Err(EngineError::Unavailable(e));
+                    }
+                    Err(BearerError::Invalid(_)) => {}
+                },
+            }
+        }
+        Ok(None)
+    }
+
+    fn refresh_introspection(&self, state: RefreshState, now: UnixTime) -> Option<Introspection> {
+        let live = state.used_at.is_none()
+            && state.expires_at > now
+            && state.family.revoked_at.is_none()
+            && state.family.session_expires_at > now;
+        live.then(|| Introspection {
+            kind: TokenKind::Refresh,
+            scope: state.family.scope,
+            client_id: state.family.client_id,
+            subject: state.family.subject,
+            expires_at: state.expires_at.min(state.family.session_expires_at),
+            issued_at: state.issued_at,
+            // A refresh token is only ever presented back to khoa itself.
+            audience: self.config.issuer.clone(),
+            issuer: self.config.issuer.clone(),
+            token_id: None,
         })
     }
 

@@ -660,8 +660,10 @@ async fn jwt_access_token_validates_to_its_principal() {
             expires_at: START + TokenPolicy::default().access_ttl,
             format: AccessTokenFormat::Jwt,
             otp_hash: None,
+            token_id: principal.token_id.clone(),
         }
     );
+    assert_eq!(principal.token_id.as_deref().map(str::len), Some(32));
     assert_eq!(tokens.access_token.split('.').count(), 3);
 }
 
@@ -703,6 +705,7 @@ async fn opaque_access_token_validates_to_its_principal() {
             expires_at: START + TokenPolicy::default().access_ttl,
             format: AccessTokenFormat::Opaque,
             otp_hash: None,
+            token_id: None,
         }
     );
 }
@@ -1307,4 +1310,205 @@ async fn a_secret_rotated_by_another_process_works_at_once_and_the_old_one_until
     h.advance(config().client_cache_secs);
     let old = h.client_credentials(basic("svc", CLIENT_SECRET)).await;
     assert_eq!(error_code(old), ErrorCode::InvalidClient);
+}
+
+// ---- revocation (RFC 7009) and introspection (RFC 7662) ----
+
+impl Harness {
+    /// A second node: another engine over the same store and clock.
+    async fn sibling(&self) -> Engine {
+        Engine::new(
+            config(),
+            self.engine.stores().clone(),
+            self.master.clone(),
+            self.clock.clone(),
+            Arc::new(OsRandom),
+        )
+        .await
+        .expect("second engine starts")
+    }
+}
+
+fn hinted(hint: &str) -> Option<&str> {
+    Some(hint)
+}
+
+#[tokio::test]
+async fn revoking_a_jwt_access_token_refuses_it_at_once_on_this_node() {
+    let (h, tokens) = logged_in(TokenPolicy::default()).await;
+    assert!(h.validate(&tokens.access_token).await.is_ok());
+
+    h.engine
+        .revoke(&id_only("app"), &tokens.access_token, hinted("access_token"))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        h.validate(&tokens.access_token).await,
+        Err(BearerError::Invalid("revoked"))
+    );
+    // Only the access token went: the session's refresh token still works.
+    assert!(h.refresh("app", refresh_token(&tokens)).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_jwt_revoked_on_one_node_is_refused_by_another_within_the_poll_interval() {
+    let (h, tokens) = logged_in(TokenPolicy::default()).await;
+    let other = h.sibling().await;
+    assert!(other.validate_bearer(&tokens.access_token).await.is_ok());
+
+    h.engine
+        .revoke(&id_only("app"), &tokens.access_token, None)
+        .await
+        .unwrap();
+    h.advance(crate::revocation::POLL_SECS);
+
+    assert_eq!(
+        other.validate_bearer(&tokens.access_token).await,
+        Err(BearerError::Invalid("revoked"))
+    );
+}
+
+#[tokio::test]
+async fn revoking_a_refresh_token_kills_its_family_and_the_family_s_jwts() {
+    let (h, tokens) = logged_in(TokenPolicy::default()).await;
+
+    // A wrong hint only costs a second lookup.
+    h.engine
+        .revoke(&id_only("app"), refresh_token(&tokens), hinted("access_token"))
+        .await
+        .unwrap();
+
+    assert_invalid(h.validate(&tokens.access_token).await);
+    assert_eq!(
+        error_code(h.refresh("app", refresh_token(&tokens)).await),
+        ErrorCode::InvalidGrant
+    );
+}
+
+#[tokio::test]
+async fn revoking_an_opaque_access_token_deletes_it() {
+    let (h, tokens) = logged_in(opaque_policy()).await;
+
+    h.engine
+        .revoke(&id_only("app"), &tokens.access_token, None)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        h.validate(&tokens.access_token).await,
+        Err(BearerError::Invalid("unknown token"))
+    );
+}
+
+#[tokio::test]
+async fn a_client_cannot_revoke_another_client_s_tokens_and_is_not_told() {
+    let (h, tokens) = logged_in(opaque_policy()).await;
+    h.public_client(client("intruder")).await;
+
+    let answer = h
+        .engine
+        .revoke(&id_only("intruder"), &tokens.access_token, None)
+        .await;
+
+    assert!(answer.is_ok(), "{answer:?}");
+    assert!(h.validate(&tokens.access_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn revocation_of_unknown_tokens_succeeds_but_needs_an_authenticated_client() {
+    let h = Harness::new().await;
+    h.confidential_client(client("rs")).await;
+
+    let unknown = h
+        .engine
+        .revoke(&basic("rs", CLIENT_SECRET), "no-such-token", None)
+        .await;
+    let forged = h
+        .engine
+        .revoke(&basic("rs", CLIENT_SECRET), "a.b.c", None)
+        .await;
+    let wrong_secret = h
+        .engine
+        .revoke(&basic("rs", "not-the-secret"), "no-such-token", None)
+        .await;
+
+    assert!(unknown.is_ok() && forged.is_ok());
+    assert_eq!(error_code(wrong_secret), ErrorCode::InvalidClient);
+}
+
+#[tokio::test]
+async fn introspection_describes_an_active_jwt_access_token() {
+    let (h, tokens) = logged_in(TokenPolicy::default()).await;
+    h.confidential_client(client("rs")).await;
+
+    let found = h
+        .engine
+        .introspect(&basic("rs", CLIENT_SECRET), &tokens.access_token, None)
+        .await
+        .unwrap()
+        .expect("active");
+
+    assert_eq!(found.kind, crate::revocation::TokenKind::Access);
+    assert_eq!(found.client_id, "app");
+    assert_eq!(found.subject, tokens.subject);
+    assert_eq!(found.scope, scopes("offline_access read"));
+    assert_eq!(found.issued_at, START);
+    assert_eq!(found.expires_at, START + TokenPolicy::default().access_ttl);
+    assert_eq!((found.issuer.as_str(), found.audience.as_str()), (ISSUER, AUDIENCE));
+    assert!(found.token_id.is_some());
+}
+
+#[tokio::test]
+async fn introspection_reports_a_refresh_token_active_until_it_is_redeemed() {
+    let (h, tokens) = logged_in(opaque_policy()).await;
+    h.confidential_client(client("rs")).await;
+    let rs = basic("rs", CLIENT_SECRET);
+    let rt = refresh_token(&tokens);
+
+    let before = h.engine.introspect(&rs, rt, hinted("refresh_token")).await;
+    h.refresh("app", rt).await.unwrap();
+    let after = h.engine.introspect(&rs, rt, hinted("refresh_token")).await;
+
+    let before = before.unwrap().expect("active before redemption");
+    assert_eq!(before.kind, crate::revocation::TokenKind::Refresh);
+    assert_eq!(before.client_id, "app");
+    assert_eq!(after.unwrap(), None);
+}
+
+#[tokio::test]
+async fn introspection_reports_invalid_tokens_as_inactive() {
+    let (h, tokens) = logged_in(opaque_policy()).await;
+    h.confidential_client(client("rs")).await;
+    let rs = basic("rs", CLIENT_SECRET);
+    h.engine
+        .revoke(&id_only("app"), &tokens.access_token, None)
+        .await
+        .unwrap();
+
+    for token in [tokens.access_token.as_str(), "unknown", "x.y.z", ""] {
+        assert_eq!(h.engine.introspect(&rs, token, None).await.unwrap(), None);
+    }
+    let (h2, fresh) = logged_in(TokenPolicy::default()).await;
+    h2.confidential_client(client("rs")).await;
+    h2.advance(TokenPolicy::default().access_ttl);
+    let expired = h2.engine.introspect(&rs, &fresh.access_token, None).await;
+    assert_eq!(expired.unwrap(), None);
+}
+
+#[tokio::test]
+async fn introspection_is_refused_to_public_and_unauthenticated_clients() {
+    let (h, tokens) = logged_in(TokenPolicy::default()).await;
+
+    let public = h
+        .engine
+        .introspect(&id_only("app"), &tokens.access_token, None)
+        .await;
+    let nobody = h
+        .engine
+        .introspect(&ClientAuth::None, &tokens.access_token, None)
+        .await;
+
+    assert_eq!(error_code(public), ErrorCode::InvalidClient);
+    assert_eq!(error_code(nobody), ErrorCode::InvalidClient);
 }

@@ -12,6 +12,8 @@
 //!   authentication, grant dispatch, bearer validation, administration.
 //! - [`grant`]: one module per grant (`password`, `client_credentials`, `refresh_token`) behind
 //!   [`grant::GrantHandler`]; the refresh module holds the rotation and reuse rules.
+//! - [`revocation`]: RFC 7009 revocation (the in-memory JWT revocation list every node polls)
+//!   and RFC 7662 introspection results.
 //! - [`mint`]: building access/refresh tokens per policy and committing them; the key ring.
 //! - [`keys`]: Ed25519 signing keys, JWKS, RFC 9068 JWT access tokens.
 //! - [`secret`]: token generation and hashing, client-secret HMAC, the sealed successor.
@@ -35,6 +37,7 @@ pub mod mint;
 pub mod model;
 pub mod partner;
 pub mod password;
+pub mod revocation;
 pub mod scope;
 pub mod secret;
 pub mod store;

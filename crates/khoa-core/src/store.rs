@@ -126,6 +126,15 @@ pub struct AccessState {
     pub revoked: bool,
 }
 
+/// A revoked JWT access token (RFC 7009 §2): kept until it would have expired anyway, so that
+/// validators can refuse it by `jti` although its signature is still good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokedJwt {
+    pub jti: String,
+    pub expires_at: UnixTime,
+    pub revoked_at: UnixTime,
+}
+
 /// Everything one token response creates, written in one transaction.
 #[derive(Clone, Debug, Default)]
 pub struct Issuance {
@@ -171,8 +180,21 @@ pub trait TokenStore: Send + Sync {
     async fn revoke_family(&self, family_id: &str, at: UnixTime) -> Result<bool, StoreError>;
     async fn find_family(&self, family_id: &str) -> Result<Option<Family>, StoreError>;
     async fn find_access(&self, hash: &str) -> Result<Option<AccessState>, StoreError>;
+    /// Deletes one stored (opaque) access token: RFC 7009 revocation. Returns whether it existed.
+    async fn revoke_access(&self, hash: &str) -> Result<bool, StoreError>;
+    /// Adds a JWT access token to the revocation list (idempotent: a second call changes
+    /// nothing).
+    async fn revoke_jwt(&self, revoked: &RevokedJwt) -> Result<(), StoreError>;
+    /// The revocation list's entries with `revoked_at >= since` that have not expired at `now`,
+    /// for validators that keep the list in memory and poll for additions.
+    async fn revoked_jwts_since(
+        &self,
+        since: UnixTime,
+        now: UnixTime,
+    ) -> Result<Vec<RevokedJwt>, StoreError>;
     /// Deletes up to `batch` expired rows (access tokens past `expires_at`, refresh tokens and
-    /// families past their session end) and returns how many went.
+    /// families past their session end, revocation-list entries past the token's `exp`) and
+    /// returns how many went.
     async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError>;
 }
 

@@ -22,6 +22,7 @@ struct Inner {
     families: HashMap<String, Family>,
     refresh: HashMap<String, RefreshRow>,
     access: HashMap<String, AccessRecord>,
+    revoked_jwts: HashMap<String, RevokedJwt>,
     keys: Vec<SigningKeyRecord>,
     partners: HashMap<String, Partner>,
 }
@@ -209,12 +210,37 @@ impl TokenStore for MemoryStore {
             record: a.clone(),
         }))
     }
+    async fn revoke_access(&self, hash: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().access.remove(hash).is_some())
+    }
+    async fn revoke_jwt(&self, revoked: &RevokedJwt) -> Result<(), StoreError> {
+        self.lock()
+            .revoked_jwts
+            .entry(revoked.jti.clone())
+            .or_insert_with(|| revoked.clone());
+        Ok(())
+    }
+    async fn revoked_jwts_since(
+        &self,
+        since: UnixTime,
+        now: UnixTime,
+    ) -> Result<Vec<RevokedJwt>, StoreError> {
+        Ok(self
+            .lock()
+            .revoked_jwts
+            .values()
+            .filter(|r| r.revoked_at >= since && r.expires_at > now)
+            .cloned()
+            .collect())
+    }
     async fn purge_expired(&self, now: UnixTime, _batch: u32) -> Result<u64, StoreError> {
         let mut g = self.lock();
-        let before = g.access.len() + g.refresh.len();
+        let before = g.access.len() + g.refresh.len() + g.revoked_jwts.len();
         g.access.retain(|_, a| a.expires_at > now);
         g.refresh.retain(|_, r| r.0.expires_at > now);
-        Ok((before - g.access.len() - g.refresh.len()) as u64)
+        g.revoked_jwts.retain(|_, r| r.expires_at > now);
+        let after = g.access.len() + g.refresh.len() + g.revoked_jwts.len();
+        Ok((before - after) as u64)
     }
 }
 

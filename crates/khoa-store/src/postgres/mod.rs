@@ -99,13 +99,24 @@ async fn connect_once(
 /// The schema, compiled into the binary like SQLite's. sqlx's PostgreSQL migrator holds an
 /// advisory lock while it runs, so nodes starting together apply each migration once.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let migrations = [
+        (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+        (4, "revoked_jwts", include_str!("../../migrations/postgres/0004_revoked_jwts.sql")),
+    ];
+    Migrator::with_migrations(
+        migrations
+            .into_iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {

@@ -8,8 +8,8 @@
 use async_trait::async_trait;
 use khoa_core::model::UnixTime;
 use khoa_core::store::{
-    AccessRecord, AccessState, Family, Issuance, RefreshRecord, RefreshState, RotateOutcome,
-    Rotation, StoreError, TokenStore,
+    AccessRecord, AccessState, Family, Issuance, RefreshRecord, RefreshState, RevokedJwt,
+    RotateOutcome, Rotation, StoreError, TokenStore,
 };
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Executor, PgPool, Postgres};
@@ -133,6 +133,54 @@ impl TokenStore for PgTokens {
         }))
     }
 
+    async fn revoke_access(&self, hash: &str) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM access_tokens WHERE hash = $1")
+            .bind(hash)
+            .execute(&self.0)
+            .await
+            .store_err()
+            .map(changed)
+    }
+
+    async fn revoke_jwt(&self, revoked: &RevokedJwt) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_jwts (jti, expires_at, revoked_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(&revoked.jti)
+        .bind(revoked.expires_at)
+        .bind(revoked.revoked_at)
+        .execute(&self.0)
+        .await
+        .store_err()
+        .map(drop)
+    }
+
+    async fn revoked_jwts_since(
+        &self,
+        since: UnixTime,
+        now: UnixTime,
+    ) -> Result<Vec<RevokedJwt>, StoreError> {
+        sqlx::query(
+            "SELECT jti, expires_at, revoked_at FROM revoked_jwts \
+             WHERE revoked_at >= $1 AND expires_at > $2",
+        )
+        .bind(since)
+        .bind(now)
+        .fetch_all(&self.0)
+        .await
+        .store_err()?
+        .iter()
+        .map(|row| {
+            Ok(RevokedJwt {
+                jti: get(row, "jti")?,
+                expires_at: get(row, "expires_at")?,
+                revoked_at: get(row, "revoked_at")?,
+            })
+        })
+        .collect()
+    }
+
     async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError> {
         // Every node runs this. Each statement picks at most `left` rows through its expiry
         // index and deletes them by primary key; SKIP LOCKED makes nodes purging at the same
@@ -150,6 +198,8 @@ impl TokenStore for PgTokens {
             // Cascades to what is left of the family's tokens (through their family_id indexes).
             "DELETE FROM token_families WHERE id IN (SELECT id FROM token_families \
              WHERE session_expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            "DELETE FROM revoked_jwts WHERE jti IN (SELECT jti FROM revoked_jwts \
+             WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         ] {
             if left <= 0 {
                 break;

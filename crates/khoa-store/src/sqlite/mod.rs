@@ -134,13 +134,24 @@ fn open_writer(
 /// records what ran in `_sqlx_migrations` together with a checksum, so re-running is a no-op
 /// and an edited, already-applied migration is refused rather than silently skipped.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let migrations = [
+        (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+        (4, "revoked_jwts", include_str!("../../migrations/sqlite/0004_revoked_jwts.sql")),
+    ];
+    Migrator::with_migrations(
+        migrations
+            .into_iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use khoa_core::model::UnixTime;
 use khoa_core::store::{
-    AccessRecord, AccessState, Family, Issuance, RefreshRecord, RefreshState, RotateOutcome,
-    Rotation, StoreError, TokenStore,
+    AccessRecord, AccessState, Family, Issuance, RefreshRecord, RefreshState, RevokedJwt,
+    RotateOutcome, Rotation, StoreError, TokenStore,
 };
 use rusqlite::{Connection, params};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
@@ -143,6 +143,60 @@ impl TokenStore for SqliteTokens {
         }))
     }
 
+    async fn revoke_access(&self, hash: &str) -> Result<bool, StoreError> {
+        let hash = hash.to_owned();
+        self.0
+            .writer
+            .write_one(move |conn| {
+                conn.prepare_cached("DELETE FROM access_tokens WHERE hash = ?")
+                    .and_then(|mut delete| delete.execute([hash]))
+                    .store_err()
+                    .map(changed)
+            })
+            .await
+    }
+
+    async fn revoke_jwt(&self, revoked: &RevokedJwt) -> Result<(), StoreError> {
+        let r = revoked.clone();
+        self.0
+            .writer
+            .write_one(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO revoked_jwts (jti, expires_at, revoked_at) VALUES (?, ?, ?) \
+                     ON CONFLICT (jti) DO NOTHING",
+                )
+                .and_then(|mut insert| insert.execute(params![r.jti, r.expires_at, r.revoked_at]))
+                .store_err()
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn revoked_jwts_since(
+        &self,
+        since: UnixTime,
+        now: UnixTime,
+    ) -> Result<Vec<RevokedJwt>, StoreError> {
+        sqlx::query(
+            "SELECT jti, expires_at, revoked_at FROM revoked_jwts \
+             WHERE revoked_at >= ? AND expires_at > ?",
+        )
+        .bind(since)
+        .bind(now)
+        .fetch_all(&self.0.read)
+        .await
+        .store_err()?
+        .iter()
+        .map(|row| {
+            Ok(RevokedJwt {
+                jti: get(row, "jti")?,
+                expires_at: get(row, "expires_at")?,
+                revoked_at: get(row, "revoked_at")?,
+            })
+        })
+        .collect()
+    }
+
     async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError> {
         self.0
             .writer
@@ -159,6 +213,8 @@ impl TokenStore for SqliteTokens {
                     // Cascades to what is left of the family's tokens.
                     "DELETE FROM token_families WHERE rowid IN \
                      (SELECT rowid FROM token_families WHERE session_expires_at <= ? LIMIT ?)",
+                    "DELETE FROM revoked_jwts WHERE rowid IN \
+                     (SELECT rowid FROM revoked_jwts WHERE expires_at <= ? LIMIT ?)",
                 ] {
                     if left <= 0 {
                         break;

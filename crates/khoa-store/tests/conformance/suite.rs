@@ -12,7 +12,7 @@ use khoa_core::model::{
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
     AccessRecord, Family, Issuance, KeyStatus, NewUser, Partner, PartnerKey, RefreshRecord,
-    RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
+    RevokedJwt, RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
 };
 use khoa_store::StoreOptions;
 use tokio::sync::Barrier;
@@ -40,6 +40,9 @@ macro_rules! conformance_tests {
             rotating_an_unknown_token_is_not_found,
             a_revoked_family_refuses_rotation_and_revokes_its_access_tokens,
             purge_removes_expired_rows_only_in_batches,
+            revoking_an_access_token_deletes_only_it,
+            revoked_jwts_are_listed_from_a_time_until_they_expire,
+            purge_removes_expired_revocation_entries,
             of_concurrent_first_keys_exactly_one_is_inserted,
             key_rotation_keeps_exactly_one_current_key,
             partners_round_trip_with_their_first_key,
@@ -316,6 +319,94 @@ pub async fn a_taken_client_id_is_a_conflict(stores: &Stores) {
     );
     let stored = stores.clients.find_client("app").await.unwrap().unwrap();
     assert_eq!(stored.name, "Mobile app");
+}
+
+fn revoked_jwt(jti: &str, revoked_at: UnixTime, expires_at: UnixTime) -> RevokedJwt {
+    RevokedJwt {
+        jti: jti.into(),
+        expires_at,
+        revoked_at,
+    }
+}
+
+pub async fn revoking_an_access_token_deletes_only_it(stores: &Stores) {
+    let tokens = &stores.tokens;
+    for hash in ["at-1", "at-2"] {
+        tokens
+            .issue(&Issuance {
+                access: Some(access(hash, None)),
+                ..Issuance::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    assert!(tokens.revoke_access("at-1").await.unwrap());
+    assert!(!tokens.revoke_access("at-1").await.unwrap());
+    assert!(!tokens.revoke_access("never-issued").await.unwrap());
+
+    assert_eq!(tokens.find_access("at-1").await.unwrap(), None);
+    assert!(tokens.find_access("at-2").await.unwrap().is_some());
+}
+
+pub async fn revoked_jwts_are_listed_from_a_time_until_they_expire(stores: &Stores) {
+    let tokens = &stores.tokens;
+    tokens
+        .revoke_jwt(&revoked_jwt("old", NOW, NOW + 3600))
+        .await
+        .unwrap();
+    tokens
+        .revoke_jwt(&revoked_jwt("new", NOW + 10, NOW + 3600))
+        .await
+        .unwrap();
+    tokens
+        .revoke_jwt(&revoked_jwt("short", NOW + 10, NOW + 20))
+        .await
+        .unwrap();
+    // Idempotent: revoking again neither fails nor moves the entry.
+    tokens
+        .revoke_jwt(&revoked_jwt("old", NOW + 50, NOW + 3600))
+        .await
+        .unwrap();
+
+    let jtis = |list: Vec<RevokedJwt>| {
+        let mut v: Vec<String> = list.into_iter().map(|r| r.jti).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        jtis(tokens.revoked_jwts_since(NOW, NOW).await.unwrap()),
+        ["new", "old", "short"]
+    );
+    assert_eq!(
+        jtis(tokens.revoked_jwts_since(NOW + 1, NOW).await.unwrap()),
+        ["new", "short"]
+    );
+    // `short` has expired by NOW + 20: a validator no longer needs it.
+    assert_eq!(
+        tokens.revoked_jwts_since(NOW + 1, NOW + 20).await.unwrap(),
+        [revoked_jwt("new", NOW + 10, NOW + 3600)]
+    );
+}
+
+pub async fn purge_removes_expired_revocation_entries(stores: &Stores) {
+    let tokens = &stores.tokens;
+    tokens
+        .revoke_jwt(&revoked_jwt("gone", NOW, NOW + 10))
+        .await
+        .unwrap();
+    tokens
+        .revoke_jwt(&revoked_jwt("kept", NOW, NOW + 3600))
+        .await
+        .unwrap();
+
+    let purged = tokens.purge_expired(NOW + 10, 100).await.unwrap();
+
+    assert_eq!(purged, 1);
+    assert_eq!(
+        tokens.revoked_jwts_since(0, 0).await.unwrap(),
+        [revoked_jwt("kept", NOW, NOW + 3600)]
+    );
 }
 
 pub async fn issued_tokens_can_be_found(stores: &Stores) {
