@@ -424,16 +424,16 @@ impl Engine {
     ) -> Result<Option<Introspection>, EngineError> {
         let client = self.authenticate_client(auth).await?;
         if client.is_public() {
-            return Err(OAuthError::invalid_client(
-                "introspection requires a confidential client",
-            )
-            .into());
+            return Err(
+                OAuthError::invalid_client("introspection requires a confidential client").into(),
+            );
         }
         let now = self.now();
         for kind in TokenKind::search_order(hint) {
             match kind {
                 TokenKind::Refresh => {
-                    if let Some(state) = self.stores.tokens.find_refresh(&token_hash(token)).await? {
+                    if let Some(state) = self.stores.tokens.find_refresh(&token_hash(token)).await?
+                    {
                         return Ok(self.refresh_introspection(state, now));
                     }
                 }

@@ -1339,7 +1339,11 @@ async fn revoking_a_jwt_access_token_refuses_it_at_once_on_this_node() {
     assert!(h.validate(&tokens.access_token).await.is_ok());
 
     h.engine
-        .revoke(&id_only("app"), &tokens.access_token, hinted("access_token"))
+        .revoke(
+            &id_only("app"),
+            &tokens.access_token,
+            hinted("access_token"),
+        )
         .await
         .unwrap();
 
@@ -1375,7 +1379,11 @@ async fn revoking_a_refresh_token_kills_its_family_and_the_family_s_jwts() {
 
     // A wrong hint only costs a second lookup.
     h.engine
-        .revoke(&id_only("app"), refresh_token(&tokens), hinted("access_token"))
+        .revoke(
+            &id_only("app"),
+            refresh_token(&tokens),
+            hinted("access_token"),
+        )
         .await
         .unwrap();
 
@@ -1455,7 +1463,10 @@ async fn introspection_describes_an_active_jwt_access_token() {
     assert_eq!(found.scope, scopes("offline_access read"));
     assert_eq!(found.issued_at, START);
     assert_eq!(found.expires_at, START + TokenPolicy::default().access_ttl);
-    assert_eq!((found.issuer.as_str(), found.audience.as_str()), (ISSUER, AUDIENCE));
+    assert_eq!(
+        (found.issuer.as_str(), found.audience.as_str()),
+        (ISSUER, AUDIENCE)
+    );
     assert!(found.token_id.is_some());
 }
 

@@ -46,6 +46,9 @@ pub struct Config {
     pub log: String,
     /// The wire dialects: which are served, where, bound to which client.
     pub dialects: DialectsConfig,
+    /// The forward-auth endpoint that nginx `auth_request`, Traefik `forwardAuth` or Envoy
+    /// `ext_authz` call for every request they guard (`docs/forward-auth.md`).
+    pub forward_auth: ForwardAuthConfig,
 }
 
 /// Per-dialect settings. Token policy (format, lifetimes, refresh, otp) belongs to the client a
@@ -65,7 +68,12 @@ pub struct DialectsConfig {
 #[serde(default)]
 pub struct OAuth2Dialect {
     pub enabled: bool,
+    /// RFC 6749 §3.2 token endpoint.
     pub token_path: String,
+    /// RFC 7009 revocation endpoint.
+    pub revocation_path: String,
+    /// RFC 7662 introspection endpoint.
+    pub introspection_path: String,
 }
 
 impl Default for OAuth2Dialect {
@@ -73,6 +81,8 @@ impl Default for OAuth2Dialect {
         OAuth2Dialect {
             enabled: true,
             token_path: "/connect/token".into(),
+            revocation_path: "/connect/revocation".into(),
+            introspection_path: "/connect/introspect".into(),
         }
     }
 }
@@ -191,6 +201,99 @@ impl VietqrDialect {
     }
 }
 
+/// `[forward_auth]`: `KHOA_FORWARD_AUTH__ENABLED`, `KHOA_FORWARD_AUTH__DEFAULT`, … The routes
+/// are a TOML array of tables (`[[forward_auth.routes]]`); the first whose `prefix` and
+/// `methods` match the original request decides.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ForwardAuthConfig {
+    /// Serve the endpoint (off by default: it answers only for the routes configured here).
+    pub enabled: bool,
+    /// Where it is served; `{path}/<original path>` works too (Envoy's `path_prefix`).
+    pub path: String,
+    /// What a request no route matches gets.
+    pub default: ForwardAuthDefault,
+    pub routes: Vec<ForwardAuthRoute>,
+}
+
+/// The answer for a request that no `[[forward_auth.routes]]` entry matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardAuthDefault {
+    /// 403, token or not: a path nobody wrote a rule for stays closed (the safe default).
+    #[default]
+    Deny,
+    /// Any valid token passes, whatever its scopes.
+    Authenticated,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ForwardAuthRoute {
+    /// Path prefix, matched on whole segments: `/api/orders` covers `/api/orders` and
+    /// `/api/orders/7`, not `/api/ordersx`.
+    pub prefix: String,
+    /// Methods the route applies to (any when empty), e.g. `["POST", "DELETE"]`.
+    pub methods: Vec<String>,
+    /// Scopes the token must all carry.
+    pub scopes: Vec<String>,
+    /// Seed 000's rule: a method other than GET/HEAD/OPTIONS/TRACE also needs the session's
+    /// `x-otp-token` when the token was issued with one.
+    pub otp_on_mutating: bool,
+}
+
+impl Default for ForwardAuthConfig {
+    fn default() -> Self {
+        ForwardAuthConfig {
+            enabled: false,
+            path: "/auth/verify".into(),
+            default: ForwardAuthDefault::Deny,
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl ForwardAuthConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if !self.path.starts_with('/') || self.path.len() < 2 || self.path.ends_with('/') {
+            return invalid(
+                "forward_auth.path",
+                "must be an absolute path without a trailing slash",
+            );
+        }
+        for r in &self.routes {
+            if !r.prefix.starts_with('/') || r.prefix.contains(char::is_whitespace) {
+                return invalid(
+                    "forward_auth.routes.prefix",
+                    "must be an absolute path without spaces",
+                );
+            }
+            if r.methods.iter().any(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic())) {
+                return invalid(
+                    "forward_auth.routes.methods",
+                    "must be HTTP method names such as GET or POST",
+                );
+            }
+            let one_scope = |s: &String| {
+                khoa_core::scope::ScopeSet::parse(s).is_ok_and(|set| set.len() == 1)
+            };
+            if !r.scopes.iter().all(one_scope) {
+                return invalid(
+                    "forward_auth.routes.scopes",
+                    "must be scope tokens (RFC 6749 §3.3), one per entry",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct PasswordHashConfig {
@@ -248,6 +351,7 @@ impl Default for Config {
             client_cache_secs: 5,
             log: "info".into(),
             dialects: DialectsConfig::default(),
+            forward_auth: ForwardAuthConfig::default(),
         }
     }
 }
@@ -355,6 +459,11 @@ impl Config {
         let d = &self.dialects;
         let paths = [
             ("dialects.oauth2.token_path", &d.oauth2.token_path),
+            ("dialects.oauth2.revocation_path", &d.oauth2.revocation_path),
+            (
+                "dialects.oauth2.introspection_path",
+                &d.oauth2.introspection_path,
+            ),
             (
                 "dialects.derivative.derivative_path",
                 &d.derivative.derivative_path,
@@ -393,7 +502,7 @@ impl Config {
         if self.key_reload_secs == 0 || self.purge_interval_secs == 0 {
             return invalid("key_reload_secs", "intervals must be at least 1 second");
         }
-        Ok(())
+        self.forward_auth.validate()
     }
 
     pub fn issuer(&self) -> String {

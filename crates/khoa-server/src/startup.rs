@@ -17,7 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::config::Config;
 use crate::dialects;
 use crate::state::AppState;
-use crate::{health, resource, wellknown};
+use crate::{forward_auth, health, resource, wellknown};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -168,6 +168,7 @@ impl App {
 pub fn router(state: AppState, config: &Config) -> Router {
     Router::new()
         .merge(dialects::routes(&config.dialects))
+        .merge(forward_auth::routes(&config.forward_auth))
         .route(
             resource::PROTECTED_RESOURCE_PATH,
             get(resource::protected_resource)
@@ -177,6 +178,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .delete(resource::protected_resource),
         )
         .route(wellknown::JWKS_PATH, get(wellknown::jwks))
+        .route(wellknown::OAUTH_METADATA_PATH, get(wellknown::oauth_metadata))
+        .route(
+            wellknown::OPENID_CONFIGURATION_PATH,
+            get(wellknown::openid_configuration),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

@@ -1,4 +1,5 @@
-//! Published metadata: the JWKS (RFC 7517) resource servers verify JWT access tokens with.
+//! Published metadata: the JWKS (RFC 7517) resource servers verify JWT access tokens with, and
+//! the discovery documents (RFC 8414, OpenID Connect Discovery) standard clients start from.
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
@@ -22,4 +23,101 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("public, max-age=300"),
     );
     res
+}
+
+/// RFC 8414 §3: the authorization server's metadata.
+pub const OAUTH_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+/// OpenID Connect Discovery 1.0 §4: the same document under OpenID's name.
+pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
+
+/// RFC 8414 §2 metadata. It lists exactly what this server, as configured, answers: an
+/// endpoint that is disabled is absent, and so are grants and methods nothing here accepts.
+#[derive(serde::Serialize)]
+pub struct Metadata {
+    issuer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_endpoint: Option<String>,
+    jwks_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revocation_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    introspection_endpoint: Option<String>,
+    /// RFC 8414 §2 requires it; empty until an authorization endpoint exists.
+    response_types_supported: Vec<&'static str>,
+    grant_types_supported: Vec<&'static str>,
+    token_endpoint_auth_methods_supported: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revocation_endpoint_auth_methods_supported: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    introspection_endpoint_auth_methods_supported: Option<Vec<&'static str>>,
+    /// The `alg` of every token khoa signs (JWT access tokens per RFC 9068).
+    token_signing_alg_values_supported: Vec<&'static str>,
+}
+
+/// Client authentication at the token and revocation endpoints: Basic, form, or a public
+/// client's bare `client_id` (RFC 6749 §2.3.1, §2.1).
+const CLIENT_AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+/// Introspection answers confidential clients only (RFC 7662 §2.1).
+const INTROSPECTION_AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+
+impl Metadata {
+    pub fn of(state: &AppState) -> Metadata {
+        let issuer = state.engine.config().issuer.clone();
+        let oauth2 = &state.config.dialects.oauth2;
+        let at = |path: &str| Some(format!("{issuer}{path}"));
+        let on = |path: &str| if oauth2.enabled { at(path) } else { None };
+        let grants = khoa_core::model::GrantType::ALL.map(|g| g.as_str());
+        Metadata {
+            token_endpoint: on(&oauth2.token_path),
+            jwks_uri: format!("{issuer}{JWKS_PATH}"),
+            revocation_endpoint: on(&oauth2.revocation_path),
+            introspection_endpoint: on(&oauth2.introspection_path),
+            response_types_supported: Vec::new(),
+            grant_types_supported: if oauth2.enabled {
+                grants.to_vec()
+            } else {
+                Vec::new()
+            },
+            token_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS.to_vec(),
+            revocation_endpoint_auth_methods_supported: oauth2
+                .enabled
+                .then(|| CLIENT_AUTH_METHODS.to_vec()),
+            introspection_endpoint_auth_methods_supported: oauth2
+                .enabled
+                .then(|| INTROSPECTION_AUTH_METHODS.to_vec()),
+            token_signing_alg_values_supported: vec![khoa_core::keys::ALG],
+            issuer,
+        }
+    }
+}
+
+pub async fn oauth_metadata(State(state): State<AppState>) -> Response {
+    metadata_response(serde_json::to_value(Metadata::of(&state)))
+}
+
+/// OpenID Connect Discovery §3 adds `subject_types_supported` to RFC 8414's members.
+pub async fn openid_configuration(State(state): State<AppState>) -> Response {
+    let mut doc = serde_json::to_value(Metadata::of(&state));
+    if let Ok(serde_json::Value::Object(map)) = &mut doc {
+        map.insert(
+            "subject_types_supported".into(),
+            serde_json::json!(["public"]),
+        );
+    }
+    metadata_response(doc)
+}
+
+fn metadata_response(doc: Result<serde_json::Value, serde_json::Error>) -> Response {
+    match doc {
+        Ok(doc) => {
+            let mut res = axum::Json(doc).into_response();
+            // The document changes only with the configuration: caches may keep it an hour.
+            res.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            res
+        }
+        Err(e) => crate::error::ApiError::Internal(e.to_string()).into_response(),
+    }
 }

@@ -39,7 +39,10 @@ pub fn basic_client_credentials(headers: &HeaderMap) -> Option<TokenRequest> {
 pub fn routes(cfg: &DialectsConfig) -> Router<AppState> {
     let mut r = Router::new();
     if cfg.oauth2.enabled {
-        r = r.route(&cfg.oauth2.token_path, post(oauth2::token));
+        r = r
+            .route(&cfg.oauth2.token_path, post(oauth2::token))
+            .route(&cfg.oauth2.revocation_path, post(oauth2::revocation))
+            .route(&cfg.oauth2.introspection_path, post(oauth2::introspect));
     }
     if cfg.derivative.enabled {
         r = r

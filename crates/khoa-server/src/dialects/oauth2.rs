@@ -1,5 +1,7 @@
-//! Standard OAuth 2.0 token endpoint, `POST /connect/token` (RFC 6749 §3.2, §4.3, §4.4, §6),
-//! answering as seed 004 (TripData) documents.
+//! Standard OAuth 2.0: the token endpoint `POST /connect/token` (RFC 6749 §3.2, §4.3, §4.4,
+//! §6), answering as seed 004 (TripData) documents, and beside it revocation
+//! `POST /connect/revocation` (RFC 7009) and introspection `POST /connect/introspect`
+//! (RFC 7662), which take the same form body and client authentication.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -9,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use khoa_core::error::{EngineError, OAuthError};
 use khoa_core::grant::{ClientAuth, TokenRequest};
 use khoa_core::mint::IssuedTokens;
+use khoa_core::revocation::{Introspection, TokenKind};
 use secrecy::SecretString;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -35,6 +38,98 @@ pub async fn token(
         Ok(issued) => success(&issued),
         Err(EngineError::OAuth(e)) => oauth_error(&e, basic),
         Err(other) => ApiError::from(other).into_response(),
+    }
+}
+
+/// RFC 7009 §2.2: 200 with an empty body whether or not the token existed; errors are RFC 6749
+/// §5.2 errors (`invalid_client`, `invalid_request`).
+pub async fn revocation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (token, hint, client) = match token_and_hint(&headers, body) {
+        Ok(r) => r,
+        Err(rejection) => return rejection.into_response(),
+    };
+    match state.engine.revoke(&client, &token, hint.as_deref()).await {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(EngineError::OAuth(e)) => oauth_error(&e, client.used_basic()),
+        Err(other) => ApiError::from(other).into_response(),
+    }
+}
+
+/// RFC 7662 §2.2: the token's metadata, or `{"active": false}` alone for anything invalid.
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (token, hint, client) = match token_and_hint(&headers, body) {
+        Ok(r) => r,
+        Err(rejection) => return rejection.into_response(),
+    };
+    match state
+        .engine
+        .introspect(&client, &token, hint.as_deref())
+        .await
+    {
+        Ok(found) => no_store(axum::Json(IntrospectionBody::from(found)).into_response()),
+        Err(EngineError::OAuth(e)) => oauth_error(&e, client.used_basic()),
+        Err(other) => ApiError::from(other).into_response(),
+    }
+}
+
+/// RFC 7662 §2.2 members. `token_type` is RFC 6749 §7.1's `Bearer` for access tokens; a
+/// refresh token has no such type, so it is named `refresh_token`, and `token_use` (as Ory
+/// Hydra spells it) says which of the two it is for every token.
+#[derive(Serialize, Default)]
+struct IntrospectionBody {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_use: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+}
+
+impl From<Option<Introspection>> for IntrospectionBody {
+    fn from(found: Option<Introspection>) -> Self {
+        let Some(i) = found else {
+            return IntrospectionBody::default();
+        };
+        let (token_type, token_use) = match i.kind {
+            TokenKind::Access => (IssuedTokens::TOKEN_TYPE, "access_token"),
+            TokenKind::Refresh => ("refresh_token", "refresh_token"),
+        };
+        IntrospectionBody {
+            active: true,
+            scope: Some(i.scope.to_string()),
+            client_id: Some(i.client_id),
+            sub: Some(i.subject),
+            exp: Some(i.expires_at),
+            iat: Some(i.issued_at),
+            token_type: Some(token_type),
+            token_use: Some(token_use),
+            aud: Some(i.audience),
+            iss: Some(i.issuer),
+            jti: i.token_id,
+        }
     }
 }
 
@@ -123,6 +218,28 @@ fn parse_request(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<TokenRequest, Rejection> {
+    let FormRequest { mut form, client } = parse_form_request(headers, body)?;
+    Ok(TokenRequest {
+        grant_type: form.remove("grant_type"),
+        client,
+        scope: form.remove("scope"),
+        username: form.remove("username"),
+        password: form.remove("password").map(SecretString::from),
+        refresh_token: form.remove("refresh_token").map(SecretString::from),
+    })
+}
+
+/// A form-encoded request and the client authentication it carries: what the token,
+/// revocation and introspection endpoints all take.
+struct FormRequest {
+    form: HashMap<String, String>,
+    client: ClientAuth,
+}
+
+fn parse_form_request(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<FormRequest, Rejection> {
     let reject = |d: String| Rejection::invalid_request(d);
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -143,14 +260,20 @@ fn parse_request(
     let mut form = parse_form(&body).map_err(|e| reject(e.to_string()))?;
     let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     let client = client_auth(parse_authorization(auth, true), &mut form)?;
-    Ok(TokenRequest {
-        grant_type: form.remove("grant_type"),
-        client,
-        scope: form.remove("scope"),
-        username: form.remove("username"),
-        password: form.remove("password").map(SecretString::from),
-        refresh_token: form.remove("refresh_token").map(SecretString::from),
-    })
+    Ok(FormRequest { form, client })
+}
+
+/// The `token` and `token_type_hint` of a revocation or introspection request.
+fn token_and_hint(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(String, Option<String>, ClientAuth), Rejection> {
+    let FormRequest { mut form, client } = parse_form_request(headers, body)?;
+    let token = form.remove("token").ok_or_else(|| Rejection {
+        basic_attempted: client.used_basic(),
+        ..Rejection::invalid_request("the token parameter is required")
+    })?;
+    Ok((token, form.remove("token_type_hint"), client))
 }
 
 /// RFC 6749 §2.3: exactly one authentication method per request.

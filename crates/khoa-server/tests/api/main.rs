@@ -7,6 +7,10 @@
 //!   protected resource, one area each.
 //! - `restart`, `at_rest`: what survives a restart, and what never reaches the disk.
 //! - `demo_cli`, `cli_admin`: the `khoa` binary itself (`demo`, `serve` and the admin verbs).
+//! - `revocation`: RFC 7009 revocation, RFC 7662 introspection over every dialect's tokens,
+//!   RFC 8414 / OpenID discovery.
+//! - `forward_auth`, `nginx`: `/auth/verify` on its own, and behind a real nginx running the
+//!   shipped `docs/nginx/khoa-forward-auth.conf`.
 //! - `multinode`: several `khoa serve` processes on one PostgreSQL database (a throwaway
 //!   cluster, `khoa-pgtest`): shared rotation, revocation and keys, outages, secrets at rest.
 
@@ -21,10 +25,13 @@ mod dialect_partner;
 mod dialect_vietqr;
 mod errors;
 mod expiry;
+mod forward_auth;
 mod health;
 mod helpers;
 mod multinode;
+mod nginx;
 mod restart;
+mod revocation;
 mod rotation;
 mod scopes;
 mod seed004;
