@@ -11,6 +11,7 @@
 //!   RFC 8414 / OpenID discovery.
 //! - `forward_auth`, `nginx`: `/auth/verify` on its own, and behind a real nginx running the
 //!   shipped `docs/nginx/khoa-forward-auth.conf`.
+//! - `third_party`: Authlib (Python) as a real standard client of khoa.
 //! - `multinode`: several `khoa serve` processes on one PostgreSQL database (a throwaway
 //!   cluster, `khoa-pgtest`): shared rotation, revocation and keys, outages, secrets at rest.
 
@@ -35,3 +36,4 @@ mod revocation;
 mod rotation;
 mod scopes;
 mod seed004;
+mod third_party;
