@@ -506,6 +506,43 @@ async fn reuse_detected_on_one_node_revokes_the_session_on_the_others() {
     }
 }
 
+#[tokio::test]
+async fn an_access_token_revoked_on_one_node_is_refused_by_the_others() {
+    // Arrange: a client-credentials JWT (no session to revoke: only the revocation list can
+    // stop it) and an opaque one, both good on B.
+    let url = fresh_database("mn_rfc7009").await;
+    let engine = seeding_engine(&url).await;
+    add_service(&engine, "svc-jwt", AccessTokenFormat::Jwt).await;
+    add_service(&engine, "svc-opaque", AccessTokenFormat::Opaque).await;
+    let [a, b] = start_nodes(&url, &[]).await;
+
+    for client_id in ["svc-jwt", "svc-opaque"] {
+        let access = access_token_of(&token_ok(a.client_credentials(client_id).await).await);
+        assert_eq!(b.protected(&access).await.status(), StatusCode::OK);
+
+        // Act: RFC 7009 revocation on A.
+        let revoked = a
+            .http
+            .post(a.url("/connect/revocation"))
+            .header(CONTENT_TYPE, FORM_CONTENT_TYPE)
+            .header(AUTHORIZATION, basic_auth(client_id, SERVICE_SECRET))
+            .body(form_body(&[("token", &access)]))
+            .send()
+            .await
+            .expect("the revocation request completes");
+        assert_eq!(revoked.status(), StatusCode::OK);
+
+        // Assert: A refuses it at once; B within its revocation-list poll interval.
+        assert_invalid_token(a.protected(&access).await).await;
+        eventually(
+            Duration::from_secs(5),
+            "B refuses the revoked token",
+            async || b.protected(&access).await.status() == StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+}
+
 // ---- signing keys across nodes ----
 
 #[tokio::test]
