@@ -274,15 +274,17 @@ impl ForwardAuthConfig {
                     "must be an absolute path without spaces",
                 );
             }
-            if r.methods.iter().any(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic())) {
+            if r.methods
+                .iter()
+                .any(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()))
+            {
                 return invalid(
                     "forward_auth.routes.methods",
                     "must be HTTP method names such as GET or POST",
                 );
             }
-            let one_scope = |s: &String| {
-                khoa_core::scope::ScopeSet::parse(s).is_ok_and(|set| set.len() == 1)
-            };
+            let one_scope =
+                |s: &String| khoa_core::scope::ScopeSet::parse(s).is_ok_and(|set| set.len() == 1);
             if !r.scopes.iter().all(one_scope) {
                 return invalid(
                     "forward_auth.routes.scopes",

@@ -8,6 +8,8 @@
 //! - [`dialects`]: one file per wire dialect, each parse → engine → render.
 //!   [`dialects::oauth2`] is RFC 6749 `/connect/token`.
 //! - [`resource`]: the bearer-token extractor (RFC 6750) and the sample protected resource.
+//! - [`forward_auth`]: `/auth/verify` for nginx `auth_request`, Traefik `forwardAuth`, Envoy
+//!   `ext_authz`: the bearer check plus per-route scope and OTP rules from config.
 //! - [`wellknown`]: the published JWKS document.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`wire`]: strict parsers for form bodies and `Authorization` headers.
@@ -21,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod dialects;
 pub mod error;
+pub mod forward_auth;
 pub mod health;
 pub mod master_key;
 pub mod resource;

@@ -20,6 +20,9 @@ pub struct Authenticated(pub Principal);
 pub struct BearerRejection {
     description: &'static str,
     unavailable: Option<String>,
+    /// No `Authorization` header at all: RFC 6750 §3.1 says such a challenge carries no
+    /// error code (forward auth follows it; this resource keeps its established answer).
+    absent: bool,
 }
 
 impl IntoResponse for BearerRejection {
@@ -52,11 +55,17 @@ pub async fn authenticate(
     let reject = |description| BearerRejection {
         description,
         unavailable: None,
+        absent: false,
     };
     let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     let token = match parse_authorization(header, false) {
         Authorization::Bearer(t) => t,
-        Authorization::Absent => return Err(reject("a bearer token is required")),
+        Authorization::Absent => {
+            return Err(BearerRejection {
+                absent: true,
+                ..reject("a bearer token is required")
+            });
+        }
         _ => return Err(reject("the Authorization header is not a bearer token")),
     };
     match state.engine.validate_bearer(&token).await {
@@ -68,6 +77,7 @@ pub async fn authenticate(
         Err(BearerError::Unavailable(detail)) => Err(BearerRejection {
             description: "",
             unavailable: Some(detail),
+            absent: false,
         }),
     }
 }
@@ -76,6 +86,16 @@ impl BearerRejection {
     /// True when the database, not the token, was the problem (answer 503, not 401).
     pub fn is_unavailable(&self) -> bool {
         self.unavailable.is_some()
+    }
+
+    /// True when the request sent no credentials at all (RFC 6750 §3.1: no error code).
+    pub fn is_absent(&self) -> bool {
+        self.absent
+    }
+
+    /// Why the token was refused, for an `error_description`.
+    pub fn description(&self) -> &'static str {
+        self.description
     }
 }
 
