@@ -198,6 +198,7 @@ bench client-credentials-jwt client-credentials-jwt --concurrency "$CONCURRENCY"
 bench client-credentials-opaque client-credentials-opaque --concurrency "$CONCURRENCY"
 bench protected-resource-jwt protected-resource-jwt --concurrency "$CONCURRENCY"
 bench protected-resource-opaque protected-resource-opaque --concurrency "$CONCURRENCY"
+bench introspect introspect --concurrency "$CONCURRENCY"
 bench bankhub bankhub --concurrency "$CONCURRENCY"
 bench vietqr vietqr --concurrency "$CONCURRENCY"
 DB_BEFORE_REFRESH=$(db_bytes)
@@ -248,6 +249,7 @@ jq -n \
           elif $l == "password" then {target: "≥ 0.9 × Argon2id bound", need: (0.9 * $pw_bound)}
           elif $l == "refresh" then {target: "≥ 5,000/s durable", need: 5000}
           elif $l == "protected-resource-jwt" then {target: "≥ 0.3 × healthz", need: (0.3 * $h)}
+          elif $l == "introspect" then {target: "≥ 0.3 × healthz", need: (0.3 * $h)}
           elif $l == "password-overload" then {target: "4 × Argon2id bound offered: excess shed (429/503), accepted p99 < 1 s", shed: true}
           else {target: "—"} end;
       def verdict($s; $g):

@@ -74,6 +74,9 @@ pub enum Scenario {
     /// `GET /api/protected-resource` with seed 004's opaque access token.
     #[value(name = "protected-resource-opaque")]
     ProtectedResourceOpaque,
+    /// RFC 7662 introspection of a client-credentials JWT by the confidential demo client.
+    #[value(name = "introspect")]
+    Introspect,
     /// Seed 000's derivative login.
     #[value(name = "derivative")]
     Derivative,
@@ -107,6 +110,7 @@ impl Scenario {
             Scenario::Refresh => "refresh",
             Scenario::ProtectedResourceJwt => "protected-resource-jwt",
             Scenario::ProtectedResourceOpaque => "protected-resource-opaque",
+            Scenario::Introspect => "introspect",
             Scenario::Derivative => "derivative",
             Scenario::Bankhub => "bankhub",
             Scenario::PartnerLogin => "partner-login",

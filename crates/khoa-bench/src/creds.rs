@@ -29,7 +29,14 @@ pub struct OAuth2 {
     pub username: String,
     pub password: String,
     pub protected_resource: String,
+    /// RFC 7662 introspection; `demo.json` files written before it existed lack it.
+    #[serde(default = "default_introspection_path")]
+    pub introspection_path: String,
     pub confidential: ClientSecret,
+}
+
+fn default_introspection_path() -> String {
+    "/connect/introspect".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +110,7 @@ impl Default for Credentials {
                 username: s("account@tripdata.vn"),
                 password: s("@Password123"),
                 protected_resource: s("/api/protected-resource"),
+                introspection_path: default_introspection_path(),
                 confidential: ClientSecret {
                     client_id: s("demo-service"),
                     client_secret: s("demo-service-secret-0123456789abcdef"),

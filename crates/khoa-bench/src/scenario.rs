@@ -139,6 +139,17 @@ pub async fn prepare(scenario: Scenario, c: &Credentials, conn: &mut Conn) -> Re
             // Seed 004's public client is issued opaque access tokens.
             protected_resource(c, conn, password_login(c)?).await?
         }
+        Scenario::Introspect => {
+            let token = fetch_access_token(conn, service()?).await?;
+            let secret = &o.confidential;
+            Plan::Fixed(
+                Template::post(&o.introspection_path, Some(FORM), form(&[("token", &token)]))?
+                    .header(
+                        header::AUTHORIZATION,
+                        &oauth2_basic(&secret.client_id, &secret.client_secret),
+                    )?,
+            )
+        }
         Scenario::Derivative => {
             let d = &c.derivative;
             let body = serde_json::json!({ "username": d.username, "password": d.password });
@@ -166,20 +177,25 @@ pub async fn prepare(scenario: Scenario, c: &Credentials, conn: &mut Conn) -> Re
     })
 }
 
+/// An access token, fetched once by `token_request`.
+async fn fetch_access_token(conn: &mut Conn, token_request: Template) -> Result<String> {
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    let answer = expect_success(
+        conn.send(token_request.request(), deadline).await,
+        "token request",
+    )?;
+    Tokens::parse(&answer.body)
+        .and_then(|t| t.access_token)
+        .context("the token answer carries no access_token")
+}
+
 /// `GET` of the protected resource with an access token fetched once by `token_request`.
 async fn protected_resource(
     c: &Credentials,
     conn: &mut Conn,
     token_request: Template,
 ) -> Result<Plan> {
-    let deadline = Instant::now() + SETUP_TIMEOUT;
-    let answer = expect_success(
-        conn.send(token_request.request(), deadline).await,
-        "token request",
-    )?;
-    let token = Tokens::parse(&answer.body)
-        .and_then(|t| t.access_token)
-        .context("the token answer carries no access_token")?;
+    let token = fetch_access_token(conn, token_request).await?;
     Ok(Plan::Fixed(
         Template::get(&c.oauth2.protected_resource)?
             .header(header::AUTHORIZATION, &format!("Bearer {token}"))?,
