@@ -1523,3 +1523,27 @@ async fn introspection_is_refused_to_public_and_unauthenticated_clients() {
     assert_eq!(error_code(public), ErrorCode::InvalidClient);
     assert_eq!(error_code(nobody), ErrorCode::InvalidClient);
 }
+
+#[tokio::test]
+async fn a_jwt_shaped_refresh_token_is_introspected_and_revoked_as_a_refresh_token() {
+    let policy = TokenPolicy {
+        refresh_format: crate::model::RefreshTokenFormat::Jwt,
+        ..TokenPolicy::default()
+    };
+    let (h, tokens) = logged_in(policy).await;
+    h.confidential_client(client("rs")).await;
+    let rs = basic("rs", CLIENT_SECRET);
+    let rt = refresh_token(&tokens);
+    assert_eq!(rt.split('.').count(), 3);
+
+    let found = h.engine.introspect(&rs, rt, None).await.unwrap();
+    h.engine.revoke(&id_only("app"), rt, None).await.unwrap();
+    let after = h.engine.introspect(&rs, rt, None).await.unwrap();
+
+    assert_eq!(
+        found.map(|i| i.kind),
+        Some(crate::revocation::TokenKind::Refresh)
+    );
+    assert_eq!(after, None);
+    assert_invalid(h.validate(&tokens.access_token).await);
+}
