@@ -143,11 +143,15 @@ pub async fn prepare(scenario: Scenario, c: &Credentials, conn: &mut Conn) -> Re
             let token = fetch_access_token(conn, service()?).await?;
             let secret = &o.confidential;
             Plan::Fixed(
-                Template::post(&o.introspection_path, Some(FORM), form(&[("token", &token)]))?
-                    .header(
-                        header::AUTHORIZATION,
-                        &oauth2_basic(&secret.client_id, &secret.client_secret),
-                    )?,
+                Template::post(
+                    &o.introspection_path,
+                    Some(FORM),
+                    form(&[("token", &token)]),
+                )?
+                .header(
+                    header::AUTHORIZATION,
+                    &oauth2_basic(&secret.client_id, &secret.client_secret),
+                )?,
             )
         }
         Scenario::Derivative => {

@@ -487,6 +487,32 @@ impl Config {
                 return invalid(key, "must be an absolute path without spaces");
             }
         }
+        // Two routes on one path would make the router panic at start-up; say which keys clash.
+        let vietqr_token = d.vietqr.token_path();
+        let fixed = [
+            "/healthz",
+            "/readyz",
+            "/api/protected-resource",
+            "/.well-known/jwks.json",
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+        ];
+        let mut seen: Vec<(&str, &str)> = fixed.iter().map(|p| ("a built-in route", *p)).collect();
+        let configured = paths
+            .iter()
+            .map(|(k, p)| (*k, p.as_str()))
+            .chain([("dialects.vietqr.base_path", vietqr_token.as_str())])
+            .chain(
+                self.forward_auth
+                    .enabled
+                    .then_some(("forward_auth.path", self.forward_auth.path.as_str())),
+            );
+        for (key, path) in configured {
+            if let Some((other, _)) = seen.iter().find(|(_, p)| *p == path) {
+                return invalid(key, &format!("{path} is already the path of {other}"));
+            }
+            seen.push((key, path));
+        }
         if d.vietqr.base_path.trim_matches('/').is_empty()
             || d.vietqr.base_path.contains(char::is_whitespace)
         {
@@ -586,6 +612,21 @@ mod tests {
         c.database_url = "postgres://u@h/db".into();
         assert_eq!(c.sqlite_path(), None);
         assert_eq!(c.master_key_path(), None);
+    }
+
+    #[test]
+    fn two_routes_on_one_path_are_refused_naming_both() {
+        let mut c = Config::default();
+        c.dialects.oauth2.introspection_path = "/connect/token".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("dialects.oauth2.introspection_path"), "{e}");
+        assert!(e.contains("dialects.oauth2.token_path"), "{e}");
+
+        let mut c = Config::default();
+        c.forward_auth.enabled = true;
+        c.forward_auth.path = "/healthz".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("forward_auth.path"), "{e}");
     }
 
     #[test]

@@ -178,7 +178,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .delete(resource::protected_resource),
         )
         .route(wellknown::JWKS_PATH, get(wellknown::jwks))
-        .route(wellknown::OAUTH_METADATA_PATH, get(wellknown::oauth_metadata))
+        .route(
+            wellknown::OAUTH_METADATA_PATH,
+            get(wellknown::oauth_metadata),
+        )
         .route(
             wellknown::OPENID_CONFIGURATION_PATH,
             get(wellknown::openid_configuration),

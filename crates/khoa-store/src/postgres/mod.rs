@@ -100,8 +100,16 @@ async fn connect_once(
 /// advisory lock while it runs, so nodes starting together apply each migration once.
 fn migrator() -> Migrator {
     let migrations = [
-        (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
-        (4, "revoked_jwts", include_str!("../../migrations/postgres/0004_revoked_jwts.sql")),
+        (
+            1,
+            "init",
+            include_str!("../../migrations/postgres/0001_init.sql"),
+        ),
+        (
+            4,
+            "revoked_jwts",
+            include_str!("../../migrations/postgres/0004_revoked_jwts.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

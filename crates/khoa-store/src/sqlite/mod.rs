@@ -135,8 +135,16 @@ fn open_writer(
 /// and an edited, already-applied migration is refused rather than silently skipped.
 fn migrator() -> Migrator {
     let migrations = [
-        (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
-        (4, "revoked_jwts", include_str!("../../migrations/sqlite/0004_revoked_jwts.sql")),
+        (
+            1,
+            "init",
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+        ),
+        (
+            4,
+            "revoked_jwts",
+            include_str!("../../migrations/sqlite/0004_revoked_jwts.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
