@@ -461,6 +461,26 @@ impl Engine {
         Ok(None)
     }
 
+    /// The JWT revocation list from `since` (a poll of resource servers that verify JWTs
+    /// offline, e.g. `khoa-resource`), and the time it was read at: the next poll's `since`.
+    /// Only confidential clients may read it, as they may introspect.
+    pub async fn revoked_jwts(
+        &self,
+        auth: &ClientAuth,
+        since: UnixTime,
+    ) -> Result<(Vec<RevokedJwt>, UnixTime), EngineError> {
+        let client = self.authenticate_client(auth).await?;
+        if client.is_public() {
+            return Err(OAuthError::invalid_client(
+                "the revocation list is for confidential clients",
+            )
+            .into());
+        }
+        let now = self.now();
+        let list = self.stores.tokens.revoked_jwts_since(since, now).await?;
+        Ok((list, now))
+    }
+
     fn refresh_introspection(&self, state: RefreshState, now: UnixTime) -> Option<Introspection> {
         let live = state.used_at.is_none()
             && state.expires_at > now

@@ -74,6 +74,9 @@ pub struct OAuth2Dialect {
     pub revocation_path: String,
     /// RFC 7662 introspection endpoint.
     pub introspection_path: String,
+    /// khoa's JWT revocation list (`GET`, confidential clients), polled by resource servers
+    /// that verify JWTs offline so that they refuse revoked ones too.
+    pub revocation_list_path: String,
 }
 
 impl Default for OAuth2Dialect {
@@ -83,6 +86,7 @@ impl Default for OAuth2Dialect {
             token_path: "/connect/token".into(),
             revocation_path: "/connect/revocation".into(),
             introspection_path: "/connect/introspect".into(),
+            revocation_list_path: "/connect/revoked-jwts".into(),
         }
     }
 }
@@ -465,6 +469,10 @@ impl Config {
             (
                 "dialects.oauth2.introspection_path",
                 &d.oauth2.introspection_path,
+            ),
+            (
+                "dialects.oauth2.revocation_list_path",
+                &d.oauth2.revocation_list_path,
             ),
             (
                 "dialects.derivative.derivative_path",

@@ -42,6 +42,9 @@ pub struct Metadata {
     revocation_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     introspection_endpoint: Option<String>,
+    /// khoa's JWT revocation list for offline verifiers (not a registered RFC 8414 name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    khoa_revocation_list_endpoint: Option<String>,
     /// RFC 8414 §2 requires it; empty until an authorization endpoint exists.
     response_types_supported: Vec<&'static str>,
     grant_types_supported: Vec<&'static str>,
@@ -72,6 +75,7 @@ impl Metadata {
             jwks_uri: format!("{issuer}{JWKS_PATH}"),
             revocation_endpoint: on(&oauth2.revocation_path),
             introspection_endpoint: on(&oauth2.introspection_path),
+            khoa_revocation_list_endpoint: on(&oauth2.revocation_list_path),
             response_types_supported: Vec::new(),
             grant_types_supported: if oauth2.enabled {
                 grants.to_vec()

@@ -42,7 +42,11 @@ pub fn routes(cfg: &DialectsConfig) -> Router<AppState> {
         r = r
             .route(&cfg.oauth2.token_path, post(oauth2::token))
             .route(&cfg.oauth2.revocation_path, post(oauth2::revocation))
-            .route(&cfg.oauth2.introspection_path, post(oauth2::introspect));
+            .route(&cfg.oauth2.introspection_path, post(oauth2::introspect))
+            .route(
+                &cfg.oauth2.revocation_list_path,
+                axum::routing::get(oauth2::revoked_jwts),
+            );
     }
     if cfg.derivative.enabled {
         r = r

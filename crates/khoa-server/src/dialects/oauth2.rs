@@ -80,6 +80,47 @@ pub async fn introspect(
     }
 }
 
+/// Query of [`revoked_jwts`].
+#[derive(serde::Deserialize)]
+pub struct RevokedSince {
+    #[serde(default)]
+    since: i64,
+}
+
+/// khoa's JWT revocation list from `since` (unix seconds): `{"until": now, "revoked":
+/// [{"jti", "exp"}]}`. A resource server that verifies JWTs offline polls it with `since` a
+/// little before the previous `until` and refuses the listed `jti`s until their `exp`. Client
+/// authentication is HTTP Basic only (a GET has no form body); confidential clients only.
+pub async fn revoked_jwts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<RevokedSince>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(RevokedSince { since })) = query else {
+        return Rejection::invalid_request("since must be unix seconds").into_response();
+    };
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let client = match parse_authorization(auth, true) {
+        Authorization::Basic { user, password } => ClientAuth::Basic {
+            client_id: user,
+            secret: SecretString::from(password),
+        },
+        _ => ClientAuth::None,
+    };
+    match state.engine.revoked_jwts(&client, since).await {
+        Ok((list, until)) => {
+            let revoked: Vec<_> = list
+                .into_iter()
+                .map(|r| serde_json::json!({ "jti": r.jti, "exp": r.expires_at }))
+                .collect();
+            let body = serde_json::json!({ "until": until, "revoked": revoked });
+            no_store(axum::Json(body).into_response())
+        }
+        Err(EngineError::OAuth(e)) => oauth_error(&e, true),
+        Err(other) => ApiError::from(other).into_response(),
+    }
+}
+
 /// RFC 7662 §2.2 members. `token_type` is RFC 6749 §7.1's `Bearer` for access tokens; a
 /// refresh token has no such type, so it is named `refresh_token`, and `token_use` (as Ory
 /// Hydra spells it) says which of the two it is for every token.

@@ -442,3 +442,47 @@ async fn discovery_omits_the_oauth2_endpoints_when_that_dialect_is_off() {
         StatusCode::NOT_FOUND
     );
 }
+
+// ---- the JWT revocation list, for resource servers that verify offline ----
+
+#[tokio::test]
+async fn the_revocation_list_names_revoked_jwts_to_confidential_clients_only() {
+    let app = spawn_app().await;
+    app.add_resource_server().await;
+    let tokens = app.session().await;
+    let access = access_token_of(&tokens);
+    let jti = crate::helpers::jwt_claims(&access)["jti"].clone();
+    let list = |auth: Option<String>, since: &str| {
+        let app = &app;
+        let path = format!("/connect/revoked-jwts?since={since}");
+        async move {
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| ("Authorization", a))
+                .into_iter()
+                .collect();
+            app.send(Method::GET, &path, &headers, None).await
+        }
+    };
+    let rs = Some(basic_auth(RS, RS_SECRET));
+    let before = json_body(list(rs.clone(), "0").await, StatusCode::OK).await;
+
+    app.revoke_as_public("app", &access, None).await;
+
+    let after = json_body(list(rs.clone(), "0").await, StatusCode::OK).await;
+    let until = after["until"].as_i64().unwrap();
+    let later = json_body(
+        list(rs.clone(), &(until + 60).to_string()).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(before["revoked"], serde_json::json!([]));
+    assert_eq!(after["revoked"][0]["jti"], jti);
+    assert_eq!(
+        after["revoked"][0]["exp"],
+        crate::helpers::jwt_claims(&access)["exp"]
+    );
+    assert_eq!(later["revoked"], serde_json::json!([]));
+    oauth_error(list(None, "0").await, 401, "invalid_client").await;
+    oauth_error(list(rs, "yesterday").await, 400, "invalid_request").await;
+}
