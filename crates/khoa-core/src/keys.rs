@@ -487,7 +487,7 @@ mod tests {
         let master = MasterKey::generate(&OsRandom);
         let rec = generate_key(&OsRandom, &master, 1, 1);
         let ring = KeyRing::load(std::slice::from_ref(&rec), &master, T).unwrap();
-        let jwks: serde_json::Value = serde_json::from_str(ring.jwks_json()).unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(&ring.jwks(T).body).unwrap();
         assert_eq!(jwks["keys"][0]["kid"], rec.kid);
         assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
         assert!(jwks["keys"][0].get("d").is_none());
