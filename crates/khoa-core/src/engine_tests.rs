@@ -1217,7 +1217,12 @@ async fn a_token_of_a_retired_key_is_refused() {
         access_ttl: 60,
         ..TokenPolicy::default()
     };
-    h.engine.stores().clients.delete_client("long").await.unwrap();
+    h.engine
+        .stores()
+        .clients
+        .delete_client("long")
+        .await
+        .unwrap();
     h.public_client(with_policy("short", short)).await;
     let (_, _, retire_at) = schedule_rotation(&h.engine, 0).await;
     assert!(retire_at < START + 7200, "the token outlives its key");

@@ -589,7 +589,11 @@ mod tests {
         );
         assert_eq!(ring.published_kids(4_999).len(), 2);
         assert_eq!(ring.published_kids(5_000), [next.kid.as_str()]);
-        let kid_at = |t| header_of(&ring.sign(ACCESS_TOKEN_TYP, &claims(), t).unwrap()).unwrap().kid;
+        let kid_at = |t| {
+            header_of(&ring.sign(ACCESS_TOKEN_TYP, &claims(), t).unwrap())
+                .unwrap()
+                .kid
+        };
         assert_eq!(kid_at(1_999), Some(old.kid.clone()));
         assert_eq!(kid_at(2_000), Some(next.kid.clone()));
     }
@@ -634,7 +638,11 @@ mod tests {
         // A ring loaded after the retirement knows the kid (no reload) and refuses it.
         let after = KeyRing::load(&[old.clone()], &master, 5_000).unwrap();
         assert!(!after.kid_unknown(&token));
-        assert!(after.verify(&token, "https://khoa.test", "api", 5_000).is_none());
+        assert!(
+            after
+                .verify(&token, "https://khoa.test", "api", 5_000)
+                .is_none()
+        );
     }
 
     #[test]

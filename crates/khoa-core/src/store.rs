@@ -254,7 +254,10 @@ pub enum IfKeyPending {
 pub enum KeySchedule {
     Scheduled,
     /// Nothing changed: this key is published but activates only at `activates_at`.
-    Pending { kid: String, activates_at: UnixTime },
+    Pending {
+        kid: String,
+        activates_at: UnixTime,
+    },
 }
 
 #[async_trait]

@@ -254,7 +254,10 @@ impl KeyStore for MemoryStore {
             });
         }
         for k in g.keys.iter_mut() {
-            k.retires_at = Some(k.retires_at.map_or(retire_others_at, |r| r.min(retire_others_at)));
+            k.retires_at = Some(
+                k.retires_at
+                    .map_or(retire_others_at, |r| r.min(retire_others_at)),
+            );
         }
         g.keys.push(key.clone());
         // Activation order, insertion order among ties (a stable sort), like the backends.

@@ -99,13 +99,22 @@ async fn connect_once(
 /// The schema, compiled into the binary like SQLite's. sqlx's PostgreSQL migrator holds an
 /// advisory lock while it runs, so nodes starting together apply each migration once.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "key_schedule".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0002_key_schedule.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {

@@ -134,13 +134,22 @@ fn open_writer(
 /// records what ran in `_sqlx_migrations` together with a checksum, so re-running is a no-op
 /// and an edited, already-applied migration is refused rather than silently skipped.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "key_schedule".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0002_key_schedule.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {
