@@ -217,7 +217,9 @@ pub async fn keys(engine: &Engine, cmd: KeysCommand, config: &KeysConfig) -> Res
         KeysCommand::List => {
             let records = engine.stores().keys.list_keys().await?;
             for (k, state) in records.iter().zip(key_states(&records, engine.now())) {
-                let retires_at = k.retires_at.map_or_else(|| "-".to_owned(), |t| t.to_string());
+                let retires_at = k
+                    .retires_at
+                    .map_or_else(|| "-".to_owned(), |t| t.to_string());
                 println!(
                     "{}\t{}\t{}\t{retires_at}",
                     k.kid,

@@ -556,7 +556,12 @@ mod tests {
         c.keys.rotation_lead_secs = 330;
         c.validate().unwrap();
         c.keys.reload_secs = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("keys.reload_secs"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("keys.reload_secs")
+        );
     }
 
     #[test]

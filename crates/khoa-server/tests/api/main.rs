@@ -7,6 +7,8 @@
 //!   protected resource, one area each.
 //! - `restart`, `at_rest`: what survives a restart, and what never reaches the disk.
 //! - `demo_cli`, `cli_admin`: the `khoa` binary itself (`demo`, `serve` and the admin verbs).
+//! - `key_rotation`: `khoa keys rotate` against a running server: pre-publication, the
+//!   switch, retirement, JWKS cache headers.
 //! - `multinode`: several `khoa serve` processes on one PostgreSQL database (a throwaway
 //!   cluster, `khoa-pgtest`): shared rotation, revocation and keys, outages, secrets at rest.
 
@@ -23,6 +25,7 @@ mod errors;
 mod expiry;
 mod health;
 mod helpers;
+mod key_rotation;
 mod multinode;
 mod restart;
 mod rotation;

@@ -453,8 +453,10 @@ mod tests {
         )
         .unwrap();
 
-        conn.execute_batch(include_str!("../../migrations/sqlite/0002_key_schedule.sql"))
-            .unwrap();
+        conn.execute_batch(include_str!(
+            "../../migrations/sqlite/0002_key_schedule.sql"
+        ))
+        .unwrap();
 
         let mut rows = conn
             .prepare(
