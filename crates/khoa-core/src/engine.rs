@@ -13,7 +13,7 @@ use crate::grant::refresh_token::{RefreshTokenGrant, USER_ID_PREFIX};
 use crate::grant::{ClientAuth, GrantHandler, TokenRequest};
 use crate::keys::KeyRing;
 use crate::master_key::MasterKey;
-use crate::mint::{IssuedTokens, KeyRingHandle, Minter};
+use crate::mint::{IssuedTokens, KeyRingHandle, KeyRotation, Minter, RotationOutcome};
 use crate::model::{AccessTokenFormat, Client, GrantType, UnixTime, User};
 use crate::partner::Partners;
 use crate::password::{PasswordHasher, PasswordParams};
@@ -177,13 +177,30 @@ impl Engine {
         self.keys.current()
     }
 
-    /// Re-reads signing keys from the database (another process may have rotated them).
+    /// Re-reads signing keys from the database (another process may have scheduled one).
     pub async fn reload_keys(&self) -> Result<(), EngineError> {
-        self.keys.reload().await
+        self.keys.reload(self.now()).await
     }
 
-    pub async fn rotate_signing_key(&self) -> Result<String, EngineError> {
-        self.keys.rotate(&*self.random, self.now()).await
+    /// Schedules a new signing key. The old keys stay published for the longest access-token
+    /// lifetime of any client: a token the old key signs just before the switch must
+    /// validate until it expires.
+    pub async fn rotate_signing_key(
+        &self,
+        rotation: KeyRotation,
+    ) -> Result<RotationOutcome, EngineError> {
+        let max_access_ttl = self
+            .stores
+            .clients
+            .list_clients()
+            .await?
+            .iter()
+            .map(|c| c.policy.access_ttl)
+            .max()
+            .unwrap_or(0);
+        self.keys
+            .rotate(&*self.random, self.now(), rotation, max_access_ttl)
+            .await
     }
 
     /// RFC 6749 §3.2: the token endpoint. Authenticates the client, checks it may use the
@@ -273,7 +290,7 @@ impl Engine {
                 ring = self.keys.current();
             }
             let claims = ring
-                .verify(token, &self.config.issuer, &self.config.audience)
+                .verify(token, &self.config.issuer, &self.config.audience, now)
                 .ok_or(BearerError::Invalid("signature, issuer or audience"))?;
             if claims.exp <= now {
                 return Err(BearerError::Invalid("expired"));
@@ -389,7 +406,7 @@ impl Engine {
         now: UnixTime,
     ) -> Result<bool, EngineError> {
         if token.len() <= 4096 && token.bytes().filter(|b| *b == b'.').count() == 2 {
-            let Some(claims) = self.key_ring().verify_signature(token) else {
+            let Some(claims) = self.key_ring().verify_signature(token, now) else {
                 return Ok(false);
             };
             if claims.client_id == client.client_id && claims.exp > now {

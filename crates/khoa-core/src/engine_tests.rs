@@ -9,12 +9,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::SecretString;
 use std::sync::Arc;
 
-use crate::clock::{ManualClock, OsRandom};
+use crate::clock::{Clock, ManualClock, OsRandom};
 use crate::engine::{BearerError, Engine, EngineConfig, MIN_CLIENT_SECRET_LEN, Principal};
 use crate::error::{EngineError, ErrorCode, OAuthError};
 use crate::grant::{ClientAuth, TokenRequest};
 use crate::master_key::MasterKey;
-use crate::mint::IssuedTokens;
+use crate::mint::{IssuedTokens, KeyRotation, RotationOutcome};
 use crate::model::{
     AccessTokenFormat, Client, GrantType, RefreshIssuance, TokenPolicy, UnixTime, User,
 };
@@ -1090,33 +1090,207 @@ fn kid_of(jwt: &str) -> String {
     header["kid"].as_str().expect("a kid").to_owned()
 }
 
+/// `rotate_signing_key` with the CLI's default lead, expecting it to be scheduled.
+async fn schedule_rotation(engine: &Engine, lead_secs: u64) -> (String, UnixTime, UnixTime) {
+    match engine
+        .rotate_signing_key(KeyRotation::After { lead_secs })
+        .await
+        .unwrap()
+    {
+        RotationOutcome::Scheduled {
+            kid,
+            activates_at,
+            old_keys_retire_at,
+        } => (kid, activates_at, old_keys_retire_at),
+        pending => panic!("not scheduled: {pending:?}"),
+    }
+}
+
+fn published(engine: &Engine, now: UnixTime) -> Vec<String> {
+    let jwks: serde_json::Value =
+        serde_json::from_str(&engine.key_ring().jwks(now).body).expect("JWKS is JSON");
+    jwks["keys"]
+        .as_array()
+        .expect("a key list")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("a kid").to_owned())
+        .collect()
+}
+
 #[tokio::test]
-async fn jwt_minted_before_a_key_rotation_still_validates() {
+async fn before_activation_the_old_key_signs_and_both_keys_are_published() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+    let old_kid = kid_of(&h.login("app", "alice", None).await.unwrap().access_token);
+
+    let (new_kid, activates_at, _) = schedule_rotation(&h.engine, 600).await;
+    h.advance(599);
+    let during_lead = h.login("app", "alice", None).await.unwrap();
+
+    assert_eq!(activates_at, START + 600);
+    assert_eq!(kid_of(&during_lead.access_token), old_kid);
+    assert_eq!(published(&h.engine, h.clock.now()), [old_kid, new_kid]);
+}
+
+#[tokio::test]
+async fn at_activation_the_new_key_signs_without_a_reload() {
     let h = Harness::new().await;
     h.public_client(client("app")).await;
     h.user("alice", None).await;
     let before = h.login("app", "alice", None).await.unwrap();
+    let (new_kid, _, _) = schedule_rotation(&h.engine, 600).await;
 
-    h.engine.rotate_signing_key().await.unwrap();
-    let result = h.validate(&before.access_token).await;
+    h.advance(600);
+    let after = h.login("app", "alice", None).await.unwrap();
+
+    assert_ne!(kid_of(&before.access_token), new_kid);
+    assert_eq!(kid_of(&after.access_token), new_kid);
+    assert_eq!(
+        h.engine.key_ring().current_kid(h.clock.now()),
+        Some(new_kid.as_str())
+    );
+    assert!(h.validate(&after.access_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn jwt_minted_before_a_key_rotation_still_validates_after_the_switch() {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+    schedule_rotation(&h.engine, 600).await;
+    h.advance(599);
+    // Signed by the old key in the last second it signs, so it lives longest past the switch.
+    let last_old = h.login("app", "alice", None).await.unwrap();
+
+    h.advance(last_old.expires_in - 1);
+    let result = h.validate(&last_old.access_token).await;
 
     assert_eq!(result.unwrap().format, AccessTokenFormat::Jwt);
 }
 
 #[tokio::test]
-async fn jwt_minted_after_a_key_rotation_carries_the_new_kid() {
+async fn the_old_keys_stay_published_for_the_longest_access_token_lifetime_plus_skew() {
+    let h = Harness::new().await;
+    let long = TokenPolicy {
+        access_ttl: 7200,
+        ..TokenPolicy::default()
+    };
+    h.public_client(with_policy("long", long)).await;
+    h.public_client(client("app")).await;
+    let old_kid = h.engine.key_ring().current_kid(START).unwrap().to_owned();
+
+    let (new_kid, activates_at, retire_at) = schedule_rotation(&h.engine, 600).await;
+
+    assert_eq!(retire_at, activates_at + 7200 + 60);
+    assert_eq!(
+        published(&h.engine, retire_at - 1),
+        [old_kid.clone(), new_kid.clone()]
+    );
+    assert_eq!(published(&h.engine, retire_at), [new_kid]);
+}
+
+#[tokio::test]
+async fn the_old_keys_stay_published_at_least_an_hour_whatever_the_policies() {
+    let h = Harness::new().await;
+    let short = TokenPolicy {
+        access_ttl: 60,
+        ..TokenPolicy::default()
+    };
+    h.public_client(with_policy("short", short)).await;
+
+    let (_, activates_at, retire_at) = schedule_rotation(&h.engine, 600).await;
+
+    assert_eq!(retire_at, activates_at + 3600 + 60);
+}
+
+#[tokio::test]
+async fn a_token_of_a_retired_key_is_refused() {
+    let h = Harness::new().await;
+    let long = TokenPolicy {
+        access_ttl: 7200,
+        ..TokenPolicy::default()
+    };
+    h.public_client(with_policy("long", long)).await;
+    h.user("alice", None).await;
+    let old = h.login("long", "alice", None).await.unwrap();
+    // Lower the longest lifetime after the token was minted: the schedule now ends the old key
+    // before its token expires, and retirement, not expiry, must stop it.
+    let short = TokenPolicy {
+        access_ttl: 60,
+        ..TokenPolicy::default()
+    };
+    h.engine
+        .stores()
+        .clients
+        .delete_client("long")
+        .await
+        .unwrap();
+    h.public_client(with_policy("short", short)).await;
+    let (_, _, retire_at) = schedule_rotation(&h.engine, 0).await;
+    assert!(retire_at < START + 7200, "the token outlives its key");
+
+    h.advance(retire_at - START - 1);
+    assert!(h.validate(&old.access_token).await.is_ok());
+    h.advance(1);
+    assert!(matches!(
+        h.validate(&old.access_token).await,
+        Err(BearerError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_rotation_is_refused_while_another_is_pending() {
+    let h = Harness::new().await;
+    let (pending_kid, activates_at, _) = schedule_rotation(&h.engine, 600).await;
+
+    let second = h
+        .engine
+        .rotate_signing_key(KeyRotation::After { lead_secs: 600 })
+        .await
+        .unwrap();
+    assert_eq!(
+        second,
+        RotationOutcome::Pending {
+            kid: pending_kid.clone(),
+            activates_at
+        }
+    );
+    assert_eq!(h.engine.stores().keys.list_keys().await.unwrap().len(), 2);
+
+    // Once it has activated, the next rotation may be scheduled.
+    h.advance(600);
+    let (third, _, _) = schedule_rotation(&h.engine, 600).await;
+    assert_ne!(third, pending_kid);
+}
+
+#[tokio::test]
+async fn a_danger_immediate_rotation_signs_at_once_and_refuses_every_older_token() {
     let h = Harness::new().await;
     h.public_client(client("app")).await;
     h.user("alice", None).await;
     let before = h.login("app", "alice", None).await.unwrap();
+    // Even with a rotation pending: a compromised key cannot wait for it.
+    schedule_rotation(&h.engine, 600).await;
 
-    let new_kid = h.engine.rotate_signing_key().await.unwrap();
+    let outcome = h
+        .engine
+        .rotate_signing_key(KeyRotation::DangerImmediate)
+        .await
+        .unwrap();
+    let RotationOutcome::Scheduled {
+        kid, activates_at, ..
+    } = outcome
+    else {
+        panic!("refused: {outcome:?}");
+    };
     let after = h.login("app", "alice", None).await.unwrap();
 
-    assert_ne!(kid_of(&before.access_token), new_kid);
-    assert_eq!(kid_of(&after.access_token), new_kid);
-    assert_eq!(h.engine.key_ring().current_kid(), Some(new_kid.as_str()));
+    assert_eq!(activates_at, START);
+    assert_eq!(kid_of(&after.access_token), kid);
     assert!(h.validate(&after.access_token).await.is_ok());
+    assert!(h.validate(&before.access_token).await.is_err());
+    assert_eq!(published(&h.engine, START), [kid]);
 }
 
 // ---- administration ----
@@ -1262,7 +1436,8 @@ async fn a_key_rotated_in_by_another_node_is_picked_up_on_first_sight() {
     )
     .await
     .unwrap();
-    other_node.rotate_signing_key().await.unwrap();
+    schedule_rotation(&other_node, 600).await;
+    h.advance(600);
     h.public_client(client("app")).await;
     other_node
         .create_user("alice", &secret(PASSWORD), None)

@@ -13,7 +13,9 @@ use crate::master_key::MasterKey;
 use crate::model::{AccessTokenFormat, Client, RefreshTokenFormat, UnixTime};
 use crate::scope::ScopeSet;
 use crate::secret::{generate_token, random_alnum, random_hex, random_upper, redacted, token_hash};
-use crate::store::{AccessRecord, Family, Issuance, KeyStore, RefreshRecord, TokenStore};
+use crate::store::{
+    AccessRecord, Family, IfKeyPending, Issuance, KeySchedule, KeyStore, RefreshRecord, TokenStore,
+};
 
 /// What a successful grant hands to the dialect that renders it.
 #[derive(Clone)]
@@ -63,26 +65,55 @@ pub struct KeyRingHandle {
 /// At most one unknown-`kid` reload per this many seconds.
 const UNKNOWN_KID_RELOAD_INTERVAL: i64 = 5;
 
+/// The shortest lifetime a rotation assumes for tokens the old key signed, whatever the
+/// clients' policies say: ID tokens (one hour, the usual choice) will be signed by the same
+/// keys.
+pub const MIN_SIGNED_TOKEN_LIFETIME: i64 = 3600;
+/// Clock skew allowed between the node that signed a token and the one that validates it.
+pub const KEY_RETIREMENT_SKEW: i64 = 60;
+
+/// How a new signing key takes over from the current one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRotation {
+    /// The new key is published at once and signs from `lead_secs` on; the old keys stay
+    /// published until every token they may still sign has expired. `lead_secs` must cover
+    /// how long JWKS caches and nodes take to learn of the new key (the caller checks that:
+    /// the engine does not know the edge's cache settings).
+    After { lead_secs: u64 },
+    /// For a compromised key: the new key signs at once and every other key, a pending one
+    /// included, is retired at once, so every token they signed stops validating. Caches and
+    /// nodes that have not yet seen the new key refuse its tokens until they do.
+    DangerImmediate,
+}
+
+/// What [`KeyRingHandle::rotate`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RotationOutcome {
+    Scheduled {
+        kid: String,
+        activates_at: UnixTime,
+        /// When the keys it replaces stop being published and accepted.
+        old_keys_retire_at: UnixTime,
+    },
+    /// Refused: an earlier rotation's key is still waiting to activate.
+    Pending { kid: String, activates_at: UnixTime },
+}
+
 impl KeyRingHandle {
-    /// Loads the keys, generating the first one if the database has none. Concurrent first
-    /// starts race in [`KeyStore::insert_first_key`] and all end up with the winner's key.
+    /// Loads the keys, generating the first one if none is published. Concurrent first starts
+    /// race in [`KeyStore::insert_first_key`] and all end up with the winner's key.
     pub async fn open(
         store: Arc<dyn KeyStore>,
         master: MasterKey,
         random: &dyn Random,
         now: UnixTime,
     ) -> Result<Self, EngineError> {
-        if !store
-            .list_keys()
-            .await?
-            .iter()
-            .any(|k| k.status == crate::store::KeyStatus::Current)
-        {
+        if !store.list_keys().await?.iter().any(|k| k.published_at(now)) {
             store
-                .insert_first_key(&generate_key(random, &master, now))
+                .insert_first_key(&generate_key(random, &master, now, now))
                 .await?;
         }
-        let ring = KeyRing::load(&store.list_keys().await?, &master)?;
+        let ring = KeyRing::load(&store.list_keys().await?, &master, now)?;
         Ok(KeyRingHandle {
             store,
             master,
@@ -95,9 +126,9 @@ impl KeyRingHandle {
         self.ring.read().expect("key ring lock poisoned").clone()
     }
 
-    /// Re-reads the keys from the store (after a rotation by the CLI or another node).
-    pub async fn reload(&self) -> Result<(), EngineError> {
-        let ring = KeyRing::load(&self.store.list_keys().await?, &self.master)?;
+    /// Re-reads the keys from the store (a rotation scheduled by the CLI or another node).
+    pub async fn reload(&self, now: UnixTime) -> Result<(), EngineError> {
+        let ring = KeyRing::load(&self.store.list_keys().await?, &self.master, now)?;
         *self.ring.write().expect("key ring lock poisoned") = Arc::new(ring);
         Ok(())
     }
@@ -114,7 +145,7 @@ impl KeyRingHandle {
         {
             return false;
         }
-        match self.reload().await {
+        match self.reload(now).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "reloading keys for an unknown kid failed");
@@ -123,12 +154,44 @@ impl KeyRingHandle {
         }
     }
 
-    /// Makes a fresh key current; the old one stays published as `previous`.
-    pub async fn rotate(&self, random: &dyn Random, now: UnixTime) -> Result<String, EngineError> {
-        let rec = generate_key(random, &self.master, now);
-        self.store.rotate_key(&rec).await?;
-        self.reload().await?;
-        Ok(rec.kid)
+    /// Schedules a fresh key per `rotation`. `max_token_lifetime` is the longest lifetime of a
+    /// token the current key may sign before the switch; the old keys stay published that long
+    /// after it (at least [`MIN_SIGNED_TOKEN_LIFETIME`], plus [`KEY_RETIREMENT_SKEW`]).
+    pub async fn rotate(
+        &self,
+        random: &dyn Random,
+        now: UnixTime,
+        rotation: KeyRotation,
+        max_token_lifetime: i64,
+    ) -> Result<RotationOutcome, EngineError> {
+        let (activates_at, old_keys_retire_at, if_pending) = match rotation {
+            KeyRotation::After { lead_secs } => {
+                let activates_at = now.saturating_add(i64::try_from(lead_secs).unwrap_or(i64::MAX));
+                let lifetime = max_token_lifetime.max(MIN_SIGNED_TOKEN_LIFETIME);
+                let retire = activates_at
+                    .saturating_add(lifetime)
+                    .saturating_add(KEY_RETIREMENT_SKEW);
+                (activates_at, retire, IfKeyPending::Refuse)
+            }
+            KeyRotation::DangerImmediate => (now, now, IfKeyPending::Retire),
+        };
+        let rec = generate_key(random, &self.master, now, activates_at);
+        let outcome = match self
+            .store
+            .schedule_key(&rec, old_keys_retire_at, now, if_pending)
+            .await?
+        {
+            KeySchedule::Pending { kid, activates_at } => {
+                return Ok(RotationOutcome::Pending { kid, activates_at });
+            }
+            KeySchedule::Scheduled => RotationOutcome::Scheduled {
+                kid: rec.kid,
+                activates_at,
+                old_keys_retire_at,
+            },
+        };
+        self.reload(now).await?;
+        Ok(outcome)
     }
 }
 
@@ -238,7 +301,7 @@ impl Minter {
                     sid: family_id,
                     otp_sha256: otp_hash,
                 };
-                let token = self.keys.current().sign(ACCESS_TOKEN_TYP, &claims)?;
+                let token = self.keys.current().sign(ACCESS_TOKEN_TYP, &claims, now)?;
                 return Ok(MintedAccess {
                     token,
                     record: None,
@@ -299,7 +362,7 @@ impl Minter {
                     client_id: client.client_id.clone(),
                     sid: session.id.to_owned(),
                 };
-                self.keys.current().sign(REFRESH_TOKEN_TYP, &claims)?
+                self.keys.current().sign(REFRESH_TOKEN_TYP, &claims, now)?
             }
         };
         let record = RefreshRecord {

@@ -198,39 +198,34 @@ pub trait TokenStore: Send + Sync {
     async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError>;
 }
 
+/// Where a signing key stands at some instant. Not stored: it follows from the key's
+/// `activates_at` and `retires_at` and the other keys' (see [`crate::keys::key_states`]), so
+/// every node reading the same rows reaches the same answer at the same instant without any
+/// coordination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyStatus {
-    /// Signs new tokens. At most one key is current.
+pub enum KeyState {
+    /// Published in JWKS ahead of its activation; signs nothing yet.
+    Next,
+    /// Signs new tokens: the published key with the latest `activates_at` not after now.
     Current,
-    /// Retired from signing, still published so that tokens it signed keep validating.
+    /// No longer signs; still published so that tokens it signed keep validating.
     Previous,
-    /// No longer published.
+    /// Past its `retires_at`: neither published nor accepted.
     Retired,
 }
 
-impl KeyStatus {
+impl KeyState {
     pub fn as_str(self) -> &'static str {
         match self {
-            KeyStatus::Current => "current",
-            KeyStatus::Previous => "previous",
-            KeyStatus::Retired => "retired",
+            KeyState::Next => "next",
+            KeyState::Current => "current",
+            KeyState::Previous => "previous",
+            KeyState::Retired => "retired",
         }
     }
 }
 
-impl std::str::FromStr for KeyStatus {
-    type Err = crate::model::UnknownValue;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "current" => Ok(Self::Current),
-            "previous" => Ok(Self::Previous),
-            "retired" => Ok(Self::Retired),
-            other => Err(crate::model::UnknownValue(other.to_owned())),
-        }
-    }
-}
-
-/// A signing key as stored: the private half sealed under the master key.
+/// A signing key as stored: the private half sealed under the master key, and its schedule.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
     pub kid: String,
@@ -240,7 +235,17 @@ pub struct SigningKeyRecord {
     /// The public JWK as JSON text.
     pub public_jwk: String,
     pub created_at: UnixTime,
-    pub status: KeyStatus,
+    /// From this instant on the key may sign (if no later-activated key is published).
+    pub activates_at: UnixTime,
+    /// From this instant on the key is neither published nor accepted; `None`: open-ended.
+    pub retires_at: Option<UnixTime>,
+}
+
+impl SigningKeyRecord {
+    /// Whether the key is still published (and its tokens accepted) at `now`.
+    pub fn published_at(&self, now: UnixTime) -> bool {
+        self.retires_at.is_none_or(|r| now < r)
+    }
 }
 
 impl std::fmt::Debug for SigningKeyRecord {
@@ -249,19 +254,53 @@ impl std::fmt::Debug for SigningKeyRecord {
             .field("kid", &self.kid)
             .field("alg", &self.alg)
             .field("created_at", &self.created_at)
-            .field("status", &self.status)
+            .field("activates_at", &self.activates_at)
+            .field("retires_at", &self.retires_at)
             .finish_non_exhaustive()
     }
 }
 
+/// What a request to schedule a new signing key does when another scheduled key has not
+/// activated yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfKeyPending {
+    /// Schedule nothing and report the pending key: one rotation at a time, so that the
+    /// schedule every cache was told about stays true.
+    Refuse,
+    /// Retire the pending key too (a compromised key is being replaced at once).
+    Retire,
+}
+
+/// The outcome of [`KeyStore::schedule_key`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySchedule {
+    Scheduled,
+    /// Nothing changed: this key is published but activates only at `activates_at`.
+    Pending {
+        kid: String,
+        activates_at: UnixTime,
+    },
+}
+
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    /// Inserts `key` as current only if no key is current yet; returns whether it did. Nodes
-    /// starting together race here and exactly one wins.
+    /// Inserts `key` only if no key is published at `key.activates_at`; returns whether it
+    /// did. Nodes starting together on an empty database race here and exactly one wins.
     async fn insert_first_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError>;
-    /// Atomically demotes the current key to `Previous` and makes `key` current.
-    async fn rotate_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
-    /// Oldest first.
+    /// Atomically: unless `if_pending` is `Refuse` and a published key activates after `now`
+    /// (then nothing changes and that key is reported), brings the `retires_at` of every
+    /// published key forward to `retire_others_at` (never later than it already is) and
+    /// inserts `key`. A taken kid is `Conflict("kid")` and changes nothing.
+    async fn schedule_key(
+        &self,
+        key: &SigningKeyRecord,
+        retire_others_at: UnixTime,
+        now: UnixTime,
+        if_pending: IfKeyPending,
+    ) -> Result<KeySchedule, StoreError>;
+    /// Deletes the keys whose `retires_at` is at or before `before`; returns how many went.
+    async fn delete_retired_keys(&self, before: UnixTime) -> Result<u64, StoreError>;
+    /// In activation order (insertion order among keys activating in the same second).
     async fn list_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
 }
 

@@ -248,21 +248,53 @@ impl TokenStore for MemoryStore {
 impl KeyStore for MemoryStore {
     async fn insert_first_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError> {
         let mut g = self.lock();
-        if g.keys.iter().any(|k| k.status == KeyStatus::Current) {
+        if g.keys.iter().any(|k| k.published_at(key.activates_at)) {
             return Ok(false);
+        }
+        if g.keys.iter().any(|k| k.kid == key.kid) {
+            return Err(StoreError::Conflict("kid".into()));
         }
         g.keys.push(key.clone());
         Ok(true)
     }
-    async fn rotate_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+    async fn schedule_key(
+        &self,
+        key: &SigningKeyRecord,
+        retire_others_at: UnixTime,
+        now: UnixTime,
+        if_pending: IfKeyPending,
+    ) -> Result<KeySchedule, StoreError> {
         let mut g = self.lock();
-        for k in g.keys.iter_mut().filter(|k| k.status == KeyStatus::Current) {
-            k.status = KeyStatus::Previous;
+        if g.keys.iter().any(|k| k.kid == key.kid) {
+            return Err(StoreError::Conflict("kid".into()));
         }
-        let mut key = key.clone();
-        key.status = KeyStatus::Current;
-        g.keys.push(key);
-        Ok(())
+        if if_pending == IfKeyPending::Refuse
+            && let Some(k) = g
+                .keys
+                .iter()
+                .find(|k| k.activates_at > now && k.published_at(now))
+        {
+            return Ok(KeySchedule::Pending {
+                kid: k.kid.clone(),
+                activates_at: k.activates_at,
+            });
+        }
+        for k in g.keys.iter_mut() {
+            k.retires_at = Some(
+                k.retires_at
+                    .map_or(retire_others_at, |r| r.min(retire_others_at)),
+            );
+        }
+        g.keys.push(key.clone());
+        // Activation order, insertion order among ties (a stable sort), like the backends.
+        g.keys.sort_by_key(|k| k.activates_at);
+        Ok(KeySchedule::Scheduled)
+    }
+    async fn delete_retired_keys(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let n = g.keys.len();
+        g.keys.retain(|k| k.retires_at.is_none_or(|r| r > before));
+        Ok((n - g.keys.len()) as u64)
     }
     async fn list_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         Ok(self.lock().keys.clone())

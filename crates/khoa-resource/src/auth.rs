@@ -12,6 +12,7 @@ use crate::introspect::{IntrospectionSettings, Introspector};
 use crate::jwks::{JwksCache, JwksSettings};
 use crate::jwt::{self, Expectations};
 use crate::layer::KhoaAuthLayer;
+use crate::revocation::{RevocationList, RevocationSettings};
 use crate::stats::{Counters, Stats};
 
 /// A configuration the builder refused.
@@ -38,6 +39,7 @@ struct Inner {
     required: Scopes,
     jwks: JwksCache,
     introspector: Option<Introspector>,
+    revocations: Option<RevocationList>,
     counters: Arc<Counters>,
 }
 
@@ -47,6 +49,7 @@ impl std::fmt::Debug for KhoaAuth {
             .field("issuer", &self.inner.issuer)
             .field("audience", &self.inner.audience)
             .field("introspection", &self.inner.introspector.is_some())
+            .field("revocation_list", &self.inner.revocations.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -66,6 +69,10 @@ impl KhoaAuth {
             leeway: Duration::from_secs(10),
             http_timeout: Duration::from_secs(5),
             introspection_cache_ttl: Duration::from_secs(30),
+            revocation_list_url: None,
+            revocation_list: true,
+            revocation_poll_interval: Duration::from_secs(5),
+            revocation_max_staleness: None,
             required_scopes: Scopes::default(),
             fetcher: None,
         }
@@ -76,14 +83,22 @@ impl KhoaAuth {
         KhoaAuthLayer::new(self.clone())
     }
 
-    /// Validates one token: a JWT offline against the JWKS (fetching it when needed), anything
-    /// else by introspection when that is configured. Required scopes are not checked here.
+    /// Validates one token: a JWT offline against the JWKS (fetching it when needed) and, when
+    /// an introspection client is configured, against khoa's JWT revocation list (polling it
+    /// when due); anything else by introspection when that is configured. Required scopes are
+    /// not checked here.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let i = &self.inner;
         if jwt::looks_like_jwt(token) {
             let parsed = jwt::parse(token)?;
             let key = i.jwks.key(&parsed.kid).await?;
-            parsed.verify(&key, &self.expectations())
+            let e = self.expectations();
+            let claims = parsed.verify(&key, &e)?;
+            // Only after the signature: a forged token never costs a poll.
+            if let (Some(list), Some(jti)) = (&i.revocations, &claims.jti) {
+                list.check(jti, e.now).await?;
+            }
+            Ok(claims)
         } else if let Some(introspector) = &i.introspector {
             introspector.introspect(token, &self.expectations()).await
         } else {
@@ -105,6 +120,22 @@ impl KhoaAuth {
     /// Fetches the JWKS now rather than on the first request; fails if the issuer is down.
     pub async fn prefetch_jwks(&self) -> Result<(), AuthError> {
         self.inner.jwks.prefetch().await
+    }
+
+    /// Polls khoa's JWT revocation list now if it is due (always, before the first poll),
+    /// rather than on the first JWT; fails if it cannot be fetched and the list held is too
+    /// stale. Does nothing when the list is not polled (no introspection client, or
+    /// [`KhoaAuthBuilder::revocation_list`]`(false)`).
+    pub async fn prefetch_revocation_list(&self) -> Result<(), AuthError> {
+        match &self.inner.revocations {
+            Some(list) => list.refresh_if_due(now_unix()).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether this validator polls khoa's JWT revocation list (and so refuses revoked JWTs).
+    pub fn polls_revocation_list(&self) -> bool {
+        self.inner.revocations.is_some()
     }
 
     pub fn stats(&self) -> Stats {
@@ -191,6 +222,10 @@ pub struct KhoaAuthBuilder {
     leeway: Duration,
     http_timeout: Duration,
     introspection_cache_ttl: Duration,
+    revocation_list_url: Option<String>,
+    revocation_list: bool,
+    revocation_poll_interval: Duration,
+    revocation_max_staleness: Option<Duration>,
     required_scopes: Scopes,
     fetcher: Option<Arc<dyn Fetcher>>,
 }
@@ -218,6 +253,11 @@ impl KhoaAuthBuilder {
 
     /// Validates opaque tokens by RFC 7662 introspection, authenticating as this confidential
     /// client. Without it, opaque tokens are refused.
+    ///
+    /// The same client also reads khoa's JWT revocation list (see
+    /// [`KhoaAuthBuilder::revocation_list`]): with it, a JWT revoked at khoa is refused here
+    /// within about [`KhoaAuthBuilder::revocation_poll_interval`]; without it, a revoked JWT
+    /// passes until its `exp`.
     pub fn introspection_client(
         mut self,
         client_id: impl Into<String>,
@@ -237,6 +277,37 @@ impl KhoaAuthBuilder {
     /// `exp`): also how long a revoked opaque token can still pass here. Zero asks every time.
     pub fn introspection_cache_ttl(mut self, ttl: Duration) -> Self {
         self.introspection_cache_ttl = ttl;
+        self
+    }
+
+    /// Whether to poll khoa's JWT revocation list (default `true`; only ever done with an
+    /// [`KhoaAuthBuilder::introspection_client`], whose credentials it uses). With `false`, a
+    /// JWT revoked at khoa passes here until its `exp`.
+    pub fn revocation_list(mut self, poll: bool) -> Self {
+        self.revocation_list = poll;
+        self
+    }
+
+    /// khoa's JWT revocation list; default `{issuer}/connect/revoked-jwts` (discovery's
+    /// `khoa_revocation_list_endpoint`).
+    pub fn revocation_list_url(mut self, url: impl Into<String>) -> Self {
+        self.revocation_list_url = Some(url.into());
+        self
+    }
+
+    /// How old the revocation list may get before a request polls it again (default 5 s, at
+    /// least 100 ms): about how long a JWT revoked at khoa can still pass here. Polls happen on
+    /// the request path, one at a time, so an idle service does not poll at all.
+    pub fn revocation_poll_interval(mut self, interval: Duration) -> Self {
+        self.revocation_poll_interval = interval;
+        self
+    }
+
+    /// How long the layer keeps using the last revocation list while khoa cannot be polled
+    /// (default 10 × the poll interval, at least 60 s; never less than the interval). Past it,
+    /// every JWT is answered 503 — fail closed, since a token revoked meanwhile would pass.
+    pub fn revocation_max_staleness(mut self, max: Duration) -> Self {
+        self.revocation_max_staleness = Some(max);
         self
     }
 
@@ -286,6 +357,13 @@ impl KhoaAuthBuilder {
                 .introspection_url
                 .unwrap_or_else(|| format!("{}/connect/introspect", self.issuer)),
         )?;
+        let revocation_list_url = parse_url(
+            "revocation_list_url",
+            &self
+                .revocation_list_url
+                .unwrap_or_else(|| format!("{}/connect/revoked-jwts", self.issuer)),
+        )?;
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
         let fetcher = self
             .fetcher
             .unwrap_or_else(|| Arc::new(HyperFetcher::new()));
@@ -300,6 +378,32 @@ impl KhoaAuthBuilder {
             fetcher.clone(),
             counters.clone(),
         );
+        let interval = self
+            .revocation_poll_interval
+            .max(Duration::from_millis(100));
+        let max_staleness = self
+            .revocation_max_staleness
+            .unwrap_or_else(|| (interval * 10).max(Duration::from_secs(60)))
+            .max(interval);
+        let revocations = self
+            .introspection_client
+            .as_ref()
+            .filter(|_| self.revocation_list)
+            .map(|(client_id, client_secret)| {
+                RevocationList::new(
+                    RevocationSettings {
+                        url: revocation_list_url,
+                        client_id: client_id.clone(),
+                        client_secret: client_secret.clone(),
+                        timeout: self.http_timeout,
+                        interval,
+                        max_staleness,
+                        leeway,
+                    },
+                    fetcher.clone(),
+                    counters.clone(),
+                )
+            });
         let introspector = self.introspection_client.map(|(client_id, client_secret)| {
             Introspector::new(
                 IntrospectionSettings {
@@ -317,10 +421,11 @@ impl KhoaAuthBuilder {
             inner: Arc::new(Inner {
                 issuer: self.issuer,
                 audience: self.audience,
-                leeway: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
+                leeway,
                 required: self.required_scopes,
                 jwks,
                 introspector,
+                revocations,
                 counters,
             }),
         })

@@ -22,7 +22,8 @@ pub enum AuthError {
     /// A valid token without the scopes the route needs (`insufficient_scope`, 403).
     #[error("insufficient scope: {required} required")]
     InsufficientScope { required: Scopes },
-    /// The issuer (JWKS or introspection) could not be asked: 503, the token may be fine.
+    /// The issuer (JWKS, introspection, or a JWT revocation list past its staleness bound) could
+    /// not be asked: 503, the token may be fine.
     #[error("token validation unavailable: {0}")]
     Unavailable(String),
 }

@@ -1,5 +1,5 @@
-//! The HTTP the layer does itself (the JWKS `GET`, the introspection `POST`), behind the
-//! [`Fetcher`] trait.
+//! The HTTP the layer does itself (the JWKS `GET`, the introspection `POST`, the revocation
+//! list `GET`), behind the [`Fetcher`] trait.
 //!
 //! The default [`HyperFetcher`] speaks plain HTTP over hyper-util's pooled client: right for a
 //! khoa on loopback or a private network segment. This crate deliberately links no TLS stack —
@@ -35,13 +35,17 @@ pub struct FetchError(pub String);
 /// Sends one HTTP request and reads the whole response body.
 ///
 /// Implementations must not log request bodies or `Authorization` headers: the introspection
-/// request carries a bearer token and the resource server's client secret.
+/// request carries a bearer token and the resource server's client secret (as does the
+/// revocation list request).
 pub trait Fetcher: Send + Sync + 'static {
     fn fetch(&self, request: Request<Bytes>) -> BoxFuture<'_, Result<Response<Bytes>, FetchError>>;
 }
 
-/// Largest response body read (a JWKS of a few keys is well under 4 KiB).
-const DEFAULT_MAX_BODY: usize = 256 * 1024;
+/// Largest response body read. A JWKS of a few keys is well under 4 KiB, but the first poll
+/// of the JWT revocation list returns every unexpired revoked JWT, about 60 bytes each: 4 MiB
+/// is room for some 70 000. A list that does not fit fails every poll, and after the staleness
+/// bound every JWT gets 503 — raise [`HyperFetcher::max_body`] if you revoke in bulk.
+const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// [`Fetcher`] over hyper-util's pooled HTTP/1.1 client, generic over the connector.
 pub struct HyperFetcher<C = HttpConnector> {
@@ -81,7 +85,7 @@ where
         }
     }
 
-    /// Caps the response body size (default 256 KiB); a longer body is a [`FetchError`].
+    /// Caps the response body size (default 4 MiB); a longer body is a [`FetchError`].
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self

@@ -133,16 +133,8 @@ impl Introspector {
             "token={}&token_type_hint=access_token",
             utf8_percent_encode(token, FORM)
         );
-        let credentials = format!(
-            "{}:{}",
-            utf8_percent_encode(&self.s.client_id, FORM),
-            utf8_percent_encode(self.s.client_secret.expose_secret(), FORM)
-        );
-        let mut authorization =
-            HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials))).map_err(
-                |_| AuthError::Unavailable("unencodable introspection credentials".into()),
-            )?;
-        authorization.set_sensitive(true);
+        let authorization = basic_authorization(&self.s.client_id, &self.s.client_secret)
+            .map_err(|_| AuthError::Unavailable("unencodable introspection credentials".into()))?;
         let request = Request::builder()
             .method(Method::POST)
             .uri(self.s.url.clone())
@@ -174,6 +166,22 @@ impl Introspector {
             other => Err(unavailable(format!("introspection answered {other}"))),
         }
     }
+}
+
+/// `Authorization: Basic` for a confidential client (RFC 6749 §2.3.1: id and secret
+/// form-encoded first), marked sensitive so that no HTTP layer logs it.
+pub(crate) fn basic_authorization(
+    client_id: &str,
+    secret: &SecretString,
+) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let credentials = format!(
+        "{}:{}",
+        utf8_percent_encode(client_id, FORM),
+        utf8_percent_encode(secret.expose_secret(), FORM)
+    );
+    let mut value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// RFC 7662 §2.2: `active` decides; what the response says of issuer, audience, lifetime and

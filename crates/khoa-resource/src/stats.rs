@@ -8,6 +8,9 @@ pub(crate) struct Counters {
     jwks_fetch_failures: AtomicU64,
     introspections: AtomicU64,
     introspection_cache_hits: AtomicU64,
+    revocation_polls: AtomicU64,
+    revocation_poll_failures: AtomicU64,
+    revoked_jwts_refused: AtomicU64,
 }
 
 impl Counters {
@@ -24,6 +27,16 @@ impl Counters {
         self.introspection_cache_hits
             .fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn revocation_poll(&self) {
+        self.revocation_polls.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn revocation_poll_failure(&self) {
+        self.revocation_poll_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn revoked_jwt_refused(&self) {
+        self.revoked_jwts_refused.fetch_add(1, Ordering::Relaxed);
+    }
 
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
@@ -31,6 +44,9 @@ impl Counters {
             jwks_fetch_failures: self.jwks_fetch_failures.load(Ordering::Relaxed),
             introspections: self.introspections.load(Ordering::Relaxed),
             introspection_cache_hits: self.introspection_cache_hits.load(Ordering::Relaxed),
+            revocation_polls: self.revocation_polls.load(Ordering::Relaxed),
+            revocation_poll_failures: self.revocation_poll_failures.load(Ordering::Relaxed),
+            revoked_jwts_refused: self.revoked_jwts_refused.load(Ordering::Relaxed),
         }
     }
 }
@@ -45,4 +61,9 @@ pub struct Stats {
     /// Introspection requests sent (cache hits excluded).
     pub introspections: u64,
     pub introspection_cache_hits: u64,
+    /// Requests for khoa's JWT revocation list attempted (successful or not).
+    pub revocation_polls: u64,
+    pub revocation_poll_failures: u64,
+    /// Validly signed JWTs refused because their `jti` is on the revocation list.
+    pub revoked_jwts_refused: u64,
 }

@@ -12,15 +12,21 @@ use khoa_core::clock::OsRandom;
 use khoa_core::engine::Engine;
 use khoa_core::keys::{ACCESS_TOKEN_TYP, KeyRing, REFRESH_TOKEN_TYP, generate_key};
 use khoa_core::master_key::MasterKey;
+use khoa_core::mint::{KeyRotation, RotationOutcome};
 use khoa_core::model::{AccessTokenFormat, Client, GrantType, TokenPolicy};
 use khoa_core::scope::ScopeSet;
-use khoa_resource::{KhoaAuth, KhoaAuthBuilder, KhoaClaims, RequireScopes, TokenSource};
+use khoa_resource::fetch::BoxFuture;
+use khoa_resource::{
+    FetchError, Fetcher, HyperFetcher, KhoaAuth, KhoaAuthBuilder, KhoaClaims, RequireScopes,
+    TokenSource,
+};
 use khoa_server::config::{Config, PasswordHashConfig};
 use khoa_server::startup::App;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
@@ -153,11 +159,28 @@ impl Khoa {
         res.json().await.expect("a JSON token response")
     }
 
+    /// RFC 7009 revocation at `/connect/revocation`, authenticated as the token's own client.
+    async fn revoke(&self, client_id: &str, token: &str) {
+        let res = self
+            .http
+            .post(format!("{}/connect/revocation", self.issuer))
+            .header(
+                header::AUTHORIZATION,
+                format!("Basic {}", STANDARD.encode(format!("{client_id}:{SECRET}"))),
+            )
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!("token={token}&token_type_hint=access_token"))
+            .send()
+            .await
+            .expect("the revocation request completes");
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
     /// A token signed by khoa's current key over exactly these claims and this `typ`.
     fn sign(&self, typ: &str, claims: &Value) -> String {
         self.engine
             .key_ring()
-            .sign(typ, claims)
+            .sign(typ, claims, self.engine.now())
             .expect("khoa signs")
     }
 
@@ -315,8 +338,9 @@ async fn a_forged_kid_is_refused_and_costs_khoa_at_most_one_fetch_per_interval()
 
     // A well-formed token for our issuer and audience, signed by a key khoa never had.
     let master = MasterKey::generate(&OsRandom);
-    let foreign = KeyRing::load(&[generate_key(&OsRandom, &master, 1)], &master).unwrap();
-    let forged = foreign.sign(ACCESS_TOKEN_TYP, &khoa.claims()).unwrap();
+    let now = khoa.engine.now();
+    let foreign = KeyRing::load(&[generate_key(&OsRandom, &master, 1, 1)], &master, now).unwrap();
+    let forged = foreign.sign(ACCESS_TOKEN_TYP, &khoa.claims(), now).unwrap();
     for _ in 0..25 {
         assert_invalid_token(&app, &forged, "unknown kid").await;
     }
@@ -338,7 +362,16 @@ async fn key_rotation_is_seen_without_restart_and_refetches_stay_bounded() {
     assert_eq!(call(&app, "/whoami", Some(&before)).await.0, StatusCode::OK);
     assert_eq!(auth.stats().jwks_fetches, 1);
 
-    let new_kid = khoa.engine.rotate_signing_key().await.expect("rotation");
+    // No lead: the new key signs at once, so the layer meets a kid it has never fetched (with a
+    // lead, it would usually have it already from a later JWKS fetch).
+    let rotation = khoa
+        .engine
+        .rotate_signing_key(KeyRotation::After { lead_secs: 0 })
+        .await
+        .expect("rotation");
+    let RotationOutcome::Scheduled { kid: new_kid, .. } = rotation else {
+        panic!("no rotation was pending: {rotation:?}");
+    };
     let after = khoa.token(JWT_CLIENT, "read").await;
     let kid_of = |t: &str| -> Value {
         serde_json::from_slice(
@@ -379,7 +412,10 @@ async fn concurrent_requests_with_a_new_kid_share_one_refetch() {
     let khoa = spawn_khoa().await;
     let auth = khoa.auth().build().unwrap();
     auth.prefetch_jwks().await.expect("khoa is up");
-    khoa.engine.rotate_signing_key().await.expect("rotation");
+    khoa.engine
+        .rotate_signing_key(KeyRotation::After { lead_secs: 0 })
+        .await
+        .expect("rotation");
     let token = khoa.token(JWT_CLIENT, "read").await;
     let app = resource(&auth);
 
@@ -574,4 +610,228 @@ async fn a_refresh_token_is_never_accepted_as_a_bearer_token() {
 
     assert_invalid_token(&app, refresh, "an opaque refresh token, active at khoa").await;
     assert_eq!(auth.stats().introspections, 2);
+}
+
+// ---- JWT revocation list ----
+
+/// Calls `/whoami` with `token` until the answer is `want`, failing after `deadline`; returns
+/// how long that took.
+async fn until_status(app: &Router, token: &str, want: StatusCode, deadline: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (status, _, body) = call(app, "/whoami", Some(token)).await;
+        if status == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "still {status} ({body}) after {deadline:?}, waiting for {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_jwt_revoked_at_khoa_is_refused_within_the_poll_interval() {
+    let khoa = spawn_khoa().await;
+    let auth = khoa
+        .auth()
+        .revocation_poll_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(auth.polls_revocation_list());
+    let app = resource(&auth);
+    let doomed = khoa.token(JWT_CLIENT, "read").await;
+    let other = khoa.token(JWT_CLIENT, "read").await;
+    assert_eq!(call(&app, "/whoami", Some(&doomed)).await.0, StatusCode::OK);
+    assert_eq!(auth.stats().revocation_polls, 1, "the first JWT polls");
+
+    khoa.revoke(JWT_CLIENT, &doomed).await;
+
+    let took = until_status(
+        &app,
+        &doomed,
+        StatusCode::UNAUTHORIZED,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_invalid_token(&app, &doomed, "revoked at khoa").await;
+    assert_eq!(
+        call(&app, "/whoami", Some(&other)).await.0,
+        StatusCode::OK,
+        "only the revoked jti is refused"
+    );
+    let stats = auth.stats();
+    assert!(stats.revoked_jwts_refused >= 2, "{stats:?}");
+    assert_eq!(stats.revocation_poll_failures, 0);
+    assert!(
+        stats.revocation_polls >= 2,
+        "refused after a later poll ({took:?}): {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_an_introspection_client_the_list_is_not_polled_and_revoked_jwts_pass() {
+    let khoa = spawn_khoa().await;
+    let no_client = KhoaAuth::builder(&khoa.issuer, AUDIENCE)
+        .revocation_poll_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let switched_off = khoa
+        .auth()
+        .revocation_list(false)
+        .revocation_poll_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let token = khoa.token(JWT_CLIENT, "read").await;
+    khoa.revoke(JWT_CLIENT, &token).await;
+
+    for auth in [&no_client, &switched_off] {
+        assert!(!auth.polls_revocation_list());
+        auth.prefetch_revocation_list().await.unwrap();
+        let app = resource(auth);
+        for _ in 0..3 {
+            // The documented caveat: offline verification alone cannot see the revocation.
+            assert_eq!(call(&app, "/whoami", Some(&token)).await.0, StatusCode::OK);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stats = auth.stats();
+        assert_eq!((stats.revocation_polls, stats.revoked_jwts_refused), (0, 0));
+    }
+}
+
+/// The real HTTP client, except that the revocation list can be made unreachable.
+struct ListOutage {
+    inner: HyperFetcher,
+    down: Arc<AtomicBool>,
+}
+
+impl Fetcher for ListOutage {
+    fn fetch(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> BoxFuture<'_, Result<http::Response<bytes::Bytes>, FetchError>> {
+        if self.down.load(Ordering::SeqCst) && request.uri().path() == "/connect/revoked-jwts" {
+            return Box::pin(async { Err(FetchError("connection refused".into())) });
+        }
+        self.inner.fetch(request)
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_revocation_list_is_used_while_recent_then_fails_closed_with_503() {
+    let khoa = spawn_khoa().await;
+    let down = Arc::new(AtomicBool::new(false));
+    let interval = Duration::from_millis(100);
+    let auth = khoa
+        .auth()
+        .revocation_poll_interval(interval)
+        .revocation_max_staleness(Duration::from_secs(2))
+        .fetcher(ListOutage {
+            inner: HyperFetcher::new(),
+            down: down.clone(),
+        })
+        .build()
+        .unwrap();
+    let app = resource(&auth);
+    let token = khoa.token(JWT_CLIENT, "read").await;
+    assert_eq!(call(&app, "/whoami", Some(&token)).await.0, StatusCode::OK);
+
+    down.store(true, Ordering::SeqCst);
+    let polls_before = auth.stats().revocation_polls;
+    let outage = Instant::now();
+    // Polls fail, but the last list is recent: tokens keep passing.
+    while auth.stats().revocation_poll_failures == 0 {
+        assert!(outage.elapsed() < Duration::from_secs(10), "no poll failed");
+        assert_eq!(call(&app, "/whoami", Some(&token)).await.0, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(call(&app, "/whoami", Some(&token)).await.0, StatusCode::OK);
+
+    until_status(
+        &app,
+        &token,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(15),
+    )
+    .await;
+    let (status, challenge, body) = call(&app, "/whoami", Some(&token)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(challenge, None, "a 503, not a verdict on the token");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(auth.prefetch_revocation_list().await.is_err());
+    let stats = auth.stats();
+    let polls = stats.revocation_polls - polls_before;
+    let bound = outage.elapsed().as_millis() / interval.as_millis() + 2;
+    assert!(
+        u128::from(polls) <= bound,
+        "at most one attempt per interval while down: {polls} > {bound}"
+    );
+    assert_eq!(stats.revocation_poll_failures, polls);
+
+    down.store(false, Ordering::SeqCst);
+    until_status(&app, &token, StatusCode::OK, Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_revocation_list_never_fetched_is_503() {
+    let khoa = spawn_khoa().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let auth = khoa
+        .auth()
+        .revocation_list_url(format!("http://{closed}/connect/revoked-jwts"))
+        .build()
+        .unwrap();
+    let app = resource(&auth);
+    let token = khoa.token(JWT_CLIENT, "read").await;
+    for _ in 0..5 {
+        assert_eq!(
+            call(&app, "/whoami", Some(&token)).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    assert_eq!(auth.stats().revocation_polls, 1, "one attempt per interval");
+
+    let wrong_secret = KhoaAuth::builder(&khoa.issuer, AUDIENCE)
+        .introspection_client(
+            RESOURCE_CLIENT,
+            SecretString::from("not-the-secret-but-long-enough-000"),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(
+        call(&resource(&wrong_secret), "/whoami", Some(&token))
+            .await
+            .0,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "khoa refusing our credentials is not a verdict on the token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_one_revocation_poll() {
+    let khoa = spawn_khoa().await;
+    let auth = khoa.auth().build().unwrap();
+    auth.prefetch_jwks().await.expect("khoa is up");
+    let token = khoa.token(JWT_CLIENT, "read").await;
+    let app = resource(&auth);
+
+    for round in 0..2 {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let (app, token) = (app.clone(), token.clone());
+            set.spawn(async move { call(&app, "/whoami", Some(&token)).await.0 });
+        }
+        for status in set.join_all().await {
+            assert_eq!(status, StatusCode::OK);
+        }
+        assert_eq!(
+            auth.stats().revocation_polls,
+            1,
+            "round {round}: 16 concurrent requests, one poll within the interval"
+        );
+    }
 }

@@ -2,12 +2,15 @@
 
 use anyhow::{Context, Result, bail};
 use khoa_core::engine::Engine;
+use khoa_core::keys::key_states;
+use khoa_core::mint::{KeyRotation, RotationOutcome};
 use khoa_core::model::{Client, TokenPolicy};
 use khoa_core::scope::ScopeSet;
 use secrecy::SecretString;
 use std::io::BufRead;
 
 use crate::cli::{ClientAddArgs, ClientCommand, KeysCommand, PartnerCommand, UserCommand};
+use crate::config::KeysConfig;
 
 /// Reads one line from standard input (a password or secret piped in, never an argument that
 /// would land in shell history or `ps`).
@@ -209,22 +212,60 @@ pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
     Ok(())
 }
 
-pub async fn keys(engine: &Engine, cmd: KeysCommand) -> Result<()> {
+pub async fn keys(engine: &Engine, cmd: KeysCommand, config: &KeysConfig) -> Result<()> {
     match cmd {
         KeysCommand::List => {
-            for k in engine.stores().keys.list_keys().await? {
+            let records = engine.stores().keys.list_keys().await?;
+            for (k, state) in records.iter().zip(key_states(&records, engine.now())) {
+                let retires_at = k
+                    .retires_at
+                    .map_or_else(|| "-".to_owned(), |t| t.to_string());
                 println!(
-                    "{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{retires_at}",
                     k.kid,
-                    k.alg,
-                    k.status.as_str(),
-                    k.created_at
+                    state.as_str(),
+                    k.activates_at
                 );
             }
         }
-        KeysCommand::Rotate => {
-            let kid = engine.rotate_signing_key().await?;
-            println!("current signing key: {kid}");
+        KeysCommand::Rotate {
+            lead,
+            danger_immediate,
+        } => {
+            let rotation = if danger_immediate {
+                KeyRotation::DangerImmediate
+            } else {
+                let lead = lead.unwrap_or(config.rotation_lead_secs);
+                let min = config.min_rotation_lead_secs();
+                if lead < min {
+                    bail!(
+                        "--lead {lead} is too short: the next key must be published for at least \
+                         keys.jwks_max_age_secs + keys.reload_secs = {} + {} = {min} seconds \
+                         before it signs, or a node or JWKS cache that has not seen it yet would \
+                         refuse its tokens. Give --lead {min} or more, or --danger-immediate to \
+                         replace a compromised key at once.",
+                        config.jwks_max_age_secs,
+                        config.reload_secs
+                    );
+                }
+                KeyRotation::After { lead_secs: lead }
+            };
+            match engine.rotate_signing_key(rotation).await? {
+                RotationOutcome::Scheduled {
+                    kid,
+                    activates_at,
+                    old_keys_retire_at,
+                } => {
+                    println!("next signing key: {kid}");
+                    println!("activates_at: {activates_at}");
+                    println!("previous keys retire_at: {old_keys_retire_at}");
+                }
+                RotationOutcome::Pending { kid, activates_at } => bail!(
+                    "a rotation is already pending: key {kid} activates at {activates_at} \
+                     ({} s from now); rotate again once it has",
+                    activates_at - engine.now()
+                ),
+            }
         }
     }
     Ok(())

@@ -172,8 +172,20 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// List signing keys and their status.
+    /// List signing keys: kid, state (next, current, previous, retired), activates_at and
+    /// retires_at (Unix seconds; `-` for none).
     List,
-    /// Make a fresh key current; the old one stays published for tokens it signed.
-    Rotate,
+    /// Publish a fresh key now and switch signing to it after the lead time; the old key stays
+    /// published until the last token it signed has expired, then retires.
+    Rotate {
+        /// Seconds until the new key signs (default: keys.rotation_lead_secs). At least
+        /// keys.jwks_max_age_secs + keys.reload_secs.
+        #[arg(long)]
+        lead: Option<u64>,
+        /// For a compromised key: the new key signs at once and every token signed by the old
+        /// keys stops validating at once. Nodes and JWKS caches that have not seen the new key
+        /// refuse its tokens until they reload.
+        #[arg(long, conflicts_with = "lead")]
+        danger_immediate: bool,
+    },
 }

@@ -34,9 +34,8 @@ pub struct Config {
     pub password_hash: PasswordHashConfig,
     pub database: DatabaseConfig,
     pub http: HttpConfig,
-    /// Seconds between re-reads of the signing keys (picks up `khoa keys rotate` and other
-    /// nodes' rotations in JWKS and signing; validation looks again at once on an unknown kid).
-    pub key_reload_secs: u64,
+    /// Signing keys: reloads, JWKS caching, rotation lead time.
+    pub keys: KeysConfig,
     /// Seconds between expired-token clean-ups.
     pub purge_interval_secs: u64,
     /// Seconds a client record is cached in each node (0: no cache). Client changes made by
@@ -331,6 +330,43 @@ pub struct DatabaseConfig {
     pub batch_max: usize,
 }
 
+/// How a key rotation reaches every node and every JWKS cache before the new key signs.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct KeysConfig {
+    /// Seconds between re-reads of the signing keys: a key scheduled by `khoa keys rotate`
+    /// (or on another node) is published in this node's JWKS within this time, and used once
+    /// it activates. Validation also looks again at once on an unknown `kid`.
+    /// `KHOA_KEYS__RELOAD_SECS`.
+    pub reload_secs: u64,
+    /// `max-age` of the JWKS response (RFC 9111 §5.2.2.1): how long a resource server or
+    /// proxy may use its copy without asking again.
+    pub jwks_max_age_secs: u64,
+    /// Seconds between `khoa keys rotate` and the moment the new key starts signing, while it
+    /// is already published. At least `jwks_max_age_secs + reload_secs`, so that every node
+    /// has loaded the key and every cache has refetched the JWKS before a token signed by it
+    /// exists. `khoa keys rotate --lead` overrides it.
+    pub rotation_lead_secs: u64,
+}
+
+impl KeysConfig {
+    /// The shortest safe lead: a JWKS fetched just before a node learns of the new key
+    /// (up to `reload_secs` after the rotation) may be cached `jwks_max_age_secs` longer.
+    pub fn min_rotation_lead_secs(&self) -> u64 {
+        self.jwks_max_age_secs.saturating_add(self.reload_secs)
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            reload_secs: 30,
+            jwks_max_age_secs: 300,
+            rotation_lead_secs: 600,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct HttpConfig {
@@ -352,7 +388,7 @@ impl Default for Config {
             password_hash: PasswordHashConfig::default(),
             database: DatabaseConfig::default(),
             http: HttpConfig::default(),
-            key_reload_secs: 30,
+            keys: KeysConfig::default(),
             purge_interval_secs: 300,
             client_cache_secs: 5,
             log: "info".into(),
@@ -535,8 +571,21 @@ impl Config {
         if self.client_cache_secs < 0 {
             return invalid("client_cache_secs", "must not be negative");
         }
-        if self.key_reload_secs == 0 || self.purge_interval_secs == 0 {
-            return invalid("key_reload_secs", "intervals must be at least 1 second");
+        if self.keys.reload_secs == 0 {
+            return invalid("keys.reload_secs", "must be at least 1 second");
+        }
+        if self.purge_interval_secs == 0 {
+            return invalid("purge_interval_secs", "must be at least 1 second");
+        }
+        if self.keys.rotation_lead_secs < self.keys.min_rotation_lead_secs() {
+            return invalid(
+                "keys.rotation_lead_secs",
+                &format!(
+                    "must be at least keys.jwks_max_age_secs + keys.reload_secs ({} s), so that \
+                     every node and every JWKS cache knows the next key before it signs",
+                    self.keys.min_rotation_lead_secs()
+                ),
+            );
         }
         self.forward_auth.validate()
     }
@@ -657,6 +706,25 @@ mod tests {
     }
 
     #[test]
+    fn the_default_rotation_lead_must_cover_reloads_and_jwks_caching() {
+        let c = Config::default();
+        assert_eq!(c.keys.min_rotation_lead_secs(), 330);
+        let mut c = Config::default();
+        c.keys.rotation_lead_secs = 329;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("keys.rotation_lead_secs"), "{err}");
+        c.keys.rotation_lead_secs = 330;
+        c.validate().unwrap();
+        c.keys.reload_secs = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("keys.reload_secs")
+        );
+    }
+
+    #[test]
     #[allow(
         clippy::result_large_err,
         reason = "figment's Jail API returns its own error"
@@ -669,7 +737,9 @@ mod tests {
             )?;
             jail.set_env("KHOA_AUDIENCE", "from-env");
             jail.set_env("KHOA_PASSWORD_HASH__ITERATIONS", "3");
+            jail.set_env("KHOA_KEYS__JWKS_MAX_AGE_SECS", "1");
             let c = Config::load(Some(Path::new("khoa.toml"))).unwrap();
+            assert_eq!(c.keys.jwks_max_age_secs, 1);
             assert_eq!(c.audience, "from-env");
             assert_eq!(c.http.max_body_bytes, 4096);
             assert_eq!(c.password_hash.iterations, 3);

@@ -55,7 +55,8 @@ async fn run() -> Result<()> {
             admin::partner(&engine, cmd, overlap).await?
         }
         Command::Keys(cmd) => {
-            admin::keys(&*open_engine(&config, config.issuer()).await?, cmd).await?
+            let engine = open_engine(&config, config.issuer()).await?;
+            admin::keys(&engine, cmd, &config.keys).await?
         }
     }
     Ok(())

@@ -204,10 +204,15 @@ async fn not_found() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) 
     )
 }
 
-/// Periodic work every node does: pick up rotated signing keys, delete expired tokens in
-/// small batches.
+/// How long a retired signing key is kept (unpublished, refusing its tokens) before it is
+/// deleted: long enough for `khoa keys list` to show what happened.
+const RETIRED_KEY_RETENTION_SECS: i64 = 24 * 3600;
+
+/// Periodic work every node does: pick up signing keys scheduled elsewhere (the ring then
+/// switches and retires on time by itself), delete expired tokens in small batches and
+/// long-retired keys.
 async fn maintenance(state: AppState, config: Config) {
-    let mut keys = tokio::time::interval(Duration::from_secs(config.key_reload_secs));
+    let mut keys = tokio::time::interval(Duration::from_secs(config.keys.reload_secs));
     let mut purge = tokio::time::interval(Duration::from_secs(config.purge_interval_secs));
     loop {
         tokio::select! {
@@ -224,6 +229,12 @@ async fn maintenance(state: AppState, config: Config) {
                         Ok(n) => { if n > 0 { tracing::debug!(deleted = n, "purged expired tokens"); } break }
                         Err(e) => { tracing::warn!(error = %e, "purging expired tokens failed"); break }
                     }
+                }
+                let retired_before = now - RETIRED_KEY_RETENTION_SECS;
+                match state.engine.stores().keys.delete_retired_keys(retired_before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "deleted long-retired signing keys"),
+                    Err(e) => tracing::warn!(error = %e, "deleting retired signing keys failed"),
                 }
             }
         }

@@ -463,8 +463,13 @@ async fn keys_list_shows_exactly_one_current_key_after_first_use() {
     // Assert
     let rows: Vec<Vec<&str>> = first.lines().map(|l| l.split('\t').collect()).collect();
     assert_eq!(rows.len(), 1, "one key:\n{first}");
-    assert_eq!(rows[0].len(), 4, "kid, alg, status, created_at:\n{first}");
-    assert_eq!(rows[0][2], "current", "{first}");
+    assert_eq!(
+        rows[0].len(),
+        4,
+        "kid, state, activates_at, retires_at:\n{first}"
+    );
+    assert_eq!(rows[0][1], "current", "{first}");
+    assert_eq!(rows[0][3], "-", "open-ended: {first}");
     assert_eq!(second, first);
     // That key is the one a server on this database signs with and publishes.
     let kid = rows[0][0].to_owned();

@@ -12,6 +12,8 @@
 //! - `forward_auth`, `nginx`: `/auth/verify` on its own, and behind a real nginx running the
 //!   shipped `docs/nginx/khoa-forward-auth.conf`.
 //! - `third_party`: Authlib (Python) as a real standard client of khoa.
+//! - `key_rotation`: `khoa keys rotate` against a running server: pre-publication, the
+//!   switch, retirement, JWKS cache headers.
 //! - `multinode`: several `khoa serve` processes on one PostgreSQL database (a throwaway
 //!   cluster, `khoa-pgtest`): shared rotation, revocation and keys, outages, secrets at rest.
 
@@ -29,6 +31,7 @@ mod expiry;
 mod forward_auth;
 mod health;
 mod helpers;
+mod key_rotation;
 mod multinode;
 mod nginx;
 mod restart;

@@ -156,16 +156,37 @@ async fn add_alice(engine: &Engine) {
         .expect("alice is created");
 }
 
-/// `khoa keys rotate` on the deployment's database; the new current kid.
-async fn rotate_keys_through_the_cli(database_url: &str) -> String {
-    let out = run(khoa_on_pg(database_url), &["keys", "rotate"], None).await;
+/// Key settings that keep rotations short: nodes re-read keys every second and JWKS caches
+/// keep a copy one second, so a lead of 2 s is safe.
+const FAST_KEYS: [(&str, &str); 2] = [
+    ("KHOA_KEYS__RELOAD_SECS", "1"),
+    ("KHOA_KEYS__JWKS_MAX_AGE_SECS", "1"),
+];
+
+/// `khoa keys rotate --lead LEAD` on the deployment's database, with [`FAST_KEYS`]; the next
+/// kid and when it activates.
+async fn rotate_keys_through_the_cli(database_url: &str, lead: u64) -> (String, i64) {
+    let mut cmd = khoa_on_pg(database_url);
+    cmd.envs(FAST_KEYS);
+    let lead = lead.to_string();
+    let out = run(cmd, &["keys", "rotate", "--lead", &lead], None).await;
     assert!(
         out.status.success(),
         "khoa keys rotate failed ({}): {}",
         out.status,
         out.stderr
     );
-    field(&out.stdout, "current signing key")
+    let activates_at = field(&out.stdout, "activates_at").trim().parse().unwrap();
+    (field(&out.stdout, "next signing key"), activates_at)
+}
+
+/// Waits until the wall clock has reached `at` (Unix seconds).
+async fn until(at: i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let wait = Duration::from_secs(u64::try_from(at).unwrap()).saturating_sub(now);
+    tokio::time::sleep(wait).await;
 }
 
 /// Polls `check` until it holds; fails naming `what` once `within` has passed.
@@ -549,7 +570,7 @@ async fn an_access_token_revoked_on_one_node_is_refused_by_the_others() {
 async fn a_key_rotated_through_the_cli_is_published_and_used_by_every_node() {
     // Arrange: three nodes started together on an empty database, re-reading keys every second.
     let url = fresh_database("mn_key_rotation").await;
-    let nodes: [Node; 3] = start_nodes(&url, &[("KHOA_KEY_RELOAD_SECS", "1")]).await;
+    let nodes: [Node; 3] = start_nodes(&url, &FAST_KEYS).await;
     let first_kids = nodes[0].jwks_kids().await;
     assert_eq!(first_kids.len(), 1, "one first key: {first_kids:?}");
     for node in &nodes {
@@ -560,7 +581,7 @@ async fn a_key_rotated_through_the_cli_is_published_and_used_by_every_node() {
     let old_token = access_token_of(&token_ok(nodes[0].client_credentials("svc").await).await);
 
     // Act
-    let new_kid = rotate_keys_through_the_cli(&url).await;
+    let (new_kid, activates_at) = rotate_keys_through_the_cli(&url, 6).await;
 
     // Assert: every node publishes the new key within a few reload periods …
     for (i, node) in nodes.iter().enumerate() {
@@ -570,7 +591,14 @@ async fn a_key_rotated_through_the_cli_is_published_and_used_by_every_node() {
         })
         .await;
     }
-    // … signs with it, and every node accepts what any node signed.
+    // … keeps signing with the old key until the new one activates …
+    let during_lead = access_token_of(&token_ok(nodes[1].client_credentials("svc").await).await);
+    let iat = jwt_claims(&during_lead)["iat"].as_i64().unwrap();
+    assert!(iat < activates_at, "a 6 s lead outlasts 1 s reloads");
+    assert_eq!(jwt_header(&during_lead)["kid"], first_kids[0].as_str());
+    // … then signs with it, with no coordination but the clock, …
+    until(activates_at).await;
+    // … and every node accepts what any node signed.
     for (i, signer) in nodes.iter().enumerate() {
         let token = access_token_of(&token_ok(signer.client_credentials("svc").await).await);
         assert_eq!(
@@ -596,9 +624,18 @@ async fn a_node_accepts_a_token_signed_with_a_key_it_has_not_reloaded_yet() {
     let url = fresh_database("mn_unknown_kid").await;
     let engine = seeding_engine(&url).await;
     add_service(&engine, "svc", AccessTokenFormat::Jwt).await;
-    let eager = start_node(&url, &[("KHOA_KEY_RELOAD_SECS", "1")]).await;
-    let lagging = start_node(&url, &[("KHOA_KEY_RELOAD_SECS", "3600")]).await;
-    let new_kid = rotate_keys_through_the_cli(&url).await;
+    let eager = start_node(&url, &FAST_KEYS).await;
+    let lagging = start_node(
+        &url,
+        &[
+            ("KHOA_KEYS__RELOAD_SECS", "3600"),
+            ("KHOA_KEYS__ROTATION_LEAD_SECS", "4000"),
+        ],
+    )
+    .await;
+    // A lead shorter than the lagging node's reload: what an unsafe schedule would do, and
+    // what the unknown-kid look-up still absorbs.
+    let (new_kid, activates_at) = rotate_keys_through_the_cli(&url, 2).await;
     eventually(
         Duration::from_secs(10),
         "the eager node reloads",
@@ -609,6 +646,7 @@ async fn a_node_accepts_a_token_signed_with_a_key_it_has_not_reloaded_yet() {
         !lagging.jwks_kids().await.contains(&new_kid),
         "the lagging node has not reloaded on its own"
     );
+    until(activates_at).await;
     let token = access_token_of(&token_ok(eager.client_credentials("svc").await).await);
     assert_eq!(jwt_header(&token)["kid"], new_kid.as_str());
 

@@ -1,81 +1,118 @@
-//! Signing keys on PostgreSQL. "At most one current key" is the partial unique index
-//! `signing_keys_one_current`: the first key's race is settled by it alone, rotations also
-//! queue behind an advisory lock so that none of them fails.
+//! Signing keys on PostgreSQL. Several nodes and CLIs share the table, so every change runs
+//! behind one advisory lock: a statement that starts after the lock is granted sees whatever
+//! the previous holder committed, which the conditions below (no published key yet, no
+//! pending key) rely on.
 
 use async_trait::async_trait;
-use khoa_core::store::{KeyStore, SigningKeyRecord, StoreError};
-use sqlx::PgPool;
+use khoa_core::model::UnixTime;
+use khoa_core::store::{IfKeyPending, KeySchedule, KeyStore, SigningKeyRecord, StoreError};
 use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Transaction};
 
-use super::{ResultExt, changed, get, parse_col};
+use super::{ResultExt, changed, get};
 
 pub(super) struct PgKeys(pub(super) PgPool);
 
-/// The advisory lock that queues key rotations, whichever node runs them.
-const ROTATE_KEY_LOCK: i64 = 0x6b68_6f61_6b65_7973; // "khoakeys"
+/// The advisory lock that queues changes to the signing keys, whichever node makes them.
+const KEYS_LOCK: i64 = 0x6b68_6f61_6b65_7973; // "khoakeys"
+
+impl PgKeys {
+    /// A transaction holding [`KEYS_LOCK`] (released at commit or rollback). Row locks would
+    /// not do: a first key, or a pending one, is a row the other transaction cannot see yet.
+    async fn locked(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.0.begin().await.store_err()?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(KEYS_LOCK)
+            .execute(&mut *tx)
+            .await
+            .store_err()?;
+        Ok(tx)
+    }
+}
+
+const INSERT: &str = "INSERT INTO signing_keys \
+     (kid, alg, private_sealed, public_jwk, created_at, activates_at, retires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 #[async_trait]
 impl KeyStore for PgKeys {
     async fn insert_first_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError> {
-        // NOT EXISTS settles the common case; it cannot see a first key that another node has
-        // inserted but not yet committed. Then the insert meets that row in the partial index,
-        // waits for its commit and does nothing: racing nodes never both make a current key,
-        // and the loser learns it from the row count, not from an error. A taken kid is
-        // still a `Conflict("kid")`: the conflict target names the partial index only.
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_sealed, public_jwk, created_at, status) \
-             SELECT $1, $2, $3, $4, $5, 'current' \
-             WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE status = 'current') \
-             ON CONFLICT (status) WHERE status = 'current' DO NOTHING",
+        let mut tx = self.locked().await?;
+        // Behind the lock, so a first key another node inserted is committed and visible.
+        let published: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM signing_keys \
+                            WHERE retires_at IS NULL OR retires_at > $1)",
         )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.private_sealed)
-        .bind(&key.public_jwk)
-        .bind(key.created_at)
-        .execute(&self.0)
+        .bind(key.activates_at)
+        .fetch_one(&mut *tx)
         .await
-        .store_err()
-        .map(changed)
+        .store_err()?;
+        if published {
+            return Ok(false);
+        }
+        let inserted = bind(sqlx::query(INSERT), key)
+            .execute(&mut *tx)
+            .await
+            .store_err()
+            .map(changed)?;
+        tx.commit().await.store_err()?;
+        Ok(inserted)
     }
 
-    async fn rotate_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
-        let mut tx = self.0.begin().await.store_err()?;
-        // Two rotations at once (two operators, two CLIs) must run one after the other. Row
-        // locks are not enough: the second's UPDATE would wait for the first's commit, then
-        // find the key it meant to demote no longer current, while its snapshot cannot see the
-        // first's new key, and its insert would violate `signing_keys_one_current`. Behind
-        // this lock (released at commit or rollback), each UPDATE sees the last rotation's key.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(ROTATE_KEY_LOCK)
-            .execute(&mut *tx)
+    async fn schedule_key(
+        &self,
+        key: &SigningKeyRecord,
+        retire_others_at: UnixTime,
+        now: UnixTime,
+        if_pending: IfKeyPending,
+    ) -> Result<KeySchedule, StoreError> {
+        let mut tx = self.locked().await?;
+        if if_pending == IfKeyPending::Refuse {
+            let pending: Option<(String, i64)> = sqlx::query_as(
+                "SELECT kid, activates_at FROM signing_keys \
+                 WHERE activates_at > $1 AND (retires_at IS NULL OR retires_at > $1) \
+                 ORDER BY activates_at LIMIT 1",
+            )
+            .bind(now)
+            .fetch_optional(&mut *tx)
             .await
             .store_err()?;
-        sqlx::query("UPDATE signing_keys SET status = 'previous' WHERE status = 'current'")
-            .execute(&mut *tx)
-            .await
-            .store_err()?;
-        // Current whatever `key.status` says. A taken kid rolls back the demotion with it.
+            if let Some((kid, activates_at)) = pending {
+                return Ok(KeySchedule::Pending { kid, activates_at });
+            }
+        }
+        // Only ever brought forward: a key already due to retire earlier keeps its date.
         sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_sealed, public_jwk, created_at, status) \
-             VALUES ($1, $2, $3, $4, $5, 'current')",
+            "UPDATE signing_keys SET retires_at = $1 \
+             WHERE retires_at IS NULL OR retires_at > $1",
         )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.private_sealed)
-        .bind(&key.public_jwk)
-        .bind(key.created_at)
+        .bind(retire_others_at)
         .execute(&mut *tx)
         .await
         .store_err()?;
-        tx.commit().await.store_err()
+        // A taken kid rolls back the retirements with it.
+        bind(sqlx::query(INSERT), key)
+            .execute(&mut *tx)
+            .await
+            .store_err()?;
+        tx.commit().await.store_err()?;
+        Ok(KeySchedule::Scheduled)
+    }
+
+    async fn delete_retired_keys(&self, before: UnixTime) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM signing_keys WHERE retires_at <= $1")
+            .bind(before)
+            .execute(&self.0)
+            .await
+            .store_err()
+            .map(|r| r.rows_affected())
     }
 
     async fn list_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
-        // seq breaks ties between keys created in the same second.
+        // seq breaks ties between keys activating in the same second.
         sqlx::query(
-            "SELECT kid, alg, private_sealed, public_jwk, created_at, status \
-             FROM signing_keys ORDER BY created_at, seq",
+            "SELECT kid, alg, private_sealed, public_jwk, created_at, activates_at, retires_at \
+             FROM signing_keys ORDER BY activates_at, seq",
         )
         .fetch_all(&self.0)
         .await
@@ -86,6 +123,20 @@ impl KeyStore for PgKeys {
     }
 }
 
+fn bind<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    key: &'q SigningKeyRecord,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.private_sealed)
+        .bind(&key.public_jwk)
+        .bind(key.created_at)
+        .bind(key.activates_at)
+        .bind(key.retires_at)
+}
+
 fn key_from_row(row: &PgRow) -> Result<SigningKeyRecord, StoreError> {
     Ok(SigningKeyRecord {
         kid: get(row, "kid")?,
@@ -93,6 +144,7 @@ fn key_from_row(row: &PgRow) -> Result<SigningKeyRecord, StoreError> {
         private_sealed: get(row, "private_sealed")?,
         public_jwk: get(row, "public_jwk")?,
         created_at: get(row, "created_at")?,
-        status: parse_col("status", &get::<String>(row, "status")?)?,
+        activates_at: get(row, "activates_at")?,
+        retires_at: get(row, "retires_at")?,
     })
 }

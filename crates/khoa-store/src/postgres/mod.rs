@@ -106,6 +106,11 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0001_init.sql"),
         ),
         (
+            2,
+            "key_schedule",
+            include_str!("../../migrations/postgres/0002_key_schedule.sql"),
+        ),
+        (
             4,
             "revoked_jwts",
             include_str!("../../migrations/postgres/0004_revoked_jwts.sql"),

@@ -141,6 +141,11 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0001_init.sql"),
         ),
         (
+            2,
+            "key_schedule",
+            include_str!("../../migrations/sqlite/0002_key_schedule.sql"),
+        ),
+        (
             4,
             "revoked_jwts",
             include_str!("../../migrations/sqlite/0004_revoked_jwts.sql"),
@@ -448,6 +453,45 @@ mod tests {
         assert!(
             matches!(not_unique, Err(StoreError::Other(_))),
             "another constraint is no conflict: {not_unique:?}"
+        );
+    }
+
+    #[test]
+    fn the_key_schedule_migration_keeps_what_each_status_meant() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../../migrations/sqlite/0001_init.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO signing_keys VALUES ('old', 'EdDSA', x'00', '{}', 10, 'retired'); \
+             INSERT INTO signing_keys VALUES ('prev', 'EdDSA', x'00', '{}', 20, 'previous'); \
+             INSERT INTO signing_keys VALUES ('cur', 'EdDSA', x'00', '{}', 20, 'current');",
+        )
+        .unwrap();
+
+        conn.execute_batch(include_str!(
+            "../../migrations/sqlite/0002_key_schedule.sql"
+        ))
+        .unwrap();
+
+        let mut rows = conn
+            .prepare(
+                "SELECT kid, activates_at, retires_at FROM signing_keys \
+                 ORDER BY activates_at, rowid",
+            )
+            .unwrap();
+        let keys: Vec<(String, i64, Option<i64>)> = rows
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            keys,
+            [
+                ("old".to_owned(), 10, Some(10)),
+                ("prev".to_owned(), 20, None),
+                // Last among the keys of its second: still the one that signs.
+                ("cur".to_owned(), 20, None),
+            ]
         );
     }
 }

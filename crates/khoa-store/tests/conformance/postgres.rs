@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use khoa_core::store::{KeyStatus, RotateOutcome, StoreError};
+use khoa_core::store::{RotateOutcome, StoreError};
 use khoa_pgtest::PgCluster;
 use khoa_store::StoreOptions;
 use sqlx::{Connection, PgConnection, Row};
@@ -120,9 +120,15 @@ async fn a_first_key_racing_an_uncommitted_one_waits_for_it_and_is_not_inserted(
     let db = fresh().await;
     let mut other_node = PgConnection::connect(&db.url).await.unwrap();
     let mut theirs = other_node.begin().await.unwrap();
+    // What the other node's insert_first_key does: take the store's advisory lock on the
+    // signing keys ("khoakeys"), then insert.
+    sqlx::query("SELECT pg_advisory_xact_lock(x'6b686f616b657973'::bigint)")
+        .execute(&mut *theirs)
+        .await
+        .unwrap();
     sqlx::query(
-        "INSERT INTO signing_keys (kid, alg, private_sealed, public_jwk, created_at, status) \
-         VALUES ('theirs', 'EdDSA', '\\x00', '{}', 1, 'current')",
+        "INSERT INTO signing_keys (kid, alg, private_sealed, public_jwk, created_at, activates_at) \
+         VALUES ('theirs', 'EdDSA', '\\x00', '{}', 1, 1)",
     )
     .execute(&mut *theirs)
     .await
@@ -145,9 +151,9 @@ async fn a_first_key_racing_an_uncommitted_one_waits_for_it_and_is_not_inserted(
         .await
         .unwrap()
         .into_iter()
-        .map(|k| (k.kid, k.status))
+        .map(|k| (k.kid, k.retires_at))
         .collect();
-    assert_eq!(kids, [("theirs".to_owned(), KeyStatus::Current)]);
+    assert_eq!(kids, [("theirs".to_owned(), None)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,8 +11,8 @@ use khoa_core::model::{
 };
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
-    AccessRecord, Family, Issuance, KeyStatus, NewUser, Partner, PartnerKey, RefreshRecord,
-    RevokedJwt, RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
+    AccessRecord, Family, IfKeyPending, Issuance, KeySchedule, NewUser, Partner, PartnerKey,
+    RefreshRecord, RevokedJwt, RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
 };
 use khoa_store::StoreOptions;
 use tokio::sync::Barrier;
@@ -44,7 +44,12 @@ macro_rules! conformance_tests {
             revoked_jwts_are_listed_from_a_time_until_they_expire,
             purge_removes_expired_revocation_entries,
             of_concurrent_first_keys_exactly_one_is_inserted,
-            key_rotation_keeps_exactly_one_current_key,
+            scheduling_a_key_sets_the_retirement_of_the_published_ones,
+            a_pending_key_refuses_another_schedule_unless_told_to_retire_it,
+            a_taken_kid_schedules_nothing,
+            a_first_key_goes_in_only_when_no_key_is_published,
+            keys_are_listed_in_activation_order_then_insertion_order,
+            retired_keys_are_deleted_once_retired_long_enough,
             partners_round_trip_with_their_first_key,
             partners_are_listed_by_code,
             a_taken_partner_code_is_a_conflict,
@@ -57,7 +62,7 @@ macro_rules! conformance_tests {
             migrations_run_twice_are_a_no_op,
             of_rotations_racing_on_two_nodes_exactly_one_wins,
             of_first_keys_racing_on_two_nodes_exactly_one_is_inserted,
-            key_rotations_racing_on_two_nodes_all_succeed_and_leave_one_current_key,
+            of_schedules_racing_on_two_nodes_exactly_one_is_scheduled,
         );
     };
     (@stores $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -159,8 +164,37 @@ pub fn key(kid: &str, created_at: UnixTime) -> SigningKeyRecord {
         private_sealed: format!("sealed private key {kid}").into_bytes(),
         public_jwk: format!(r#"{{"kty":"OKP","crv":"Ed25519","kid":"{kid}","x":"AAAA"}}"#),
         created_at,
-        status: KeyStatus::Current,
+        activates_at: created_at,
+        retires_at: None,
     }
+}
+
+/// A key created at `created_at` that activates at `activates_at`.
+pub fn scheduled_key(kid: &str, created_at: UnixTime, activates_at: UnixTime) -> SigningKeyRecord {
+    SigningKeyRecord {
+        activates_at,
+        ..key(kid, created_at)
+    }
+}
+
+/// `(kid, activates_at, retires_at)` of every key, as listed.
+async fn schedule_of(stores: &Stores) -> Vec<(String, UnixTime, Option<UnixTime>)> {
+    stores
+        .keys
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.kid, k.activates_at, k.retires_at))
+        .collect()
+}
+
+fn row(
+    kid: &str,
+    activates_at: UnixTime,
+    retires_at: Option<UnixTime>,
+) -> (String, UnixTime, Option<UnixTime>) {
+    (kid.to_owned(), activates_at, retires_at)
 }
 
 pub async fn users_round_trip_and_change(stores: &Stores) {
@@ -657,28 +691,187 @@ pub async fn of_concurrent_first_keys_exactly_one_is_inserted(stores: &Stores) {
     assert_eq!(inserted, 1);
     let keys = stores.keys.list_keys().await.unwrap();
     assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0].status, KeyStatus::Current);
+    assert_eq!(keys[0].retires_at, None);
 }
 
-pub async fn key_rotation_keeps_exactly_one_current_key(stores: &Stores) {
+pub async fn scheduling_a_key_sets_the_retirement_of_the_published_ones(stores: &Stores) {
     let keys = &stores.keys;
     assert!(keys.insert_first_key(&key("k1", NOW)).await.unwrap());
-    keys.rotate_key(&key("k2", NOW + 10)).await.unwrap();
-    assert!(!keys.insert_first_key(&key("k3", NOW + 20)).await.unwrap());
-    // A colliding kid fails the whole rotation: the current key is not demoted.
+    let next = scheduled_key("k2", NOW + 5, NOW + 600);
+
+    let outcome = keys
+        .schedule_key(&next, NOW + 4_260, NOW + 5, IfKeyPending::Refuse)
+        .await;
+
+    assert_eq!(outcome, Ok(KeySchedule::Scheduled));
     assert_eq!(
-        keys.rotate_key(&key("k1", NOW + 30)).await.err(),
-        Some(StoreError::Conflict("kid".into()))
+        schedule_of(stores).await,
+        [
+            row("k1", NOW, Some(NOW + 4_260)),
+            row("k2", NOW + 600, None)
+        ]
+    );
+    assert_eq!(
+        keys.list_keys().await.unwrap()[1],
+        next,
+        "every field round-trips"
+    );
+}
+
+pub async fn a_pending_key_refuses_another_schedule_unless_told_to_retire_it(stores: &Stores) {
+    let keys = &stores.keys;
+    assert!(keys.insert_first_key(&key("k1", NOW)).await.unwrap());
+    keys.schedule_key(
+        &scheduled_key("k2", NOW, NOW + 600),
+        NOW + 5_000,
+        NOW,
+        IfKeyPending::Refuse,
+    )
+    .await
+    .unwrap();
+
+    let refused = keys
+        .schedule_key(
+            &scheduled_key("k3", NOW + 10, NOW + 610),
+            NOW + 6_000,
+            NOW + 10,
+            IfKeyPending::Refuse,
+        )
+        .await;
+    assert_eq!(
+        refused,
+        Ok(KeySchedule::Pending {
+            kid: "k2".into(),
+            activates_at: NOW + 600
+        })
+    );
+    let unchanged = [
+        row("k1", NOW, Some(NOW + 5_000)),
+        row("k2", NOW + 600, None),
+    ];
+    assert_eq!(schedule_of(stores).await, unchanged);
+
+    // Once k2 has activated, the next one may be scheduled; k1 keeps its earlier retirement.
+    let after = keys
+        .schedule_key(
+            &scheduled_key("k3", NOW + 600, NOW + 1_200),
+            NOW + 9_000,
+            NOW + 600,
+            IfKeyPending::Refuse,
+        )
+        .await;
+    assert_eq!(after, Ok(KeySchedule::Scheduled));
+    assert_eq!(
+        schedule_of(stores).await,
+        [
+            row("k1", NOW, Some(NOW + 5_000)),
+            row("k2", NOW + 600, Some(NOW + 9_000)),
+            row("k3", NOW + 1_200, None),
+        ]
     );
 
-    let listed = keys.list_keys().await.unwrap();
-    let statuses: Vec<_> = listed.iter().map(|k| (k.kid.as_str(), k.status)).collect();
+    // A compromised key cannot wait: everything else, pending k3 included, retires at once.
+    let immediate = keys
+        .schedule_key(
+            &scheduled_key("k4", NOW + 700, NOW + 700),
+            NOW + 700,
+            NOW + 700,
+            IfKeyPending::Retire,
+        )
+        .await;
+    assert_eq!(immediate, Ok(KeySchedule::Scheduled));
     assert_eq!(
-        statuses,
-        [("k1", KeyStatus::Previous), ("k2", KeyStatus::Current)],
-        "oldest first"
+        schedule_of(stores).await,
+        [
+            row("k1", NOW, Some(NOW + 700)),
+            row("k2", NOW + 600, Some(NOW + 700)),
+            row("k4", NOW + 700, None),
+            row("k3", NOW + 1_200, Some(NOW + 700)),
+        ]
     );
-    assert_eq!(listed[1], key("k2", NOW + 10), "every field round-trips");
+}
+
+pub async fn a_taken_kid_schedules_nothing(stores: &Stores) {
+    let keys = &stores.keys;
+    assert!(keys.insert_first_key(&key("k1", NOW)).await.unwrap());
+
+    let taken = keys
+        .schedule_key(
+            &scheduled_key("k1", NOW, NOW + 600),
+            NOW + 5_000,
+            NOW,
+            IfKeyPending::Refuse,
+        )
+        .await;
+
+    assert_eq!(taken, Err(StoreError::Conflict("kid".into())));
+    assert_eq!(
+        schedule_of(stores).await,
+        [row("k1", NOW, None)],
+        "k1 not retired"
+    );
+}
+
+pub async fn a_first_key_goes_in_only_when_no_key_is_published(stores: &Stores) {
+    let keys = &stores.keys;
+    assert!(keys.insert_first_key(&key("k1", NOW)).await.unwrap());
+    assert!(!keys.insert_first_key(&key("k2", NOW + 10)).await.unwrap());
+    keys.schedule_key(
+        &scheduled_key("k2", NOW, NOW + 600),
+        NOW + 5_000,
+        NOW,
+        IfKeyPending::Refuse,
+    )
+    .await
+    .unwrap();
+    // Only the pending key is open-ended and it has not activated: it is published all the
+    // same, so no first key goes in beside it, not even at the old key's retirement.
+    assert!(!keys.insert_first_key(&key("k3", NOW + 10)).await.unwrap());
+    assert!(
+        !keys
+            .insert_first_key(&key("k3", NOW + 5_000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(schedule_of(stores).await.len(), 2);
+}
+
+pub async fn keys_are_listed_in_activation_order_then_insertion_order(stores: &Stores) {
+    let keys = &stores.keys;
+    assert!(keys.insert_first_key(&key("b", NOW + 100)).await.unwrap());
+    for kid in ["z", "a"] {
+        keys.schedule_key(
+            &scheduled_key(kid, NOW + 100, NOW + 100),
+            NOW + 200,
+            NOW + 100,
+            IfKeyPending::Retire,
+        )
+        .await
+        .unwrap();
+    }
+    let listed: Vec<_> = schedule_of(stores).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        listed,
+        ["b", "z", "a"],
+        "ties keep insertion order, not kid order"
+    );
+}
+
+pub async fn retired_keys_are_deleted_once_retired_long_enough(stores: &Stores) {
+    let keys = &stores.keys;
+    assert!(keys.insert_first_key(&key("k1", NOW)).await.unwrap());
+    keys.schedule_key(
+        &scheduled_key("k2", NOW, NOW + 600),
+        NOW + 5_000,
+        NOW,
+        IfKeyPending::Refuse,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(keys.delete_retired_keys(NOW + 4_999).await, Ok(0));
+    assert_eq!(keys.delete_retired_keys(NOW + 5_000).await, Ok(1));
+    assert_eq!(schedule_of(stores).await, [row("k2", NOW + 600, None)]);
 }
 
 fn partner_key(key_id: &str, created_at: UnixTime) -> PartnerKey {
@@ -1025,11 +1218,11 @@ pub async fn of_first_keys_racing_on_two_nodes_exactly_one_is_inserted(db: TestD
     for node in &nodes {
         let keys = node.keys.list_keys().await.unwrap();
         assert_eq!(keys.len(), 1);
-        assert_eq!(keys[0].status, KeyStatus::Current);
+        assert_eq!(keys[0].retires_at, None);
     }
 }
 
-pub async fn key_rotations_racing_on_two_nodes_all_succeed_and_leave_one_current_key(db: TestDb) {
+pub async fn of_schedules_racing_on_two_nodes_exactly_one_is_scheduled(db: TestDb) {
     let nodes = [db.stores.clone(), second_node(&db).await];
     assert!(
         nodes[0]
@@ -1045,30 +1238,38 @@ pub async fn key_rotations_racing_on_two_nodes_all_succeed_and_leave_one_current
             let (keys, start) = (nodes[i % 2].keys.clone(), start.clone());
             tokio::spawn(async move {
                 start.wait().await;
-                keys.rotate_key(&key(&format!("k{i}"), NOW + 1)).await
+                let next = scheduled_key(&format!("k{i}"), NOW + 1, NOW + 600);
+                keys.schedule_key(&next, NOW + 5_000, NOW + 1, IfKeyPending::Refuse)
+                    .await
             })
         })
         .collect();
+    let mut outcomes = Vec::new();
     for task in tasks {
-        assert_eq!(
-            task.await.unwrap(),
-            Ok(()),
-            "a rotation never fails for racing another"
+        outcomes.push(
+            task.await
+                .unwrap()
+                .expect("a schedule never fails for racing another"),
         );
     }
 
-    for node in &nodes {
-        let keys = node.keys.list_keys().await.unwrap();
-        assert_eq!(keys.len(), 11, "every rotation kept its key");
-        let current: Vec<_> = keys
-            .iter()
-            .filter(|k| k.status == KeyStatus::Current)
-            .collect();
-        assert_eq!(current.len(), 1, "{keys:?}");
+    let keys = nodes[1].keys.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 2, "one rotation at a time: {keys:?}");
+    let winner = &keys[1].kid;
+    let scheduled = outcomes
+        .iter()
+        .filter(|o| **o == KeySchedule::Scheduled)
+        .count();
+    assert_eq!(scheduled, 1);
+    for o in outcomes.iter().filter(|o| **o != KeySchedule::Scheduled) {
         assert_eq!(
-            keys.last().map(|k| &k.kid),
-            Some(&current[0].kid),
-            "the last rotation to commit holds the current key"
+            *o,
+            KeySchedule::Pending {
+                kid: winner.clone(),
+                activates_at: NOW + 600
+            },
+            "the losers are told which key is pending"
         );
     }
+    assert_eq!(keys[0].retires_at, Some(NOW + 5_000));
 }
