@@ -10,8 +10,11 @@
 //! - [`store`]: the storage contract, one trait per aggregate, bundled in [`store::Stores`].
 //! - [`engine`]: [`engine::Engine`], the one entry point every dialect calls: client
 //!   authentication, grant dispatch, bearer validation, administration.
-//! - [`grant`]: one module per grant (`password`, `client_credentials`, `refresh_token`) behind
-//!   [`grant::GrantHandler`]; the refresh module holds the rotation and reuse rules.
+//! - [`grant`]: one module per grant (`authorization_code`, `password`, `client_credentials`,
+//!   `refresh_token`) behind [`grant::GrantHandler`]; the refresh module holds the rotation and
+//!   reuse rules, the code module PKCE and the single-use rule.
+//! - [`authorize`]: the authorization endpoint's checks (client, exact redirect URI, PKCE,
+//!   which errors may be redirected) and the login form's CSRF guard.
 //! - [`mint`]: building access/refresh tokens per policy and committing them; the key ring.
 //! - [`keys`]: Ed25519 signing keys, JWKS, RFC 9068 JWT access tokens.
 //! - [`secret`]: token generation and hashing, client-secret HMAC, the sealed successor.
@@ -23,6 +26,7 @@
 //! - [`clock`]: injectable time and randomness.
 //! - [`testing`]: an in-memory store for unit tests of the engine (not a backend).
 
+pub mod authorize;
 pub mod client_cache;
 pub mod clock;
 pub mod engine;
