@@ -6,6 +6,7 @@
 //! themselves — conditional updates and unique indexes — not by anything held in a process.
 
 mod clients;
+mod codes;
 mod keys;
 mod partners;
 mod tokens;
@@ -58,6 +59,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         tokens: Arc::new(tokens::PgTokens(pool.clone())),
         keys: Arc::new(keys::PgKeys(pool.clone())),
         partners: Arc::new(partners::PgPartners(pool.clone())),
+        codes: Arc::new(codes::PgCodes(pool.clone())),
         readiness: Arc::new(PgReadiness(pool)),
     })
 }
@@ -99,13 +101,22 @@ async fn connect_once(
 /// The schema, compiled into the binary like SQLite's. sqlx's PostgreSQL migrator holds an
 /// advisory lock while it runs, so nodes starting together apply each migration once.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "authorization_codes".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0003_authorization_codes.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {

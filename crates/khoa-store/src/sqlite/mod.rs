@@ -11,6 +11,7 @@
 //! CPU. Both link the one SQLite library (libsqlite3-sys 0.37).
 
 mod clients;
+mod codes;
 mod keys;
 mod partners;
 mod tokens;
@@ -70,6 +71,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         tokens: Arc::new(tokens::SqliteTokens(db.clone())),
         keys: Arc::new(keys::SqliteKeys(db.clone())),
         partners: Arc::new(partners::SqlitePartners(db.clone())),
+        codes: Arc::new(codes::SqliteCodes(db.clone())),
         readiness: Arc::new(SqliteReadiness(db)),
     })
 }
@@ -134,13 +136,22 @@ fn open_writer(
 /// records what ran in `_sqlx_migrations` together with a checksum, so re-running is a no-op
 /// and an edited, already-applied migration is refused rather than silently skipped.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "authorization_codes".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0003_authorization_codes.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {
