@@ -456,6 +456,7 @@ impl Engine {
                 Some(s)
             }
         };
+        check_redirect_uris(&client)?;
         client.created_at = self.now();
         self.stores.clients.create_client(&client).await?;
         Ok(generated)
@@ -523,6 +524,28 @@ impl Engine {
         let hash = self.passwords.hash(password).await?;
         Ok(self.stores.users.set_password_hash(username, &hash).await?)
     }
+}
+
+/// RFC 6749 §3.1.2: a redirect URI is absolute and has no fragment (and, stored
+/// space-separated, has no space).
+fn check_redirect_uris(client: &Client) -> Result<(), EngineError> {
+    let well_formed = |u: &str| {
+        let scheme = u.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        !scheme.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            && !u.contains('#')
+            && !u.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if let Some(bad) = client.redirect_uris.iter().find(|u| !well_formed(u)) {
+        return Err(OAuthError::invalid_request(format!(
+            "redirect URI `{bad}` must be absolute, without spaces or a fragment"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn check_secret_strength(secret: &str) -> Result<(), EngineError> {

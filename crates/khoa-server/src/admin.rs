@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use khoa_core::engine::Engine;
-use khoa_core::model::{Client, TokenPolicy};
+use khoa_core::model::{Client, GrantType, TokenPolicy};
 use khoa_core::scope::ScopeSet;
 use secrecy::SecretString;
 use std::io::BufRead;
@@ -105,6 +105,10 @@ async fn add_client(engine: &Engine, a: ClientAddArgs) -> Result<()> {
     if a.reuse_window < 0 {
         bail!("--reuse-window must not be negative");
     }
+    // RFC 9700 §2.1: the code flow only ever redirects to a registered URI.
+    if a.grant_types.contains(&GrantType::AuthorizationCode) && a.redirect_uris.is_empty() {
+        bail!("the authorization_code grant needs at least one --redirect-uri");
+    }
     let secret = a
         .secret_stdin
         .then(|| read_secret_line("client secret"))
@@ -116,6 +120,7 @@ async fn add_client(engine: &Engine, a: ClientAddArgs) -> Result<()> {
         allowed_scopes: allowed,
         default_scopes,
         grant_types: a.grant_types,
+        redirect_uris: a.redirect_uris,
         policy: TokenPolicy {
             access_format: a.token_format,
             access_ttl: a.access_ttl,
@@ -151,6 +156,7 @@ fn print_client(c: &Client) {
         }
     );
     println!("grant_types:      {}", grants.join(","));
+    println!("redirect_uris:    {}", c.redirect_uris.join(" "));
     println!("allowed_scopes:   {}", c.allowed_scopes);
     println!("default_scopes:   {}", c.default_scopes);
     println!("token_format:     {}", c.policy.access_format.as_str());

@@ -46,6 +46,23 @@ pub struct Config {
     pub log: String,
     /// The wire dialects: which are served, where, bound to which client.
     pub dialects: DialectsConfig,
+    /// The authorization endpoint (`/connect/authorize`, RFC 6749 §4.1).
+    pub authorize: AuthorizeConfig,
+}
+
+/// The authorization code flow and its login page.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AuthorizeConfig {
+    /// Seconds an authorization code stays redeemable (RFC 9700 §4.2: short). 1–600.
+    /// `KHOA_AUTHORIZE__CODE_TTL_SECS`.
+    pub code_ttl_secs: i64,
+}
+
+impl Default for AuthorizeConfig {
+    fn default() -> Self {
+        AuthorizeConfig { code_ttl_secs: 60 }
+    }
 }
 
 /// Per-dialect settings. Token policy (format, lifetimes, refresh, otp) belongs to the client a
@@ -248,6 +265,7 @@ impl Default for Config {
             client_cache_secs: 5,
             log: "info".into(),
             dialects: DialectsConfig::default(),
+            authorize: AuthorizeConfig::default(),
         }
     }
 }
@@ -386,6 +404,12 @@ impl Config {
         }
         if d.partner.key_overlap_secs < 0 {
             return invalid("dialects.partner.key_overlap_secs", "must not be negative");
+        }
+        if !(1..=600).contains(&self.authorize.code_ttl_secs) {
+            return invalid(
+                "authorize.code_ttl_secs",
+                "must be between 1 and 600 (RFC 6749 §4.1.2: at most ten minutes)",
+            );
         }
         if self.client_cache_secs < 0 {
             return invalid("client_cache_secs", "must not be negative");
