@@ -75,7 +75,7 @@ pub fn validate(
         .redirect_uri
         .clone()
         .ok_or_else(|| page("the redirect_uri parameter is required"))?;
-    if !client.redirect_uris.iter().any(|r| *r == redirect_uri) {
+    if !client.redirect_uris.contains(&redirect_uri) {
         return Err(page("the redirect_uri is not registered for this client"));
     }
     let back = |error: OAuthError| AuthorizeError::Redirect {
@@ -85,7 +85,11 @@ pub fn validate(
     };
     match request.response_type.as_deref() {
         Some("code") => {}
-        None => return Err(back(OAuthError::invalid_request("response_type is required"))),
+        None => {
+            return Err(back(OAuthError::invalid_request(
+                "response_type is required",
+            )));
+        }
         Some(_) => {
             return Err(back(OAuthError::new(
                 ErrorCode::UnsupportedResponseType,
@@ -122,8 +126,8 @@ pub fn validate(
             )));
         }
     };
-    let scope = crate::grant::resolve_scope(request.scope.as_deref(), &client, None)
-        .map_err(&back)?;
+    let scope =
+        crate::grant::resolve_scope(request.scope.as_deref(), &client, None).map_err(&back)?;
     Ok(ValidAuthorize {
         client,
         redirect_uri,
@@ -243,7 +247,11 @@ mod tests {
             validate(&request(), None),
             Err(AuthorizeError::Page(_))
         ));
-        for uri in ["https://app.example/cb/", "https://app.example/cb?x=1", "https://evil"] {
+        for uri in [
+            "https://app.example/cb/",
+            "https://app.example/cb?x=1",
+            "https://evil",
+        ] {
             let r = AuthorizeRequest {
                 redirect_uri: Some(uri.into()),
                 ..request()

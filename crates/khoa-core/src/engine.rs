@@ -386,7 +386,11 @@ impl Engine {
     ) -> Result<IssuedCode, EngineError> {
         let now = self.now();
         let scope = match &user.allowed_scopes {
-            Some(allowed) => request.scope.iter().filter(|s| allowed.contains(s)).collect(),
+            Some(allowed) => request
+                .scope
+                .iter()
+                .filter(|s| allowed.contains(s))
+                .collect(),
             None => request.scope.clone(),
         };
         let code = generate_token(&*self.random);
@@ -423,7 +427,11 @@ impl Engine {
 
     /// OpenID Connect Core §5.3: the user a bearer token speaks for, when it still exists.
     pub async fn userinfo(&self, principal: &Principal) -> Result<Option<User>, EngineError> {
-        let user = self.stores.users.find_user_by_id(&principal.subject).await?;
+        let user = self
+            .stores
+            .users
+            .find_user_by_id(&principal.subject)
+            .await?;
         Ok(user.filter(|u| !u.disabled))
     }
 

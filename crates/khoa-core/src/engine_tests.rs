@@ -1397,7 +1397,10 @@ mod authorization_code {
         assert_eq!(claims["iss"], ISSUER);
         assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
         assert_eq!(claims["auth_time"], START);
-        h.engine.validate_bearer(&tokens.access_token).await.unwrap();
+        h.engine
+            .validate_bearer(&tokens.access_token)
+            .await
+            .unwrap();
         // An ID token is never an access token (its typ is JWT, not at+jwt).
         assert_invalid(h.engine.validate_bearer(&id_token).await);
     }
@@ -1435,7 +1438,10 @@ mod authorization_code {
             .token(&exchange("web", &code, REDIRECT, VERIFIER))
             .await
             .unwrap();
-        assert!(first.refresh_token.is_none(), "no offline_access, no refresh");
+        assert!(
+            first.refresh_token.is_none(),
+            "no offline_access, no refresh"
+        );
         h.engine.validate_bearer(&first.access_token).await.unwrap();
 
         let again = h
@@ -1478,7 +1484,10 @@ mod authorization_code {
             },
         ] {
             let outcome = h.engine.validate_authorize(&request).await.unwrap();
-            assert!(matches!(outcome, Err(AuthorizeError::Page(_))), "{outcome:?}");
+            assert!(
+                matches!(outcome, Err(AuthorizeError::Page(_))),
+                "{outcome:?}"
+            );
         }
     }
 

@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 use crate::clock::{Clock, Random};
 use crate::error::EngineError;
 use crate::keys::{
-    ACCESS_TOKEN_TYP, AccessTokenClaims, ID_TOKEN_TYP, IdTokenClaims, KeyRing, REFRESH_TOKEN_TYP, RefreshTokenClaims,
-    generate_key,
+    ACCESS_TOKEN_TYP, AccessTokenClaims, ID_TOKEN_TYP, IdTokenClaims, KeyRing, REFRESH_TOKEN_TYP,
+    RefreshTokenClaims, generate_key,
 };
 use crate::master_key::MasterKey;
 use crate::model::{AccessTokenFormat, Client, RefreshTokenFormat, UnixTime};
@@ -323,8 +323,14 @@ impl Minter {
         scope: ScopeSet,
         with_refresh: bool,
     ) -> Result<IssuedTokens, EngineError> {
-        let (issuance, tokens) =
-            self.prepare(client, grantee, scope, with_refresh, with_refresh, self.now())?;
+        let (issuance, tokens) = self.prepare(
+            client,
+            grantee,
+            scope,
+            with_refresh,
+            with_refresh,
+            self.now(),
+        )?;
         // A JWT-only answer stores nothing: it is verifiable offline and dies on its own.
         if issuance.family.is_some() || issuance.access.is_some() {
             self.tokens.issue(&issuance).await?;

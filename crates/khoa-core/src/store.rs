@@ -215,7 +215,9 @@ pub enum RedeemOutcome {
     Redeemed,
     /// The code was redeemed before (now or earlier); the family that redemption created, so
     /// that the engine can revoke it (RFC 6749 §4.1.2, RFC 9700 §4.2.4).
-    AlreadyUsed { family_id: Option<String> },
+    AlreadyUsed {
+        family_id: Option<String>,
+    },
     NotFound,
 }
 

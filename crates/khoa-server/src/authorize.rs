@@ -50,7 +50,7 @@ pub async fn show(
     let params = parse_form(query.unwrap_or_default().as_bytes());
     let lang = Lang::choose(params.as_ref().ok(), &headers);
     let Ok(params) = params else {
-        return error_page(lang, StatusCode::BAD_REQUEST, &lang.t().malformed);
+        return error_page(lang, StatusCode::BAD_REQUEST, lang.t().malformed);
     };
     match state.engine.validate_authorize(&request_of(&params)).await {
         Err(e) => ApiError::from(e).into_response(),
@@ -67,10 +67,10 @@ pub async fn submit(
     let form = read_form(&headers, body);
     let lang = Lang::choose(form.as_ref().ok(), &headers);
     let Ok(mut form) = form else {
-        return error_page(lang, StatusCode::BAD_REQUEST, &lang.t().malformed);
+        return error_page(lang, StatusCode::BAD_REQUEST, lang.t().malformed);
     };
     if !csrf_ok(&state, &headers, &form) {
-        return error_page(lang, StatusCode::FORBIDDEN, &lang.t().csrf);
+        return error_page(lang, StatusCode::FORBIDDEN, lang.t().csrf);
     }
     match state.engine.validate_authorize(&request_of(&form)).await {
         Err(e) => ApiError::from(e).into_response(),
@@ -129,7 +129,10 @@ fn read_form(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<HashMap<String, String>, ()> {
     let body = body.map_err(drop)?;
-    if !content_type_is(headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()), FORM) {
+    if !content_type_is(
+        headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        FORM,
+    ) {
         return Err(());
     }
     parse_form(&body).map_err(drop)
@@ -160,7 +163,11 @@ fn csrf_ok(state: &AppState, headers: &HeaderMap, form: &HashMap<String, String>
 /// several tabs keep working), else a fresh one to set.
 fn csrf_cookie(state: &AppState, headers: &HeaderMap) -> (String, bool) {
     match cookie(headers, CSRF_COOKIE) {
-        Some(c) if c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+        Some(c)
+            if c.len() == 43
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
             (c.to_owned(), false)
         }
         _ => (state.engine.new_csrf_cookie(), true),
@@ -262,8 +269,8 @@ fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
     let t = lang.t();
     let body = format!(
         "{}<main><h1>{}</h1><p role=\"alert\">{}</p></main></body></html>",
-        head(lang, &t.error_title),
-        escape(&t.error_title),
+        head(lang, t.error_title),
+        escape(t.error_title),
         escape(message),
     );
     html(status, body)
@@ -334,14 +341,14 @@ fn render_login(
          <p><label for=\"password\">{pass_label}</label><br>\n\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{invalid}></p>\n\
          <p><button type=\"submit\">{submit}</button></p>\n</form>\n</main></body></html>",
-        head = head(lang, &t.title),
-        title = escape(&t.title),
+        head = head(lang, t.title),
+        title = escape(t.title),
         intro = escape(&t.intro.replace("{client}", &valid.client.name)),
-        scopes_label = escape(&t.scopes),
+        scopes_label = escape(t.scopes),
         scopes = escape(&valid.scope.to_string()),
-        user_label = escape(&t.username),
-        pass_label = escape(&t.password),
-        submit = escape(&t.submit),
+        user_label = escape(t.username),
+        pass_label = escape(t.password),
+        submit = escape(t.submit),
         username = escape(username),
         csrf_token = escape(csrf_token),
     )
@@ -482,7 +489,10 @@ mod tests {
 
     fn headers(accept: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_str(accept).unwrap());
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            HeaderValue::from_str(accept).unwrap(),
+        );
         h
     }
 
@@ -494,7 +504,10 @@ mod tests {
 
     #[test]
     fn accept_language_is_ranked_by_quality_and_defaults_to_vietnamese() {
-        assert_eq!(Lang::choose(None, &headers("vi;q=0.5, en-US;q=0.9")), Lang::En);
+        assert_eq!(
+            Lang::choose(None, &headers("vi;q=0.5, en-US;q=0.9")),
+            Lang::En
+        );
         assert_eq!(Lang::choose(None, &headers("fr, vi-VN")), Lang::Vi);
         assert_eq!(Lang::choose(None, &headers("de")), Lang::Vi);
         assert_eq!(Lang::choose(None, &HeaderMap::new()), Lang::Vi);

@@ -384,7 +384,9 @@ fn print_instructions(base: &str, data: &Path, d: &DialectsConfig) {
         "curl {base}{token} -u {OAUTH2_SERVICE_CLIENT}:{OAUTH2_SERVICE_SECRET} -d grant_type=client_credentials"
     );
     println!("# authorization code + PKCE: open in a browser, sign in as above; the page at");
-    println!("#   {OAUTH2_WEB_REDIRECT_URI} receives ?code=… (nothing needs to listen there), then:");
+    println!(
+        "#   {OAUTH2_WEB_REDIRECT_URI} receives ?code=… (nothing needs to listen there), then:"
+    );
     println!("{}", authorize_url(base));
     println!(
         "curl {base}{token} -d grant_type=authorization_code -d client_id={OAUTH2_WEB_CLIENT} --data-urlencode redirect_uri={OAUTH2_WEB_REDIRECT_URI} -d code_verifier={PKCE_VERIFIER} --data-urlencode code=CODE"

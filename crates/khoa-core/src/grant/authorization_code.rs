@@ -72,7 +72,10 @@ impl GrantHandler for AuthorizationCodeGrant {
         }
         let c = &state.code;
         // RFC 9700 §4.1.3 / RFC 6749 §4.1.3: the same string, byte for byte.
-        let challenge_ok = ct_eq(s256_challenge(verifier).as_bytes(), c.code_challenge.as_bytes());
+        let challenge_ok = ct_eq(
+            s256_challenge(verifier).as_bytes(),
+            c.code_challenge.as_bytes(),
+        );
         if c.expires_at <= now || c.redirect_uri != *redirect_uri || !challenge_ok {
             return Err(bad());
         }
@@ -113,7 +116,10 @@ impl AuthorizationCodeGrant {
         if let Some(family_id) = family_id
             && self.tokens.revoke_family(family_id, now).await?
         {
-            tracing::warn!(family_id, "authorization code reused: its tokens are revoked");
+            tracing::warn!(
+                family_id,
+                "authorization code reused: its tokens are revoked"
+            );
         }
         Ok(())
     }

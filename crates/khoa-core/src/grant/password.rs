@@ -7,9 +7,9 @@ use super::{GrantHandler, TokenRequest, required, resolve_scope, wants_refresh};
 use crate::error::{Detail, EngineError, OAuthError};
 use crate::mint::{IssuedTokens, Minter};
 use crate::model::{Client, User};
-use secrecy::SecretString;
 use crate::password::PasswordHasher;
 use crate::store::UserStore;
+use secrecy::SecretString;
 
 pub struct PasswordGrant {
     pub(crate) users: Arc<dyn UserStore>,
@@ -37,9 +37,11 @@ impl PasswordGrant {
         match user {
             Some(u) if ok && !u.disabled => Ok(u),
             // Said only to whoever proved the password: it reveals nothing to a guesser.
-            Some(u) if ok && u.disabled => Err(OAuthError::invalid_grant("the account is disabled")
-                .with_detail(Detail::AccountDisabled)
-                .into()),
+            Some(u) if ok && u.disabled => {
+                Err(OAuthError::invalid_grant("the account is disabled")
+                    .with_detail(Detail::AccountDisabled)
+                    .into())
+            }
             _ => Err(OAuthError::invalid_grant(BAD_CREDENTIALS)
                 .with_detail(Detail::BadCredentials)
                 .into()),

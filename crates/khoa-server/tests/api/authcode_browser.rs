@@ -57,13 +57,23 @@ async fn a_real_browser_signs_in_and_the_code_is_exchanged_for_tokens() {
     })
     .await;
     app.add_user("alice", PASSWORD, None).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/authcode_browser.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/authcode_browser.py"
+    );
 
     let (base, uri) = (app.address.clone(), redirect_uri.clone());
     let output = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(script)
-            .args(["--base", &base, "--client-id", "web", "--redirect-uri", &uri])
+            .args([
+                "--base",
+                &base,
+                "--client-id",
+                "web",
+                "--redirect-uri",
+                &uri,
+            ])
             .args(["--username", "alice", "--password", PASSWORD])
             .output()
             .expect("python3 runs")
@@ -88,7 +98,12 @@ async fn a_real_browser_signs_in_and_the_code_is_exchanged_for_tokens() {
     let id_token = tokens["id_token"].as_str().expect("an ID token");
     assert_eq!(jwt_claims(id_token)["nonce"], result["nonce"]);
     let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(app.protected(access).await.status(), reqwest::StatusCode::OK);
-    let hit = callbacks.try_recv().expect("the browser reached the client's redirect URI");
+    assert_eq!(
+        app.protected(access).await.status(),
+        reqwest::StatusCode::OK
+    );
+    let hit = callbacks
+        .try_recv()
+        .expect("the browser reached the client's redirect URI");
     assert!(hit.starts_with("GET /callback?code="), "{hit}");
 }

@@ -122,7 +122,10 @@ async fn post_login(
     username: &str,
     password: &str,
 ) -> Response {
-    let mut form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     form.push(("username", username));
     form.push(("password", password));
     let mut req = app
@@ -138,7 +141,11 @@ async fn post_login(
 
 /// The query parameters of a redirect's `Location`, which must point at [`REDIRECT`].
 fn redirect_params(res: &Response) -> HashMap<String, String> {
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "a 303 back to the client");
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "a 303 back to the client"
+    );
     let location = res.headers()[LOCATION].to_str().unwrap();
     let (base, query) = location.split_once('?').expect("a query");
     assert_eq!(base, REDIRECT);
@@ -150,7 +157,9 @@ fn url_params(query: &str) -> HashMap<String, String> {
         .split('&')
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap();
-            let v = percent_encoding::percent_decode_str(v).decode_utf8().unwrap();
+            let v = percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .unwrap();
             (k.to_owned(), v.into_owned())
         })
         .collect()
@@ -167,7 +176,13 @@ async fn code_for(app: &TestApp, client_id: &str, query: &str) -> String {
     back["code"].clone()
 }
 
-async fn exchange(app: &TestApp, client_id: &str, code: &str, redirect: &str, verifier: &str) -> Response {
+async fn exchange(
+    app: &TestApp,
+    client_id: &str,
+    code: &str,
+    redirect: &str,
+    verifier: &str,
+) -> Response {
     app.token(&[
         ("grant_type", "authorization_code"),
         ("client_id", client_id),
@@ -190,7 +205,12 @@ async fn userinfo(app: &TestApp, bearer: &str) -> Response {
 #[tokio::test]
 async fn the_code_and_its_verifier_get_tokens_that_the_resource_accepts() {
     let app = setup().await;
-    let code = code_for(&app, "web", &params("web", |p| p[3].1 = "offline_access read".into())).await;
+    let code = code_for(
+        &app,
+        "web",
+        &params("web", |p| p[3].1 = "offline_access read".into()),
+    )
+    .await;
 
     let body = token_ok(exchange(&app, "web", &code, REDIRECT, VERIFIER).await).await;
 
@@ -210,7 +230,14 @@ async fn the_state_comes_back_unchanged() {
     let odd_state = "a b&c=d/é%";
     let query = params("web", |p| p[4].1 = odd_state.into());
     let page = login_page(&app, &query).await;
-    let res = post_login(&app, &page.fields, page.cookie.as_deref(), "alice", PASSWORD).await;
+    let res = post_login(
+        &app,
+        &page.fields,
+        page.cookie.as_deref(),
+        "alice",
+        PASSWORD,
+    )
+    .await;
     assert_eq!(redirect_params(&res)["state"], odd_state);
 }
 
@@ -219,9 +246,19 @@ async fn a_wrong_verifier_is_invalid_grant() {
     let app = setup().await;
     let code = code_for(&app, "web", &params("web", |_| {})).await;
     let wrong = "W".repeat(43);
-    oauth_error(exchange(&app, "web", &code, REDIRECT, &wrong).await, 400, "invalid_grant").await;
+    oauth_error(
+        exchange(&app, "web", &code, REDIRECT, &wrong).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     let malformed = "short";
-    oauth_error(exchange(&app, "web", &code, REDIRECT, malformed).await, 400, "invalid_grant").await;
+    oauth_error(
+        exchange(&app, "web", &code, REDIRECT, malformed).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     // Neither consumed the code.
     token_ok(exchange(&app, "web", &code, REDIRECT, VERIFIER).await).await;
 }
@@ -258,7 +295,10 @@ async fn an_unregistered_redirect_uri_or_unknown_client_gets_an_error_page_not_a
         assert!(res.headers().get(LOCATION).is_none(), "never redirected");
         let html = res.text().await.unwrap();
         assert!(html.contains("<html lang="), "{html}");
-        assert!(!html.contains("evil.example"), "the page does not link there");
+        assert!(
+            !html.contains("evil.example"),
+            "the page does not link there"
+        );
     }
 }
 
@@ -267,7 +307,12 @@ async fn a_redirect_uri_differing_at_the_token_endpoint_is_invalid_grant() {
     let app = setup().await;
     let code = code_for(&app, "web", &params("web", |_| {})).await;
     let other = format!("{REDIRECT}?x=1");
-    oauth_error(exchange(&app, "web", &code, &other, VERIFIER).await, 400, "invalid_grant").await;
+    oauth_error(
+        exchange(&app, "web", &code, &other, VERIFIER).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     let missing = app
         .token(&[
             ("grant_type", "authorization_code"),
@@ -303,14 +348,24 @@ async fn an_expired_code_is_invalid_grant() {
     // The engine's clock is the system clock here: the code must outlive its one second.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
 
-    oauth_error(exchange(&app, "web", &code, REDIRECT, VERIFIER).await, 400, "invalid_grant").await;
+    oauth_error(
+        exchange(&app, "web", &code, REDIRECT, VERIFIER).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_code_of_one_client_cannot_be_redeemed_by_another() {
     let app = setup().await;
     let code = code_for(&app, "web", &params("web", |_| {})).await;
-    oauth_error(exchange(&app, "other", &code, REDIRECT, VERIFIER).await, 400, "invalid_grant").await;
+    oauth_error(
+        exchange(&app, "other", &code, REDIRECT, VERIFIER).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     // It stays good for its own client.
     token_ok(exchange(&app, "web", &code, REDIRECT, VERIFIER).await).await;
 }
@@ -326,7 +381,14 @@ async fn a_login_without_or_with_a_mismatched_csrf_token_is_refused() {
     no_token.remove("csrf_token");
     let no_token = post_login(&app, &no_token, page.cookie.as_deref(), "alice", PASSWORD).await;
     // A token from one cookie with another browser's cookie.
-    let swapped = post_login(&app, &page.fields, other.cookie.as_deref(), "alice", PASSWORD).await;
+    let swapped = post_login(
+        &app,
+        &page.fields,
+        other.cookie.as_deref(),
+        "alice",
+        PASSWORD,
+    )
+    .await;
 
     for res in [no_cookie, no_token, swapped] {
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
@@ -346,18 +408,37 @@ async fn the_login_page_is_accessible_uncached_unframeable_and_sets_a_strict_coo
     assert_eq!(page.headers["x-frame-options"], "DENY");
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert!(page.html.contains("<html lang=\"vi\">"), "Vietnamese by default");
-    assert!(page.html.contains("<label for=\"username\">Tên đăng nhập</label>"));
-    assert!(page.html.contains("<label for=\"password\">Mật khẩu</label>"));
+    assert!(
+        page.html.contains("<html lang=\"vi\">"),
+        "Vietnamese by default"
+    );
+    assert!(
+        page.html
+            .contains("<label for=\"username\">Tên đăng nhập</label>")
+    );
+    assert!(
+        page.html
+            .contains("<label for=\"password\">Mật khẩu</label>")
+    );
     assert!(page.html.contains("id=\"username\"") && page.html.contains("id=\"password\""));
     assert!(!page.html.contains("<script"), "no JavaScript");
-    for field in ["client_id", "redirect_uri", "state", "code_challenge", "csrf_token"] {
+    for field in [
+        "client_id",
+        "redirect_uri",
+        "state",
+        "code_challenge",
+        "csrf_token",
+    ] {
         assert!(page.fields.contains_key(field), "hidden {field}");
     }
 
     let english = app
         .client
-        .get(format!("{}?{}", app.url(AUTHORIZE_PATH), params("web", |_| {})))
+        .get(format!(
+            "{}?{}",
+            app.url(AUTHORIZE_PATH),
+            params("web", |_| {})
+        ))
         .header(ACCEPT_LANGUAGE, "en-US,en;q=0.9,vi;q=0.5")
         .send()
         .await
@@ -367,7 +448,11 @@ async fn the_login_page_is_accessible_uncached_unframeable_and_sets_a_strict_coo
         .unwrap();
     assert!(english.contains("<html lang=\"en\">"));
     assert!(english.contains("<label for=\"password\">Password</label>"));
-    let by_ui_locales = login_page(&app, &params("web", |p| p.push(("ui_locales", "en".into())))).await;
+    let by_ui_locales = login_page(
+        &app,
+        &params("web", |p| p.push(("ui_locales", "en".into()))),
+    )
+    .await;
     assert!(by_ui_locales.html.contains("<html lang=\"en\">"));
 }
 
@@ -375,8 +460,10 @@ async fn the_login_page_is_accessible_uncached_unframeable_and_sets_a_strict_coo
 async fn wrong_credentials_show_the_form_again_without_saying_which_part_was_wrong() {
     let app = setup().await;
     let page = login_page(&app, &params("web", |_| {})).await;
-    let wrong_password = post_login(&app, &page.fields, page.cookie.as_deref(), "alice", "nope").await;
-    let unknown_user = post_login(&app, &page.fields, page.cookie.as_deref(), "bob", PASSWORD).await;
+    let wrong_password =
+        post_login(&app, &page.fields, page.cookie.as_deref(), "alice", "nope").await;
+    let unknown_user =
+        post_login(&app, &page.fields, page.cookie.as_deref(), "bob", PASSWORD).await;
 
     let a = page_of(wrong_password).await;
     let b = page_of(unknown_user).await;
@@ -435,6 +522,11 @@ async fn userinfo_needs_the_openid_scope_and_a_valid_token() {
     assert!(challenge.contains("insufficient_scope"), "{challenge}");
 
     assert_invalid_token(userinfo(&app, "not-a-token").await).await;
-    let none = app.client.post(app.url(USERINFO_PATH)).send().await.unwrap();
+    let none = app
+        .client
+        .post(app.url(USERINFO_PATH))
+        .send()
+        .await
+        .unwrap();
     assert_invalid_token(none).await;
 }

@@ -192,7 +192,10 @@ pub(super) async fn insert_family(conn: &mut PgConnection, f: &Family) -> Result
     .map(drop)
 }
 
-pub(super) async fn insert_refresh(conn: &mut PgConnection, r: &RefreshRecord) -> Result<(), StoreError> {
+pub(super) async fn insert_refresh(
+    conn: &mut PgConnection,
+    r: &RefreshRecord,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) \
          VALUES ($1, $2, $3, $4)",
@@ -207,7 +210,10 @@ pub(super) async fn insert_refresh(conn: &mut PgConnection, r: &RefreshRecord) -
     .map(drop)
 }
 
-pub(super) async fn insert_access(conn: &mut PgConnection, a: &AccessRecord) -> Result<(), StoreError> {
+pub(super) async fn insert_access(
+    conn: &mut PgConnection,
+    a: &AccessRecord,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO access_tokens \
          (hash, client_id, subject, scope, family_id, issued_at, expires_at, otp_hash) \

@@ -11,8 +11,8 @@ use khoa_core::model::{
 };
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
-    AccessRecord, AuthCode, RedeemOutcome, Family, Issuance, KeyStatus, NewUser, Partner, PartnerKey, RefreshRecord,
-    RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
+    AccessRecord, AuthCode, Family, Issuance, KeyStatus, NewUser, Partner, PartnerKey,
+    RedeemOutcome, RefreshRecord, RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
 };
 use khoa_store::StoreOptions;
 use tokio::sync::Barrier;
@@ -1058,8 +1058,22 @@ pub async fn redeeming_a_code_stores_its_tokens_and_a_second_redemption_names_th
     assert_eq!(state.used_at, Some(NOW + 1));
     assert_eq!(state.family_id.as_deref(), Some("fam-1"));
     assert!(stores.tokens.find_family("fam-1").await.unwrap().is_some());
-    assert!(stores.tokens.find_refresh("rt-fam-1").await.unwrap().is_some());
-    assert!(stores.tokens.find_access("at-fam-1").await.unwrap().is_some());
+    assert!(
+        stores
+            .tokens
+            .find_refresh("rt-fam-1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        stores
+            .tokens
+            .find_access("at-fam-1")
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     let second = stores
         .codes
@@ -1109,7 +1123,12 @@ pub async fn of_concurrent_code_redemptions_exactly_one_wins(stores: &Stores) {
     // Only the winner's tokens exist.
     for i in 0..20 {
         let family_id = format!("fam-{i}");
-        let stored = stores.tokens.find_family(&family_id).await.unwrap().is_some();
+        let stored = stores
+            .tokens
+            .find_family(&family_id)
+            .await
+            .unwrap()
+            .is_some();
         assert_eq!(stored, winners[0] == family_id, "{family_id}");
     }
 }
