@@ -29,7 +29,7 @@ pub const OAUTH2_SERVICE_SECRET: &str = "demo-service-secret-0123456789abcdef";
 /// demo), sent back to a local page after sign-in.
 pub const OAUTH2_WEB_CLIENT: &str = "demo-web";
 pub const OAUTH2_WEB_REDIRECT_URI: &str = "http://127.0.0.1:8000/callback";
-pub const OAUTH2_WEB_SCOPES: &str = "openid offline_access user-data";
+pub const OAUTH2_WEB_SCOPES: &str = "offline_access openid user-data";
 /// RFC 7636 Appendix B's verifier and its S256 challenge, so the printed example runs as is.
 pub const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 pub const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";

@@ -530,3 +530,37 @@ async fn userinfo_needs_the_openid_scope_and_a_valid_token() {
         .unwrap();
     assert_invalid_token(none).await;
 }
+
+#[tokio::test]
+async fn the_demo_authorize_url_signs_the_document_user_in_with_openid() {
+    use khoa_server::demo;
+    let app = spawn_demo_app().await;
+    let url = demo::authorize_url(&app.address);
+
+    let page = page_of(app.client.get(&url).send().await.unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let res = post_login(
+        &app,
+        &page.fields,
+        page.cookie.as_deref(),
+        demo::OAUTH2_USERNAME,
+        demo::OAUTH2_PASSWORD,
+    )
+    .await;
+    let location = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    let (base, query) = location.split_once('?').unwrap();
+    assert_eq!(base, demo::OAUTH2_WEB_REDIRECT_URI);
+    let code = url_params(query)["code"].clone();
+
+    let body = exchange(
+        &app,
+        demo::OAUTH2_WEB_CLIENT,
+        &code,
+        demo::OAUTH2_WEB_REDIRECT_URI,
+        demo::PKCE_VERIFIER,
+    )
+    .await;
+    let body = token_ok(body).await;
+    assert_eq!(body["scope"], demo::OAUTH2_WEB_SCOPES);
+    assert!(body["id_token"].is_string() && body["refresh_token"].is_string());
+}
