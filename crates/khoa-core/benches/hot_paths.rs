@@ -84,6 +84,7 @@ fn rotation(c: &mut Criterion) {
                 password_concurrency: 1,
                 password_queue: 1,
                 client_cache_secs: 5,
+                auth_code_ttl: 60,
             },
             MemoryStore::stores(),
             MasterKey::generate(&OsRandom),
@@ -100,6 +101,7 @@ fn rotation(c: &mut Criterion) {
             allowed_scopes: scope.clone(),
             default_scopes: scope.clone(),
             grant_types: vec![GrantType::Password, GrantType::RefreshToken],
+            redirect_uris: Vec::new(),
             policy: TokenPolicy {
                 refresh: RefreshIssuance::Always,
                 ..TokenPolicy::default()

@@ -87,6 +87,7 @@ mod tests {
             allowed_scopes: Default::default(),
             default_scopes: Default::default(),
             grant_types: vec![GrantType::ClientCredentials],
+            redirect_uris: Vec::new(),
             policy: TokenPolicy::default(),
             disabled: false,
             created_at: 0,

@@ -4,9 +4,11 @@
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
+use crate::authorize::{AuthorizeError, AuthorizeRequest, CsrfGuard, IssuedCode, ValidAuthorize};
 use crate::client_cache::ClientCache;
 use crate::clock::{Clock, Random};
 use crate::error::{EngineError, ErrorCode, OAuthError};
+use crate::grant::authorization_code::AuthorizationCodeGrant;
 use crate::grant::client_credentials::ClientCredentialsGrant;
 use crate::grant::password::PasswordGrant;
 use crate::grant::refresh_token::{RefreshTokenGrant, USER_ID_PREFIX};
@@ -20,7 +22,7 @@ use crate::password::{PasswordHasher, PasswordParams};
 use crate::revocation::{Introspection, RevocationList, TokenKind};
 use crate::scope::ScopeSet;
 use crate::secret::{SecretHasher, generate_token, random_hex, token_hash};
-use crate::store::{NewUser, RefreshState, RevokedJwt, StoreError, Stores};
+use crate::store::{AuthCode, NewUser, RefreshState, RevokedJwt, StoreError, Stores};
 
 /// Settings the engine needs; the server fills them from its typed config.
 #[derive(Clone, Debug)]
@@ -36,6 +38,9 @@ pub struct EngineConfig {
     pub password_queue: usize,
     /// Seconds a client record is cached ([`ClientCache`]); 0 disables the cache.
     pub client_cache_secs: i64,
+    /// Seconds an authorization code stays redeemable. RFC 6749 §4.1.2 recommends at most ten
+    /// minutes; the code only has to survive one redirect, so khoa defaults to 60.
+    pub auth_code_ttl: i64,
 }
 
 /// The validated identity behind a bearer token.
@@ -93,6 +98,8 @@ pub struct Engine {
     password_grant: PasswordGrant,
     client_credentials_grant: ClientCredentialsGrant,
     refresh_grant: RefreshTokenGrant,
+    code_grant: AuthorizationCodeGrant,
+    csrf: CsrfGuard,
 }
 
 impl Engine {
@@ -105,6 +112,7 @@ impl Engine {
         random: Arc<dyn Random>,
     ) -> Result<Self, EngineError> {
         let secrets = SecretHasher::new(master.derive("khoa client secret pepper v1"));
+        let csrf = CsrfGuard::new(master.derive("khoa authorize csrf v1"));
         let passwords = PasswordHasher::new(
             config.password,
             config.password_concurrency,
@@ -141,9 +149,16 @@ impl Engine {
             refresh_grant: RefreshTokenGrant {
                 tokens: stores.tokens.clone(),
                 users: stores.users.clone(),
+                minter: minter.clone(),
+            },
+            code_grant: AuthorizationCodeGrant {
+                codes: stores.codes.clone(),
+                tokens: stores.tokens.clone(),
+                users: stores.users.clone(),
                 minter,
             },
             revocations: RevocationList::new(stores.tokens.clone()),
+            csrf,
             config,
             stores,
             clock,
@@ -228,6 +243,7 @@ impl Engine {
             GrantType::Password => &self.password_grant,
             GrantType::ClientCredentials => &self.client_credentials_grant,
             GrantType::RefreshToken => &self.refresh_grant,
+            GrantType::AuthorizationCode => &self.code_grant,
         };
         handler.handle(&client, request).await
     }
@@ -517,6 +533,98 @@ impl Engine {
         })
     }
 
+    // ---- the authorization endpoint (RFC 6749 §4.1) ----
+
+    /// Checks an authorization request: the client, its exact redirect URI, `response_type`,
+    /// PKCE and scope. The outer error is the database's; the inner says where to answer.
+    pub async fn validate_authorize(
+        &self,
+        request: &AuthorizeRequest,
+    ) -> Result<Result<ValidAuthorize, AuthorizeError>, EngineError> {
+        let client = match request.client_id.as_deref() {
+            Some(id) => self.clients.find(id, self.now()).await?,
+            None => None,
+        };
+        Ok(crate::authorize::validate(
+            request,
+            client.filter(|c| !c.disabled),
+        ))
+    }
+
+    /// The login form's credential check: the password grant's Argon2id path (bounded pool,
+    /// dummy hash for unknown users). `None` for any wrong credential or a disabled account,
+    /// never saying which.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<Option<User>, EngineError> {
+        match self.password_grant.authenticate(username, password).await {
+            Ok(user) => Ok(Some(user)),
+            Err(EngineError::OAuth(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Issues a single-use code for a validated request and the signed-in user. Only its hash
+    /// is stored. A user restricted to some scopes gets the request narrowed to them (RFC 6749
+    /// §3.3 lets the server grant less; the token response says what was granted).
+    pub async fn issue_code(
+        &self,
+        request: &ValidAuthorize,
+        user: &User,
+    ) -> Result<IssuedCode, EngineError> {
+        let now = self.now();
+        let scope = match &user.allowed_scopes {
+            Some(allowed) => request
+                .scope
+                .iter()
+                .filter(|s| allowed.contains(s))
+                .collect(),
+            None => request.scope.clone(),
+        };
+        let code = generate_token(&*self.random);
+        let record = AuthCode {
+            hash: token_hash(&code),
+            client_id: request.client.client_id.clone(),
+            subject: user.id.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            scope,
+            code_challenge: request.code_challenge.clone(),
+            nonce: request.nonce.clone(),
+            auth_time: now,
+            issued_at: now,
+            expires_at: now + self.config.auth_code_ttl,
+        };
+        self.stores.codes.create_code(&record).await?;
+        Ok(IssuedCode {
+            code,
+            redirect_uri: request.redirect_uri.clone(),
+            state: request.state.clone(),
+            expires_at: record.expires_at,
+        })
+    }
+
+    /// The login form's CSRF guard.
+    pub fn csrf(&self) -> &CsrfGuard {
+        &self.csrf
+    }
+
+    /// A fresh CSRF cookie value.
+    pub fn new_csrf_cookie(&self) -> String {
+        self.csrf.new_cookie(&*self.random)
+    }
+
+    /// OpenID Connect Core §5.3: the user a bearer token speaks for, when it still exists.
+    pub async fn userinfo(&self, principal: &Principal) -> Result<Option<User>, EngineError> {
+        let user = self
+            .stores
+            .users
+            .find_user_by_id(&principal.subject)
+            .await?;
+        Ok(user.filter(|u| !u.disabled))
+    }
+
     // ---- administration (CLI, demo seeding) ----
 
     /// Registers a client. For a confidential client without a given secret, one is generated
@@ -546,6 +654,7 @@ impl Engine {
                 Some(s)
             }
         };
+        check_redirect_uris(&client)?;
         client.created_at = self.now();
         self.stores.clients.create_client(&client).await?;
         Ok(generated)
@@ -613,6 +722,28 @@ impl Engine {
         let hash = self.passwords.hash(password).await?;
         Ok(self.stores.users.set_password_hash(username, &hash).await?)
     }
+}
+
+/// RFC 6749 §3.1.2: a redirect URI is absolute and has no fragment (and, stored
+/// space-separated, has no space).
+fn check_redirect_uris(client: &Client) -> Result<(), EngineError> {
+    let well_formed = |u: &str| {
+        let scheme = u.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        !scheme.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            && !u.contains('#')
+            && !u.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if let Some(bad) = client.redirect_uris.iter().find(|u| !well_formed(u)) {
+        return Err(OAuthError::invalid_request(format!(
+            "redirect URI `{bad}` must be absolute, without spaces or a fragment"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn check_secret_strength(secret: &str) -> Result<(), EngineError> {

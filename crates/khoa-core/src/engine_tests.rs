@@ -41,6 +41,7 @@ fn config() -> EngineConfig {
         password_concurrency: 2,
         password_queue: 64,
         client_cache_secs: 5,
+        auth_code_ttl: 60,
     }
 }
 
@@ -57,6 +58,7 @@ fn client(client_id: &str) -> Client {
         allowed_scopes: scopes("admin offline_access read write"),
         default_scopes: scopes("read write"),
         grant_types: GrantType::ALL.to_vec(),
+        redirect_uris: Vec::new(),
         policy: TokenPolicy::default(),
         disabled: false,
         created_at: 0,
@@ -429,6 +431,7 @@ async fn no_refresh_token_for_a_client_without_the_refresh_token_grant() {
     let h = Harness::new().await;
     h.public_client(Client {
         grant_types: vec![GrantType::Password],
+        redirect_uris: Vec::new(),
         ..with_policy(
             "app",
             TokenPolicy {
@@ -556,6 +559,7 @@ async fn grant_missing_from_the_clients_grant_types_is_unauthorized_client() {
     let h = Harness::new().await;
     h.public_client(Client {
         grant_types: vec![GrantType::RefreshToken],
+        redirect_uris: Vec::new(),
         ..client("app")
     })
     .await;
@@ -587,7 +591,7 @@ async fn unknown_grant_type_is_unsupported_grant_type() {
 
     let result = h
         .engine
-        .token(&TokenRequest::new("authorization_code", id_only("app")))
+        .token(&TokenRequest::new("implicit", id_only("app")))
         .await;
 
     assert_eq!(error_code(result), ErrorCode::UnsupportedGrantType);
@@ -1721,4 +1725,217 @@ async fn a_jwt_shaped_refresh_token_is_introspected_and_revoked_as_a_refresh_tok
     );
     assert_eq!(after, None);
     assert_invalid(h.validate(&tokens.access_token).await);
+}
+
+// ---- authorization code + PKCE (RFC 6749 §4.1, RFC 7636, RFC 9700) ----
+
+mod authorization_code {
+    use super::*;
+    use crate::authorize::{AuthorizeError, AuthorizeRequest};
+    use crate::grant::authorization_code::s256_challenge;
+
+    const REDIRECT: &str = "https://app.example/callback";
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+    fn web_client(id: &str) -> Client {
+        Client {
+            redirect_uris: vec![REDIRECT.to_owned()],
+            allowed_scopes: scopes("openid offline_access read"),
+            default_scopes: scopes("read"),
+            ..client(id)
+        }
+    }
+
+    fn authorize_request(client_id: &str, scope: &str) -> AuthorizeRequest {
+        AuthorizeRequest {
+            response_type: Some("code".into()),
+            client_id: Some(client_id.into()),
+            redirect_uri: Some(REDIRECT.into()),
+            scope: Some(scope.into()),
+            state: Some("st".into()),
+            code_challenge: Some(s256_challenge(VERIFIER)),
+            code_challenge_method: Some("S256".into()),
+            nonce: Some("n-0S6_WzA2Mj".into()),
+        }
+    }
+
+    fn exchange(client_id: &str, code: &str, redirect: &str, verifier: &str) -> TokenRequest {
+        TokenRequest {
+            code: Some(secret(code)),
+            redirect_uri: Some(redirect.to_owned()),
+            code_verifier: Some(secret(verifier)),
+            ..TokenRequest::new("authorization_code", id_only(client_id))
+        }
+    }
+
+    /// Validates, signs `alice` in and returns a fresh code for `client_id`.
+    async fn code_for(h: &Harness, client_id: &str, scope: &str) -> String {
+        let valid = h
+            .engine
+            .validate_authorize(&authorize_request(client_id, scope))
+            .await
+            .unwrap()
+            .unwrap();
+        let user = h
+            .engine
+            .sign_in("alice", &secret(PASSWORD))
+            .await
+            .unwrap()
+            .expect("the right password signs in");
+        h.engine.issue_code(&valid, &user).await.unwrap().code
+    }
+
+    async fn harness() -> Harness {
+        let h = Harness::new().await;
+        h.public_client(web_client("web")).await;
+        h.public_client(web_client("other")).await;
+        h.user("alice", None).await;
+        h
+    }
+
+    #[tokio::test]
+    async fn a_code_with_its_verifier_gets_tokens_and_an_id_token() {
+        let h = harness().await;
+        let code = code_for(&h, "web", "openid offline_access").await;
+        let tokens = h
+            .engine
+            .token(&exchange("web", &code, REDIRECT, VERIFIER))
+            .await
+            .unwrap();
+        assert!(tokens.refresh_token.is_some());
+        let id_token = tokens.id_token.expect("openid asked for an ID token");
+        let payload = id_token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(claims["aud"], "web");
+        assert_eq!(claims["iss"], ISSUER);
+        assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+        assert_eq!(claims["auth_time"], START);
+        h.engine
+            .validate_bearer(&tokens.access_token)
+            .await
+            .unwrap();
+        // An ID token is never an access token (its typ is JWT, not at+jwt).
+        assert_invalid(h.engine.validate_bearer(&id_token).await);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_verifier_redirect_or_client_is_invalid_grant() {
+        let h = harness().await;
+        let code = code_for(&h, "web", "read").await;
+        let wrong_verifier = "x".repeat(43);
+        for request in [
+            exchange("web", &code, REDIRECT, &wrong_verifier),
+            exchange("web", &code, "https://app.example/callback/", VERIFIER),
+            exchange("other", &code, REDIRECT, VERIFIER),
+            exchange("web", "not-a-code", REDIRECT, VERIFIER),
+            exchange("web", &code, REDIRECT, "short"),
+        ] {
+            assert_eq!(
+                error_code(h.engine.token(&request).await),
+                ErrorCode::InvalidGrant
+            );
+        }
+        // None of those consumed the code.
+        h.engine
+            .token(&exchange("web", &code, REDIRECT, VERIFIER))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
+        let h = harness().await;
+        let code = code_for(&h, "web", "read").await;
+        let first = h
+            .engine
+            .token(&exchange("web", &code, REDIRECT, VERIFIER))
+            .await
+            .unwrap();
+        assert!(
+            first.refresh_token.is_none(),
+            "no offline_access, no refresh"
+        );
+        h.engine.validate_bearer(&first.access_token).await.unwrap();
+
+        let again = h
+            .engine
+            .token(&exchange("web", &code, REDIRECT, VERIFIER))
+            .await;
+        assert_eq!(error_code(again), ErrorCode::InvalidGrant);
+        assert_invalid(h.engine.validate_bearer(&first.access_token).await);
+    }
+
+    #[tokio::test]
+    async fn a_code_expires_after_its_lifetime() {
+        let h = harness().await;
+        let code = code_for(&h, "web", "read").await;
+        h.advance(60);
+        let late = h
+            .engine
+            .token(&exchange("web", &code, REDIRECT, VERIFIER))
+            .await;
+        assert_eq!(error_code(late), ErrorCode::InvalidGrant);
+    }
+
+    #[tokio::test]
+    async fn concurrent_redemptions_of_one_code_have_one_winner() {
+        let h = harness().await;
+        let code = code_for(&h, "web", "read").await;
+        let request = exchange("web", &code, REDIRECT, VERIFIER);
+        let (a, b) = tokio::join!(h.engine.token(&request), h.engine.token(&request));
+        assert_eq!(usize::from(a.is_ok()) + usize::from(b.is_ok()), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_clients_and_unregistered_redirects_are_not_redirected_to() {
+        let h = harness().await;
+        for request in [
+            authorize_request("nobody", "read"),
+            AuthorizeRequest {
+                redirect_uri: Some("https://evil.example/callback".into()),
+                ..authorize_request("web", "read")
+            },
+        ] {
+            let outcome = h.engine.validate_authorize(&request).await.unwrap();
+            assert!(
+                matches!(outcome, Err(AuthorizeError::Page(_))),
+                "{outcome:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_credentials_and_unknown_users_both_fail_to_sign_in() {
+        let h = harness().await;
+        let wrong = h.engine.sign_in("alice", &secret("nope")).await.unwrap();
+        let unknown = h.engine.sign_in("bob", &secret(PASSWORD)).await.unwrap();
+        assert!(wrong.is_none() && unknown.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_restricted_user_gets_the_scopes_they_may_have() {
+        let h = harness().await;
+        h.user("carol", Some("read")).await;
+        let valid = h
+            .engine
+            .validate_authorize(&authorize_request("web", "openid read"))
+            .await
+            .unwrap()
+            .unwrap();
+        let carol = h
+            .engine
+            .sign_in("carol", &secret(PASSWORD))
+            .await
+            .unwrap()
+            .unwrap();
+        let code = h.engine.issue_code(&valid, &carol).await.unwrap().code;
+        let tokens = h
+            .engine
+            .token(&exchange("web", &code, REDIRECT, VERIFIER))
+            .await
+            .unwrap();
+        assert_eq!(tokens.scope.to_string(), "read");
+        assert!(tokens.id_token.is_none());
+    }
 }

@@ -16,6 +16,8 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     InvalidScope,
     InvalidToken,
+    /// RFC 6749 §4.1.2.1: the authorization endpoint supports no such `response_type`.
+    UnsupportedResponseType,
 }
 
 impl ErrorCode {
@@ -28,6 +30,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
         }
     }
 

@@ -107,6 +107,23 @@ pub struct AccessTokenClaims {
     pub otp_sha256: Option<String>,
 }
 
+/// OpenID Connect Core §5.3 / RFC 7519: the `typ` of an ID token.
+pub const ID_TOKEN_TYP: &str = "JWT";
+
+/// The claims of an OpenID Connect ID token (Core §2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    /// The client the token is for (Core §2: `aud` contains the `client_id`).
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
 /// The claims of a JWT-shaped refresh token (seed 002). Its signature lets the client read
 /// `exp`; khoa itself only ever looks it up by hash, like any refresh token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,8 +10,11 @@
 //! - [`store`]: the storage contract, one trait per aggregate, bundled in [`store::Stores`].
 //! - [`engine`]: [`engine::Engine`], the one entry point every dialect calls: client
 //!   authentication, grant dispatch, bearer validation, administration.
-//! - [`grant`]: one module per grant (`password`, `client_credentials`, `refresh_token`) behind
-//!   [`grant::GrantHandler`]; the refresh module holds the rotation and reuse rules.
+//! - [`grant`]: one module per grant (`authorization_code`, `password`, `client_credentials`,
+//!   `refresh_token`) behind [`grant::GrantHandler`]; the refresh module holds the rotation and
+//!   reuse rules, the code module PKCE and the single-use rule.
+//! - [`authorize`]: the authorization endpoint's checks (client, exact redirect URI, PKCE,
+//!   which errors may be redirected) and the login form's CSRF guard.
 //! - [`revocation`]: RFC 7009 revocation (the in-memory JWT revocation list every node polls)
 //!   and RFC 7662 introspection results.
 //! - [`mint`]: building access/refresh tokens per policy and committing them; the key ring.
@@ -25,6 +28,7 @@
 //! - [`clock`]: injectable time and randomness.
 //! - [`testing`]: an in-memory store for unit tests of the engine (not a backend).
 
+pub mod authorize;
 pub mod client_cache;
 pub mod clock;
 pub mod engine;

@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 use crate::clock::{Clock, Random};
 use crate::error::EngineError;
 use crate::keys::{
-    ACCESS_TOKEN_TYP, AccessTokenClaims, KeyRing, REFRESH_TOKEN_TYP, RefreshTokenClaims,
-    generate_key,
+    ACCESS_TOKEN_TYP, AccessTokenClaims, ID_TOKEN_TYP, IdTokenClaims, KeyRing, REFRESH_TOKEN_TYP,
+    RefreshTokenClaims, generate_key,
 };
 use crate::master_key::MasterKey;
 use crate::model::{AccessTokenFormat, Client, RefreshTokenFormat, UnixTime};
@@ -29,6 +29,8 @@ pub struct IssuedTokens {
     pub scope: ScopeSet,
     pub subject: String,
     pub client_id: String,
+    /// OpenID Connect Core §3.1.3.3: present when an authorization code granted `openid`.
+    pub id_token: Option<String>,
 }
 
 impl IssuedTokens {
@@ -48,6 +50,7 @@ impl std::fmt::Debug for IssuedTokens {
             .field("scope", &self.scope)
             .field("subject", &self.subject)
             .field("client_id", &self.client_id)
+            .field("id_token", &self.id_token.as_deref().map(redacted))
             .finish()
     }
 }
@@ -383,11 +386,38 @@ impl Minter {
         scope: ScopeSet,
         with_refresh: bool,
     ) -> Result<IssuedTokens, EngineError> {
-        let now = self.now();
+        let (issuance, tokens) = self.prepare(
+            client,
+            grantee,
+            scope,
+            with_refresh,
+            with_refresh,
+            self.now(),
+        )?;
+        // A JWT-only answer stores nothing: it is verifiable offline and dies on its own.
+        if issuance.family.is_some() || issuance.access.is_some() {
+            self.tokens.issue(&issuance).await?;
+        }
+        Ok(tokens)
+    }
+
+    /// Builds the tokens of a new grant and what must be stored for them, without storing it:
+    /// [`Minter::issue`] commits it alone, the code grant together with the code's redemption.
+    /// `with_family` starts a family (session) even without a refresh token, so that revoking
+    /// it also stops the access token (its `sid`).
+    pub(crate) fn prepare(
+        &self,
+        client: &Client,
+        grantee: &Grantee,
+        scope: ScopeSet,
+        with_refresh: bool,
+        with_family: bool,
+        now: UnixTime,
+    ) -> Result<(Issuance, IssuedTokens), EngineError> {
         let policy = &client.policy;
         let mut issuance = Issuance::default();
         let mut refresh = None;
-        if with_refresh {
+        if with_refresh || with_family {
             let family = Family {
                 id: format!("fam_{}", random_hex(&*self.random, 16)),
                 client_id: client.client_id.clone(),
@@ -397,13 +427,15 @@ impl Minter {
                 session_expires_at: now + policy.session_lifetime,
                 revoked_at: None,
             };
-            let session = SessionRef {
-                id: &family.id,
-                ends_at: family.session_expires_at,
-            };
-            let (token, record) = self.refresh_token(client, grantee, session, now)?;
-            refresh = Some((token, record.expires_at - now));
-            issuance.refresh = Some(record);
+            if with_refresh {
+                let session = SessionRef {
+                    id: &family.id,
+                    ends_at: family.session_expires_at,
+                };
+                let (token, record) = self.refresh_token(client, grantee, session, now)?;
+                refresh = Some((token, record.expires_at - now));
+                issuance.refresh = Some(record);
+            }
             issuance.family = Some(family);
         }
         let session = issuance.family.as_ref().map(|f| SessionRef {
@@ -412,12 +444,8 @@ impl Minter {
         });
         let access = self.access_token(client, grantee, &scope, session, now)?;
         issuance.access = access.record;
-        // A JWT-only answer stores nothing: it is verifiable offline and dies on its own.
-        if issuance.family.is_some() || issuance.access.is_some() {
-            self.tokens.issue(&issuance).await?;
-        }
         let (refresh_token, refresh_expires_in) = refresh.unzip();
-        Ok(IssuedTokens {
+        let tokens = IssuedTokens {
             access_token: access.token,
             expires_in: access.expires_in,
             refresh_token,
@@ -426,6 +454,29 @@ impl Minter {
             scope,
             subject: grantee.subject.clone(),
             client_id: client.client_id.clone(),
-        })
+            id_token: None,
+        };
+        Ok((issuance, tokens))
+    }
+
+    /// OpenID Connect Core §2 ID token for `client`, signed with the access tokens' key ring.
+    pub(crate) fn id_token(
+        &self,
+        client: &Client,
+        subject: &str,
+        auth_time: UnixTime,
+        nonce: Option<&str>,
+        now: UnixTime,
+    ) -> Result<String, EngineError> {
+        let claims = IdTokenClaims {
+            iss: self.issuer.clone(),
+            sub: subject.to_owned(),
+            aud: client.client_id.clone(),
+            exp: now + client.policy.access_ttl,
+            iat: now,
+            auth_time,
+            nonce: nonce.map(str::to_owned),
+        };
+        self.keys.current().sign(ID_TOKEN_TYP, &claims, now)
     }
 }

@@ -39,13 +39,16 @@ impl fmt::Debug for User {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
+    /// RFC 6749 §4.1 with RFC 7636 PKCE (S256 only).
+    AuthorizationCode,
     Password,
     ClientCredentials,
     RefreshToken,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 3] = [
+    pub const ALL: [GrantType; 4] = [
+        GrantType::AuthorizationCode,
         GrantType::Password,
         GrantType::ClientCredentials,
         GrantType::RefreshToken,
@@ -53,6 +56,7 @@ impl GrantType {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            GrantType::AuthorizationCode => "authorization_code",
             GrantType::Password => "password",
             GrantType::ClientCredentials => "client_credentials",
             GrantType::RefreshToken => "refresh_token",
@@ -240,6 +244,9 @@ pub struct Client {
     /// Granted when a request names no scope.
     pub default_scopes: ScopeSet,
     pub grant_types: Vec<GrantType>,
+    /// RFC 6749 §3.1.2: where the authorization endpoint may send the user back. Compared
+    /// byte for byte with the request's `redirect_uri` (RFC 9700 §4.1.3: no pattern matching).
+    pub redirect_uris: Vec<String>,
     pub policy: TokenPolicy,
     pub disabled: bool,
     pub created_at: UnixTime,
@@ -264,6 +271,7 @@ impl fmt::Debug for Client {
             .field("allowed_scopes", &self.allowed_scopes)
             .field("default_scopes", &self.default_scopes)
             .field("grant_types", &self.grant_types)
+            .field("redirect_uris", &self.redirect_uris)
             .field("policy", &self.policy)
             .field("disabled", &self.disabled)
             .finish_non_exhaustive()
@@ -279,7 +287,7 @@ mod tests {
         for g in GrantType::ALL {
             assert_eq!(g.as_str().parse::<GrantType>().unwrap(), g);
         }
-        assert!("authorization_code".parse::<GrantType>().is_err());
+        assert!("implicit".parse::<GrantType>().is_err());
     }
 
     #[test]

@@ -7,6 +7,10 @@ use std::str::FromStr;
 /// The scope that asks for a refresh token under [`crate::model::RefreshIssuance::OfflineAccess`].
 pub const OFFLINE_ACCESS: &str = "offline_access";
 
+/// OpenID Connect Core §3.1.2.1: the scope that makes an authorization an OpenID one (an ID
+/// token with the code's tokens, access to `/connect/userinfo`).
+pub const OPENID: &str = "openid";
+
 /// A set of scope tokens. Kept sorted so that the wire form is stable (seed 004 answers
 /// `client-data config-data hub-data offline_access user-data`, alphabetical).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]

@@ -193,9 +193,72 @@ pub trait TokenStore: Send + Sync {
         now: UnixTime,
     ) -> Result<Vec<RevokedJwt>, StoreError>;
     /// Deletes up to `batch` expired rows (access tokens past `expires_at`, refresh tokens and
-    /// families past their session end, revocation-list entries past the token's `exp`) and
-    /// returns how many went.
+    /// families past their session end, revocation-list entries past the token's `exp`,
+    /// authorization codes past `expires_at`) and returns how many went.
     async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError>;
+}
+
+/// An authorization code to store (RFC 6749 §4.1.2). `hash` is the lowercase hex SHA-256 of
+/// the code; the code itself is never stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthCode {
+    pub hash: String,
+    pub client_id: String,
+    /// The user who signed in.
+    pub subject: String,
+    /// The `redirect_uri` of the authorization request, which the token request must repeat
+    /// exactly (RFC 6749 §4.1.3).
+    pub redirect_uri: String,
+    pub scope: ScopeSet,
+    /// RFC 7636 §4.2 `S256` challenge: BASE64URL(SHA256(code_verifier)).
+    pub code_challenge: String,
+    /// OpenID Connect Core §3.1.2.1 `nonce`, echoed in the ID token.
+    pub nonce: Option<String>,
+    /// When the user authenticated (OpenID Connect `auth_time`).
+    pub auth_time: UnixTime,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A stored authorization code and whether it was redeemed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthCodeState {
+    pub code: AuthCode,
+    pub used_at: Option<UnixTime>,
+    /// The token family the redemption created.
+    pub family_id: Option<String>,
+}
+
+/// What an attempt to redeem an authorization code came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedeemOutcome {
+    /// This call won: the code is marked used and the issuance is stored.
+    Redeemed,
+    /// The code was redeemed before (now or earlier); the family that redemption created, so
+    /// that the engine can revoke it (RFC 6749 §4.1.2, RFC 9700 §4.2.4).
+    AlreadyUsed {
+        family_id: Option<String>,
+    },
+    NotFound,
+}
+
+#[async_trait]
+pub trait AuthCodeStore: Send + Sync {
+    async fn create_code(&self, code: &AuthCode) -> Result<(), StoreError>;
+    async fn find_code(&self, hash: &str) -> Result<Option<AuthCodeState>, StoreError>;
+    /// In ONE transaction: marks the code used (only if it is still unused) with the family of
+    /// `issuance`, and stores `issuance`. A crash can leave neither a used code without its
+    /// tokens nor tokens from a code still redeemable; of N concurrent calls for one code,
+    /// across any number of processes, at most one returns `Redeemed`.
+    ///
+    /// `issuance.family` must be set: every code redemption starts a family, so that reuse can
+    /// revoke it.
+    async fn redeem_code(
+        &self,
+        hash: &str,
+        used_at: UnixTime,
+        issuance: &Issuance,
+    ) -> Result<RedeemOutcome, StoreError>;
 }
 
 /// Where a signing key stands at some instant. Not stored: it follows from the key's
@@ -369,5 +432,6 @@ pub struct Stores {
     pub tokens: Arc<dyn TokenStore>,
     pub keys: Arc<dyn KeyStore>,
     pub partners: Arc<dyn PartnerStore>,
+    pub codes: Arc<dyn AuthCodeStore>,
     pub readiness: Arc<dyn Readiness>,
 }

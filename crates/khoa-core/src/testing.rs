@@ -25,6 +25,7 @@ struct Inner {
     revoked_jwts: HashMap<String, RevokedJwt>,
     keys: Vec<SigningKeyRecord>,
     partners: HashMap<String, Partner>,
+    codes: HashMap<String, AuthCodeState>,
 }
 
 #[derive(Clone, Default)]
@@ -39,6 +40,7 @@ impl MemoryStore {
             tokens: Arc::new(m.clone()),
             keys: Arc::new(m.clone()),
             partners: Arc::new(m.clone()),
+            codes: Arc::new(m.clone()),
             readiness: Arc::new(m),
         }
     }
@@ -49,6 +51,19 @@ impl MemoryStore {
 }
 
 impl Inner {
+    fn issue(&mut self, i: &Issuance) {
+        if let Some(f) = &i.family {
+            self.families.insert(f.id.clone(), f.clone());
+        }
+        if let Some(r) = &i.refresh {
+            self.refresh
+                .insert(r.hash.clone(), (r.clone(), None, None, None));
+        }
+        if let Some(a) = &i.access {
+            self.access.insert(a.hash.clone(), a.clone());
+        }
+    }
+
     fn refresh_state(&self, hash: &str) -> Option<RefreshState> {
         let (r, used_at, succ, sealed) = self.refresh.get(hash)?;
         Some(RefreshState {
@@ -146,17 +161,7 @@ impl ClientStore for MemoryStore {
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn issue(&self, i: &Issuance) -> Result<(), StoreError> {
-        let mut g = self.lock();
-        if let Some(f) = &i.family {
-            g.families.insert(f.id.clone(), f.clone());
-        }
-        if let Some(r) = &i.refresh {
-            g.refresh
-                .insert(r.hash.clone(), (r.clone(), None, None, None));
-        }
-        if let Some(a) = &i.access {
-            g.access.insert(a.hash.clone(), a.clone());
-        }
+        self.lock().issue(i);
         Ok(())
     }
     async fn find_refresh(&self, hash: &str) -> Result<Option<RefreshState>, StoreError> {
@@ -239,8 +244,56 @@ impl TokenStore for MemoryStore {
         g.access.retain(|_, a| a.expires_at > now);
         g.refresh.retain(|_, r| r.0.expires_at > now);
         g.revoked_jwts.retain(|_, r| r.expires_at > now);
-        let after = g.access.len() + g.refresh.len() + g.revoked_jwts.len();
+        let before = before + g.codes.len();
+        g.codes.retain(|_, c| c.code.expires_at > now);
+        let after = g.access.len() + g.refresh.len() + g.revoked_jwts.len() + g.codes.len();
         Ok((before - after) as u64)
+    }
+}
+
+#[async_trait]
+impl AuthCodeStore for MemoryStore {
+    async fn create_code(&self, code: &AuthCode) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if g.codes.contains_key(&code.hash) {
+            return Err(StoreError::Conflict("code".into()));
+        }
+        let state = AuthCodeState {
+            code: code.clone(),
+            used_at: None,
+            family_id: None,
+        };
+        g.codes.insert(code.hash.clone(), state);
+        Ok(())
+    }
+    async fn find_code(&self, hash: &str) -> Result<Option<AuthCodeState>, StoreError> {
+        Ok(self.lock().codes.get(hash).cloned())
+    }
+    async fn redeem_code(
+        &self,
+        hash: &str,
+        used_at: UnixTime,
+        issuance: &Issuance,
+    ) -> Result<RedeemOutcome, StoreError> {
+        let family_id = issuance
+            .family
+            .as_ref()
+            .map(|f| f.id.clone())
+            .ok_or_else(|| StoreError::Other("a code redemption needs a family".into()))?;
+        // One lock around the mark and the insert: the transaction of this store.
+        let mut g = self.lock();
+        let Some(state) = g.codes.get_mut(hash) else {
+            return Ok(RedeemOutcome::NotFound);
+        };
+        if state.used_at.is_some() {
+            return Ok(RedeemOutcome::AlreadyUsed {
+                family_id: state.family_id.clone(),
+            });
+        }
+        state.used_at = Some(used_at);
+        state.family_id = Some(family_id);
+        g.issue(issuance);
+        Ok(RedeemOutcome::Redeemed)
     }
 }
 

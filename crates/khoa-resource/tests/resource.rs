@@ -86,7 +86,12 @@ async fn spawn_khoa() -> Khoa {
             secret_hash: None,
             allowed_scopes: scopes.clone(),
             default_scopes: ScopeSet::parse("read write").expect("valid scopes"),
-            grant_types: GrantType::ALL.to_vec(),
+            grant_types: vec![
+                GrantType::Password,
+                GrantType::ClientCredentials,
+                GrantType::RefreshToken,
+            ],
+            redirect_uris: Vec::new(),
             policy: TokenPolicy {
                 access_format: format,
                 ..TokenPolicy::default()

@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use khoa_core::engine::Engine;
 use khoa_core::keys::key_states;
 use khoa_core::mint::{KeyRotation, RotationOutcome};
-use khoa_core::model::{Client, TokenPolicy};
+use khoa_core::model::{Client, GrantType, TokenPolicy};
 use khoa_core::scope::ScopeSet;
 use secrecy::SecretString;
 use std::io::BufRead;
@@ -108,6 +108,10 @@ async fn add_client(engine: &Engine, a: ClientAddArgs) -> Result<()> {
     if a.reuse_window < 0 {
         bail!("--reuse-window must not be negative");
     }
+    // RFC 9700 §2.1: the code flow only ever redirects to a registered URI.
+    if a.grant_types.contains(&GrantType::AuthorizationCode) && a.redirect_uris.is_empty() {
+        bail!("the authorization_code grant needs at least one --redirect-uri");
+    }
     let secret = a
         .secret_stdin
         .then(|| read_secret_line("client secret"))
@@ -119,6 +123,7 @@ async fn add_client(engine: &Engine, a: ClientAddArgs) -> Result<()> {
         allowed_scopes: allowed,
         default_scopes,
         grant_types: a.grant_types,
+        redirect_uris: a.redirect_uris,
         policy: TokenPolicy {
             access_format: a.token_format,
             access_ttl: a.access_ttl,
@@ -154,6 +159,7 @@ fn print_client(c: &Client) {
         }
     );
     println!("grant_types:      {}", grants.join(","));
+    println!("redirect_uris:    {}", c.redirect_uris.join(" "));
     println!("allowed_scopes:   {}", c.allowed_scopes);
     println!("default_scopes:   {}", c.default_scopes);
     println!("token_format:     {}", c.policy.access_format.as_str());

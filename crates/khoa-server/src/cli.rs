@@ -118,9 +118,13 @@ pub struct ClientAddArgs {
     /// Scopes granted when a request names none (default: all allowed scopes).
     #[arg(long)]
     pub default_scopes: Option<String>,
-    /// Grant types, comma-separated.
+    /// Grant types, comma-separated: client_credentials, password, refresh_token,
+    /// authorization_code.
     #[arg(long, value_delimiter = ',', default_value = "client_credentials")]
     pub grant_types: Vec<GrantType>,
+    /// A redirect URI of the authorization code flow, matched exactly (repeatable).
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
     /// Access-token format: jwt, opaque, hex40 or account.
     #[arg(long, default_value = "jwt")]
     pub token_format: AccessTokenFormat,

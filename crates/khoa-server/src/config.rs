@@ -48,6 +48,23 @@ pub struct Config {
     /// The forward-auth endpoint that nginx `auth_request`, Traefik `forwardAuth` or Envoy
     /// `ext_authz` call for every request they guard (`docs/forward-auth.md`).
     pub forward_auth: ForwardAuthConfig,
+    /// The authorization endpoint (`/connect/authorize`, RFC 6749 §4.1).
+    pub authorize: AuthorizeConfig,
+}
+
+/// The authorization code flow and its login page.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AuthorizeConfig {
+    /// Seconds an authorization code stays redeemable (RFC 9700 §4.2: short). 1–600.
+    /// `KHOA_AUTHORIZE__CODE_TTL_SECS`.
+    pub code_ttl_secs: i64,
+}
+
+impl Default for AuthorizeConfig {
+    fn default() -> Self {
+        AuthorizeConfig { code_ttl_secs: 60 }
+    }
 }
 
 /// Per-dialect settings. Token policy (format, lifetimes, refresh, otp) belongs to the client a
@@ -394,6 +411,7 @@ impl Default for Config {
             log: "info".into(),
             dialects: DialectsConfig::default(),
             forward_auth: ForwardAuthConfig::default(),
+            authorize: AuthorizeConfig::default(),
         }
     }
 }
@@ -540,6 +558,8 @@ impl Config {
             "/.well-known/jwks.json",
             "/.well-known/oauth-authorization-server",
             "/.well-known/openid-configuration",
+            "/connect/authorize",
+            "/connect/userinfo",
         ];
         let mut seen: Vec<(&str, &str)> = fixed.iter().map(|p| ("a built-in route", *p)).collect();
         let configured = paths
@@ -567,6 +587,12 @@ impl Config {
         }
         if d.partner.key_overlap_secs < 0 {
             return invalid("dialects.partner.key_overlap_secs", "must not be negative");
+        }
+        if !(1..=600).contains(&self.authorize.code_ttl_secs) {
+            return invalid(
+                "authorize.code_ttl_secs",
+                "must be between 1 and 600 (RFC 6749 §4.1.2: at most ten minutes)",
+            );
         }
         if self.client_cache_secs < 0 {
             return invalid("client_cache_secs", "must not be negative");

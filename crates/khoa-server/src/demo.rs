@@ -8,7 +8,7 @@ use khoa_core::error::EngineError;
 use khoa_core::model::{
     AccessTokenFormat, Client, GrantType, RefreshIssuance, RefreshTokenFormat, TokenPolicy,
 };
-use khoa_core::scope::ScopeSet;
+use khoa_core::scope::{OPENID, ScopeSet};
 use secrecy::SecretString;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,14 @@ pub const OAUTH2_SCOPES: &str = "client-data config-data hub-data offline_access
 /// A confidential client for `client_credentials` (not in the document; fixed for the demo).
 pub const OAUTH2_SERVICE_CLIENT: &str = "demo-service";
 pub const OAUTH2_SERVICE_SECRET: &str = "demo-service-secret-0123456789abcdef";
+/// A public web client of the authorization code flow (not in the document; fixed for the
+/// demo), sent back to a local page after sign-in.
+pub const OAUTH2_WEB_CLIENT: &str = "demo-web";
+pub const OAUTH2_WEB_REDIRECT_URI: &str = "http://127.0.0.1:8000/callback";
+pub const OAUTH2_WEB_SCOPES: &str = "offline_access openid user-data";
+/// RFC 7636 Appendix B's verifier and its S256 challenge, so the printed example runs as is.
+pub const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// Seed 000's example account, for both account types.
 pub const DERIVATIVE_USERNAME: &str = "022C099995";
@@ -117,6 +125,7 @@ fn client(id: &str, name: &str, grants: &[GrantType], scopes: &str, policy: Toke
         allowed_scopes: scopes.clone(),
         default_scopes: scopes,
         grant_types: grants.to_vec(),
+        redirect_uris: Vec::new(),
         policy,
         disabled: false,
         created_at: 0,
@@ -151,10 +160,23 @@ async fn seed_oauth2(engine: &Engine) -> Result<()> {
     };
     let secret = SecretString::from(OAUTH2_SERVICE_SECRET);
     ignore_existing(engine.create_client(service, true, Some(secret)).await)?;
+    let web = Client {
+        redirect_uris: vec![OAUTH2_WEB_REDIRECT_URI.to_owned()],
+        ..client(
+            OAUTH2_WEB_CLIENT,
+            "demo web app (authorization code + PKCE)",
+            &[GrantType::AuthorizationCode, GrantType::RefreshToken],
+            OAUTH2_WEB_SCOPES,
+            TokenPolicy::default(),
+        )
+    };
+    ignore_existing(engine.create_client(web, false, None).await)?;
+    // The document's user may also sign in to the web client with OpenID Connect.
+    let allowed = ScopeSet::parse(&format!("{scopes} {OPENID}")).expect("valid scopes");
     let password = SecretString::from(OAUTH2_PASSWORD);
     ignore_existing(
         engine
-            .create_user(OAUTH2_USERNAME, &password, Some(scopes))
+            .create_user(OAUTH2_USERNAME, &password, Some(allowed))
             .await,
     )?;
     Ok(())
@@ -280,6 +302,14 @@ pub fn demo_json(base_url: &str, d: &DialectsConfig) -> serde_json::Value {
                 "client_id": OAUTH2_SERVICE_CLIENT,
                 "client_secret": OAUTH2_SERVICE_SECRET,
             },
+            "authorization_code": {
+                "authorize_path": crate::authorize::AUTHORIZE_PATH,
+                "client_id": OAUTH2_WEB_CLIENT,
+                "redirect_uri": OAUTH2_WEB_REDIRECT_URI,
+                "scope": OAUTH2_WEB_SCOPES,
+                "code_verifier": PKCE_VERIFIER,
+                "code_challenge": PKCE_CHALLENGE,
+            },
         },
         "derivative": {
             "path": d.derivative.derivative_path,
@@ -318,6 +348,19 @@ fn write_demo_json(dir: &Path, base_url: &str, d: &DialectsConfig) -> Result<()>
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
+/// The demo's example authorization request (RFC 6749 §4.1.1 with RFC 7636 §4.3).
+pub fn authorize_url(base: &str) -> String {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    format!(
+        "{base}{}?response_type=code&client_id={OAUTH2_WEB_CLIENT}&redirect_uri={}&scope={}&state=demo-state&code_challenge={PKCE_CHALLENGE}&code_challenge_method=S256",
+        crate::authorize::AUTHORIZE_PATH,
+        enc(OAUTH2_WEB_REDIRECT_URI),
+        enc(OAUTH2_WEB_SCOPES),
+    )
+}
+
 fn print_instructions(base: &str, data: &Path, d: &DialectsConfig) {
     let token = &d.oauth2.token_path;
     println!("khoa demo listening on {base}");
@@ -339,6 +382,14 @@ fn print_instructions(base: &str, data: &Path, d: &DialectsConfig) {
     println!("# client_credentials (JWT access token):");
     println!(
         "curl {base}{token} -u {OAUTH2_SERVICE_CLIENT}:{OAUTH2_SERVICE_SECRET} -d grant_type=client_credentials"
+    );
+    println!("# authorization code + PKCE: open in a browser, sign in as above; the page at");
+    println!(
+        "#   {OAUTH2_WEB_REDIRECT_URI} receives ?code=… (nothing needs to listen there), then:"
+    );
+    println!("{}", authorize_url(base));
+    println!(
+        "curl {base}{token} -d grant_type=authorization_code -d client_id={OAUTH2_WEB_CLIENT} --data-urlencode redirect_uri={OAUTH2_WEB_REDIRECT_URI} -d code_verifier={PKCE_VERIFIER} --data-urlencode code=CODE"
     );
     println!();
     println!(

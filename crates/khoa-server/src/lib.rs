@@ -7,6 +7,9 @@
 //!   [`startup::App::run`] (serve with graceful shutdown); the router; background maintenance.
 //! - [`dialects`]: one file per wire dialect, each parse → engine → render.
 //!   [`dialects::oauth2`] is RFC 6749 `/connect/token`.
+//! - [`authorize`]: `/connect/authorize` (RFC 6749 §4.1 with PKCE): the server-rendered,
+//!   bilingual login page, its CSRF cookie, and the redirect back with the code.
+//! - [`userinfo`]: OpenID Connect `/connect/userinfo`.
 //! - [`resource`]: the bearer-token extractor (RFC 6750) and the sample protected resource.
 //! - [`forward_auth`]: `/auth/verify` for nginx `auth_request`, Traefik `forwardAuth`, Envoy
 //!   `ext_authz`: the bearer check plus per-route scope and OTP rules from config.
@@ -18,6 +21,7 @@
 //! - [`cli`], [`admin`], [`demo`]: the command line, its admin verbs, and `khoa demo`.
 
 pub mod admin;
+pub mod authorize;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -29,5 +33,6 @@ pub mod master_key;
 pub mod resource;
 pub mod startup;
 pub mod state;
+pub mod userinfo;
 pub mod wellknown;
 pub mod wire;

@@ -17,7 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::config::Config;
 use crate::dialects;
 use crate::state::AppState;
-use crate::{forward_auth, health, resource, wellknown};
+use crate::{authorize, forward_auth, health, resource, userinfo, wellknown};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -64,6 +64,7 @@ pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>,
             password_concurrency: config.password_concurrency(),
             password_queue: config.password_queue(),
             client_cache_secs: config.client_cache_secs,
+            auth_code_ttl: config.authorize.code_ttl_secs,
         },
         stores,
         master,
@@ -176,6 +177,14 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .put(resource::protected_resource)
                 .patch(resource::protected_resource)
                 .delete(resource::protected_resource),
+        )
+        .route(
+            authorize::AUTHORIZE_PATH,
+            get(authorize::show).post(authorize::submit),
+        )
+        .route(
+            userinfo::USERINFO_PATH,
+            get(userinfo::userinfo).post(userinfo::userinfo),
         )
         .route(wellknown::JWKS_PATH, get(wellknown::jwks))
         .route(

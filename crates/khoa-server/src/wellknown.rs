@@ -57,8 +57,19 @@ pub struct Metadata {
     /// khoa's JWT revocation list for offline verifiers (not a registered RFC 8414 name).
     #[serde(skip_serializing_if = "Option::is_none")]
     khoa_revocation_list_endpoint: Option<String>,
-    /// RFC 8414 §2 requires it; empty until an authorization endpoint exists.
+    /// RFC 6749 §3.1, with its login page (always served).
+    authorization_endpoint: String,
+    /// OpenID Connect Core §5.3.
+    userinfo_endpoint: String,
+    /// The authorization code flow only (no implicit or hybrid flows: RFC 9700 §2.1.2).
     response_types_supported: Vec<&'static str>,
+    response_modes_supported: Vec<&'static str>,
+    /// RFC 7636: PKCE is mandatory, and only S256 (RFC 9700 §2.1.1).
+    code_challenge_methods_supported: Vec<&'static str>,
+    /// RFC 9207: the redirect carries `iss`.
+    authorization_response_iss_parameter_supported: bool,
+    /// The login page's languages.
+    ui_locales_supported: Vec<&'static str>,
     grant_types_supported: Vec<&'static str>,
     token_endpoint_auth_methods_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,7 +99,13 @@ impl Metadata {
             revocation_endpoint: on(&oauth2.revocation_path),
             introspection_endpoint: on(&oauth2.introspection_path),
             khoa_revocation_list_endpoint: on(&oauth2.revocation_list_path),
-            response_types_supported: Vec::new(),
+            authorization_endpoint: format!("{issuer}{}", crate::authorize::AUTHORIZE_PATH),
+            userinfo_endpoint: format!("{issuer}{}", crate::userinfo::USERINFO_PATH),
+            response_types_supported: vec!["code"],
+            response_modes_supported: vec!["query"],
+            code_challenge_methods_supported: vec!["S256"],
+            authorization_response_iss_parameter_supported: true,
+            ui_locales_supported: vec!["vi", "en"],
             grant_types_supported: if oauth2.enabled {
                 grants.to_vec()
             } else {
@@ -118,6 +135,29 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Response {
         map.insert(
             "subject_types_supported".into(),
             serde_json::json!(["public"]),
+        );
+        // EdDSA only: OpenID Connect Discovery §3 expects RS256 too; khoa signs with one key
+        // type (Ed25519), which some relying-party libraries do not accept.
+        map.insert(
+            "id_token_signing_alg_values_supported".into(),
+            serde_json::json!([khoa_core::keys::ALG]),
+        );
+        map.insert(
+            "scopes_supported".into(),
+            serde_json::json!(["openid", "offline_access"]),
+        );
+        map.insert(
+            "claims_supported".into(),
+            serde_json::json!([
+                "sub",
+                "iss",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "preferred_username"
+            ]),
         );
     }
     metadata_response(doc)

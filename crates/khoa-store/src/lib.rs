@@ -13,14 +13,15 @@
 //! - `sqlite/writer.rs` — the one writer connection and its group commit: every write of every
 //!   store is a job run by one thread, many jobs to a transaction, a savepoint around each job
 //!   of several statements.
-//! - `sqlite/users.rs`, `clients.rs`, `tokens.rs`, `keys.rs`, `partners.rs` — one file per
-//!   aggregate: its SQL and its row decoding, nothing else.
+//! - `sqlite/users.rs`, `clients.rs`, `tokens.rs`, `codes.rs`, `keys.rs`, `partners.rs` — one
+//!   file per aggregate: its SQL and its row decoding, nothing else. `codes.rs` redeems an
+//!   authorization code and writes the tokens it issues in one job of the writer.
 //! - `postgres/mod.rs` — the PostgreSQL pool (sized by [`StoreOptions::max_connections`],
 //!   bounded waits, stale connections replaced), the embedded migrations and the single place
 //!   where `sqlx` errors become [`StoreError`]s. No writer task: several nodes share the
 //!   database, so every write is its own transaction and races are settled by the SQL.
-//! - `postgres/users.rs`, `clients.rs`, `tokens.rs`, `keys.rs`, `partners.rs` — one file per
-//!   aggregate, as for SQLite.
+//! - `postgres/users.rs`, `clients.rs`, `tokens.rs`, `codes.rs`, `keys.rs`, `partners.rs` — one
+//!   file per aggregate, as for SQLite.
 //! - `migrations/sqlite/`, `migrations/postgres/` — each backend's schema, one numbered file
 //!   per change, compiled into the binary.
 //!

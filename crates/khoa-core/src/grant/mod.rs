@@ -1,6 +1,7 @@
 //! The grants, one module each, behind [`GrantHandler`] and dispatched on
 //! [`crate::model::GrantType`] by the engine.
 
+pub mod authorization_code;
 pub mod client_credentials;
 pub mod password;
 pub mod refresh_token;
@@ -51,6 +52,10 @@ pub struct TokenRequest {
     pub username: Option<String>,
     pub password: Option<SecretString>,
     pub refresh_token: Option<SecretString>,
+    /// RFC 6749 §4.1.3, RFC 7636 §4.5: the authorization code grant's three parameters.
+    pub code: Option<SecretString>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<SecretString>,
 }
 
 impl TokenRequest {
@@ -62,6 +67,9 @@ impl TokenRequest {
             username: None,
             password: None,
             refresh_token: None,
+            code: None,
+            redirect_uri: None,
+            code_verifier: None,
         }
     }
 }

@@ -146,6 +146,7 @@ impl RefreshTokenGrant {
                 scope: scope.clone(),
                 subject: family.subject.clone(),
                 client_id: client.client_id.clone(),
+                id_token: None,
             })),
             RotateOutcome::AlreadyUsed(latest) => Ok(Err(latest)),
             RotateOutcome::Revoked | RotateOutcome::NotFound => Err(invalid()),
@@ -217,6 +218,7 @@ impl RefreshTokenGrant {
             scope,
             subject: family.subject.clone(),
             client_id: client.client_id.clone(),
+            id_token: None,
         })
     }
 }

@@ -187,6 +187,9 @@ struct TokenBody<'a> {
     /// gets a new one, and without it the client could no longer place orders.
     #[serde(skip_serializing_if = "Option::is_none")]
     otp_token: Option<&'a str>,
+    /// OpenID Connect Core §3.1.3.3, when the code was granted `openid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<&'a str>,
 }
 
 fn success(t: &IssuedTokens) -> Response {
@@ -197,6 +200,7 @@ fn success(t: &IssuedTokens) -> Response {
         refresh_token: t.refresh_token.as_deref(),
         scope: t.scope.to_string(),
         otp_token: t.otp_token.as_deref(),
+        id_token: t.id_token.as_deref(),
     };
     no_store((StatusCode::OK, axum::Json(body)).into_response())
 }
@@ -267,6 +271,9 @@ fn parse_request(
         username: form.remove("username"),
         password: form.remove("password").map(SecretString::from),
         refresh_token: form.remove("refresh_token").map(SecretString::from),
+        code: form.remove("code").map(SecretString::from),
+        redirect_uri: form.remove("redirect_uri"),
+        code_verifier: form.remove("code_verifier").map(SecretString::from),
     })
 }
 

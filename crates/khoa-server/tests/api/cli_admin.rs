@@ -478,3 +478,46 @@ async fn keys_list_shows_exactly_one_current_key_after_first_use() {
     assert_eq!(jwt_header(&access_token_of(&body))["kid"], kid.as_str());
     assert_eq!(app.jwks_kids().await, [kid]);
 }
+
+#[tokio::test]
+async fn client_add_registers_redirect_uris_for_the_code_grant_and_requires_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let add = ["client", "add", "spa", "--public", "--grant-types"];
+    let code_grant = "authorization_code,refresh_token";
+
+    let without = fails(dir.path(), &[&add[..], &[code_grant]].concat(), None).await;
+    let with_fragment = fails(
+        dir.path(),
+        &[
+            &add[..],
+            &[code_grant, "--redirect-uri", "https://a.example/cb#x"],
+        ]
+        .concat(),
+        None,
+    )
+    .await;
+    let uris = [
+        "--redirect-uri",
+        "https://a.example/cb",
+        "--redirect-uri",
+        "http://127.0.0.1:8000/cb",
+    ];
+    ok(
+        dir.path(),
+        &[&add[..], &[code_grant], &uris[..]].concat(),
+        None,
+    )
+    .await;
+    let shown = ok(dir.path(), &["client", "show", "spa"], None).await;
+
+    assert!(without.contains("--redirect-uri"), "{without}");
+    assert!(with_fragment.contains("fragment"), "{with_fragment}");
+    assert_eq!(
+        words(&field(&shown, "redirect_uris")),
+        words("https://a.example/cb http://127.0.0.1:8000/cb")
+    );
+    assert_eq!(
+        words(&field(&shown, "grant_types").replace(',', " ")),
+        words("authorization_code refresh_token")
+    );
+}

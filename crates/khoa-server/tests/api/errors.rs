@@ -467,7 +467,19 @@ async fn a_grant_the_client_is_not_registered_for_is_unauthorized_client() {
 }
 
 #[tokio::test]
-async fn authorization_code_is_unsupported_grant_type() {
+async fn the_implicit_grant_is_unsupported_grant_type() {
+    let (app, _) = app_with_clients().await;
+
+    let res = app
+        .token(&[("grant_type", "implicit"), ("client_id", PUBLIC)])
+        .await;
+
+    oauth_error(res, 400, "unsupported_grant_type").await;
+}
+
+/// RFC 6749 §5.2: a client not registered for the code grant is `unauthorized_client`.
+#[tokio::test]
+async fn authorization_code_for_a_client_without_that_grant_is_unauthorized_client() {
     let (app, _) = app_with_clients().await;
 
     let res = app
@@ -479,7 +491,7 @@ async fn authorization_code_is_unsupported_grant_type() {
         ])
         .await;
 
-    oauth_error(res, 400, "unsupported_grant_type").await;
+    oauth_error(res, 400, "unauthorized_client").await;
 }
 
 // ---- the protected resource (RFC 6750 §3) ----

@@ -372,6 +372,7 @@ fn client(id: &str, scopes: &str, grant_types: Vec<GrantType>) -> Client {
         allowed_scopes: scopes.clone(),
         default_scopes: scopes,
         grant_types,
+        redirect_uris: Vec::new(),
         policy: TokenPolicy::default(),
         disabled: false,
         created_at: 0,

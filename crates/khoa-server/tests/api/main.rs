@@ -2,6 +2,8 @@
 //!
 //! - `helpers`: `spawn_app()`, typed request, seeding and assertion helpers.
 //! - `cli`: running the `khoa` binary with a clean environment and capturing its output.
+//! - `authorization_code`: the code flow with PKCE, the login page, ID tokens and userinfo;
+//!   `authcode_browser` drives the same flow in headless Chromium (`tests/python/`).
 //! - `seed004`: seed 004's own sample request and the answer it documents.
 //! - `scopes`, `errors`, `client_credentials`, `rotation`, `expiry`: the token endpoint and the
 //!   protected resource, one area each.
@@ -18,6 +20,8 @@
 //!   cluster, `khoa-pgtest`): shared rotation, revocation and keys, outages, secrets at rest.
 
 mod at_rest;
+mod authcode_browser;
+mod authorization_code;
 mod cli;
 mod cli_admin;
 mod client_credentials;

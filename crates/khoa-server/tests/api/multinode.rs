@@ -124,6 +124,7 @@ fn client(id: &str, grant_types: Vec<GrantType>, policy: TokenPolicy) -> Client 
         allowed_scopes: scopes.clone(),
         default_scopes: scopes,
         grant_types,
+        redirect_uris: Vec::new(),
         policy,
         disabled: false,
         created_at: 0,

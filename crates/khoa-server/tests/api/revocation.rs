@@ -383,8 +383,22 @@ async fn discovery_lists_the_enabled_endpoints_grants_and_methods() {
             format!("{issuer}{INTROSPECTION_PATH}")
         );
         assert_eq!(doc["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
+        assert_eq!(
+            doc["authorization_endpoint"],
+            format!("{issuer}/connect/authorize")
+        );
+        assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(
+            doc["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
         let grants = doc["grant_types_supported"].as_array().unwrap();
-        for g in ["password", "client_credentials", "refresh_token"] {
+        for g in [
+            "password",
+            "client_credentials",
+            "refresh_token",
+            "authorization_code",
+        ] {
             assert!(grants.iter().any(|v| v == g), "{g} in {doc}");
         }
         assert!(
@@ -395,6 +409,20 @@ async fn discovery_lists_the_enabled_endpoints_grants_and_methods() {
                 .all(|m| m != "none"),
             "introspection is for confidential clients: {doc}"
         );
+        if path.ends_with("openid-configuration") {
+            assert_eq!(
+                doc["subject_types_supported"],
+                serde_json::json!(["public"])
+            );
+            assert_eq!(
+                doc["id_token_signing_alg_values_supported"],
+                serde_json::json!(["EdDSA"])
+            );
+            assert_eq!(
+                doc["userinfo_endpoint"],
+                format!("{issuer}/connect/userinfo")
+            );
+        }
         // Every advertised endpoint answers (a POST without credentials: 400/401, not 404).
         for field in [
             "token_endpoint",

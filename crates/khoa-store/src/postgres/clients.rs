@@ -24,8 +24,8 @@ impl ClientStore for PgClients {
             "INSERT INTO clients (client_id, name, secret_hash, allowed_scopes, \
              default_scopes, grant_types, access_format, access_ttl, refresh_issuance, \
              refresh_ttl, session_lifetime, reuse_window, refresh_format, otp, disabled, \
-             created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             created_at, redirect_uris) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(&c.client_id)
         .bind(&c.name)
@@ -43,6 +43,7 @@ impl ClientStore for PgClients {
         .bind(c.policy.otp)
         .bind(c.disabled)
         .bind(c.created_at)
+        .bind(c.redirect_uris.join(" "))
         .execute(&self.0)
         .await
         .store_err()
@@ -106,6 +107,12 @@ fn client_from_row(row: &PgRow) -> Result<Client, StoreError> {
         allowed_scopes: scope_col(row, "allowed_scopes")?,
         default_scopes: scope_col(row, "default_scopes")?,
         grant_types,
+        // Space-separated: a URI cannot contain a space (RFC 3986 §2).
+        redirect_uris: get::<String>(row, "redirect_uris")?
+            .split(' ')
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect(),
         policy: TokenPolicy {
             access_format: parse_col("access_format", &get::<String>(row, "access_format")?)?,
             access_ttl: get(row, "access_ttl")?,

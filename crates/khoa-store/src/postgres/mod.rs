@@ -6,6 +6,7 @@
 //! themselves — conditional updates and unique indexes — not by anything held in a process.
 
 mod clients;
+mod codes;
 mod keys;
 mod partners;
 mod tokens;
@@ -58,6 +59,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         tokens: Arc::new(tokens::PgTokens(pool.clone())),
         keys: Arc::new(keys::PgKeys(pool.clone())),
         partners: Arc::new(partners::PgPartners(pool.clone())),
+        codes: Arc::new(codes::PgCodes(pool.clone())),
         readiness: Arc::new(PgReadiness(pool)),
     })
 }
@@ -109,6 +111,11 @@ fn migrator() -> Migrator {
             2,
             "key_schedule",
             include_str!("../../migrations/postgres/0002_key_schedule.sql"),
+        ),
+        (
+            3,
+            "authorization_codes",
+            include_str!("../../migrations/postgres/0003_authorization_codes.sql"),
         ),
         (
             4,

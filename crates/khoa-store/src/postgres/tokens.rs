@@ -200,6 +200,10 @@ impl TokenStore for PgTokens {
              WHERE session_expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
             "DELETE FROM revoked_jwts WHERE jti IN (SELECT jti FROM revoked_jwts \
              WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            // Used codes stay until they expire so that a replay can still revoke what they
+            // issued (RFC 6749 §4.1.2).
+            "DELETE FROM authorization_codes WHERE hash IN (SELECT hash FROM \
+             authorization_codes WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         ] {
             if left <= 0 {
                 break;
@@ -219,7 +223,7 @@ impl TokenStore for PgTokens {
     }
 }
 
-async fn insert_family(conn: &mut PgConnection, f: &Family) -> Result<(), StoreError> {
+pub(super) async fn insert_family(conn: &mut PgConnection, f: &Family) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO token_families \
          (id, client_id, subject, scope, created_at, session_expires_at, revoked_at) \
@@ -238,7 +242,10 @@ async fn insert_family(conn: &mut PgConnection, f: &Family) -> Result<(), StoreE
     .map(drop)
 }
 
-async fn insert_refresh(conn: &mut PgConnection, r: &RefreshRecord) -> Result<(), StoreError> {
+pub(super) async fn insert_refresh(
+    conn: &mut PgConnection,
+    r: &RefreshRecord,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) \
          VALUES ($1, $2, $3, $4)",
@@ -253,7 +260,10 @@ async fn insert_refresh(conn: &mut PgConnection, r: &RefreshRecord) -> Result<()
     .map(drop)
 }
 
-async fn insert_access(conn: &mut PgConnection, a: &AccessRecord) -> Result<(), StoreError> {
+pub(super) async fn insert_access(
+    conn: &mut PgConnection,
+    a: &AccessRecord,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO access_tokens \
          (hash, client_id, subject, scope, family_id, issued_at, expires_at, otp_hash) \

@@ -21,6 +21,7 @@ impl ClientStore for SqliteClients {
             .map(|g| g.as_str())
             .collect::<Vec<_>>()
             .join(" ");
+        let redirect_uris = c.redirect_uris.join(" ");
         self.0
             .writer
             .write_one(move |conn| {
@@ -28,8 +29,8 @@ impl ClientStore for SqliteClients {
                     "INSERT INTO clients (client_id, name, secret_hash, allowed_scopes, \
                      default_scopes, grant_types, access_format, access_ttl, \
                      refresh_issuance, refresh_ttl, session_lifetime, reuse_window, \
-                     refresh_format, otp, disabled, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     refresh_format, otp, disabled, created_at, redirect_uris) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .and_then(|mut insert| {
                     insert.execute(params![
@@ -49,6 +50,7 @@ impl ClientStore for SqliteClients {
                         c.policy.otp,
                         c.disabled,
                         c.created_at,
+                        redirect_uris,
                     ])
                 })
                 .on_unique("client_id")
@@ -121,6 +123,12 @@ fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
         allowed_scopes: scope_col(row, "allowed_scopes")?,
         default_scopes: scope_col(row, "default_scopes")?,
         grant_types,
+        // Space-separated: a URI cannot contain a space (RFC 3986 §2).
+        redirect_uris: get::<String>(row, "redirect_uris")?
+            .split(' ')
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect(),
         policy: TokenPolicy {
             access_format: parse_col("access_format", &get::<String>(row, "access_format")?)?,
             access_ttl: get(row, "access_ttl")?,

@@ -11,6 +11,7 @@
 //! CPU. Both link the one SQLite library (libsqlite3-sys 0.37).
 
 mod clients;
+mod codes;
 mod keys;
 mod partners;
 mod tokens;
@@ -70,6 +71,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         tokens: Arc::new(tokens::SqliteTokens(db.clone())),
         keys: Arc::new(keys::SqliteKeys(db.clone())),
         partners: Arc::new(partners::SqlitePartners(db.clone())),
+        codes: Arc::new(codes::SqliteCodes(db.clone())),
         readiness: Arc::new(SqliteReadiness(db)),
     })
 }
@@ -144,6 +146,11 @@ fn migrator() -> Migrator {
             2,
             "key_schedule",
             include_str!("../../migrations/sqlite/0002_key_schedule.sql"),
+        ),
+        (
+            3,
+            "authorization_codes",
+            include_str!("../../migrations/sqlite/0003_authorization_codes.sql"),
         ),
         (
             4,

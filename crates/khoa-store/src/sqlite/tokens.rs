@@ -215,6 +215,10 @@ impl TokenStore for SqliteTokens {
                      (SELECT rowid FROM token_families WHERE session_expires_at <= ? LIMIT ?)",
                     "DELETE FROM revoked_jwts WHERE rowid IN \
                      (SELECT rowid FROM revoked_jwts WHERE expires_at <= ? LIMIT ?)",
+                    // A used code is kept until it expires so that a replay can still revoke
+                    // what it issued (RFC 6749 §4.1.2); past expiry a replay is refused anyway.
+                    "DELETE FROM authorization_codes WHERE rowid IN \
+                     (SELECT rowid FROM authorization_codes WHERE expires_at <= ? LIMIT ?)",
                 ] {
                     if left <= 0 {
                         break;
@@ -243,7 +247,7 @@ const ROTATE: &str = "UPDATE refresh_tokens \
      WHERE hash = ? AND used_at IS NULL AND EXISTS (SELECT 1 FROM token_families f \
        WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL)";
 
-fn insert_family(conn: &Connection, f: &Family) -> Result<(), StoreError> {
+pub(super) fn insert_family(conn: &Connection, f: &Family) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO token_families \
          (id, client_id, subject, scope, created_at, session_expires_at, revoked_at) \
@@ -264,7 +268,7 @@ fn insert_family(conn: &Connection, f: &Family) -> Result<(), StoreError> {
     .map(drop)
 }
 
-fn insert_refresh(conn: &Connection, r: &RefreshRecord) -> Result<(), StoreError> {
+pub(super) fn insert_refresh(conn: &Connection, r: &RefreshRecord) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO refresh_tokens (hash, family_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
     )
@@ -273,7 +277,7 @@ fn insert_refresh(conn: &Connection, r: &RefreshRecord) -> Result<(), StoreError
     .map(drop)
 }
 
-fn insert_access(conn: &Connection, a: &AccessRecord) -> Result<(), StoreError> {
+pub(super) fn insert_access(conn: &Connection, a: &AccessRecord) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO access_tokens \
          (hash, client_id, subject, scope, family_id, issued_at, expires_at, otp_hash) \

@@ -11,8 +11,9 @@ use khoa_core::model::{
 };
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
-    AccessRecord, Family, IfKeyPending, Issuance, KeySchedule, NewUser, Partner, PartnerKey,
-    RefreshRecord, RevokedJwt, RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
+    AccessRecord, AuthCode, Family, IfKeyPending, Issuance, KeySchedule, NewUser, Partner,
+    PartnerKey, RedeemOutcome, RefreshRecord, RevokedJwt, RotateOutcome, Rotation,
+    SigningKeyRecord, StoreError, Stores,
 };
 use khoa_store::StoreOptions;
 use tokio::sync::Barrier;
@@ -56,6 +57,11 @@ macro_rules! conformance_tests {
             a_new_partner_key_ends_the_current_one_and_is_listed_first,
             deleting_a_partner_deletes_its_keys,
             readiness_pings_the_database,
+            codes_round_trip_by_hash,
+            redeeming_a_code_stores_its_tokens_and_a_second_redemption_names_the_family,
+            of_concurrent_code_redemptions_exactly_one_wins,
+            redeeming_an_unknown_code_is_not_found,
+            purge_removes_expired_codes,
         );
         $crate::suite::conformance_tests!(@db $fresh;
             writes_survive_a_reconnect,
@@ -270,6 +276,7 @@ fn confidential_client() -> Client {
         allowed_scopes: scopes("client-data config-data"),
         default_scopes: scopes("client-data"),
         grant_types: vec![GrantType::ClientCredentials, GrantType::Password],
+        redirect_uris: Vec::new(),
         policy: TokenPolicy {
             access_format: AccessTokenFormat::Opaque,
             access_ttl: 600,
@@ -292,7 +299,15 @@ fn public_client() -> Client {
         secret_hash: None,
         allowed_scopes: scopes("offline_access user-data"),
         default_scopes: ScopeSet::new(),
-        grant_types: vec![GrantType::Password, GrantType::RefreshToken],
+        grant_types: vec![
+            GrantType::AuthorizationCode,
+            GrantType::Password,
+            GrantType::RefreshToken,
+        ],
+        redirect_uris: vec![
+            "https://app.example/callback".into(),
+            "http://127.0.0.1:8000/cb?x=1".into(),
+        ],
         policy: TokenPolicy {
             refresh: RefreshIssuance::Never,
             ..TokenPolicy::default()
@@ -1272,4 +1287,165 @@ pub async fn of_schedules_racing_on_two_nodes_exactly_one_is_scheduled(db: TestD
         );
     }
     assert_eq!(keys[0].retires_at, Some(NOW + 5_000));
+}
+
+// ---- authorization codes ----
+
+fn auth_code(hash: &str, expires_at: UnixTime) -> AuthCode {
+    AuthCode {
+        hash: hash.into(),
+        client_id: "app".into(),
+        subject: "user-1".into(),
+        redirect_uri: "https://app.example/callback".into(),
+        scope: scopes("openid user-data"),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        nonce: Some("n-0S6".into()),
+        auth_time: NOW - 5,
+        issued_at: NOW,
+        expires_at,
+    }
+}
+
+/// What one redemption of a code issues: a family, its access token, maybe a refresh token.
+fn code_issuance(family_id: &str, with_refresh: bool) -> Issuance {
+    Issuance {
+        family: Some(family(family_id)),
+        refresh: with_refresh.then(|| refresh(&format!("rt-{family_id}"), family_id)),
+        access: Some(access(&format!("at-{family_id}"), Some(family_id))),
+    }
+}
+
+pub async fn codes_round_trip_by_hash(stores: &Stores) {
+    let with_nonce = auth_code("code-1", NOW + 60);
+    let without = AuthCode {
+        nonce: None,
+        ..auth_code("code-2", NOW + 60)
+    };
+    stores.codes.create_code(&with_nonce).await.unwrap();
+    stores.codes.create_code(&without).await.unwrap();
+
+    let found = stores.codes.find_code("code-1").await.unwrap().unwrap();
+    assert_eq!(found.code, with_nonce);
+    assert_eq!((found.used_at, found.family_id), (None, None));
+    let found = stores.codes.find_code("code-2").await.unwrap().unwrap();
+    assert_eq!(found.code, without);
+    assert_eq!(stores.codes.find_code("code-3").await.unwrap(), None);
+}
+
+pub async fn redeeming_a_code_stores_its_tokens_and_a_second_redemption_names_the_family(
+    stores: &Stores,
+) {
+    stores
+        .codes
+        .create_code(&auth_code("code-1", NOW + 60))
+        .await
+        .unwrap();
+
+    let first = stores
+        .codes
+        .redeem_code("code-1", NOW + 1, &code_issuance("fam-1", true))
+        .await
+        .unwrap();
+    assert_eq!(first, RedeemOutcome::Redeemed);
+    let state = stores.codes.find_code("code-1").await.unwrap().unwrap();
+    assert_eq!(state.used_at, Some(NOW + 1));
+    assert_eq!(state.family_id.as_deref(), Some("fam-1"));
+    assert!(stores.tokens.find_family("fam-1").await.unwrap().is_some());
+    assert!(
+        stores
+            .tokens
+            .find_refresh("rt-fam-1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        stores
+            .tokens
+            .find_access("at-fam-1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let second = stores
+        .codes
+        .redeem_code("code-1", NOW + 2, &code_issuance("fam-2", false))
+        .await
+        .unwrap();
+    assert_eq!(
+        second,
+        RedeemOutcome::AlreadyUsed {
+            family_id: Some("fam-1".into())
+        }
+    );
+    assert_eq!(stores.tokens.find_family("fam-2").await.unwrap(), None);
+    assert_eq!(stores.tokens.find_access("at-fam-2").await.unwrap(), None);
+}
+
+pub async fn of_concurrent_code_redemptions_exactly_one_wins(stores: &Stores) {
+    stores
+        .codes
+        .create_code(&auth_code("code-1", NOW + 60))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let codes = stores.codes.clone();
+            tokio::spawn(async move {
+                let family_id = format!("fam-{i}");
+                let issuance = code_issuance(&family_id, i % 2 == 0);
+                let outcome = codes.redeem_code("code-1", NOW + 1, &issuance).await;
+                (family_id, outcome.unwrap())
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut named_by_losers = HashSet::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (family_id, RedeemOutcome::Redeemed) => winners.push(family_id),
+            (_, RedeemOutcome::AlreadyUsed { family_id }) => {
+                named_by_losers.insert(family_id.expect("the winner's family"));
+            }
+            (_, other) => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one redemption wins");
+    assert_eq!(named_by_losers, HashSet::from([winners[0].clone()]));
+    // Only the winner's tokens exist.
+    for i in 0..20 {
+        let family_id = format!("fam-{i}");
+        let stored = stores
+            .tokens
+            .find_family(&family_id)
+            .await
+            .unwrap()
+            .is_some();
+        assert_eq!(stored, winners[0] == family_id, "{family_id}");
+    }
+}
+
+pub async fn redeeming_an_unknown_code_is_not_found(stores: &Stores) {
+    let outcome = stores
+        .codes
+        .redeem_code("nope", NOW, &code_issuance("fam-1", false))
+        .await
+        .unwrap();
+    assert_eq!(outcome, RedeemOutcome::NotFound);
+    assert_eq!(stores.tokens.find_family("fam-1").await.unwrap(), None);
+}
+
+pub async fn purge_removes_expired_codes(stores: &Stores) {
+    for (hash, expires_at) in [("old", NOW - 1), ("live", NOW + 60)] {
+        stores
+            .codes
+            .create_code(&auth_code(hash, expires_at))
+            .await
+            .unwrap();
+    }
+    let deleted = stores.tokens.purge_expired(NOW, 100).await.unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(stores.codes.find_code("old").await.unwrap(), None);
+    assert!(stores.codes.find_code("live").await.unwrap().is_some());
 }
