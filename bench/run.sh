@@ -17,7 +17,9 @@
 # admits one Argon2 hash per core plus a short queue and sheds the rest, so a wider closed loop
 # measures shedding, not hashing — `password-overload` measures that, at 4 × the Argon2id
 # bound), PORT (default: the first free port from 18080), OUT (default bench/results), KEEP=1
-# (keep the working directory: the demo's data, logs and each scenario's raw JSON).
+# (keep the working directory: the demo's data, logs and each scenario's raw JSON), PROFILE=1
+# (also record a `perf record -g` profile of the server during the scenarios that miss their
+# targets, summarised in OUT/profiles/<scenario>.txt: the evidence of what bounds them).
 # Needs: cargo, curl, jq; taskset (util-linux) for pinning; sqlite3 optionally (to checkpoint
 # the WAL before measuring the database).
 set -euo pipefail
@@ -121,9 +123,38 @@ stop_server() {
 # run_bench LABEL SCENARIO [khoa-bench options…]: one scenario, its JSON in $RAW/LABEL.json with
 # the label and the CPU use over the whole invocation (set-up included) added: the server's and
 # the generator's, in cores, and how busy CPU 0 and CPU 1 were.
+# The scenarios whose targets are missed, profiled when PROFILE=1.
+PROFILED=" client-credentials-jwt client-credentials-opaque refresh "
+
+# Records the server for the middle of a scenario and writes two summaries: time by thread,
+# and the hottest symbols (self time), under OUT/profiles.
+profile_server() {
+    local label=$1 data=$WORK/perf.$1.data dir=$OUT/profiles
+    mkdir -p "$dir"
+    sleep "$WARMUP"
+    perf record -F 999 -g -p "$SERVER_PID" -o "$data" -- sleep $((DURATION > 2 ? DURATION - 1 : 1)) \
+        >/dev/null 2>&1 || return 0
+    {
+        echo "# perf record -F 999 -g of the server during '$label' (bench/run.sh PROFILE=1)"
+        echo "# commit $(git -C "$ROOT" rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "## share of samples by thread"
+        perf report -i "$data" --no-children --sort comm --stdio -g none 2>/dev/null | grep -E '^ +[0-9]'
+        echo "## hottest symbols (self time, >= 0.5 %)"
+        perf report -i "$data" --no-children --sort comm,dso,symbol --stdio -g none \
+            --percent-limit 0.5 2>/dev/null | grep -E '^ +[0-9]' | sed 's/  */ /g' | cut -c1-160
+        echo "## where time is spent including callees (>= 3 %)"
+        perf report -i "$data" --children --sort symbol --stdio -g none --percent-limit 3 \
+            2>/dev/null | grep -E '^ +[0-9]' | sed 's/  */ /g' | cut -c1-160
+    } >"$dir/$label.txt"
+}
+
 run_bench() {
-    local label=$1 scenario=$2 status=0 t0 s0 s1 times c0 c1
+    local label=$1 scenario=$2 status=0 t0 s0 s1 times c0 c1 profiler=
     shift 2
+    if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null && [[ $PROFILED == *" $label "* ]]; then
+        profile_server "$label" &
+        profiler=$!
+    fi
     t0=$(now_ns)
     c0=$(cpu_snapshot)
     s0=$(cpu_ticks "$SERVER_PID")
@@ -133,6 +164,7 @@ run_bench() {
         >"$RAW/$label.out" 2>"$RAW/$label.err"; } 2>"$times" || status=$?
     s1=$(cpu_ticks "$SERVER_PID")
     c1=$(cpu_snapshot)
+    if [ -n "$profiler" ]; then wait "$profiler" || true; fi
     local wall_s tck
     wall_s=$(awk -v ns=$(($(now_ns) - t0)) 'BEGIN {printf "%.3f", ns / 1e9}')
     tck=$(getconf CLK_TCK)
