@@ -8,6 +8,8 @@
 //! - `scopes`, `errors`, `client_credentials`, `rotation`, `expiry`: the token endpoint and the
 //!   protected resource, one area each.
 //! - `restart`, `at_rest`: what survives a restart, and what never reaches the disk.
+//! - `crash`: `khoa serve` killed with SIGKILL mid-load and restarted, again and again: every
+//!   token answered survives, and the SQLite file stays intact.
 //! - `demo_cli`, `cli_admin`: the `khoa` binary itself (`demo`, `serve` and the admin verbs).
 //! - `revocation`: RFC 7009 revocation, RFC 7662 introspection over every dialect's tokens,
 //!   RFC 8414 / OpenID discovery.
@@ -25,6 +27,7 @@ mod authorization_code;
 mod cli;
 mod cli_admin;
 mod client_credentials;
+mod crash;
 mod demo_cli;
 mod dialect_bankhub;
 mod dialect_derivative;
