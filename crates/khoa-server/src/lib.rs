@@ -15,6 +15,7 @@
 //!   `ext_authz`: the bearer check plus per-route scope and OTP rules from config.
 //! - [`wellknown`]: the published JWKS document.
 //! - [`health`]: `/healthz` and `/readyz`.
+//! - [`openapi`]: the OpenAPI 3.1 document of every public endpoint, at `/openapi.json`.
 //! - [`wire`]: strict parsers for form bodies and `Authorization` headers.
 //! - [`error`]: [`error::ApiError`] for 500/503 with a correlation id.
 //! - [`master_key`]: loading or creating the master key.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod forward_auth;
 pub mod health;
 pub mod master_key;
+pub mod openapi;
 pub mod resource;
 pub mod startup;
 pub mod state;

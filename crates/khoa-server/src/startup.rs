@@ -17,7 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::config::Config;
 use crate::dialects;
 use crate::state::AppState;
-use crate::{authorize, forward_auth, health, resource, userinfo, wellknown};
+use crate::{authorize, forward_auth, health, openapi, resource, userinfo, wellknown};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -197,6 +197,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route(openapi::OPENAPI_PATH, get(openapi::openapi_json))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

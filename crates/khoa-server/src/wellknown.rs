@@ -44,7 +44,7 @@ pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
 
 /// RFC 8414 §2 metadata. It lists exactly what this server, as configured, answers: an
 /// endpoint that is disabled is absent, and so are grants and methods nothing here accepts.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Metadata {
     issuer: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -90,8 +90,9 @@ fn parse(
 }
 
 /// The documented success body, fields in the document's order.
-#[derive(Serialize)]
-struct Success<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DerivativeToken)]
+pub(crate) struct Success<'a> {
     access_token: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,

@@ -124,8 +124,8 @@ pub async fn revoked_jwts(
 /// RFC 7662 §2.2 members. `token_type` is RFC 6749 §7.1's `Bearer` for access tokens; a
 /// refresh token has no such type, so it is named `refresh_token`, and `token_use` (as Ory
 /// Hydra spells it) says which of the two it is for every token.
-#[derive(Serialize, Default)]
-struct IntrospectionBody {
+#[derive(Serialize, Default, utoipa::ToSchema)]
+pub(crate) struct IntrospectionBody {
     active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
@@ -175,8 +175,8 @@ impl From<Option<Introspection>> for IntrospectionBody {
 }
 
 /// RFC 6749 §5.1 success body, fields in seed 004's order.
-#[derive(Serialize)]
-struct TokenBody<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenBody<'a> {
     access_token: &'a str,
     expires_in: i64,
     token_type: &'static str,

@@ -122,8 +122,9 @@ async fn open(
     Ok((opened.partner.client_id, payload))
 }
 
-#[derive(Serialize)]
-struct Success<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PartnerToken)]
+pub(crate) struct Success<'a> {
     access_token: &'a str,
     expires_in: i64,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -136,19 +136,21 @@ pub async fn transaction_sync(
             )
         };
     }
-    let Some(tx) = body.ok().and_then(|b| json_object(&b)) else {
-        return vietqr_answer(
-            StatusCode::BAD_REQUEST,
-            Some(Code::E46),
-            "Invalid transaction data",
-            serde_json::Value::Null,
-        );
+    let tx = body.ok().and_then(|b| json_object(&b));
+    // `transactionid` is a string in VietQR's contract; another type is refused, not echoed
+    // back as "".
+    let reference = match tx.as_ref().map(|tx| tx.get("transactionid")) {
+        Some(None) => String::new(),
+        Some(Some(serde_json::Value::String(id))) => id.clone(),
+        _ => {
+            return vietqr_answer(
+                StatusCode::BAD_REQUEST,
+                Some(Code::E46),
+                "Invalid transaction data",
+                serde_json::Value::Null,
+            );
+        }
     };
-    let reference = tx
-        .get("transactionid")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_owned();
     vietqr_answer(
         StatusCode::OK,
         None,

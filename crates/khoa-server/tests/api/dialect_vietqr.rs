@@ -231,6 +231,26 @@ async fn transaction_sync_with_a_good_token_and_a_bad_body_is_400_e46() {
     assert_eq!(body["errorReason"], "E46");
 }
 
+/// Found by schemathesis: a `transactionid` that is not a string was answered 200 with
+/// `reftransactionid: ""`.
+#[tokio::test]
+async fn transaction_sync_refuses_a_transactionid_that_is_not_a_string() {
+    let app = spawn_demo_app().await;
+    let token = documented_token(&app).await;
+    let bearer = format!("Bearer {token}");
+    for id in [json!({}), json!(42), json!(null)] {
+        let mut tx = transaction();
+        tx["transactionid"] = id;
+
+        let res = app
+            .post_json(SYNC_PATH, &[("Authorization", &bearer)], &tx)
+            .await;
+
+        let body = json_body(res, StatusCode::BAD_REQUEST).await;
+        assert_eq!(body["errorReason"], "E46", "{body}");
+    }
+}
+
 #[tokio::test]
 async fn a_revoked_session_is_refused_at_the_resource_and_at_transaction_sync() {
     let app = spawn_demo_app().await;

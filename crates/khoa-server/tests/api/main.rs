@@ -15,6 +15,8 @@
 //!   RFC 8414 / OpenID discovery.
 //! - `forward_auth`, `nginx`: `/auth/verify` on its own, and behind a real nginx running the
 //!   shipped `docs/nginx/khoa-forward-auth.conf`.
+//! - `openapi`: `/openapi.json` lists exactly the routes served (schemathesis checks the
+//!   answers: `tests/schemathesis/run.sh`).
 //! - `third_party`: Authlib (Python) as a real standard client of khoa.
 //! - `key_rotation`: `khoa keys rotate` against a running server: pre-publication, the
 //!   switch, retirement, JWKS cache headers.
@@ -41,6 +43,7 @@ mod helpers;
 mod key_rotation;
 mod multinode;
 mod nginx;
+mod openapi;
 mod restart;
 mod revocation;
 mod rotation;
