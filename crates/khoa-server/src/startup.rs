@@ -65,6 +65,7 @@ pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>,
             password_queue: config.password_queue(),
             client_cache_secs: config.client_cache_secs,
             auth_code_ttl: config.authorize.code_ttl_secs,
+            lockout: config.lockout_policy(),
         },
         stores,
         master,
@@ -238,6 +239,14 @@ async fn maintenance(state: AppState, config: Config) {
                         Ok(n) => { if n > 0 { tracing::debug!(deleted = n, "purged expired tokens"); } break }
                         Err(e) => { tracing::warn!(error = %e, "purging expired tokens failed"); break }
                     }
+                }
+                // A failure older than the longest lock no longer counts (LockoutPolicy), so
+                // its row only takes room; unknown usernames make such rows plentiful.
+                let forget_before = now - config.lockout.max_secs.max(0);
+                match state.engine.stores().login_failures.purge_login_failures(forget_before, now, 5000).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(deleted = n, "purged old failed sign-ins"),
+                    Err(e) => tracing::warn!(error = %e, "purging old failed sign-ins failed"),
                 }
                 let retired_before = now - RETIRED_KEY_RETENTION_SECS;
                 match state.engine.stores().keys.delete_retired_keys(retired_before).await {

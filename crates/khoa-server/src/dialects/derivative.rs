@@ -119,8 +119,10 @@ pub enum Failure {
     MissingField(&'static str),
     TooLarge,
     BadCredentials,
-    AccountLocked,
-    RateLimited,
+    /// Disabled (`None`), or locked after failed sign-ins until `Retry-After` seconds.
+    AccountLocked(Option<u64>),
+    /// Over a rate limit; retry after the seconds given.
+    RateLimited(u64),
     Unavailable,
     Internal,
 }
@@ -129,7 +131,12 @@ impl Failure {
     fn from_engine(e: EngineError) -> Self {
         match e {
             EngineError::OAuth(o) => match (o.code, o.detail) {
-                (_, Detail::AccountDisabled) => Failure::AccountLocked,
+                // The document's one "locked" code serves both: -108 says the account cannot
+                // sign in now; Retry-After tells a temporary lock from a disabled account.
+                (_, Detail::AccountDisabled) => Failure::AccountLocked(None),
+                (_, Detail::TemporarilyLocked { retry_after_secs }) => {
+                    Failure::AccountLocked(Some(retry_after_secs))
+                }
                 (ErrorCode::InvalidGrant, _) => Failure::BadCredentials,
                 (ErrorCode::InvalidRequest, _) => Failure::Malformed,
                 // The bound client is missing or misconfigured: the operator's fault.
@@ -159,8 +166,8 @@ impl Failure {
             Failure::MissingField(_) => -101,
             Failure::TooLarge => -102,
             Failure::BadCredentials => -107,
-            Failure::AccountLocked => -108,
-            Failure::RateLimited => -109,
+            Failure::AccountLocked(_) => -108,
+            Failure::RateLimited(_) => -109,
             Failure::Internal => -500,
             Failure::Unavailable => -503,
         }
@@ -184,11 +191,17 @@ impl Failure {
                 "Tên đăng nhập hoặc mật khẩu không đúng".to_owned(),
                 "Incorrect username or password".to_owned(),
             ),
-            Failure::AccountLocked => (
+            Failure::AccountLocked(Some(_)) => (
+                "Tài khoản tạm thời bị khóa do đăng nhập sai nhiều lần, vui lòng thử lại sau"
+                    .to_owned(),
+                "The account is temporarily locked after failed sign-ins, try again later"
+                    .to_owned(),
+            ),
+            Failure::AccountLocked(None) => (
                 "Tài khoản đã bị khóa".to_owned(),
                 "The account is locked".to_owned(),
             ),
-            Failure::RateLimited => (
+            Failure::RateLimited(_) => (
                 "Quá nhiều yêu cầu, vui lòng thử lại sau".to_owned(),
                 "Too many requests, try again later".to_owned(),
             ),
@@ -212,8 +225,8 @@ impl Failure {
         match self {
             Failure::Malformed | Failure::MissingField(_) => StatusCode::BAD_REQUEST,
             Failure::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Failure::BadCredentials | Failure::AccountLocked => StatusCode::UNAUTHORIZED,
-            Failure::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Failure::BadCredentials | Failure::AccountLocked(_) => StatusCode::UNAUTHORIZED,
+            Failure::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -241,11 +254,12 @@ pub fn envelope(cfg: &DerivativeDialect, failure: Failure) -> Response {
         StatusMode::Mirror => StatusCode::from_u16(S).expect("valid status"),
     };
     let mut res = no_store((status, axum::Json(body)).into_response());
-    if matches!(failure, Failure::RateLimited | Failure::Unavailable) {
-        res.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
-        );
+    match failure {
+        Failure::RateLimited(secs) | Failure::AccountLocked(Some(secs)) => {
+            super::set_retry_after(&mut res, secs)
+        }
+        Failure::Unavailable => super::set_retry_after(&mut res, 1),
+        _ => {}
     }
     res
 }
@@ -261,8 +275,8 @@ mod tests {
             Failure::MissingField("username"),
             Failure::TooLarge,
             Failure::BadCredentials,
-            Failure::AccountLocked,
-            Failure::RateLimited,
+            Failure::AccountLocked(None),
+            Failure::RateLimited(1),
             Failure::Unavailable,
             Failure::Internal,
         ];

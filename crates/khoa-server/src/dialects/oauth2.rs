@@ -222,6 +222,11 @@ pub fn oauth_error(e: &OAuthError, basic_attempted: bool) -> Response {
         "error_description": e.description,
     });
     let mut res = (status, axum::Json(body)).into_response();
+    // A locked account: `invalid_grant` (RFC 6749 §5.2 has no code of its own for it, and a
+    // new one would tell a guesser that this attempt was not checked), plus when to retry.
+    if let Some(secs) = e.retry_after() {
+        super::set_retry_after(&mut res, secs);
+    }
     if basic_attempted && status == StatusCode::UNAUTHORIZED {
         res.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -164,6 +164,7 @@ enum Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, error, message): (StatusCode, &str, String) = match self {
             Refusal::MissingPartnerCode => (
                 StatusCode::BAD_REQUEST,
@@ -196,6 +197,7 @@ impl IntoResponse for Refusal {
                 "client authentication failed".into(),
             ),
             Refusal::Engine(EngineError::OAuth(e)) => {
+                retry_after = e.retry_after();
                 let status = match e.code {
                     ErrorCode::InvalidClient | ErrorCode::InvalidGrant => StatusCode::UNAUTHORIZED,
                     _ => StatusCode::BAD_REQUEST,
@@ -214,10 +216,10 @@ impl IntoResponse for Refusal {
         });
         let mut res = no_store((status, axum::Json(body)).into_response());
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
+            retry_after = Some(1);
+        }
+        if let Some(secs) = retry_after {
+            super::set_retry_after(&mut res, secs);
         }
         res
     }

@@ -1,5 +1,6 @@
 //! The HTTP integration tests: one binary, the real server on port 0 per test (STYLE 14).
 //!
+//! - `abuse_lockout`: the lock after repeated failed sign-ins, per dialect, and its CLI.
 //! - `helpers`: `spawn_app()`, typed request, seeding and assertion helpers.
 //! - `cli`: running the `khoa` binary with a clean environment and capturing its output.
 //! - `authorization_code`: the code flow with PKCE, the login page, ID tokens and userinfo;
@@ -19,6 +20,7 @@
 //! - `multinode`: several `khoa serve` processes on one PostgreSQL database (a throwaway
 //!   cluster, `khoa-pgtest`): shared rotation, revocation and keys, outages, secrets at rest.
 
+mod abuse_lockout;
 mod at_rest;
 mod authcode_browser;
 mod authorization_code;
