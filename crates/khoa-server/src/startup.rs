@@ -136,6 +136,7 @@ impl App {
             addr,
             state: AppState {
                 engine,
+                limits: Arc::new(crate::limits::RateLimits::new(&config.rate_limit)),
                 config: Arc::new(config.clone()),
             },
             config,
@@ -159,7 +160,9 @@ impl App {
         let maintenance = tokio::spawn(maintenance(self.state.clone(), self.config.clone()));
         let router = router(self.state, &self.config);
         tracing::info!(addr = %self.addr, "khoa listening");
-        let result = axum::serve(self.listener, router)
+        // The peer address reaches handlers as `ConnectInfo`: the per-IP rate limit keys on it.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
         maintenance.abort();
@@ -248,6 +251,7 @@ async fn maintenance(state: AppState, config: Config) {
                     Ok(n) => tracing::debug!(deleted = n, "purged old failed sign-ins"),
                     Err(e) => tracing::warn!(error = %e, "purging old failed sign-ins failed"),
                 }
+                state.limits.retain_recent();
                 let retired_before = now - RETIRED_KEY_RETENTION_SECS;
                 match state.engine.stores().keys.delete_retired_keys(retired_before).await {
                     Ok(0) => {}

@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::oauth2::no_store;
 use crate::config::{DerivativeDialect, Language, StatusMode};
 use crate::error::ApiError;
+use crate::limits::ClientIp;
 use crate::state::AppState;
 use crate::wire::{BodyError, Field, body_bytes, json_object, string_field};
 
@@ -28,28 +29,37 @@ enum AccountType {
 
 pub async fn derivative(
     State(state): State<AppState>,
+    ip: ClientIp,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    login(&state, AccountType::Derivative, body).await
+    login(&state, ip, AccountType::Derivative, body).await
 }
 
 pub async fn underlying(
     State(state): State<AppState>,
+    ip: ClientIp,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    login(&state, AccountType::Underlying, body).await
+    login(&state, ip, AccountType::Underlying, body).await
 }
 
 async fn login(
     state: &AppState,
+    ClientIp(ip): ClientIp,
     account: AccountType,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let cfg = &state.config.dialects.derivative;
+    if let Err(l) = state.limits.check_ip(ip) {
+        return envelope(cfg, Failure::RateLimited(l.retry_after_secs));
+    }
     let request = match parse(cfg, account, body) {
         Ok(r) => r,
         Err(f) => return envelope(cfg, f),
     };
+    if let Err(l) = state.limits.check_client(request.client.client_id()) {
+        return envelope(cfg, Failure::RateLimited(l.retry_after_secs));
+    }
     match state.engine.token(&request).await {
         Ok(t) => success(&t),
         Err(e) => envelope(cfg, Failure::from_engine(e)),
