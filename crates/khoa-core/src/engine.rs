@@ -726,7 +726,11 @@ impl Engine {
         &self,
         username: &str,
     ) -> Result<Option<LoginFailures>, EngineError> {
-        Ok(self.stores.login_failures.find_login_failures(username).await?)
+        Ok(self
+            .stores
+            .login_failures
+            .find_login_failures(username)
+            .await?)
     }
 
     /// Lifts a lockout at once (`khoa user unlock`); returns whether there was anything to

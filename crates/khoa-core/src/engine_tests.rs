@@ -1966,9 +1966,9 @@ async fn locked_for(h: &Harness, username: &str, password: &str) -> Option<u64> 
         .token(&password_request(id_only("app"), username, password))
         .await
     {
-        Err(EngineError::OAuth(e)) => {
-            e.retry_after().inspect(|_| assert_eq!(e.code, ErrorCode::InvalidGrant))
-        }
+        Err(EngineError::OAuth(e)) => e
+            .retry_after()
+            .inspect(|_| assert_eq!(e.code, ErrorCode::InvalidGrant)),
         _ => None,
     }
 }
@@ -1988,7 +1988,9 @@ async fn after_the_threshold_even_the_right_password_is_refused_until_the_lock_e
     h.advance(59);
     assert_eq!(locked_for(&h, "alice", PASSWORD).await, Some(1));
     h.advance(1);
-    h.login("app", "alice", None).await.expect("the lock expired");
+    h.login("app", "alice", None)
+        .await
+        .expect("the lock expired");
     // The success forgot the failures.
     assert_eq!(h.engine.login_failures("alice").await.unwrap(), None);
 }
@@ -1997,9 +1999,13 @@ async fn after_the_threshold_even_the_right_password_is_refused_until_the_lock_e
 async fn below_the_threshold_nothing_is_locked_and_a_success_resets_the_count() {
     let h = lockout_harness().await;
     fail_logins(&h, "alice", 4).await;
-    h.login("app", "alice", None).await.expect("4 failures lock nothing");
+    h.login("app", "alice", None)
+        .await
+        .expect("4 failures lock nothing");
     fail_logins(&h, "alice", 4).await;
-    h.login("app", "alice", None).await.expect("the count restarted");
+    h.login("app", "alice", None)
+        .await
+        .expect("the count restarted");
 }
 
 #[tokio::test]
@@ -2075,9 +2081,17 @@ async fn unknown_users_and_locked_accounts_run_the_dummy_hash_wrong_passwords_th
     fail_logins(&h, "nobody", 1).await;
     assert_eq!(dummy(), before + 1, "unknown user: one dummy verification");
     fail_logins(&h, "alice", 5).await;
-    assert_eq!(dummy(), before + 1, "known user: the real hash, not the dummy");
+    assert_eq!(
+        dummy(),
+        before + 1,
+        "known user: the real hash, not the dummy"
+    );
     assert!(locked_for(&h, "alice", PASSWORD).await.is_some());
-    assert_eq!(dummy(), before + 2, "locked account: one dummy verification");
+    assert_eq!(
+        dummy(),
+        before + 2,
+        "locked account: one dummy verification"
+    );
 }
 
 #[test]
@@ -2090,7 +2104,16 @@ fn the_lock_schedule_starts_at_the_threshold_and_doubles_to_the_maximum() {
     let got: Vec<_> = (0..8).map(|n| p.lock_secs(n)).collect();
     assert_eq!(
         got,
-        [None, None, None, Some(10), Some(20), Some(40), Some(80), Some(100)]
+        [
+            None,
+            None,
+            None,
+            Some(10),
+            Some(20),
+            Some(40),
+            Some(80),
+            Some(100)
+        ]
     );
     assert_eq!(p.lock_secs(u32::MAX), Some(100), "no overflow");
     let off = crate::store::LockoutPolicy { threshold: 0, ..p };

@@ -219,7 +219,11 @@ pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
             let locked = state.as_ref().is_some_and(|s| s.locked_at(engine.now()));
             if engine.unlock_user(&username).await? {
                 let failures = state.map_or(0, |s| s.failures);
-                let was = if locked { "unlocked" } else { "was not locked;" };
+                let was = if locked {
+                    "unlocked"
+                } else {
+                    "was not locked;"
+                };
                 println!("{username} {was} {failures} failed sign-ins forgotten");
             } else {
                 println!("{username} has no failed sign-ins");

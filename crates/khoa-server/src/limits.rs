@@ -196,7 +196,10 @@ mod tests {
         let l = limits(1, 1, &["10.0.0.1", "10.0.0.2"]);
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         // An untrusted peer: the header is ignored.
-        assert_eq!(l.client_ip(ip("192.0.2.9"), &["203.0.113.5"]), ip("192.0.2.9"));
+        assert_eq!(
+            l.client_ip(ip("192.0.2.9"), &["203.0.113.5"]),
+            ip("192.0.2.9")
+        );
         // A trusted peer: the right-most untrusted hop, past trusted ones.
         assert_eq!(
             l.client_ip(ip("10.0.0.1"), &["198.51.100.7, 203.0.113.5, 10.0.0.2"]),

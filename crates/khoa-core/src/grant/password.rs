@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use super::{GrantHandler, TokenRequest, required, resolve_scope, wants_refresh};
+use crate::clock::Clock;
 use crate::error::{Detail, EngineError, OAuthError};
 use crate::mint::{IssuedTokens, Minter};
-use crate::clock::Clock;
 use crate::model::{Client, UnixTime, User};
 use crate::password::PasswordHasher;
 use crate::store::{LockoutPolicy, LoginFailureStore, LoginFailures, UserStore};

@@ -30,7 +30,8 @@ async fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<Strin
         }
     })
     .await;
-    read.ok().map(|()| String::from_utf8_lossy(&out).into_owned())
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The first bytes of an answer, if one comes within `within`.
@@ -80,7 +81,9 @@ async fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
     // A client that sends its request at once is served as usual.
     let mut quick = connect(&app).await;
     quick.write_all(HEALTHZ).await.unwrap();
-    let answer = answer_within(&mut quick, Duration::from_secs(5)).await.unwrap();
+    let answer = answer_within(&mut quick, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
@@ -89,7 +92,9 @@ async fn past_the_connection_cap_a_new_connection_waits_for_a_free_slot() {
     let app = spawn_app_with(|c| c.http.max_connections = 1).await;
     let mut first = connect(&app).await;
     first.write_all(HEALTHZ).await.unwrap();
-    let answer = answer_within(&mut first, Duration::from_secs(5)).await.unwrap();
+    let answer = answer_within(&mut first, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // `first` is kept alive and holds the one slot: `second` is not served…
     let mut second = connect(&app).await;
@@ -118,7 +123,9 @@ async fn shutdown_closes_idle_connections_and_bounds_a_slow_one_by_the_grace_per
     // An idle kept-alive connection, and one stuck half-way through its headers.
     let mut idle = connect(&app).await;
     idle.write_all(HEALTHZ).await.unwrap();
-    answer_within(&mut idle, Duration::from_secs(5)).await.unwrap();
+    answer_within(&mut idle, Duration::from_secs(5))
+        .await
+        .unwrap();
     let mut stuck = connect(&app).await;
     stuck.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
     let started = Instant::now();
@@ -126,7 +133,18 @@ async fn shutdown_closes_idle_connections_and_bounds_a_slow_one_by_the_grace_per
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
     // Both connections are closed, and no new one is accepted.
-    assert!(read_to_close(&mut idle, Duration::from_secs(2)).await.is_some());
-    assert!(read_to_close(&mut stuck, Duration::from_secs(2)).await.is_some());
-    assert!(TcpStream::connect(&address).await.is_err(), "still listening");
+    assert!(
+        read_to_close(&mut idle, Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+    assert!(
+        read_to_close(&mut stuck, Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+    assert!(
+        TcpStream::connect(&address).await.is_err(),
+        "still listening"
+    );
 }

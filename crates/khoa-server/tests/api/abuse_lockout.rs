@@ -25,9 +25,12 @@ async fn app() -> TestApp {
 }
 
 fn retry_after(res: &Response) -> Option<u64> {
-    res.headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().parse().expect("Retry-After in whole seconds"))
+    res.headers().get("retry-after").map(|v| {
+        v.to_str()
+            .unwrap()
+            .parse()
+            .expect("Retry-After in whole seconds")
+    })
 }
 
 async fn grant(app: &TestApp, username: &str, password: &str) -> Response {
@@ -40,7 +43,11 @@ async fn the_oauth2_dialect_answers_a_locked_account_with_invalid_grant_and_retr
     let app = app().await;
     for _ in 0..3 {
         let res = grant(&app, OAUTH2_USERNAME, "wrong").await;
-        assert_eq!(retry_after(&res), None, "a plain failure has no Retry-After");
+        assert_eq!(
+            retry_after(&res),
+            None,
+            "a plain failure has no Retry-After"
+        );
         oauth_error(res, 400, "invalid_grant").await;
     }
     // The right password, during the lock.
@@ -113,7 +120,10 @@ async fn khoa_user_unlock_lifts_the_lock_of_a_running_server_at_once() {
     );
     token_ok(grant(&app, OAUTH2_USERNAME, OAUTH2_PASSWORD).await).await;
     let again = ok(app.dir.path(), &["user", "unlock", OAUTH2_USERNAME], None).await;
-    assert_eq!(again.trim(), format!("{OAUTH2_USERNAME} has no failed sign-ins"));
+    assert_eq!(
+        again.trim(),
+        format!("{OAUTH2_USERNAME} has no failed sign-ins")
+    );
 }
 
 #[tokio::test]

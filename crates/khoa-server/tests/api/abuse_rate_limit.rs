@@ -11,9 +11,12 @@ use crate::helpers::{
 };
 
 fn retry_after(res: &Response) -> Option<u64> {
-    res.headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().parse().expect("Retry-After in whole seconds"))
+    res.headers().get("retry-after").map(|v| {
+        v.to_str()
+            .unwrap()
+            .parse()
+            .expect("Retry-After in whole seconds")
+    })
 }
 
 /// A 429 with `Retry-After` ≥ 1, not cached; returns the body text.
@@ -62,7 +65,11 @@ async fn over_the_per_ip_limit_every_endpoint_answers_429_in_its_own_shape() {
     let cc = form_body(&[("grant_type", "client_credentials")]);
     let basic = basic_auth(OAUTH2_SERVICE_CLIENT, OAUTH2_SERVICE_SECRET);
     let with_basic = [form[0], ("Authorization", basic.as_str())];
-    for path in ["/connect/token", "/connect/revocation", "/connect/introspect"] {
+    for path in [
+        "/connect/token",
+        "/connect/revocation",
+        "/connect/introspect",
+    ] {
         let text = assert_429(post(&app, path, &with_basic, &format!("{cc}&token=x")).await).await;
         assert_eq!(json_of(&text), rfc6749, "{path}");
     }
@@ -107,10 +114,20 @@ async fn over_the_per_ip_limit_every_endpoint_answers_429_in_its_own_shape() {
         })
     );
     // Seed 003: {status: FAILED, message}.
-    let text =
-        assert_429(post(&app, "/vqr/api/token_generate", &[("Authorization", &auth)], "").await)
-            .await;
-    assert_eq!(json_of(&text), json!({"status": "FAILED", "message": "E05"}));
+    let text = assert_429(
+        post(
+            &app,
+            "/vqr/api/token_generate",
+            &[("Authorization", &auth)],
+            "",
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        json_of(&text),
+        json!({"status": "FAILED", "message": "E05"})
+    );
     // The login form: its own error page.
     let text = assert_429(post(&app, "/connect/authorize", &form, "ui_locales=en").await).await;
     assert!(text.contains("Too many attempts"), "{text}");
@@ -186,7 +203,10 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
     })
     .await;
     assert_eq!(send(&trusted, "203.0.113.1").await, StatusCode::OK);
-    assert_eq!(send(&trusted, "203.0.113.1").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(&trusted, "203.0.113.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     assert_eq!(send(&trusted, "203.0.113.2").await, StatusCode::OK);
     // Untrusted: the header is the client's own claim and changes nothing.
     let direct = spawn_demo_app_with(|c| {
@@ -195,5 +215,8 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
     })
     .await;
     assert_eq!(send(&direct, "203.0.113.1").await, StatusCode::OK);
-    assert_eq!(send(&direct, "203.0.113.2").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(&direct, "203.0.113.2").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

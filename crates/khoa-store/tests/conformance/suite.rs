@@ -12,8 +12,7 @@ use khoa_core::model::{
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
     AccessRecord, AuthCode, Family, IfKeyPending, Issuance, KeySchedule, LockoutPolicy, NewUser,
-    Partner,
-    PartnerKey, RedeemOutcome, RefreshRecord, RevokedJwt, RotateOutcome, Rotation,
+    Partner, PartnerKey, RedeemOutcome, RefreshRecord, RevokedJwt, RotateOutcome, Rotation,
     SigningKeyRecord, StoreError, Stores,
 };
 use khoa_store::StoreOptions;
@@ -1470,7 +1469,10 @@ pub async fn login_failures_count_lock_per_policy_and_clear(stores: &Stores) {
     // Every failure one second after the last: the store's SQL must agree with lock_secs.
     for n in 1..=40u32 {
         let now = 1_000 + i64::from(n);
-        let state = f.record_login_failure("alice", now, &LOCKOUT).await.unwrap();
+        let state = f
+            .record_login_failure("alice", now, &LOCKOUT)
+            .await
+            .unwrap();
         assert_eq!(state.username, "alice");
         assert_eq!(state.failures, n);
         assert_eq!(state.last_failure_at, now);
@@ -1482,7 +1484,10 @@ pub async fn login_failures_count_lock_per_policy_and_clear(stores: &Stores) {
         assert_eq!(f.find_login_failures("alice").await.unwrap(), Some(state));
     }
     // Another name is counted on its own.
-    let bob = f.record_login_failure("bob", 2_000, &LOCKOUT).await.unwrap();
+    let bob = f
+        .record_login_failure("bob", 2_000, &LOCKOUT)
+        .await
+        .unwrap();
     assert_eq!((bob.failures, bob.locked_until), (1, None));
     assert!(f.clear_login_failures("alice").await.unwrap());
     assert!(!f.clear_login_failures("alice").await.unwrap());
@@ -1500,7 +1505,9 @@ pub async fn login_failures_count_lock_per_policy_and_clear(stores: &Stores) {
 pub async fn old_login_failures_restart_the_count(stores: &Stores) {
     let f = &stores.login_failures;
     for now in [1_000, 1_001, 1_002, 1_003] {
-        f.record_login_failure("alice", now, &LOCKOUT).await.unwrap();
+        f.record_login_failure("alice", now, &LOCKOUT)
+            .await
+            .unwrap();
     }
     // More than max_secs after the last failure: the count starts again, the lock is gone.
     let state = f
@@ -1511,7 +1518,7 @@ pub async fn old_login_failures_restart_the_count(stores: &Stores) {
 }
 
 pub async fn of_concurrent_login_failures_every_one_counts(stores: &Stores) {
-    count_concurrent_failures(&[stores.clone()]).await;
+    count_concurrent_failures(std::slice::from_ref(stores)).await;
 }
 
 pub async fn login_failures_on_two_nodes_add_up(db: TestDb) {
@@ -1529,7 +1536,9 @@ async fn count_concurrent_failures(nodes: &[Stores]) {
             let (f, start) = (nodes[i % nodes.len()].login_failures.clone(), start.clone());
             tokio::spawn(async move {
                 start.wait().await;
-                f.record_login_failure("alice", 5_000, &LOCKOUT).await.unwrap()
+                f.record_login_failure("alice", 5_000, &LOCKOUT)
+                    .await
+                    .unwrap()
             })
         })
         .collect();
@@ -1538,7 +1547,11 @@ async fn count_concurrent_failures(nodes: &[Stores]) {
         counts.push(t.await.unwrap().failures);
     }
     counts.sort();
-    assert_eq!(counts, (1..=40).collect::<Vec<u32>>(), "each failure saw its own count");
+    assert_eq!(
+        counts,
+        (1..=40).collect::<Vec<u32>>(),
+        "each failure saw its own count"
+    );
     let state = nodes[0]
         .login_failures
         .find_login_failures("alice")
@@ -1558,15 +1571,23 @@ pub async fn purge_removes_old_unlocked_login_failures_only(stores: &Stores) {
         base_secs: 10_000,
         max_secs: 10_000,
     };
-    f.record_login_failure("locked", 100, &long_lock).await.unwrap();
-    f.record_login_failure("recent", 950, &LOCKOUT).await.unwrap();
+    f.record_login_failure("locked", 100, &long_lock)
+        .await
+        .unwrap();
+    f.record_login_failure("recent", 950, &LOCKOUT)
+        .await
+        .unwrap();
     for i in 0..5 {
         f.record_login_failure(&format!("old-{i}"), 200, &LOCKOUT)
             .await
             .unwrap();
     }
     let (before, now) = (900, 1_000);
-    assert_eq!(f.purge_login_failures(before, now, 4).await.unwrap(), 4, "one batch");
+    assert_eq!(
+        f.purge_login_failures(before, now, 4).await.unwrap(),
+        4,
+        "one batch"
+    );
     assert_eq!(f.purge_login_failures(before, now, 100).await.unwrap(), 2);
     assert_eq!(f.purge_login_failures(before, now, 100).await.unwrap(), 0);
     assert!(f.find_login_failures("locked").await.unwrap().is_some());
