@@ -85,6 +85,11 @@ fn rotation(c: &mut Criterion) {
                 password_queue: 1,
                 client_cache_secs: 5,
                 auth_code_ttl: 60,
+                lockout: khoa_core::store::LockoutPolicy {
+                    threshold: 0,
+                    base_secs: 60,
+                    max_secs: 3600,
+                },
             },
             MemoryStore::stores(),
             MasterKey::generate(&OsRandom),

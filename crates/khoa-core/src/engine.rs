@@ -22,7 +22,9 @@ use crate::password::{PasswordHasher, PasswordParams};
 use crate::revocation::{Introspection, RevocationList, TokenKind};
 use crate::scope::ScopeSet;
 use crate::secret::{SecretHasher, generate_token, random_hex, token_hash};
-use crate::store::{AuthCode, NewUser, RefreshState, RevokedJwt, StoreError, Stores};
+use crate::store::{
+    AuthCode, LockoutPolicy, LoginFailures, NewUser, RefreshState, RevokedJwt, StoreError, Stores,
+};
 
 /// Settings the engine needs; the server fills them from its typed config.
 #[derive(Clone, Debug)]
@@ -41,6 +43,8 @@ pub struct EngineConfig {
     /// Seconds an authorization code stays redeemable. RFC 6749 §4.1.2 recommends at most ten
     /// minutes; the code only has to survive one redirect, so khoa defaults to 60.
     pub auth_code_ttl: i64,
+    /// When failed sign-ins lock an account.
+    pub lockout: LockoutPolicy,
 }
 
 /// The validated identity behind a bearer token.
@@ -142,6 +146,9 @@ impl Engine {
                 users: stores.users.clone(),
                 passwords: passwords.clone(),
                 minter: minter.clone(),
+                failures: stores.login_failures.clone(),
+                lockout: config.lockout,
+                clock: clock.clone(),
             },
             client_credentials_grant: ClientCredentialsGrant {
                 minter: minter.clone(),
@@ -712,6 +719,38 @@ impl Engine {
             created_at: self.now(),
         };
         Ok(self.stores.users.create_user(&user).await?)
+    }
+
+    /// The failed sign-ins recorded for `username`, if any (`khoa user show`, tests).
+    pub async fn login_failures(
+        &self,
+        username: &str,
+    ) -> Result<Option<LoginFailures>, EngineError> {
+        Ok(self
+            .stores
+            .login_failures
+            .find_login_failures(username)
+            .await?)
+    }
+
+    /// Lifts a lockout at once (`khoa user unlock`); returns whether there was anything to
+    /// forget.
+    pub async fn unlock_user(&self, username: &str) -> Result<bool, EngineError> {
+        let cleared = self
+            .stores
+            .login_failures
+            .clear_login_failures(username)
+            .await?;
+        if cleared {
+            // TODO(audit): the audit-event sink replaces this line when it lands.
+            tracing::warn!(target: "khoa::audit", kind = "unlock", username, "failed sign-ins cleared by the operator");
+        }
+        Ok(cleared)
+    }
+
+    /// The password hasher, for tests that count its verifications.
+    pub fn passwords(&self) -> &PasswordHasher {
+        &self.passwords
     }
 
     pub async fn set_user_password(

@@ -42,6 +42,11 @@ fn config() -> EngineConfig {
         password_queue: 64,
         client_cache_secs: 5,
         auth_code_ttl: 60,
+        lockout: crate::store::LockoutPolicy {
+            threshold: 5,
+            base_secs: 60,
+            max_secs: 3600,
+        },
     }
 }
 
@@ -1938,4 +1943,179 @@ mod authorization_code {
         assert_eq!(tokens.scope.to_string(), "read");
         assert!(tokens.id_token.is_none());
     }
+}
+
+// ---- lockout after repeated failed sign-ins ----
+
+/// `n` password-grant attempts with a wrong password; each must be the usual invalid_grant.
+async fn fail_logins(h: &Harness, username: &str, n: u32) {
+    for _ in 0..n {
+        let e = oauth_error(
+            h.engine
+                .token(&password_request(id_only("app"), username, "wrong"))
+                .await,
+        );
+        assert_eq!(e.detail, crate::error::Detail::BadCredentials);
+    }
+}
+
+/// The lock's `Retry-After`, or `None` when the attempt was not refused for a lock.
+async fn locked_for(h: &Harness, username: &str, password: &str) -> Option<u64> {
+    match h
+        .engine
+        .token(&password_request(id_only("app"), username, password))
+        .await
+    {
+        Err(EngineError::OAuth(e)) => e
+            .retry_after()
+            .inspect(|_| assert_eq!(e.code, ErrorCode::InvalidGrant)),
+        _ => None,
+    }
+}
+
+async fn lockout_harness() -> Harness {
+    let h = Harness::new().await;
+    h.public_client(client("app")).await;
+    h.user("alice", None).await;
+    h
+}
+
+#[tokio::test]
+async fn after_the_threshold_even_the_right_password_is_refused_until_the_lock_expires() {
+    let h = lockout_harness().await;
+    fail_logins(&h, "alice", 5).await;
+    assert_eq!(locked_for(&h, "alice", PASSWORD).await, Some(60));
+    h.advance(59);
+    assert_eq!(locked_for(&h, "alice", PASSWORD).await, Some(1));
+    h.advance(1);
+    h.login("app", "alice", None)
+        .await
+        .expect("the lock expired");
+    // The success forgot the failures.
+    assert_eq!(h.engine.login_failures("alice").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn below_the_threshold_nothing_is_locked_and_a_success_resets_the_count() {
+    let h = lockout_harness().await;
+    fail_logins(&h, "alice", 4).await;
+    h.login("app", "alice", None)
+        .await
+        .expect("4 failures lock nothing");
+    fail_logins(&h, "alice", 4).await;
+    h.login("app", "alice", None)
+        .await
+        .expect("the count restarted");
+}
+
+#[tokio::test]
+async fn each_failure_past_the_threshold_doubles_the_lock_up_to_the_maximum() {
+    let h = lockout_harness().await;
+    fail_logins(&h, "alice", 5).await;
+    let mut expected = 60;
+    for _ in 0..8 {
+        assert_eq!(locked_for(&h, "alice", "wrong").await, Some(expected));
+        // Attempts during the lock do not count: only the expiry lets the next one in.
+        h.advance(expected as i64);
+        fail_logins(&h, "alice", 1).await;
+        expected = (expected * 2).min(3600);
+    }
+    assert_eq!(expected, 3600);
+    assert_eq!(locked_for(&h, "alice", PASSWORD).await, Some(3600));
+}
+
+#[tokio::test]
+async fn failures_older_than_the_longest_lock_are_forgotten() {
+    let h = lockout_harness().await;
+    fail_logins(&h, "alice", 4).await;
+    h.advance(3601);
+    fail_logins(&h, "alice", 1).await;
+    let state = h.engine.login_failures("alice").await.unwrap().unwrap();
+    assert_eq!((state.failures, state.locked_until), (1, None));
+}
+
+#[tokio::test]
+async fn unknown_usernames_are_counted_and_locked_alike() {
+    let h = lockout_harness().await;
+    fail_logins(&h, "nobody", 5).await;
+    assert_eq!(locked_for(&h, "nobody", PASSWORD).await, Some(60));
+    // The refusals of a real and of an unknown account read the same.
+    fail_logins(&h, "alice", 5).await;
+    let real = oauth_error(
+        h.engine
+            .token(&password_request(id_only("app"), "alice", PASSWORD))
+            .await,
+    );
+    let unknown = oauth_error(
+        h.engine
+            .token(&password_request(id_only("app"), "nobody", PASSWORD))
+            .await,
+    );
+    assert_eq!(real, unknown);
+}
+
+#[tokio::test]
+async fn the_operator_unlock_lifts_the_lock_at_once() {
+    let h = lockout_harness().await;
+    fail_logins(&h, "alice", 5).await;
+    assert!(h.engine.unlock_user("alice").await.unwrap());
+    h.login("app", "alice", None).await.expect("unlocked");
+    assert!(!h.engine.unlock_user("alice").await.unwrap());
+}
+
+#[tokio::test]
+async fn the_login_form_is_locked_by_the_same_count() {
+    let h = lockout_harness().await;
+    fail_logins(&h, "alice", 5).await;
+    assert_eq!(
+        h.engine.sign_in("alice", &secret(PASSWORD)).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn unknown_users_and_locked_accounts_run_the_dummy_hash_wrong_passwords_the_real_one() {
+    let h = lockout_harness().await;
+    let dummy = || h.engine.passwords().dummy_verifications();
+    let before = dummy();
+    fail_logins(&h, "nobody", 1).await;
+    assert_eq!(dummy(), before + 1, "unknown user: one dummy verification");
+    fail_logins(&h, "alice", 5).await;
+    assert_eq!(
+        dummy(),
+        before + 1,
+        "known user: the real hash, not the dummy"
+    );
+    assert!(locked_for(&h, "alice", PASSWORD).await.is_some());
+    assert_eq!(
+        dummy(),
+        before + 2,
+        "locked account: one dummy verification"
+    );
+}
+
+#[test]
+fn the_lock_schedule_starts_at_the_threshold_and_doubles_to_the_maximum() {
+    let p = crate::store::LockoutPolicy {
+        threshold: 3,
+        base_secs: 10,
+        max_secs: 100,
+    };
+    let got: Vec<_> = (0..8).map(|n| p.lock_secs(n)).collect();
+    assert_eq!(
+        got,
+        [
+            None,
+            None,
+            None,
+            Some(10),
+            Some(20),
+            Some(40),
+            Some(80),
+            Some(100)
+        ]
+    );
+    assert_eq!(p.lock_secs(u32::MAX), Some(100), "no overflow");
+    let off = crate::store::LockoutPolicy { threshold: 0, ..p };
+    assert_eq!(off.lock_secs(1000), None);
 }

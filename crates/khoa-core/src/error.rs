@@ -53,6 +53,9 @@ pub enum Detail {
     BadCredentials,
     /// The password was right but the account is disabled.
     AccountDisabled,
+    /// Too many failed sign-ins: refused, whatever the password, for `retry_after_secs` more
+    /// (never 0). Unknown usernames are locked alike, so this reveals no account.
+    TemporarilyLocked { retry_after_secs: u64 },
 }
 
 /// A client mistake, answered in the dialect's shape with [`ErrorCode::http_status`].
@@ -88,6 +91,17 @@ impl OAuthError {
     }
     pub fn invalid_scope(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidScope, d)
+    }
+}
+
+impl OAuthError {
+    /// Seconds after which a retry may succeed, for the `Retry-After` header (RFC 9110
+    /// §10.2.3) of answers that have one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self.detail {
+            Detail::TemporarilyLocked { retry_after_secs } => Some(retry_after_secs),
+            _ => None,
+        }
     }
 }
 

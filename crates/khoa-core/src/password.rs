@@ -5,7 +5,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 use crate::error::EngineError;
@@ -48,6 +48,9 @@ pub struct PasswordHasher {
     /// A real hash of a random password, verified when the username is unknown so that an
     /// unknown user costs what a wrong password costs (no user enumeration by timing).
     dummy_hash: Arc<str>,
+    /// Verifications run against the dummy hash: lets tests prove the unknown-user and
+    /// locked-account paths pay for a real Argon2id run without timing anything.
+    dummy_runs: Arc<AtomicU64>,
 }
 
 impl PasswordHasher {
@@ -79,6 +82,7 @@ impl PasswordHasher {
             waiting: Arc::new(AtomicUsize::new(0)),
             buffers: Arc::new(Mutex::new(Vec::new())),
             dummy_hash: dummy.into(),
+            dummy_runs: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -108,8 +112,12 @@ impl PasswordHasher {
         let hash: String = stored.unwrap_or(&self.dummy_hash).to_owned();
         let buffers = self.buffers.clone();
         let keep = self.permits_total;
+        let dummy_runs = self.dummy_runs.clone();
         self.run(move || {
             let ok = verify_phc(password.expose_secret().as_bytes(), &hash, &buffers, keep)?;
+            if !known {
+                dummy_runs.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(ok && known)
         })
         .await
@@ -142,6 +150,11 @@ impl PasswordHasher {
     /// Argon2id hash with the configured cost.
     pub fn dummy_hash(&self) -> &str {
         &self.dummy_hash
+    }
+
+    /// How many verifications ran (to the end) against the dummy hash.
+    pub fn dummy_verifications(&self) -> u64 {
+        self.dummy_runs.load(Ordering::Relaxed)
     }
 }
 

@@ -418,6 +418,93 @@ pub trait PartnerStore: Send + Sync {
     async fn delete_partner(&self, code: &str) -> Result<bool, StoreError>;
 }
 
+/// When repeated failed sign-ins lock an account: after `threshold` failures in a row the
+/// account is locked for `base_secs`, and every further failure doubles the lock, up to
+/// `max_secs`. A failure more than `max_secs` after the previous one starts the count anew,
+/// so old typos are forgotten. `threshold == 0` turns lockout off.
+///
+/// The stores compute the lock in their own SQL (one atomic statement); [`Self::lock_secs`] is
+/// the definition they must agree with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    pub threshold: u32,
+    pub base_secs: i64,
+    pub max_secs: i64,
+}
+
+impl LockoutPolicy {
+    /// Doublings beyond this overflow nothing and have long reached any sane `max_secs`.
+    pub const MAX_DOUBLINGS: u32 = 30;
+
+    pub fn enabled(&self) -> bool {
+        self.threshold > 0
+    }
+
+    /// Seconds the account is locked after its `failures`-th failure in a row; `None` below
+    /// the threshold.
+    pub fn lock_secs(&self, failures: u32) -> Option<i64> {
+        if !self.enabled() || failures < self.threshold {
+            return None;
+        }
+        let doublings = (failures - self.threshold).min(Self::MAX_DOUBLINGS);
+        Some(
+            self.base_secs
+                .saturating_mul(1i64 << doublings)
+                .min(self.max_secs),
+        )
+    }
+}
+
+/// The failed sign-ins of one username (known or not: tracking unknown names too means an
+/// attacker learns nothing from how a name is treated).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginFailures {
+    pub username: String,
+    /// Failures in a row (a success or an unlock clears them).
+    pub failures: u32,
+    pub last_failure_at: UnixTime,
+    /// Sign-ins are refused until this instant.
+    pub locked_until: Option<UnixTime>,
+}
+
+impl LoginFailures {
+    /// Whether the account is locked at `now`.
+    pub fn locked_at(&self, now: UnixTime) -> bool {
+        self.locked_until.is_some_and(|until| now < until)
+    }
+}
+
+/// Failed sign-ins per username, kept in the database so that every node sees the same count.
+#[async_trait]
+pub trait LoginFailureStore: Send + Sync {
+    /// Atomically counts one more failure of `username` at `now` (starting at 1 when the
+    /// previous failure is older than `policy.max_secs`) and sets `locked_until` to
+    /// `now + policy.lock_secs(failures)` (or clears it below the threshold); returns the new
+    /// state. N concurrent calls count N failures, across any number of processes.
+    async fn record_login_failure(
+        &self,
+        username: &str,
+        now: UnixTime,
+        policy: &LockoutPolicy,
+    ) -> Result<LoginFailures, StoreError>;
+    async fn find_login_failures(
+        &self,
+        username: &str,
+    ) -> Result<Option<LoginFailures>, StoreError>;
+    /// Forgets the failures of `username` (a successful sign-in, or the operator's unlock);
+    /// returns whether there were any.
+    async fn clear_login_failures(&self, username: &str) -> Result<bool, StoreError>;
+    /// Deletes up to `batch` rows whose last failure is before `before` and that are not locked
+    /// at `now`; returns how many went. Keeps the table bounded although unknown usernames are
+    /// tracked too.
+    async fn purge_login_failures(
+        &self,
+        before: UnixTime,
+        now: UnixTime,
+        batch: u32,
+    ) -> Result<u64, StoreError>;
+}
+
 #[async_trait]
 pub trait Readiness: Send + Sync {
     /// A cheap round trip to the database.
@@ -433,5 +520,6 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     pub partners: Arc<dyn PartnerStore>,
     pub codes: Arc<dyn AuthCodeStore>,
+    pub login_failures: Arc<dyn LoginFailureStore>,
     pub readiness: Arc<dyn Readiness>,
 }

@@ -26,6 +26,7 @@ struct Inner {
     keys: Vec<SigningKeyRecord>,
     partners: HashMap<String, Partner>,
     codes: HashMap<String, AuthCodeState>,
+    login_failures: HashMap<String, LoginFailures>,
 }
 
 #[derive(Clone, Default)]
@@ -41,6 +42,7 @@ impl MemoryStore {
             keys: Arc::new(m.clone()),
             partners: Arc::new(m.clone()),
             codes: Arc::new(m.clone()),
+            login_failures: Arc::new(m.clone()),
             readiness: Arc::new(m),
         }
     }
@@ -390,6 +392,65 @@ impl PartnerStore for MemoryStore {
     }
     async fn delete_partner(&self, code: &str) -> Result<bool, StoreError> {
         Ok(self.lock().partners.remove(code).is_some())
+    }
+}
+
+#[async_trait]
+impl LoginFailureStore for MemoryStore {
+    async fn record_login_failure(
+        &self,
+        username: &str,
+        now: UnixTime,
+        policy: &LockoutPolicy,
+    ) -> Result<LoginFailures, StoreError> {
+        let mut g = self.lock();
+        let row = g
+            .login_failures
+            .entry(username.to_owned())
+            .or_insert_with(|| LoginFailures {
+                username: username.to_owned(),
+                failures: 0,
+                last_failure_at: now,
+                locked_until: None,
+            });
+        if row.last_failure_at < now - policy.max_secs {
+            row.failures = 0;
+        }
+        row.failures += 1;
+        row.last_failure_at = now;
+        row.locked_until = policy.lock_secs(row.failures).map(|s| now + s);
+        Ok(row.clone())
+    }
+
+    async fn find_login_failures(
+        &self,
+        username: &str,
+    ) -> Result<Option<LoginFailures>, StoreError> {
+        Ok(self.lock().login_failures.get(username).cloned())
+    }
+
+    async fn clear_login_failures(&self, username: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().login_failures.remove(username).is_some())
+    }
+
+    async fn purge_login_failures(
+        &self,
+        before: UnixTime,
+        now: UnixTime,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let gone: Vec<String> = g
+            .login_failures
+            .values()
+            .filter(|r| r.last_failure_at < before && !r.locked_at(now))
+            .take(batch as usize)
+            .map(|r| r.username.clone())
+            .collect();
+        for name in &gone {
+            g.login_failures.remove(name);
+        }
+        Ok(gone.len() as u64)
     }
 }
 

@@ -214,6 +214,21 @@ pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
             }
             println!("removed user {username}");
         }
+        UserCommand::Unlock { username } => {
+            let state = engine.login_failures(&username).await?;
+            let locked = state.as_ref().is_some_and(|s| s.locked_at(engine.now()));
+            if engine.unlock_user(&username).await? {
+                let failures = state.map_or(0, |s| s.failures);
+                let was = if locked {
+                    "unlocked"
+                } else {
+                    "was not locked;"
+                };
+                println!("{username} {was} {failures} failed sign-ins forgotten");
+            } else {
+                println!("{username} has no failed sign-ins");
+            }
+        }
     }
     Ok(())
 }

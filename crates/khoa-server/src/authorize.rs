@@ -22,6 +22,7 @@ use secrecy::SecretString;
 use std::collections::HashMap;
 
 use crate::error::ApiError;
+use crate::limits::{ClientIp, Limited};
 use crate::state::AppState;
 use crate::wire::{content_type_is, parse_form};
 
@@ -61,14 +62,22 @@ pub async fn show(
 
 pub async fn submit(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let form = read_form(&headers, body);
     let lang = Lang::choose(form.as_ref().ok(), &headers);
+    if let Err(l) = state.limits.check_ip(ip) {
+        return too_many(lang, l);
+    }
     let Ok(mut form) = form else {
         return error_page(lang, StatusCode::BAD_REQUEST, lang.t().malformed);
     };
+    let client_id = form.get("client_id").map(String::as_str);
+    if let Err(l) = state.limits.check_client(client_id) {
+        return too_many(lang, l);
+    }
     if !csrf_ok(&state, &headers, &form) {
         return error_page(lang, StatusCode::FORBIDDEN, lang.t().csrf);
     }
@@ -265,6 +274,13 @@ fn html(status: StatusCode, body: String) -> Response {
     secure_headers(res)
 }
 
+/// 429 (RFC 6585 §4) as the page's own error page, with `Retry-After`.
+fn too_many(lang: Lang, l: Limited) -> Response {
+    let mut res = error_page(lang, StatusCode::TOO_MANY_REQUESTS, lang.t().too_many);
+    crate::dialects::set_retry_after(&mut res, l.retry_after_secs);
+    res
+}
+
 fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
     let t = lang.t();
     let body = format!(
@@ -402,6 +418,7 @@ struct Texts {
     bad_client: &'static str,
     csrf: &'static str,
     malformed: &'static str,
+    too_many: &'static str,
 }
 
 impl Lang {
@@ -474,6 +491,10 @@ impl Lang {
             csrf: s(
                 "Biểu mẫu đã hết hạn hoặc không được gửi từ trang này. Hãy quay lại ứng dụng và thử lại.",
                 "This form has expired or was not sent from this page. Go back to the application and try again.",
+            ),
+            too_many: s(
+                "Quá nhiều lần thử. Vui lòng đợi một lát rồi thử lại.",
+                "Too many attempts. Wait a moment and try again.",
             ),
             malformed: s(
                 "Yêu cầu không hợp lệ (tham số lặp lại hoặc không phải UTF-8).",

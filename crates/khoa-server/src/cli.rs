@@ -172,6 +172,9 @@ pub enum UserCommand {
     },
     /// Delete a user.
     Remove { username: String },
+    /// Lift a lockout after failed sign-ins at once and forget the failures (any username:
+    /// unknown ones are counted too).
+    Unlock { username: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -50,6 +50,58 @@ pub struct Config {
     pub forward_auth: ForwardAuthConfig,
     /// The authorization endpoint (`/connect/authorize`, RFC 6749 §4.1).
     pub authorize: AuthorizeConfig,
+    /// Locking an account after repeated failed sign-ins.
+    pub lockout: LockoutConfig,
+    /// Token buckets on every token endpoint.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Brute-force protection: after `threshold` failed sign-ins in a row a username (known or
+/// not) is locked for `base_secs`; each further failure after the lock ends doubles the lock,
+/// up to `max_secs`. Failures more than `max_secs` apart start the count anew. While locked,
+/// even the right password is refused; `khoa user unlock NAME` lifts a lock at once. The count
+/// lives in the database, so every node shares it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LockoutConfig {
+    /// Failures that lock the account; 0 turns lockout off. `KHOA_LOCKOUT__THRESHOLD`.
+    pub threshold: u32,
+    /// Seconds of the first lock.
+    pub base_secs: i64,
+    /// Longest lock, and how long a failure is remembered.
+    pub max_secs: i64,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        LockoutConfig {
+            threshold: 5,
+            base_secs: 60,
+            max_secs: 3600,
+        }
+    }
+}
+
+/// Token buckets (GCRA) on every token endpoint of every dialect, on revocation,
+/// introspection and the login form's POST. A request beyond a bucket is answered 429 with
+/// `Retry-After` (RFC 6585 §4) in the dialect's own error shape. Each rate is requests per
+/// second; 0 turns that bucket off (the default: size them for your partners). Buckets are per
+/// node: with N nodes behind a balancer a key gets up to N times the rate.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RateLimitConfig {
+    /// Per `client_id` (dialects that bind all their users to one client share its bucket).
+    pub per_client_per_sec: u32,
+    /// Per `Partner-Code` of the encrypted dialect (seed 002).
+    pub per_partner_per_sec: u32,
+    /// Per source IP address: the TCP peer, or the `X-Forwarded-For` client when the peer is
+    /// one of `trusted_proxies`.
+    pub per_ip_per_sec: u32,
+    /// Requests a bucket allows at once after a quiet spell; 0 means one second's worth.
+    pub burst: u32,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (the right-most address not itself
+    /// a trusted proxy is the client). Empty: the header is ignored, as anyone can send it.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The authorization code flow and its login page.
@@ -389,8 +441,18 @@ impl Default for KeysConfig {
 pub struct HttpConfig {
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Whole-request timeout in seconds.
+    /// Whole-request timeout in seconds (408).
     pub request_timeout_secs: u64,
+    /// Largest request head (request line and headers); larger ones get 431. At least 8192.
+    pub max_header_bytes: usize,
+    /// Seconds a connection may take to send a request's headers before it is closed (the
+    /// slow-loris defence). Also how long an idle kept-alive connection waits.
+    pub header_read_timeout_secs: u64,
+    /// Connections served at once; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// On SIGTERM or Ctrl-C: seconds in-flight requests get to finish before the process
+    /// exits anyway.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -412,6 +474,8 @@ impl Default for Config {
             dialects: DialectsConfig::default(),
             forward_auth: ForwardAuthConfig::default(),
             authorize: AuthorizeConfig::default(),
+            lockout: LockoutConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -444,6 +508,10 @@ impl Default for HttpConfig {
         HttpConfig {
             max_body_bytes: 16 * 1024,
             request_timeout_secs: 30,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout_secs: 10,
+            max_connections: 1024,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -515,6 +583,26 @@ impl Config {
         }
         if self.http.max_body_bytes < 256 {
             return invalid("http.max_body_bytes", "must be at least 256");
+        }
+        // hyper's own lower bound for its read buffer.
+        if self.http.max_header_bytes < 8192 {
+            return invalid("http.max_header_bytes", "must be at least 8192");
+        }
+        if self.http.header_read_timeout_secs == 0 {
+            return invalid("http.header_read_timeout_secs", "must be at least 1");
+        }
+        if self.http.request_timeout_secs == 0 {
+            return invalid("http.request_timeout_secs", "must be at least 1");
+        }
+        if self.http.max_connections == 0 {
+            return invalid("http.max_connections", "must be at least 1");
+        }
+        let l = &self.lockout;
+        if l.threshold > 0 && l.base_secs < 1 {
+            return invalid("lockout.base_secs", "must be at least 1");
+        }
+        if l.threshold > 0 && l.max_secs < l.base_secs {
+            return invalid("lockout.max_secs", "must be at least lockout.base_secs");
         }
         let d = &self.dialects;
         let paths = [
@@ -622,6 +710,14 @@ impl Config {
             .unwrap_or_else(|| format!("http://{}", self.listen))
             .trim_end_matches('/')
             .to_owned()
+    }
+
+    pub fn lockout_policy(&self) -> khoa_core::store::LockoutPolicy {
+        khoa_core::store::LockoutPolicy {
+            threshold: self.lockout.threshold,
+            base_secs: self.lockout.base_secs,
+            max_secs: self.lockout.max_secs,
+        }
     }
 
     pub fn password_params(&self) -> PasswordParams {

@@ -14,6 +14,7 @@
 //! - [`forward_auth`]: `/auth/verify` for nginx `auth_request`, Traefik `forwardAuth`, Envoy
 //!   `ext_authz`: the bearer check plus per-route scope and OTP rules from config.
 //! - [`wellknown`]: the published JWKS document.
+//! - [`limits`]: the rate-limit buckets (per client, partner, source IP) and the client's IP.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: the OpenAPI 3.1 document of every public endpoint, at `/openapi.json`.
 //! - [`wire`]: strict parsers for form bodies and `Authorization` headers.
@@ -30,6 +31,7 @@ pub mod dialects;
 pub mod error;
 pub mod forward_auth;
 pub mod health;
+pub mod limits;
 pub mod master_key;
 pub mod openapi;
 pub mod resource;

@@ -65,6 +65,7 @@ pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>,
             password_queue: config.password_queue(),
             client_cache_secs: config.client_cache_secs,
             auth_code_ttl: config.authorize.code_ttl_secs,
+            lockout: config.lockout_policy(),
         },
         stores,
         master,
@@ -135,6 +136,7 @@ impl App {
             addr,
             state: AppState {
                 engine,
+                limits: Arc::new(crate::limits::RateLimits::new(&config.rate_limit)),
                 config: Arc::new(config.clone()),
             },
             config,
@@ -149,20 +151,99 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-    /// finish.
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// (for at most `http.shutdown_grace_secs`) and returns.
+    ///
+    /// The accept loop is written out (hyper's HTTP/1.1 connection builder, not `axum::serve`)
+    /// for three limits `axum::serve` cannot set: the number of connections served at once,
+    /// the size of a request head, and the time a client may take to send it (slow-loris).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let maintenance = tokio::spawn(maintenance(self.state.clone(), self.config.clone()));
         let router = router(self.state, &self.config);
+        let http = &self.config.http;
         tracing::info!(addr = %self.addr, "khoa listening");
-        let result = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(http.header_read_timeout_secs))
+            .max_buf_size(http.max_header_bytes);
+        // A permit per connection, taken before `accept`: past the cap, new connections wait in
+        // the kernel's backlog instead of costing this process memory and file descriptors.
+        let permits = Arc::new(tokio::sync::Semaphore::new(http.max_connections));
+        let (drain, draining) = tokio::sync::watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                _ = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            // The peer reaches handlers as `ConnectInfo`: the per-IP rate limit keys on it.
+            let service = tower::ServiceExt::map_request(
+                router.clone(),
+                move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                },
+            );
+            let conn = builder.serve_connection(
+                hyper_util::rt::TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            );
+            let mut draining = draining.clone();
+            connections.spawn(async move {
+                let _permit = permit;
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, %peer, "connection ended with an error");
+                        }
+                    }
+                    _ = draining.changed() => {
+                        // Finish the request in progress, answer it with `Connection: close`,
+                        // and close an idle connection at once.
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            });
+            while connections.try_join_next().is_some() {}
+        }
+        drop(self.listener);
+        let _ = drain.send(true);
+        let grace = Duration::from_secs(http.shutdown_grace_secs);
+        let drained = tokio::time::timeout(grace, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = connections.len(),
+                "connections still open after the shutdown grace period; closing them"
+            );
+            connections.shutdown().await;
+        }
         maintenance.abort();
-        result
+        tracing::info!("khoa stopped");
+        Ok(())
     }
 }
 
@@ -240,6 +321,15 @@ async fn maintenance(state: AppState, config: Config) {
                         Err(e) => { tracing::warn!(error = %e, "purging expired tokens failed"); break }
                     }
                 }
+                // A failure older than the longest lock no longer counts (LockoutPolicy), so
+                // its row only takes room; unknown usernames make such rows plentiful.
+                let forget_before = now - config.lockout.max_secs.max(0);
+                match state.engine.stores().login_failures.purge_login_failures(forget_before, now, 5000).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(deleted = n, "purged old failed sign-ins"),
+                    Err(e) => tracing::warn!(error = %e, "purging old failed sign-ins failed"),
+                }
+                state.limits.retain_recent();
                 let retired_before = now - RETIRED_KEY_RETENTION_SECS;
                 match state.engine.stores().keys.delete_retired_keys(retired_before).await {
                     Ok(0) => {}

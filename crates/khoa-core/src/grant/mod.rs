@@ -38,6 +38,17 @@ pub enum ClientAuth {
 }
 
 impl ClientAuth {
+    /// The client the request names, authenticated or not (rate limits key on it).
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            ClientAuth::None => None,
+            ClientAuth::Basic { client_id, .. }
+            | ClientAuth::Post { client_id, .. }
+            | ClientAuth::IdOnly { client_id }
+            | ClientAuth::Attested { client_id } => Some(client_id),
+        }
+    }
+
     pub fn used_basic(&self) -> bool {
         matches!(self, ClientAuth::Basic { .. })
     }

@@ -4,17 +4,21 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use super::{GrantHandler, TokenRequest, required, resolve_scope, wants_refresh};
+use crate::clock::Clock;
 use crate::error::{Detail, EngineError, OAuthError};
 use crate::mint::{IssuedTokens, Minter};
-use crate::model::{Client, User};
+use crate::model::{Client, UnixTime, User};
 use crate::password::PasswordHasher;
-use crate::store::UserStore;
+use crate::store::{LockoutPolicy, LoginFailureStore, LoginFailures, UserStore};
 use secrecy::SecretString;
 
 pub struct PasswordGrant {
     pub(crate) users: Arc<dyn UserStore>,
     pub(crate) passwords: PasswordHasher,
     pub(crate) minter: Arc<Minter>,
+    pub(crate) failures: Arc<dyn LoginFailureStore>,
+    pub(crate) lockout: LockoutPolicy,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// One message for every credential failure, so the answer does not tell which part was wrong.
@@ -22,12 +26,27 @@ const BAD_CREDENTIALS: &str = "the username or password is incorrect";
 
 impl PasswordGrant {
     /// The one check of a username and password, shared with the authorization endpoint's
-    /// login form: Argon2id on the bounded pool, and the dummy hash for unknown users.
+    /// login form: Argon2id on the bounded pool, the dummy hash for unknown users, and the
+    /// lockout after repeated failures (OWASP Authentication Cheat Sheet, "Account Lockout").
+    ///
+    /// Every path runs exactly one Argon2id verification (unknown user, wrong password, locked
+    /// account alike), so none can be told apart by its time.
     pub(crate) async fn authenticate(
         &self,
         username: &str,
         password: &SecretString,
     ) -> Result<User, EngineError> {
+        let now = self.clock.now();
+        let failures = if self.lockout.enabled() {
+            self.failures.find_login_failures(username).await?
+        } else {
+            None
+        };
+        if let Some(locked) = failures.as_ref().filter(|f| f.locked_at(now)) {
+            // Refused whatever the password: the dummy hash only spends the usual time.
+            self.passwords.verify(password, None).await?;
+            return Err(locked_error(locked, now).into());
+        }
         let user = self.users.find_user_by_username(username).await?;
         // Unknown users are checked against the dummy hash: same cost, same answer.
         let ok = self
@@ -35,18 +54,55 @@ impl PasswordGrant {
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
             .await?;
         match user {
-            Some(u) if ok && !u.disabled => Ok(u),
-            // Said only to whoever proved the password: it reveals nothing to a guesser.
-            Some(u) if ok && u.disabled => {
-                Err(OAuthError::invalid_grant("the account is disabled")
-                    .with_detail(Detail::AccountDisabled)
+            Some(u) if ok => {
+                // The password was proven: earlier failures were the user's own typos.
+                if failures.is_some() {
+                    self.failures.clear_login_failures(username).await?;
+                }
+                if u.disabled {
+                    // Said only to whoever proved the password: it reveals nothing to a guesser.
+                    return Err(OAuthError::invalid_grant("the account is disabled")
+                        .with_detail(Detail::AccountDisabled)
+                        .into());
+                }
+                Ok(u)
+            }
+            _ => {
+                if self.lockout.enabled() {
+                    let state = self
+                        .failures
+                        .record_login_failure(username, now, &self.lockout)
+                        .await?;
+                    if let Some(until) = state.locked_until.filter(|_| state.locked_at(now)) {
+                        // TODO(audit): the audit-event sink replaces this line when it lands.
+                        tracing::warn!(
+                            target: "khoa::audit",
+                            kind = "lockout",
+                            username,
+                            failures = state.failures,
+                            locked_until = until,
+                            "account locked after repeated failed sign-ins"
+                        );
+                    }
+                }
+                Err(OAuthError::invalid_grant(BAD_CREDENTIALS)
+                    .with_detail(Detail::BadCredentials)
                     .into())
             }
-            _ => Err(OAuthError::invalid_grant(BAD_CREDENTIALS)
-                .with_detail(Detail::BadCredentials)
-                .into()),
         }
     }
+}
+
+/// The refusal of a locked account. The description tells a legitimate user what to do and
+/// nothing more: unknown usernames are locked the same way, so it confirms no account.
+fn locked_error(state: &LoginFailures, now: UnixTime) -> OAuthError {
+    let retry_after_secs = state
+        .locked_until
+        .map_or(1, |until| (until - now).max(1) as u64);
+    OAuthError::invalid_grant(
+        "too many failed sign-ins: the account is temporarily locked, retry later",
+    )
+    .with_detail(Detail::TemporarilyLocked { retry_after_secs })
 }
 
 #[async_trait]

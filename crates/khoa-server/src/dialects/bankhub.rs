@@ -13,18 +13,26 @@ use khoa_core::grant::TokenRequest;
 use super::basic_client_credentials;
 use super::oauth2::no_store;
 use crate::error::ApiError;
+use crate::limits::{ClientIp, Limited};
 use crate::state::AppState;
 use crate::wire::{BodyError, body_bytes, is_empty_body};
 
 pub async fn token(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Err(l) = state.limits.check_ip(ip) {
+        return rate_limited(l);
+    }
     let request = match parse(&headers, body) {
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
+    if let Err(l) = state.limits.check_client(request.client.client_id()) {
+        return rate_limited(l);
+    }
     match state.engine.token(&request).await {
         Ok(t) => {
             let body = serde_json::json!({
@@ -84,6 +92,13 @@ fn error(status: StatusCode, message: &str) -> Response {
         "errors": null,
     });
     no_store((status, axum::Json(body)).into_response())
+}
+
+/// 429 (RFC 6585 §4) in the family's shape, with `Retry-After`.
+fn rate_limited(l: Limited) -> Response {
+    let mut res = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests.");
+    super::set_retry_after(&mut res, l.retry_after_secs);
+    res
 }
 
 /// "Client ID or Client Secret is invalid or disabled".

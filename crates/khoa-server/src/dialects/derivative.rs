@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::oauth2::no_store;
 use crate::config::{DerivativeDialect, Language, StatusMode};
 use crate::error::ApiError;
+use crate::limits::ClientIp;
 use crate::state::AppState;
 use crate::wire::{BodyError, Field, body_bytes, json_object, string_field};
 
@@ -28,28 +29,37 @@ enum AccountType {
 
 pub async fn derivative(
     State(state): State<AppState>,
+    ip: ClientIp,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    login(&state, AccountType::Derivative, body).await
+    login(&state, ip, AccountType::Derivative, body).await
 }
 
 pub async fn underlying(
     State(state): State<AppState>,
+    ip: ClientIp,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    login(&state, AccountType::Underlying, body).await
+    login(&state, ip, AccountType::Underlying, body).await
 }
 
 async fn login(
     state: &AppState,
+    ClientIp(ip): ClientIp,
     account: AccountType,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let cfg = &state.config.dialects.derivative;
+    if let Err(l) = state.limits.check_ip(ip) {
+        return envelope(cfg, Failure::RateLimited(l.retry_after_secs));
+    }
     let request = match parse(cfg, account, body) {
         Ok(r) => r,
         Err(f) => return envelope(cfg, f),
     };
+    if let Err(l) = state.limits.check_client(request.client.client_id()) {
+        return envelope(cfg, Failure::RateLimited(l.retry_after_secs));
+    }
     match state.engine.token(&request).await {
         Ok(t) => success(&t),
         Err(e) => envelope(cfg, Failure::from_engine(e)),
@@ -120,8 +130,10 @@ pub enum Failure {
     MissingField(&'static str),
     TooLarge,
     BadCredentials,
-    AccountLocked,
-    RateLimited,
+    /// Disabled (`None`), or locked after failed sign-ins until `Retry-After` seconds.
+    AccountLocked(Option<u64>),
+    /// Over a rate limit; retry after the seconds given.
+    RateLimited(u64),
     Unavailable,
     Internal,
 }
@@ -130,7 +142,12 @@ impl Failure {
     fn from_engine(e: EngineError) -> Self {
         match e {
             EngineError::OAuth(o) => match (o.code, o.detail) {
-                (_, Detail::AccountDisabled) => Failure::AccountLocked,
+                // The document's one "locked" code serves both: -108 says the account cannot
+                // sign in now; Retry-After tells a temporary lock from a disabled account.
+                (_, Detail::AccountDisabled) => Failure::AccountLocked(None),
+                (_, Detail::TemporarilyLocked { retry_after_secs }) => {
+                    Failure::AccountLocked(Some(retry_after_secs))
+                }
                 (ErrorCode::InvalidGrant, _) => Failure::BadCredentials,
                 (ErrorCode::InvalidRequest, _) => Failure::Malformed,
                 // The bound client is missing or misconfigured: the operator's fault.
@@ -160,8 +177,8 @@ impl Failure {
             Failure::MissingField(_) => -101,
             Failure::TooLarge => -102,
             Failure::BadCredentials => -107,
-            Failure::AccountLocked => -108,
-            Failure::RateLimited => -109,
+            Failure::AccountLocked(_) => -108,
+            Failure::RateLimited(_) => -109,
             Failure::Internal => -500,
             Failure::Unavailable => -503,
         }
@@ -185,11 +202,17 @@ impl Failure {
                 "Tên đăng nhập hoặc mật khẩu không đúng".to_owned(),
                 "Incorrect username or password".to_owned(),
             ),
-            Failure::AccountLocked => (
+            Failure::AccountLocked(Some(_)) => (
+                "Tài khoản tạm thời bị khóa do đăng nhập sai nhiều lần, vui lòng thử lại sau"
+                    .to_owned(),
+                "The account is temporarily locked after failed sign-ins, try again later"
+                    .to_owned(),
+            ),
+            Failure::AccountLocked(None) => (
                 "Tài khoản đã bị khóa".to_owned(),
                 "The account is locked".to_owned(),
             ),
-            Failure::RateLimited => (
+            Failure::RateLimited(_) => (
                 "Quá nhiều yêu cầu, vui lòng thử lại sau".to_owned(),
                 "Too many requests, try again later".to_owned(),
             ),
@@ -213,8 +236,8 @@ impl Failure {
         match self {
             Failure::Malformed | Failure::MissingField(_) => StatusCode::BAD_REQUEST,
             Failure::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Failure::BadCredentials | Failure::AccountLocked => StatusCode::UNAUTHORIZED,
-            Failure::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Failure::BadCredentials | Failure::AccountLocked(_) => StatusCode::UNAUTHORIZED,
+            Failure::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -242,11 +265,12 @@ pub fn envelope(cfg: &DerivativeDialect, failure: Failure) -> Response {
         StatusMode::Mirror => StatusCode::from_u16(S).expect("valid status"),
     };
     let mut res = no_store((status, axum::Json(body)).into_response());
-    if matches!(failure, Failure::RateLimited | Failure::Unavailable) {
-        res.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
-        );
+    match failure {
+        Failure::RateLimited(secs) | Failure::AccountLocked(Some(secs)) => {
+            super::set_retry_after(&mut res, secs)
+        }
+        Failure::Unavailable => super::set_retry_after(&mut res, 1),
+        _ => {}
     }
     res
 }
@@ -262,8 +286,8 @@ mod tests {
             Failure::MissingField("username"),
             Failure::TooLarge,
             Failure::BadCredentials,
-            Failure::AccountLocked,
-            Failure::RateLimited,
+            Failure::AccountLocked(None),
+            Failure::RateLimited(1),
             Failure::Unavailable,
             Failure::Internal,
         ];

@@ -8,7 +8,8 @@ pub mod partner;
 pub mod vietqr;
 
 use axum::Router;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
 use axum::routing::post;
 use khoa_core::grant::{ClientAuth, TokenRequest};
 use secrecy::SecretString;
@@ -33,6 +34,13 @@ pub fn basic_client_credentials(headers: &HeaderMap) -> Option<TokenRequest> {
         )),
         _ => None,
     }
+}
+
+/// Sets `Retry-After` (RFC 9110 §10.2.3) in whole seconds, at least 1: a 0 would invite an
+/// immediate retry that is bound to fail again.
+pub fn set_retry_after(res: &mut Response, secs: u64) {
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
 }
 
 /// The routes of every enabled dialect, at their configured paths.

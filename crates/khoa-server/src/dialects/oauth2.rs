@@ -17,6 +17,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 use crate::error::ApiError;
+use crate::limits::{ClientIp, Limited};
 use crate::state::AppState;
 use crate::wire::{Authorization, content_type_is, parse_authorization, parse_form};
 
@@ -26,13 +27,20 @@ const FORM: &str = "application/x-www-form-urlencoded";
 
 pub async fn token(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Err(l) = state.limits.check_ip(ip) {
+        return rate_limited(l);
+    }
     let request = match parse_request(&headers, body) {
         Ok(r) => r,
         Err(rejection) => return rejection.into_response(),
     };
+    if let Err(l) = state.limits.check_client(request.client.client_id()) {
+        return rate_limited(l);
+    }
     let basic = request.client.used_basic();
     match state.engine.token(&request).await {
         Ok(issued) => success(&issued),
@@ -45,12 +53,13 @@ pub async fn token(
 /// §5.2 errors (`invalid_client`, `invalid_request`).
 pub async fn revocation(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (token, hint, client) = match token_and_hint(&headers, body) {
+    let (token, hint, client) = match limited_token_and_hint(&state, ip, &headers, body) {
         Ok(r) => r,
-        Err(rejection) => return rejection.into_response(),
+        Err(refusal) => return refusal,
     };
     match state.engine.revoke(&client, &token, hint.as_deref()).await {
         Ok(()) => no_store(StatusCode::OK.into_response()),
@@ -62,12 +71,13 @@ pub async fn revocation(
 /// RFC 7662 §2.2: the token's metadata, or `{"active": false}` alone for anything invalid.
 pub async fn introspect(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (token, hint, client) = match token_and_hint(&headers, body) {
+    let (token, hint, client) = match limited_token_and_hint(&state, ip, &headers, body) {
         Ok(r) => r,
-        Err(rejection) => return rejection.into_response(),
+        Err(refusal) => return refusal,
     };
     match state
         .engine
@@ -205,6 +215,39 @@ fn success(t: &IssuedTokens) -> Response {
     no_store((StatusCode::OK, axum::Json(body)).into_response())
 }
 
+/// [`token_and_hint`] behind the source IP's and the named client's rate limits.
+#[allow(
+    clippy::result_large_err,
+    reason = "the refusal is the finished response, built once per refused request"
+)]
+fn limited_token_and_hint(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(String, Option<String>, ClientAuth), Response> {
+    state.limits.check_ip(ip).map_err(rate_limited)?;
+    let parsed = token_and_hint(headers, body).map_err(IntoResponse::into_response)?;
+    state
+        .limits
+        .check_client(parsed.2.client_id())
+        .map_err(rate_limited)?;
+    Ok(parsed)
+}
+
+/// 429 (RFC 6585 §4) with `Retry-After`, in RFC 6749 §5.2's shape. RFC 6749 defines no error
+/// code for it; `temporarily_unavailable` is the registered code (§4.1.2.1) that says "retry
+/// later", and the status tells it from the 503 that uses it too.
+pub fn rate_limited(l: Limited) -> Response {
+    let body = serde_json::json!({
+        "error": "temporarily_unavailable",
+        "error_description": "too many requests: retry after the seconds in Retry-After",
+    });
+    let mut res = no_store((StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response());
+    super::set_retry_after(&mut res, l.retry_after_secs);
+    res
+}
+
 /// RFC 6749 §5.1: token responses are never cached.
 pub fn no_store(mut res: Response) -> Response {
     let h = res.headers_mut();
@@ -222,6 +265,11 @@ pub fn oauth_error(e: &OAuthError, basic_attempted: bool) -> Response {
         "error_description": e.description,
     });
     let mut res = (status, axum::Json(body)).into_response();
+    // A locked account: `invalid_grant` (RFC 6749 §5.2 has no code of its own for it, and a
+    // new one would tell a guesser that this attempt was not checked), plus when to retry.
+    if let Some(secs) = e.retry_after() {
+        super::set_retry_after(&mut res, secs);
+    }
     if basic_attempted && status == StatusCode::UNAUTHORIZED {
         res.headers_mut().insert(
             header::WWW_AUTHENTICATE,

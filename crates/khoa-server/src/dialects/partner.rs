@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use super::oauth2::no_store;
 use crate::error::ApiError;
+use crate::limits::ClientIp;
 use crate::state::AppState;
 use crate::wire::{BodyError, Field, body_bytes, json_object, string_field};
 
@@ -27,10 +28,11 @@ pub const PARTNER_CODE_HEADER: &str = "partner-code";
 
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (partner_client, payload) = match open(&state, &headers, body).await {
+    let (partner_client, payload) = match open(&state, ip, &headers, body).await {
         Ok(opened) => opened,
         Err(refusal) => return refusal.into_response(),
     };
@@ -64,10 +66,11 @@ pub async fn login(
 
 pub async fn refresh(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (partner_client, payload) = match open(&state, &headers, body).await {
+    let (partner_client, payload) = match open(&state, ip, &headers, body).await {
         Ok(opened) => opened,
         Err(refusal) => return refusal.into_response(),
     };
@@ -88,8 +91,11 @@ pub async fn refresh(
 }
 
 /// Reads the header and body and opens the envelope: the partner's client id and the payload.
+/// The source IP's, the partner's and its client's rate limits apply first, before any
+/// decryption is spent on the request.
 async fn open(
     state: &AppState,
+    ip: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(String, serde_json::Map<String, serde_json::Value>), Refusal> {
@@ -99,6 +105,9 @@ async fn open(
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .ok_or(Refusal::MissingPartnerCode)?;
+    let limited = |l: crate::limits::Limited| Refusal::RateLimited(l.retry_after_secs);
+    state.limits.check_ip(ip).map_err(limited)?;
+    state.limits.check_partner(code).map_err(limited)?;
     let body = body_bytes(body).map_err(|e| match e {
         BodyError::TooLarge => Refusal::TooLarge,
         BodyError::Unreadable => Refusal::MalformedBody,
@@ -160,11 +169,14 @@ enum Refusal {
     Envelope,
     MissingField(&'static str),
     Unauthorized,
+    /// Over a rate limit: 429 (RFC 6585 §4), retry after the seconds given.
+    RateLimited(u64),
     Engine(EngineError),
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, error, message): (StatusCode, &str, String) = match self {
             Refusal::MissingPartnerCode => (
                 StatusCode::BAD_REQUEST,
@@ -191,12 +203,21 @@ impl IntoResponse for Refusal {
                 "invalid_request",
                 format!("the payload must carry a string field \"{f}\""),
             ),
+            Refusal::RateLimited(secs) => {
+                retry_after = Some(secs);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many requests: retry after the seconds in Retry-After".into(),
+                )
+            }
             Refusal::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
                 "client authentication failed".into(),
             ),
             Refusal::Engine(EngineError::OAuth(e)) => {
+                retry_after = e.retry_after();
                 let status = match e.code {
                     ErrorCode::InvalidClient | ErrorCode::InvalidGrant => StatusCode::UNAUTHORIZED,
                     _ => StatusCode::BAD_REQUEST,
@@ -215,10 +236,10 @@ impl IntoResponse for Refusal {
         });
         let mut res = no_store((status, axum::Json(body)).into_response());
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
+            retry_after = Some(1);
+        }
+        if let Some(secs) = retry_after {
+            super::set_retry_after(&mut res, secs);
         }
         res
     }

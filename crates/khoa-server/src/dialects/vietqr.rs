@@ -14,6 +14,7 @@ use khoa_core::mint::IssuedTokens;
 use super::basic_client_credentials;
 use super::oauth2::no_store;
 use crate::error::ApiError;
+use crate::limits::ClientIp;
 use crate::resource::authenticate;
 use crate::state::AppState;
 use crate::wire::{BodyError, body_bytes, is_empty_body, json_object};
@@ -41,13 +42,27 @@ impl Code {
 
 pub async fn token_generate(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // 429 (RFC 6585 §4) with E05, the code of "not your request's fault, retry": no code of
+    // its own, so that a VietQR caller needs nothing new to handle it.
+    let rate_limited = |l: crate::limits::Limited| {
+        let mut res = failed(StatusCode::TOO_MANY_REQUESTS, Code::E05);
+        super::set_retry_after(&mut res, l.retry_after_secs);
+        res
+    };
+    if let Err(l) = state.limits.check_ip(ip) {
+        return rate_limited(l);
+    }
     let request = match parse(&headers, body) {
         Ok(r) => r,
         Err((status, code)) => return failed(status, code),
     };
+    if let Err(l) = state.limits.check_client(request.client.client_id()) {
+        return rate_limited(l);
+    }
     match state.engine.token(&request).await {
         Ok(t) => {
             let body = serde_json::json!({

@@ -8,6 +8,7 @@
 mod clients;
 mod codes;
 mod keys;
+mod login_failures;
 mod partners;
 mod tokens;
 mod users;
@@ -60,6 +61,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         keys: Arc::new(keys::PgKeys(pool.clone())),
         partners: Arc::new(partners::PgPartners(pool.clone())),
         codes: Arc::new(codes::PgCodes(pool.clone())),
+        login_failures: Arc::new(login_failures::PgLoginFailures(pool.clone())),
         readiness: Arc::new(PgReadiness(pool)),
     })
 }
@@ -121,6 +123,11 @@ fn migrator() -> Migrator {
             4,
             "revoked_jwts",
             include_str!("../../migrations/postgres/0004_revoked_jwts.sql"),
+        ),
+        (
+            5,
+            "login_failures",
+            include_str!("../../migrations/postgres/0005_login_failures.sql"),
         ),
     ];
     Migrator::with_migrations(

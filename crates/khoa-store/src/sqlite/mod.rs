@@ -13,6 +13,7 @@
 mod clients;
 mod codes;
 mod keys;
+mod login_failures;
 mod partners;
 mod tokens;
 mod users;
@@ -72,6 +73,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         keys: Arc::new(keys::SqliteKeys(db.clone())),
         partners: Arc::new(partners::SqlitePartners(db.clone())),
         codes: Arc::new(codes::SqliteCodes(db.clone())),
+        login_failures: Arc::new(login_failures::SqliteLoginFailures(db.clone())),
         readiness: Arc::new(SqliteReadiness(db)),
     })
 }
@@ -156,6 +158,11 @@ fn migrator() -> Migrator {
             4,
             "revoked_jwts",
             include_str!("../../migrations/sqlite/0004_revoked_jwts.sql"),
+        ),
+        (
+            5,
+            "login_failures",
+            include_str!("../../migrations/sqlite/0005_login_failures.sql"),
         ),
     ];
     Migrator::with_migrations(

@@ -11,8 +11,8 @@ use khoa_core::model::{
 };
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
-    AccessRecord, AuthCode, Family, IfKeyPending, Issuance, KeySchedule, NewUser, Partner,
-    PartnerKey, RedeemOutcome, RefreshRecord, RevokedJwt, RotateOutcome, Rotation,
+    AccessRecord, AuthCode, Family, IfKeyPending, Issuance, KeySchedule, LockoutPolicy, NewUser,
+    Partner, PartnerKey, RedeemOutcome, RefreshRecord, RevokedJwt, RotateOutcome, Rotation,
     SigningKeyRecord, StoreError, Stores,
 };
 use khoa_store::StoreOptions;
@@ -62,6 +62,10 @@ macro_rules! conformance_tests {
             of_concurrent_code_redemptions_exactly_one_wins,
             redeeming_an_unknown_code_is_not_found,
             purge_removes_expired_codes,
+            login_failures_count_lock_per_policy_and_clear,
+            old_login_failures_restart_the_count,
+            of_concurrent_login_failures_every_one_counts,
+            purge_removes_old_unlocked_login_failures_only,
         );
         $crate::suite::conformance_tests!(@db $fresh;
             writes_survive_a_reconnect,
@@ -69,6 +73,7 @@ macro_rules! conformance_tests {
             of_rotations_racing_on_two_nodes_exactly_one_wins,
             of_first_keys_racing_on_two_nodes_exactly_one_is_inserted,
             of_schedules_racing_on_two_nodes_exactly_one_is_scheduled,
+            login_failures_on_two_nodes_add_up,
         );
     };
     (@stores $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -1448,4 +1453,144 @@ pub async fn purge_removes_expired_codes(stores: &Stores) {
     assert_eq!(deleted, 1);
     assert_eq!(stores.codes.find_code("old").await.unwrap(), None);
     assert!(stores.codes.find_code("live").await.unwrap().is_some());
+}
+
+// ---- failed sign-ins ----
+
+const LOCKOUT: LockoutPolicy = LockoutPolicy {
+    threshold: 3,
+    base_secs: 10,
+    max_secs: 100,
+};
+
+pub async fn login_failures_count_lock_per_policy_and_clear(stores: &Stores) {
+    let f = &stores.login_failures;
+    assert_eq!(f.find_login_failures("alice").await.unwrap(), None);
+    // Every failure one second after the last: the store's SQL must agree with lock_secs.
+    for n in 1..=40u32 {
+        let now = 1_000 + i64::from(n);
+        let state = f
+            .record_login_failure("alice", now, &LOCKOUT)
+            .await
+            .unwrap();
+        assert_eq!(state.username, "alice");
+        assert_eq!(state.failures, n);
+        assert_eq!(state.last_failure_at, now);
+        assert_eq!(
+            state.locked_until,
+            LOCKOUT.lock_secs(n).map(|s| now + s),
+            "failure {n}"
+        );
+        assert_eq!(f.find_login_failures("alice").await.unwrap(), Some(state));
+    }
+    // Another name is counted on its own.
+    let bob = f
+        .record_login_failure("bob", 2_000, &LOCKOUT)
+        .await
+        .unwrap();
+    assert_eq!((bob.failures, bob.locked_until), (1, None));
+    assert!(f.clear_login_failures("alice").await.unwrap());
+    assert!(!f.clear_login_failures("alice").await.unwrap());
+    assert_eq!(f.find_login_failures("alice").await.unwrap(), None);
+    assert!(f.find_login_failures("bob").await.unwrap().is_some());
+    // A threshold of one locks at the first failure.
+    let one = LockoutPolicy {
+        threshold: 1,
+        ..LOCKOUT
+    };
+    let carol = f.record_login_failure("carol", 3_000, &one).await.unwrap();
+    assert_eq!(carol.locked_until, Some(3_010));
+}
+
+pub async fn old_login_failures_restart_the_count(stores: &Stores) {
+    let f = &stores.login_failures;
+    for now in [1_000, 1_001, 1_002, 1_003] {
+        f.record_login_failure("alice", now, &LOCKOUT)
+            .await
+            .unwrap();
+    }
+    // More than max_secs after the last failure: the count starts again, the lock is gone.
+    let state = f
+        .record_login_failure("alice", 1_003 + 101, &LOCKOUT)
+        .await
+        .unwrap();
+    assert_eq!((state.failures, state.locked_until), (1, None));
+}
+
+pub async fn of_concurrent_login_failures_every_one_counts(stores: &Stores) {
+    count_concurrent_failures(std::slice::from_ref(stores)).await;
+}
+
+pub async fn login_failures_on_two_nodes_add_up(db: TestDb) {
+    let nodes = [db.stores.clone(), second_node(&db).await];
+    warm_up(&nodes).await;
+    count_concurrent_failures(&nodes).await;
+}
+
+/// 40 failures of one name at once, spread over `nodes`: all 40 count, and the lock is the
+/// one of the 40th.
+async fn count_concurrent_failures(nodes: &[Stores]) {
+    let start = Arc::new(Barrier::new(40));
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let (f, start) = (nodes[i % nodes.len()].login_failures.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                f.record_login_failure("alice", 5_000, &LOCKOUT)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.unwrap().failures);
+    }
+    counts.sort();
+    assert_eq!(
+        counts,
+        (1..=40).collect::<Vec<u32>>(),
+        "each failure saw its own count"
+    );
+    let state = nodes[0]
+        .login_failures
+        .find_login_failures("alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.failures, 40);
+    assert_eq!(state.locked_until, Some(5_000 + LOCKOUT.max_secs));
+}
+
+pub async fn purge_removes_old_unlocked_login_failures_only(stores: &Stores) {
+    let f = &stores.login_failures;
+    // old: one failure long ago; locked: old failures but still locked at `now`; recent.
+    f.record_login_failure("old", 100, &LOCKOUT).await.unwrap();
+    let long_lock = LockoutPolicy {
+        threshold: 1,
+        base_secs: 10_000,
+        max_secs: 10_000,
+    };
+    f.record_login_failure("locked", 100, &long_lock)
+        .await
+        .unwrap();
+    f.record_login_failure("recent", 950, &LOCKOUT)
+        .await
+        .unwrap();
+    for i in 0..5 {
+        f.record_login_failure(&format!("old-{i}"), 200, &LOCKOUT)
+            .await
+            .unwrap();
+    }
+    let (before, now) = (900, 1_000);
+    assert_eq!(
+        f.purge_login_failures(before, now, 4).await.unwrap(),
+        4,
+        "one batch"
+    );
+    assert_eq!(f.purge_login_failures(before, now, 100).await.unwrap(), 2);
+    assert_eq!(f.purge_login_failures(before, now, 100).await.unwrap(), 0);
+    assert!(f.find_login_failures("locked").await.unwrap().is_some());
+    assert!(f.find_login_failures("recent").await.unwrap().is_some());
+    assert_eq!(f.find_login_failures("old").await.unwrap(), None);
 }

@@ -1,0 +1,109 @@
+//! Failed sign-ins per username on PostgreSQL.
+
+use async_trait::async_trait;
+use khoa_core::model::UnixTime;
+use khoa_core::store::{LockoutPolicy, LoginFailureStore, LoginFailures, StoreError};
+use sqlx::PgPool;
+use sqlx::postgres::PgRow;
+
+use super::{ResultExt, changed, get};
+
+pub(super) struct PgLoginFailures(pub(super) PgPool);
+
+/// One upsert counts the failure and computes the lock: `ON CONFLICT DO UPDATE` locks the row,
+/// so N concurrent failures on any number of nodes count exactly N. `f.` is the row before the
+/// update. `$1` username, `$2` now, `$3` threshold, `$4` base, `$5` max, `$6` the largest
+/// doubling: the arithmetic of [`LockoutPolicy::lock_secs`].
+const RECORD: &str = "\
+    INSERT INTO login_failures AS f (username, failures, last_failure_at, locked_until) \
+    VALUES ($1, 1, $2, CASE WHEN $3 = 1 THEN $2 + LEAST($4, $5) END) \
+    ON CONFLICT (username) DO UPDATE SET \
+        failures = CASE WHEN f.last_failure_at < $2 - $5 THEN 1 ELSE f.failures + 1 END, \
+        locked_until = CASE \
+            WHEN $3 > 0 AND CASE WHEN f.last_failure_at < $2 - $5 THEN 1 \
+                                 ELSE f.failures + 1 END >= $3 \
+            THEN $2 + LEAST($5, $4 << LEAST(CASE WHEN f.last_failure_at < $2 - $5 THEN 1 \
+                                                 ELSE f.failures + 1 END - $3, $6)) \
+        END, \
+        last_failure_at = $2 \
+    RETURNING username, failures, last_failure_at, locked_until";
+
+#[async_trait]
+impl LoginFailureStore for PgLoginFailures {
+    async fn record_login_failure(
+        &self,
+        username: &str,
+        now: UnixTime,
+        policy: &LockoutPolicy,
+    ) -> Result<LoginFailures, StoreError> {
+        let row = sqlx::query(RECORD)
+            .bind(username)
+            .bind(now)
+            .bind(i32::try_from(policy.threshold).unwrap_or(i32::MAX))
+            .bind(policy.base_secs)
+            .bind(policy.max_secs)
+            .bind(LockoutPolicy::MAX_DOUBLINGS as i32)
+            .fetch_one(&self.0)
+            .await
+            .store_err()?;
+        from_row(&row)
+    }
+
+    async fn find_login_failures(
+        &self,
+        username: &str,
+    ) -> Result<Option<LoginFailures>, StoreError> {
+        sqlx::query(
+            "SELECT username, failures, last_failure_at, locked_until \
+             FROM login_failures WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.0)
+        .await
+        .store_err()?
+        .map(|row| from_row(&row))
+        .transpose()
+    }
+
+    async fn clear_login_failures(&self, username: &str) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM login_failures WHERE username = $1")
+            .bind(username)
+            .execute(&self.0)
+            .await
+            .store_err()
+            .map(changed)
+    }
+
+    async fn purge_login_failures(
+        &self,
+        before: UnixTime,
+        now: UnixTime,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        // SKIP LOCKED: nodes purging together take disjoint rows, and a row a failing sign-in
+        // is updating right now is left for the next round.
+        sqlx::query(
+            "DELETE FROM login_failures WHERE username IN (SELECT username FROM login_failures \
+             WHERE last_failure_at < $1 AND COALESCE(locked_until, 0) <= $2 \
+             LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(before)
+        .bind(now)
+        .bind(i64::from(batch))
+        .execute(&self.0)
+        .await
+        .store_err()
+        .map(|r| r.rows_affected())
+    }
+}
+
+fn from_row(row: &PgRow) -> Result<LoginFailures, StoreError> {
+    let failures: i32 = get(row, "failures")?;
+    Ok(LoginFailures {
+        username: get(row, "username")?,
+        failures: u32::try_from(failures)
+            .map_err(|_| StoreError::Other("negative failure count".into()))?,
+        last_failure_at: get(row, "last_failure_at")?,
+        locked_until: get(row, "locked_until")?,
+    })
+}

@@ -1,0 +1,123 @@
+//! Failed sign-ins per username on SQLite.
+
+use async_trait::async_trait;
+use khoa_core::model::UnixTime;
+use khoa_core::store::{LockoutPolicy, LoginFailureStore, LoginFailures, StoreError};
+use rusqlite::params;
+
+use super::{Db, ResultExt, changed, get};
+
+pub(super) struct SqliteLoginFailures(pub(super) Db);
+
+/// One upsert counts the failure and computes the lock, so concurrent failures each count
+/// (the writer runs them one after the other anyway). In `DO UPDATE`, bare column names are
+/// the row before the update. `?1` username, `?2` now, `?3` threshold, `?4` base, `?5` max,
+/// `?6` the largest doubling: the arithmetic of [`LockoutPolicy::lock_secs`].
+const RECORD: &str = "\
+    INSERT INTO login_failures (username, failures, last_failure_at, locked_until) \
+    VALUES (?1, 1, ?2, CASE WHEN ?3 = 1 THEN ?2 + MIN(?4, ?5) END) \
+    ON CONFLICT (username) DO UPDATE SET \
+        failures = CASE WHEN last_failure_at < ?2 - ?5 THEN 1 ELSE failures + 1 END, \
+        locked_until = CASE \
+            WHEN ?3 > 0 AND CASE WHEN last_failure_at < ?2 - ?5 THEN 1 ELSE failures + 1 END >= ?3 \
+            THEN ?2 + MIN(?5, ?4 << MIN(CASE WHEN last_failure_at < ?2 - ?5 THEN 1 \
+                                         ELSE failures + 1 END - ?3, ?6)) \
+        END, \
+        last_failure_at = ?2 \
+    RETURNING username, failures, last_failure_at, locked_until";
+
+#[async_trait]
+impl LoginFailureStore for SqliteLoginFailures {
+    async fn record_login_failure(
+        &self,
+        username: &str,
+        now: UnixTime,
+        policy: &LockoutPolicy,
+    ) -> Result<LoginFailures, StoreError> {
+        let (username, p) = (username.to_owned(), *policy);
+        self.0
+            .writer
+            .write_one(move |conn| {
+                conn.prepare_cached(RECORD)
+                    .and_then(|mut upsert| {
+                        upsert.query_row(
+                            params![
+                                username,
+                                now,
+                                p.threshold,
+                                p.base_secs,
+                                p.max_secs,
+                                LockoutPolicy::MAX_DOUBLINGS
+                            ],
+                            |row| {
+                                Ok(LoginFailures {
+                                    username: row.get(0)?,
+                                    failures: row.get(1)?,
+                                    last_failure_at: row.get(2)?,
+                                    locked_until: row.get(3)?,
+                                })
+                            },
+                        )
+                    })
+                    .store_err()
+            })
+            .await
+    }
+
+    async fn find_login_failures(
+        &self,
+        username: &str,
+    ) -> Result<Option<LoginFailures>, StoreError> {
+        let row = sqlx::query(
+            "SELECT username, failures, last_failure_at, locked_until \
+             FROM login_failures WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.0.read)
+        .await
+        .store_err()?;
+        row.map(|row| {
+            Ok(LoginFailures {
+                username: get(&row, "username")?,
+                failures: get(&row, "failures")?,
+                last_failure_at: get(&row, "last_failure_at")?,
+                locked_until: get(&row, "locked_until")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn clear_login_failures(&self, username: &str) -> Result<bool, StoreError> {
+        let username = username.to_owned();
+        self.0
+            .writer
+            .write_one(move |conn| {
+                conn.prepare_cached("DELETE FROM login_failures WHERE username = ?")
+                    .and_then(|mut delete| delete.execute([username]))
+                    .store_err()
+                    .map(changed)
+            })
+            .await
+    }
+
+    async fn purge_login_failures(
+        &self,
+        before: UnixTime,
+        now: UnixTime,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        self.0
+            .writer
+            .write_one(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM login_failures WHERE rowid IN \
+                     (SELECT rowid FROM login_failures WHERE last_failure_at < ? \
+                      AND COALESCE(locked_until, 0) <= ? LIMIT ?)",
+                )
+                .and_then(|mut delete| delete.execute(params![before, now, batch]))
+                .store_err()
+                .map(|n| n as u64)
+            })
+            .await
+    }
+}
