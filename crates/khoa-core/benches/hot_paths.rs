@@ -85,6 +85,7 @@ fn rotation(c: &mut Criterion) {
                 password_queue: 1,
                 client_cache_secs: 5,
                 auth_code_ttl: 60,
+                node: None,
             },
             MemoryStore::stores(),
             MasterKey::generate(&OsRandom),

@@ -42,6 +42,7 @@ fn config() -> EngineConfig {
         password_queue: 64,
         client_cache_secs: 5,
         auth_code_ttl: 60,
+        node: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! what must not race (rotation, the first signing key) is made safe by the statements
 //! themselves — conditional updates and unique indexes — not by anything held in a process.
 
+mod audit;
 mod clients;
 mod codes;
 mod keys;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use khoa_core::scope::ScopeSet;
-use khoa_core::store::{Readiness, StoreError, Stores};
+use khoa_core::store::{PoolConnections, Readiness, StoreError, Stores};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow};
 use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
@@ -60,6 +61,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         keys: Arc::new(keys::PgKeys(pool.clone())),
         partners: Arc::new(partners::PgPartners(pool.clone())),
         codes: Arc::new(codes::PgCodes(pool.clone())),
+        audit: Arc::new(audit::PgAudit::new(pool.clone())),
         readiness: Arc::new(PgReadiness(pool)),
     })
 }
@@ -122,6 +124,12 @@ fn migrator() -> Migrator {
             "revoked_jwts",
             include_str!("../../migrations/postgres/0004_revoked_jwts.sql"),
         ),
+        // 5 is taken by another branch's change (lockouts); versions need not be contiguous.
+        (
+            6,
+            "audit_events",
+            include_str!("../../migrations/postgres/0006_audit_events.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
@@ -156,6 +164,14 @@ impl Readiness for PgReadiness {
             .await
             .store_err()
             .map(drop)
+    }
+
+    fn pool_connections(&self) -> Option<PoolConnections> {
+        Some(PoolConnections {
+            open: self.0.size(),
+            idle: self.0.num_idle() as u32,
+            max: self.0.options().get_max_connections(),
+        })
     }
 }
 
