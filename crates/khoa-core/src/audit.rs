@@ -62,9 +62,13 @@ impl Auditor {
         now: UnixTime,
     ) {
         let event = |kind| {
-            AuditEvent::new(now, kind, json!({ "family_id": family_id, "presented": what }))
-                .subject(subject)
-                .client(client_id)
+            AuditEvent::new(
+                now,
+                kind,
+                json!({ "family_id": family_id, "presented": what }),
+            )
+            .subject(subject)
+            .client(client_id)
         };
         self.emit(event(AuditKind::RefreshReuse)).await;
         if revoked {

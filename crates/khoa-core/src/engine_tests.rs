@@ -2036,7 +2036,11 @@ mod audit {
             .unwrap();
         let revoked = events(&h, AuditKind::Revocation).await;
         assert_eq!(revoked.len(), 2, "{revoked:?}");
-        assert!(revoked.iter().all(|e| e.client_id.as_deref() == Some("app")));
+        assert!(
+            revoked
+                .iter()
+                .all(|e| e.client_id.as_deref() == Some("app"))
+        );
 
         h.engine
             .rotate_signing_key(KeyRotation::DangerImmediate)

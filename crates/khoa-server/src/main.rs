@@ -54,6 +54,9 @@ async fn run() -> Result<()> {
             let engine = open_engine(&config, config.issuer()).await?;
             admin::partner(&engine, cmd, overlap).await?
         }
+        Command::Audit(cmd) => {
+            admin::audit(&*open_engine(&config, config.issuer()).await?, cmd).await?
+        }
         Command::Keys(cmd) => {
             let engine = open_engine(&config, config.issuer()).await?;
             admin::keys(&engine, cmd, &config.keys).await?

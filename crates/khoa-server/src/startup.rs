@@ -65,6 +65,7 @@ pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>,
             password_queue: config.password_queue(),
             client_cache_secs: config.client_cache_secs,
             auth_code_ttl: config.authorize.code_ttl_secs,
+            node: config.node.clone(),
         },
         stores,
         master,
@@ -218,8 +219,8 @@ async fn not_found() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) 
 const RETIRED_KEY_RETENTION_SECS: i64 = 24 * 3600;
 
 /// Periodic work every node does: pick up signing keys scheduled elsewhere (the ring then
-/// switches and retires on time by itself), delete expired tokens in small batches and
-/// long-retired keys.
+/// switches and retires on time by itself), delete expired tokens in small batches, audit
+/// events past `audit.retention_days`, and long-retired keys.
 async fn maintenance(state: AppState, config: Config) {
     let mut keys = tokio::time::interval(Duration::from_secs(config.keys.reload_secs));
     let mut purge = tokio::time::interval(Duration::from_secs(config.purge_interval_secs));
@@ -239,6 +240,10 @@ async fn maintenance(state: AppState, config: Config) {
                         Err(e) => { tracing::warn!(error = %e, "purging expired tokens failed"); break }
                     }
                 }
+                if config.audit.retention_days > 0 {
+                    let before = now - i64::from(config.audit.retention_days) * 86_400;
+                    purge_audit(&state, before).await;
+                }
                 let retired_before = now - RETIRED_KEY_RETENTION_SECS;
                 match state.engine.stores().keys.delete_retired_keys(retired_before).await {
                     Ok(0) => {}
@@ -247,6 +252,29 @@ async fn maintenance(state: AppState, config: Config) {
                 }
             }
         }
+    }
+}
+
+/// Deletes audit events older than `before`, in small batches so that no single statement
+/// holds the database (or SQLite's one writer) for long.
+async fn purge_audit(state: &AppState, before: i64) {
+    let mut total = 0;
+    loop {
+        match state.engine.stores().audit.purge_audit(before, 500).await {
+            Ok(n) => {
+                total += n;
+                if n < 500 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "purging old audit events failed");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(deleted = total, "purged audit events past the retention");
     }
 }
 

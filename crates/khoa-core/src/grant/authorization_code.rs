@@ -123,7 +123,14 @@ impl AuthorizationCodeGrant {
             );
             if let Some(family) = self.tokens.find_family(family_id).await? {
                 self.audit
-                    .reuse(&family.subject, &family.client_id, family_id, "authorization_code", true, now)
+                    .reuse(
+                        &family.subject,
+                        &family.client_id,
+                        family_id,
+                        "authorization_code",
+                        true,
+                        now,
+                    )
                     .await;
             }
         }

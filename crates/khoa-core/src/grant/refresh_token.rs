@@ -182,7 +182,14 @@ impl RefreshTokenGrant {
                 );
             }
             self.audit
-                .reuse(&family.subject, &client.client_id, &family.id, "refresh_token", revoked, now)
+                .reuse(
+                    &family.subject,
+                    &client.client_id,
+                    &family.id,
+                    "refresh_token",
+                    revoked,
+                    now,
+                )
                 .await;
             return Err(invalid());
         };

@@ -1,6 +1,7 @@
 //! The HTTP integration tests: one binary, the real server on port 0 per test (STYLE 14).
 //!
 //! - `helpers`: `spawn_app()`, typed request, seeding and assertion helpers.
+//! - `audit`: the audit events each flow records, and `khoa audit list`.
 //! - `cli`: running the `khoa` binary with a clean environment and capturing its output.
 //! - `authorization_code`: the code flow with PKCE, the login page, ID tokens and userinfo;
 //!   `authcode_browser` drives the same flow in headless Chromium (`tests/python/`).
@@ -20,6 +21,7 @@
 //!   cluster, `khoa-pgtest`): shared rotation, revocation and keys, outages, secrets at rest.
 
 mod at_rest;
+mod audit;
 mod authcode_browser;
 mod authorization_code;
 mod cli;

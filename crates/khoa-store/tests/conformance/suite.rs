@@ -11,9 +11,9 @@ use khoa_core::model::{
 };
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
-    AccessRecord, AuditEvent, AuditFilter, AuditKind, AuthCode, Family, IfKeyPending, Issuance, KeySchedule, NewUser, Partner,
-    PartnerKey, RedeemOutcome, RefreshRecord, RevokedJwt, RotateOutcome, Rotation,
-    SigningKeyRecord, StoreError, Stores,
+    AccessRecord, AuditEvent, AuditFilter, AuditKind, AuthCode, Family, IfKeyPending, Issuance,
+    KeySchedule, NewUser, Partner, PartnerKey, RedeemOutcome, RefreshRecord, RevokedJwt,
+    RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
 };
 use khoa_store::StoreOptions;
 use tokio::sync::Barrier;
@@ -1478,7 +1478,12 @@ pub async fn audit_events_round_trip_newest_first(stores: &Stores) {
         .await
         .unwrap();
     audit
-        .record(audit_event(NOW - 10, AuditKind::LoginSuccess, "user-1", "app"))
+        .record(audit_event(
+            NOW - 10,
+            AuditKind::LoginSuccess,
+            "user-1",
+            "app",
+        ))
         .await
         .unwrap();
     let mut anonymous = AuditEvent::new(NOW - 5, AuditKind::KeyRotation, serde_json::json!({}));
@@ -1596,5 +1601,8 @@ pub async fn audit_purge_removes_old_events_in_batches(stores: &Stores) {
 pub async fn readiness_reports_the_pool(stores: &Stores) {
     stores.readiness.ping().await.unwrap();
     let pool = stores.readiness.pool_connections().expect("a pool");
-    assert!(pool.open >= 1 && pool.idle <= pool.open && pool.open <= pool.max, "{pool:?}");
+    assert!(
+        pool.open >= 1 && pool.idle <= pool.open && pool.open <= pool.max,
+        "{pool:?}"
+    );
 }
