@@ -15,6 +15,10 @@
 //!   `ext_authz`: the bearer check plus per-route scope and OTP rules from config.
 //! - [`wellknown`]: the published JWKS document.
 //! - [`health`]: `/healthz` and `/readyz`.
+//! - [`telemetry`]: the request middleware: request id (`X-Request-Id`), one log line per
+//!   request, HTTP metrics.
+//! - [`metrics`]: `GET /metrics` (Prometheus text format): the registry, store timing, the
+//!   counters fed by audit events.
 //! - [`wire`]: strict parsers for form bodies and `Authorization` headers.
 //! - [`error`]: [`error::ApiError`] for 500/503 with a correlation id.
 //! - [`master_key`]: loading or creating the master key.
@@ -30,9 +34,11 @@ pub mod error;
 pub mod forward_auth;
 pub mod health;
 pub mod master_key;
+pub mod metrics;
 pub mod resource;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 pub mod userinfo;
 pub mod wellknown;
 pub mod wire;

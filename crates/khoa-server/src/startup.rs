@@ -16,7 +16,9 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::dialects;
+use crate::metrics::{self, Metrics};
 use crate::state::AppState;
+use crate::telemetry::{self, Telemetry};
 use crate::{authorize, forward_auth, health, resource, userinfo, wellknown};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +56,18 @@ pub fn redact_url(url: &str) -> String {
 /// Opens the configured database and builds the engine over it (shared by `serve`, the CLI
 /// verbs and `demo`).
 pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>, StartError> {
+    open_engine_with(config, issuer, |stores| stores).await
+}
+
+/// [`open_engine`] with the stores wrapped by `wrap` (the server's metrics) before the engine
+/// sees them.
+async fn open_engine_with(
+    config: &Config,
+    issuer: String,
+    wrap: impl FnOnce(Stores) -> Stores,
+) -> Result<Arc<Engine>, StartError> {
     let master = crate::master_key::load(config)?;
-    let stores = open_stores(config).await?;
+    let stores = wrap(open_stores(config).await?);
     let engine = Engine::new(
         EngineConfig {
             issuer,
@@ -130,13 +142,16 @@ impl App {
             .clone()
             .map(|i| i.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| format!("http://{addr}"));
-        let engine = open_engine(&config, issuer).await?;
+        let metrics = Arc::new(Metrics::new());
+        let engine =
+            open_engine_with(&config, issuer, |s| metrics::instrument(s, &metrics)).await?;
         Ok(App {
             listener,
             addr,
             state: AppState {
                 engine,
                 config: Arc::new(config.clone()),
+                metrics,
             },
             config,
         })
@@ -168,7 +183,19 @@ impl App {
 }
 
 pub fn router(state: AppState, config: &Config) -> Router {
-    Router::new()
+    let route_dialects = dialects::route_dialects(&config.dialects);
+    state
+        .metrics
+        .declare_dialects(route_dialects.iter().map(|(_, d)| *d));
+    let telemetry = Telemetry {
+        metrics: state.metrics.clone(),
+        dialects: Arc::new(route_dialects.into_iter().collect()),
+    };
+    let mut router = Router::new();
+    if config.metrics.enabled {
+        router = router.route(&config.metrics.path, get(metrics::serve));
+    }
+    router
         .merge(dialects::routes(&config.dialects))
         .merge(forward_auth::routes(&config.forward_auth))
         .route(
@@ -203,6 +230,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.http.request_timeout_secs),
+        ))
+        // Outermost: it sees timeouts and body-limit refusals too.
+        .layer(axum::middleware::from_fn_with_state(
+            telemetry,
+            telemetry::observe,
         ))
         .with_state(state)
 }

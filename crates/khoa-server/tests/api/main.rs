@@ -15,6 +15,7 @@
 //! - `forward_auth`, `nginx`: `/auth/verify` on its own, and behind a real nginx running the
 //!   shipped `docs/nginx/khoa-forward-auth.conf`.
 //! - `third_party`: Authlib (Python) as a real standard client of khoa.
+//! - `metrics`: `GET /metrics` and the `X-Request-Id` header.
 //! - `key_rotation`: `khoa keys rotate` against a running server: pre-publication, the
 //!   switch, retirement, JWKS cache headers.
 //! - `multinode`: several `khoa serve` processes on one PostgreSQL database (a throwaway
@@ -38,6 +39,7 @@ mod forward_auth;
 mod health;
 mod helpers;
 mod key_rotation;
+mod metrics;
 mod multinode;
 mod nginx;
 mod restart;

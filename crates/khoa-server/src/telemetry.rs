@@ -1,0 +1,115 @@
+//! Every request, observed once: a request id (taken from `X-Request-Id` when it is sane,
+//! generated otherwise, and returned in the response's `X-Request-Id`), one log line, and
+//! the HTTP metrics.
+//!
+//! The log line names the method, the matched route template, the status, the latency, the
+//! request id and the dialect. Never a header, a query string or a body: those are where
+//! credentials travel. An unmatched path is logged as `unmatched`, not as the path a client
+//! sent (which may be anything, a token included).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use crate::metrics::{Metrics, with_dialect};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The route label of requests no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
+/// What the middleware needs: the metrics, and which dialect each route template serves.
+#[derive(Clone)]
+pub struct Telemetry {
+    pub metrics: Arc<Metrics>,
+    pub dialects: Arc<HashMap<String, &'static str>>,
+}
+
+/// A client's request id is kept only if it is at most 64 characters of `[A-Za-z0-9._-]`:
+/// anything else could forge log lines or carry a secret into them.
+pub fn sane_request_id(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| sane_request_id(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+}
+
+pub async fn observe(State(t): State<Telemetry>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = request_id(request.headers());
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let dialect = route
+        .as_deref()
+        .and_then(|r| t.dialects.get(r).copied())
+        .unwrap_or("none");
+    let route = route.unwrap_or_else(|| UNMATCHED.to_owned());
+    // Whatever the engine logs while serving this request carries its id.
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = with_dialect(dialect, next.run(request))
+        .instrument(span)
+        .await;
+    let took = start.elapsed();
+    let status = response.status().as_u16();
+    t.metrics.request(&route, dialect, status, took);
+    tracing::info!(
+        target: "khoa::http",
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = took.as_secs_f64() * 1000.0,
+        request_id = %id,
+        dialect,
+        "request"
+    );
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_short_plain_request_ids_are_kept() {
+        assert!(sane_request_id("abc-123_X.y"));
+        assert!(sane_request_id(&"a".repeat(64)));
+        assert!(!sane_request_id(&"a".repeat(65)));
+        assert!(!sane_request_id(""));
+        assert!(!sane_request_id("has space"));
+        assert!(!sane_request_id("new\nline"));
+        assert!(!sane_request_id("Bearer:eyJ"));
+    }
+
+    #[test]
+    fn a_missing_or_insane_id_is_replaced_by_a_generated_one() {
+        let mut headers = HeaderMap::new();
+        let generated = request_id(&headers);
+        assert_eq!(generated.len(), 32);
+        assert_ne!(generated, request_id(&headers));
+        headers.insert(REQUEST_ID, HeaderValue::from_static("a b"));
+        assert_eq!(request_id(&headers).len(), 32);
+        headers.insert(REQUEST_ID, HeaderValue::from_static("client-42"));
+        assert_eq!(request_id(&headers), "client-42");
+    }
+}
