@@ -86,9 +86,73 @@ pub async fn observe(State(t): State<Telemetry>, request: Request, next: Next) -
     response
 }
 
+/// Libraries that, at debug or trace level, print what crosses the wire or the database
+/// connection (header bytes, rejected bodies, statements): capped at `info` unless the filter
+/// names them itself, so that `KHOA_LOG=trace` traces khoa, not the credentials it is sent.
+const CAPPED: &[&str] = &[
+    "hyper", "hyper_util", "h2", "http", "axum", "tower", "tower_http", "reqwest", "sqlx",
+    "rusqlite", "mio", "tokio", "runtime", "want",
+];
+
+/// The `tracing` filter for `spec` (`KHOA_LOG` / `RUST_LOG` syntax) with [`CAPPED`] applied.
+pub fn log_filter(spec: &str) -> String {
+    let named = |target: &str| {
+        spec.split(',').any(|d| {
+            let t = d.split(['=', '[']).next().unwrap_or_default().trim();
+            t == target || t.starts_with(&format!("{target}::"))
+        })
+    };
+    let mut filter = spec.to_owned();
+    for target in CAPPED.iter().filter(|t| !named(t)) {
+        if !filter.is_empty() {
+            filter.push(',');
+        }
+        filter.push_str(target);
+        filter.push_str("=info");
+    }
+    filter
+}
+
+/// Installs the global subscriber: standard error, text or one JSON object per line.
+/// `RUST_LOG` wins over `spec` when set (the Rust convention).
+pub fn init_logging(spec: &str, format: crate::config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| spec.to_owned());
+    let filter = EnvFilter::try_new(log_filter(&spec)).unwrap_or_else(|e| {
+        eprintln!("invalid log filter {spec:?} ({e}); logging at info");
+        EnvFilter::new(log_filter("info"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        crate::config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_level_libraries_are_capped_unless_named() {
+        let f = log_filter("trace");
+        assert!(f.starts_with("trace,"));
+        assert!(f.contains("hyper=info") && f.contains("sqlx=info") && f.contains("axum=info"));
+        let f = log_filter("info,hyper=trace,sqlx::query=debug");
+        assert!(!f.contains("hyper=info"), "{f}");
+        assert!(!f.contains("sqlx=info"), "{f}");
+        assert!(f.contains("hyper_util=info"), "{f}");
+        assert!(log_filter("").starts_with("hyper=info"));
+    }
 
     #[test]
     fn only_short_plain_request_ids_are_kept() {
