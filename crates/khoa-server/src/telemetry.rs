@@ -90,8 +90,20 @@ pub async fn observe(State(t): State<Telemetry>, request: Request, next: Next) -
 /// connection (header bytes, rejected bodies, statements): capped at `info` unless the filter
 /// names them itself, so that `KHOA_LOG=trace` traces khoa, not the credentials it is sent.
 const CAPPED: &[&str] = &[
-    "hyper", "hyper_util", "h2", "http", "axum", "tower", "tower_http", "reqwest", "sqlx",
-    "rusqlite", "mio", "tokio", "runtime", "want",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "http",
+    "axum",
+    "tower",
+    "tower_http",
+    "reqwest",
+    "sqlx",
+    "rusqlite",
+    "mio",
+    "tokio",
+    "runtime",
+    "want",
 ];
 
 /// The `tracing` filter for `spec` (`KHOA_LOG` / `RUST_LOG` syntax) with [`CAPPED`] applied.

@@ -15,6 +15,7 @@
 //! - `forward_auth`, `nginx`: `/auth/verify` on its own, and behind a real nginx running the
 //!   shipped `docs/nginx/khoa-forward-auth.conf`.
 //! - `third_party`: Authlib (Python) as a real standard client of khoa.
+//! - `log_secrets`: the real binary at trace level, every flow, and no secret in its output.
 //! - `metrics`: `GET /metrics` and the `X-Request-Id` header.
 //! - `key_rotation`: `khoa keys rotate` against a running server: pre-publication, the
 //!   switch, retirement, JWKS cache headers.
@@ -39,6 +40,7 @@ mod forward_auth;
 mod health;
 mod helpers;
 mod key_rotation;
+mod log_secrets;
 mod metrics;
 mod multinode;
 mod nginx;
