@@ -425,7 +425,7 @@ impl AuditStore for MemoryStore {
             .filter(|e| f.until.is_none_or(|t| e.at <= t))
             .cloned()
             .collect();
-        v.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+        v.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
         v.truncate(f.limit as usize);
         Ok(v)
     }
