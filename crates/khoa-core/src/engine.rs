@@ -668,18 +668,34 @@ impl Engine {
         username: &str,
         password: &SecretString,
     ) -> Result<Option<User>, EngineError> {
+        self.sign_in_for(None, username, password).await
+    }
+
+    /// [`Engine::sign_in`] on behalf of `client_id` (the client of the authorization request),
+    /// which the audit events name.
+    pub async fn sign_in_for(
+        &self,
+        client_id: Option<&str>,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<Option<User>, EngineError> {
         let now = self.now();
+        let event = |kind, subject: &str| {
+            let mut e = AuditEvent::new(now, kind, json!({ "via": "login_form" })).subject(subject);
+            e.client_id = client_id.map(str::to_owned);
+            e
+        };
         match self.password_grant.authenticate(username, password).await {
             Ok(user) => {
-                let detail = json!({ "via": "login_form" });
-                let event = AuditEvent::new(now, AuditKind::LoginSuccess, detail).subject(&user.id);
-                self.audit.emit(event).await;
+                self.audit
+                    .emit(event(AuditKind::LoginSuccess, &user.id))
+                    .await;
                 Ok(Some(user))
             }
             Err(EngineError::OAuth(_)) => {
-                let detail = json!({ "via": "login_form" });
-                let event = AuditEvent::new(now, AuditKind::LoginFailure, detail).subject(username);
-                self.audit.emit(event).await;
+                self.audit
+                    .emit(event(AuditKind::LoginFailure, username))
+                    .await;
                 Ok(None)
             }
             Err(other) => Err(other),

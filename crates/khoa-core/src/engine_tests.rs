@@ -2024,6 +2024,30 @@ mod audit {
     }
 
     #[tokio::test]
+    async fn the_login_form_records_success_and_failure_for_its_client() {
+        let h = Harness::new().await;
+        let alice = h.user("alice", None).await;
+        let form = |password: &'static str| {
+            let engine = h.engine.clone();
+            async move {
+                engine
+                    .sign_in_for(Some("web"), "alice", &secret(password))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(form(PASSWORD).await.is_some());
+        assert!(form("not it").await.is_none());
+
+        let ok = &events(&h, AuditKind::LoginSuccess).await[0];
+        assert_eq!(ok.subject.as_deref(), Some(alice.id.as_str()));
+        assert_eq!(ok.client_id.as_deref(), Some("web"));
+        let failed = &events(&h, AuditKind::LoginFailure).await[0];
+        assert_eq!(failed.subject.as_deref(), Some("alice"));
+        assert_eq!(failed.client_id.as_deref(), Some("web"));
+    }
+
+    #[tokio::test]
     async fn revocation_and_key_rotation_are_recorded() {
         let (h, tokens) = logged_in(TokenPolicy::default()).await;
         h.engine
