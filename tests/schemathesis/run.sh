@@ -5,14 +5,14 @@
 #   tests/schemathesis/run.sh            # builds the release binary
 #   KHOA_BIN=target/debug/khoa tests/schemathesis/run.sh
 #
-# SCHEMATHESIS_MAX_EXAMPLES (default 20) bounds the test cases per operation; the venv is
+# SCHEMATHESIS_MAX_EXAMPLES (default 50) bounds the test cases per operation; the venv is
 # kept in target/ and reused while its version matches.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 
 SCHEMATHESIS_VERSION=4.32.5
-max_examples=${SCHEMATHESIS_MAX_EXAMPLES:-20}
+max_examples=${SCHEMATHESIS_MAX_EXAMPLES:-50}
 venv=${SCHEMATHESIS_VENV:-$root/target/schemathesis-venv}
 
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qx "schemathesis, version $SCHEMATHESIS_VERSION"; then

@@ -90,6 +90,7 @@ fn rotation(c: &mut Criterion) {
                     base_secs: 60,
                     max_secs: 3600,
                 },
+                node: None,
             },
             MemoryStore::stores(),
             MasterKey::generate(&OsRandom),

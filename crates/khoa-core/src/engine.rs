@@ -4,10 +4,11 @@
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
+use crate::audit::{Auditor, token_ref};
 use crate::authorize::{AuthorizeError, AuthorizeRequest, CsrfGuard, IssuedCode, ValidAuthorize};
 use crate::client_cache::ClientCache;
 use crate::clock::{Clock, Random};
-use crate::error::{EngineError, ErrorCode, OAuthError};
+use crate::error::{Detail, EngineError, ErrorCode, OAuthError};
 use crate::grant::authorization_code::AuthorizationCodeGrant;
 use crate::grant::client_credentials::ClientCredentialsGrant;
 use crate::grant::password::PasswordGrant;
@@ -23,8 +24,10 @@ use crate::revocation::{Introspection, RevocationList, TokenKind};
 use crate::scope::ScopeSet;
 use crate::secret::{SecretHasher, generate_token, random_hex, token_hash};
 use crate::store::{
-    AuthCode, LockoutPolicy, LoginFailures, NewUser, RefreshState, RevokedJwt, StoreError, Stores,
+    AuditEvent, AuditKind, AuthCode, LockoutPolicy, LoginFailures, NewUser, RefreshState,
+    RevokedJwt, StoreError, Stores,
 };
+use serde_json::json;
 
 /// Settings the engine needs; the server fills them from its typed config.
 #[derive(Clone, Debug)]
@@ -45,6 +48,8 @@ pub struct EngineConfig {
     pub auth_code_ttl: i64,
     /// When failed sign-ins lock an account.
     pub lockout: LockoutPolicy,
+    /// Names this node in audit events (several nodes may share one database).
+    pub node: Option<String>,
 }
 
 /// The validated identity behind a bearer token.
@@ -104,6 +109,7 @@ pub struct Engine {
     refresh_grant: RefreshTokenGrant,
     code_grant: AuthorizationCodeGrant,
     csrf: CsrfGuard,
+    audit: Auditor,
 }
 
 impl Engine {
@@ -122,6 +128,7 @@ impl Engine {
             config.password_concurrency,
             config.password_queue,
         )?;
+        let audit = Auditor::new(stores.audit.clone(), config.node.clone());
         let clients = ClientCache::new(stores.clients.clone(), config.client_cache_secs);
         let partners = Partners {
             store: stores.partners.clone(),
@@ -149,6 +156,7 @@ impl Engine {
                 failures: stores.login_failures.clone(),
                 lockout: config.lockout,
                 clock: clock.clone(),
+                audit: audit.clone(),
             },
             client_credentials_grant: ClientCredentialsGrant {
                 minter: minter.clone(),
@@ -157,15 +165,18 @@ impl Engine {
                 tokens: stores.tokens.clone(),
                 users: stores.users.clone(),
                 minter: minter.clone(),
+                audit: audit.clone(),
             },
             code_grant: AuthorizationCodeGrant {
                 codes: stores.codes.clone(),
                 tokens: stores.tokens.clone(),
                 users: stores.users.clone(),
                 minter,
+                audit: audit.clone(),
             },
             revocations: RevocationList::new(stores.tokens.clone()),
             csrf,
+            audit,
             config,
             stores,
             clock,
@@ -189,6 +200,16 @@ impl Engine {
 
     pub fn stores(&self) -> &Stores {
         &self.stores
+    }
+
+    /// The audit trail: for the edge and the CLI to record what the engine does not see.
+    pub fn audit(&self) -> &Auditor {
+        &self.audit
+    }
+
+    /// Password checks refused at once because the hashing pool and its queue were full.
+    pub fn password_shed_total(&self) -> u64 {
+        self.passwords.shed_total()
     }
 
     pub fn now(&self) -> UnixTime {
@@ -220,9 +241,29 @@ impl Engine {
             .map(|c| c.policy.access_ttl)
             .max()
             .unwrap_or(0);
-        self.keys
-            .rotate(&*self.random, self.now(), rotation, max_access_ttl)
-            .await
+        let now = self.now();
+        let immediate = matches!(rotation, KeyRotation::DangerImmediate);
+        let outcome = self
+            .keys
+            .rotate(&*self.random, now, rotation, max_access_ttl)
+            .await?;
+        if let RotationOutcome::Scheduled {
+            kid,
+            activates_at,
+            old_keys_retire_at,
+        } = &outcome
+        {
+            let detail = json!({
+                "kid": kid,
+                "activates_at": activates_at,
+                "old_keys_retire_at": old_keys_retire_at,
+                "immediate": immediate,
+            });
+            self.audit
+                .emit(AuditEvent::new(now, AuditKind::KeyRotation, detail))
+                .await;
+        }
+        Ok(outcome)
     }
 
     /// RFC 6749 §3.2: the token endpoint. Authenticates the client, checks it may use the
@@ -252,7 +293,56 @@ impl Engine {
             GrantType::RefreshToken => &self.refresh_grant,
             GrantType::AuthorizationCode => &self.code_grant,
         };
-        handler.handle(&client, request).await
+        let result = handler.handle(&client, request).await;
+        self.audit_token(grant, &client, request, &result).await;
+        result
+    }
+
+    /// The audit events of one token request: the login (password grant) and the issuance.
+    async fn audit_token(
+        &self,
+        grant: GrantType,
+        client: &Client,
+        request: &TokenRequest,
+        result: &Result<IssuedTokens, EngineError>,
+    ) {
+        let now = self.now();
+        let event = |kind, detail| AuditEvent::new(now, kind, detail).client(&client.client_id);
+        match result {
+            Ok(t) => {
+                if grant == GrantType::Password {
+                    let login = event(AuditKind::LoginSuccess, json!({ "via": "password" }));
+                    self.audit.emit(login.subject(&t.subject)).await;
+                }
+                let detail = json!({
+                    "grant": grant.as_str(),
+                    "scope": t.scope.to_string(),
+                    "access": token_ref(&t.access_token),
+                    "refresh": t.refresh_token.as_deref().map(token_ref),
+                    "otp": t.otp_token.is_some(),
+                    "id_token": t.id_token.is_some(),
+                });
+                let issued = event(AuditKind::TokenIssued, detail).subject(&t.subject);
+                self.audit.emit(issued).await;
+            }
+            Err(EngineError::OAuth(e))
+                if grant == GrantType::Password
+                    && matches!(e.detail, Detail::BadCredentials | Detail::AccountDisabled) =>
+            {
+                let reason = match e.detail {
+                    Detail::AccountDisabled => "account_disabled",
+                    _ => "bad_credentials",
+                };
+                let mut failed = event(
+                    AuditKind::LoginFailure,
+                    json!({ "via": "password", "reason": reason }),
+                );
+                // The username tried: who was attacked matters more than whether it exists.
+                failed.subject = request.username.clone();
+                self.audit.emit(failed).await;
+            }
+            Err(_) => {}
+        }
     }
 
     /// RFC 6749 §2.3. Every failure is the same `invalid_client`; the secret check runs even for
@@ -405,6 +495,15 @@ impl Engine {
                                 .tokens
                                 .revoke_family(&state.family.id, now)
                                 .await?;
+                            let detail = json!({
+                                "token_type": "refresh_token",
+                                "family_id": state.family.id,
+                                "token": token_ref(token),
+                            });
+                            let event = AuditEvent::new(now, AuditKind::Revocation, detail)
+                                .subject(&state.family.subject)
+                                .client(&client.client_id);
+                            self.audit.emit(event).await;
                         }
                         true
                     }
@@ -433,12 +532,17 @@ impl Engine {
                 return Ok(false);
             };
             if claims.client_id == client.client_id && claims.exp > now {
+                let detail = json!({ "token_type": "access_token", "jti": claims.jti });
+                let event = AuditEvent::new(now, AuditKind::Revocation, detail)
+                    .subject(&claims.sub)
+                    .client(&client.client_id);
                 let entry = RevokedJwt {
                     jti: claims.jti,
                     expires_at: claims.exp,
                     revoked_at: now,
                 };
                 self.revocations.revoke(entry).await?;
+                self.audit.emit(event).await;
             }
             return Ok(true);
         }
@@ -446,6 +550,11 @@ impl Engine {
             Some(state) => {
                 if state.record.client_id == client.client_id {
                     self.stores.tokens.revoke_access(hash).await?;
+                    let detail = json!({ "token_type": "access_token", "token": token_ref(token) });
+                    let event = AuditEvent::new(now, AuditKind::Revocation, detail)
+                        .subject(&state.record.subject)
+                        .client(&client.client_id);
+                    self.audit.emit(event).await;
                 }
                 Ok(true)
             }
@@ -566,9 +675,36 @@ impl Engine {
         username: &str,
         password: &SecretString,
     ) -> Result<Option<User>, EngineError> {
+        self.sign_in_for(None, username, password).await
+    }
+
+    /// [`Engine::sign_in`] on behalf of `client_id` (the client of the authorization request),
+    /// which the audit events name.
+    pub async fn sign_in_for(
+        &self,
+        client_id: Option<&str>,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<Option<User>, EngineError> {
+        let now = self.now();
+        let event = |kind, subject: &str| {
+            let mut e = AuditEvent::new(now, kind, json!({ "via": "login_form" })).subject(subject);
+            e.client_id = client_id.map(str::to_owned);
+            e
+        };
         match self.password_grant.authenticate(username, password).await {
-            Ok(user) => Ok(Some(user)),
-            Err(EngineError::OAuth(_)) => Ok(None),
+            Ok(user) => {
+                self.audit
+                    .emit(event(AuditKind::LoginSuccess, &user.id))
+                    .await;
+                Ok(Some(user))
+            }
+            Err(EngineError::OAuth(_)) => {
+                self.audit
+                    .emit(event(AuditKind::LoginFailure, username))
+                    .await;
+                Ok(None)
+            }
             Err(other) => Err(other),
         }
     }
@@ -741,10 +877,7 @@ impl Engine {
             .login_failures
             .clear_login_failures(username)
             .await?;
-        if cleared {
-            // TODO(audit): the audit-event sink replaces this line when it lands.
-            tracing::warn!(target: "khoa::audit", kind = "unlock", username, "failed sign-ins cleared by the operator");
-        }
+        // The CLI verb records its own `admin` event (`user.unlock`).
         Ok(cleared)
     }
 

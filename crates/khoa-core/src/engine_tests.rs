@@ -47,6 +47,7 @@ fn config() -> EngineConfig {
             base_secs: 60,
             max_secs: 3600,
         },
+        node: None,
     }
 }
 
@@ -2118,4 +2119,137 @@ fn the_lock_schedule_starts_at_the_threshold_and_doubles_to_the_maximum() {
     assert_eq!(p.lock_secs(u32::MAX), Some(100), "no overflow");
     let off = crate::store::LockoutPolicy { threshold: 0, ..p };
     assert_eq!(off.lock_secs(1000), None);
+}
+
+// ---- audit events ----
+
+mod audit {
+    use super::*;
+    use crate::store::{AuditEvent, AuditFilter, AuditKind};
+
+    async fn events(h: &Harness, kind: AuditKind) -> Vec<AuditEvent> {
+        let filter = AuditFilter {
+            kind: Some(kind),
+            limit: 100,
+            ..AuditFilter::default()
+        };
+        h.engine.stores().audit.list_audit(&filter).await.unwrap()
+    }
+
+    /// Every event's detail, none of which may contain `secret`.
+    async fn assert_nowhere(h: &Harness, secret: &str) {
+        let filter = AuditFilter {
+            limit: 1000,
+            ..AuditFilter::default()
+        };
+        for e in h.engine.stores().audit.list_audit(&filter).await.unwrap() {
+            assert!(!e.detail.contains(secret), "{e:?} holds a secret");
+            assert_ne!(e.subject.as_deref(), Some(secret));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_login_records_its_success_and_the_tokens_issued_without_the_tokens() {
+        let (h, tokens) = logged_in(opaque_policy()).await;
+        let alice = tokens.subject.clone();
+
+        let logins = events(&h, AuditKind::LoginSuccess).await;
+        assert_eq!(logins.len(), 1);
+        assert_eq!(logins[0].subject.as_deref(), Some(alice.as_str()));
+        assert_eq!(logins[0].client_id.as_deref(), Some("app"));
+        let issued = events(&h, AuditKind::TokenIssued).await;
+        assert_eq!(issued.len(), 1);
+        let detail: serde_json::Value = serde_json::from_str(&issued[0].detail).unwrap();
+        assert_eq!(detail["grant"], "password");
+        let access_ref = crate::audit::token_ref(&tokens.access_token);
+        assert_eq!(detail["access"], access_ref.as_str());
+        assert_nowhere(&h, &tokens.access_token).await;
+        assert_nowhere(&h, refresh_token(&tokens)).await;
+        assert_nowhere(&h, PASSWORD).await;
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_records_a_failure_for_the_username_tried() {
+        let h = Harness::new().await;
+        h.public_client(client("app")).await;
+        h.user("alice", None).await;
+
+        let request = password_request(id_only("app"), "alice", "wrong password");
+        h.engine.token(&request).await.unwrap_err();
+        let request = password_request(id_only("app"), "mallory", "wrong password");
+        h.engine.token(&request).await.unwrap_err();
+
+        let failures = events(&h, AuditKind::LoginFailure).await;
+        let subjects: Vec<_> = failures.iter().map(|e| e.subject.as_deref()).collect();
+        assert_eq!(subjects, [Some("mallory"), Some("alice")]);
+        assert!(events(&h, AuditKind::TokenIssued).await.is_empty());
+        assert_nowhere(&h, "wrong password").await;
+    }
+
+    #[tokio::test]
+    async fn reuse_outside_the_window_records_the_reuse_and_the_family_revocation() {
+        let (h, tokens) = logged_in(TokenPolicy {
+            reuse_window: 0,
+            ..TokenPolicy::default()
+        })
+        .await;
+        h.refresh("app", refresh_token(&tokens)).await.unwrap();
+        h.refresh("app", refresh_token(&tokens)).await.unwrap_err();
+
+        let reuse = events(&h, AuditKind::RefreshReuse).await;
+        assert_eq!(reuse.len(), 1);
+        assert_eq!(reuse[0].subject.as_deref(), Some(tokens.subject.as_str()));
+        assert_eq!(reuse[0].client_id.as_deref(), Some("app"));
+        assert_eq!(events(&h, AuditKind::FamilyRevoked).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_login_form_records_success_and_failure_for_its_client() {
+        let h = Harness::new().await;
+        let alice = h.user("alice", None).await;
+        let form = |password: &'static str| {
+            let engine = h.engine.clone();
+            async move {
+                engine
+                    .sign_in_for(Some("web"), "alice", &secret(password))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(form(PASSWORD).await.is_some());
+        assert!(form("not it").await.is_none());
+
+        let ok = &events(&h, AuditKind::LoginSuccess).await[0];
+        assert_eq!(ok.subject.as_deref(), Some(alice.id.as_str()));
+        assert_eq!(ok.client_id.as_deref(), Some("web"));
+        let failed = &events(&h, AuditKind::LoginFailure).await[0];
+        assert_eq!(failed.subject.as_deref(), Some("alice"));
+        assert_eq!(failed.client_id.as_deref(), Some("web"));
+    }
+
+    #[tokio::test]
+    async fn revocation_and_key_rotation_are_recorded() {
+        let (h, tokens) = logged_in(TokenPolicy::default()).await;
+        h.engine
+            .revoke(&id_only("app"), refresh_token(&tokens), None)
+            .await
+            .unwrap();
+        h.engine
+            .revoke(&id_only("app"), &tokens.access_token, None)
+            .await
+            .unwrap();
+        let revoked = events(&h, AuditKind::Revocation).await;
+        assert_eq!(revoked.len(), 2, "{revoked:?}");
+        assert!(
+            revoked
+                .iter()
+                .all(|e| e.client_id.as_deref() == Some("app"))
+        );
+
+        h.engine
+            .rotate_signing_key(KeyRotation::DangerImmediate)
+            .await
+            .unwrap();
+        assert_eq!(events(&h, AuditKind::KeyRotation).await.len(), 1);
+    }
 }

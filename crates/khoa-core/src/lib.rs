@@ -13,6 +13,8 @@
 //! - [`grant`]: one module per grant (`authorization_code`, `password`, `client_credentials`,
 //!   `refresh_token`) behind [`grant::GrantHandler`]; the refresh module holds the rotation and
 //!   reuse rules, the code module PKCE and the single-use rule.
+//! - [`audit`]: [`audit::Auditor`], the events the engine records (logins, tokens issued,
+//!   reuse, revocation, lockout, key rotation, admin actions), never with a secret.
 //! - [`authorize`]: the authorization endpoint's checks (client, exact redirect URI, PKCE,
 //!   which errors may be redirected) and the login form's CSRF guard.
 //! - [`revocation`]: RFC 7009 revocation (the in-memory JWT revocation list every node polls)
@@ -28,6 +30,7 @@
 //! - [`clock`]: injectable time and randomness.
 //! - [`testing`]: an in-memory store for unit tests of the engine (not a backend).
 
+pub mod audit;
 pub mod authorize;
 pub mod client_cache;
 pub mod clock;

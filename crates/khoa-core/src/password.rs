@@ -41,6 +41,8 @@ pub struct PasswordHasher {
     /// shedding) instead of queueing without bound.
     max_waiting: usize,
     waiting: Arc<AtomicUsize>,
+    /// Calls refused because the pool and its queue were full, since start (a metric).
+    shed: Arc<std::sync::atomic::AtomicU64>,
     /// Argon2 working memory kept between verifications, one buffer per running hash: a fresh
     /// 19 MiB allocation costs page faults and zeroing worth a fifth of the hash itself. Filled
     /// by the first logins only, so an idle server holds none.
@@ -80,6 +82,7 @@ impl PasswordHasher {
             permits_total: max_concurrent.max(1),
             max_waiting,
             waiting: Arc::new(AtomicUsize::new(0)),
+            shed: Arc::default(),
             buffers: Arc::new(Mutex::new(Vec::new())),
             dummy_hash: dummy.into(),
             dummy_runs: Arc::new(AtomicU64::new(0)),
@@ -123,6 +126,11 @@ impl PasswordHasher {
         .await
     }
 
+    /// Calls refused at once since start because every slot and queue place was taken.
+    pub fn shed_total(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
@@ -132,6 +140,7 @@ impl PasswordHasher {
             Err(_) => {
                 if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
                     self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    self.shed.fetch_add(1, Ordering::Relaxed);
                     return Err(EngineError::Unavailable(
                         "password verification is saturated".into(),
                     ));

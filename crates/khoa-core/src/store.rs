@@ -509,6 +509,20 @@ pub trait LoginFailureStore: Send + Sync {
 pub trait Readiness: Send + Sync {
     /// A cheap round trip to the database.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The connection pool's size and idle connections, for metrics; `None` without a pool.
+    fn pool_connections(&self) -> Option<PoolConnections> {
+        None
+    }
+}
+
+/// A snapshot of a connection pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolConnections {
+    /// Open connections, idle or in use.
+    pub open: u32,
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
 }
 
 /// The stores of one backend, chosen once at start-up from the database URL.
@@ -521,5 +535,146 @@ pub struct Stores {
     pub partners: Arc<dyn PartnerStore>,
     pub codes: Arc<dyn AuthCodeStore>,
     pub login_failures: Arc<dyn LoginFailureStore>,
+    pub audit: Arc<dyn AuditStore>,
     pub readiness: Arc<dyn Readiness>,
+}
+
+/// What an audit event records. Stored as [`AuditKind::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuditKind {
+    /// A user's password was accepted (password grant of any dialect, the login form).
+    LoginSuccess,
+    /// A wrong password, an unknown or disabled user.
+    LoginFailure,
+    /// A token response: grant, client, subject, which tokens and a hash prefix, never a token.
+    TokenIssued,
+    /// A redeemed refresh token (or authorization code) was presented again outside the retry
+    /// window (RFC 9700 §4.14.2).
+    RefreshReuse,
+    /// A token family was revoked because of such a reuse.
+    FamilyRevoked,
+    /// RFC 7009 revocation by a client.
+    Revocation,
+    /// An account or client was locked out after repeated failures.
+    Lockout,
+    /// A signing key was scheduled.
+    KeyRotation,
+    /// An admin CLI action; `detail.action` names it (e.g. `client.add`).
+    Admin,
+}
+
+impl AuditKind {
+    pub const ALL: [AuditKind; 9] = [
+        AuditKind::LoginSuccess,
+        AuditKind::LoginFailure,
+        AuditKind::TokenIssued,
+        AuditKind::RefreshReuse,
+        AuditKind::FamilyRevoked,
+        AuditKind::Revocation,
+        AuditKind::Lockout,
+        AuditKind::KeyRotation,
+        AuditKind::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::LoginSuccess => "login_success",
+            AuditKind::LoginFailure => "login_failure",
+            AuditKind::TokenIssued => "token_issued",
+            AuditKind::RefreshReuse => "refresh_reuse",
+            AuditKind::FamilyRevoked => "family_revoked",
+            AuditKind::Revocation => "revocation",
+            AuditKind::Lockout => "lockout",
+            AuditKind::KeyRotation => "key_rotation",
+            AuditKind::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for AuditKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        AuditKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = AuditKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown audit kind `{s}` (one of: {})", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One audit event. `detail` is a JSON object as text; it never holds a secret (callers put
+/// hash prefixes, `jti`s, ids and names there, nothing a bearer could use).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Assigned by the store; 0 on an event not stored yet.
+    pub id: i64,
+    pub at: UnixTime,
+    pub kind: AuditKind,
+    /// The user id (or, for a failed login, the username tried; for client-only grants the
+    /// client id), when there is one.
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub detail: String,
+    /// The node that recorded it, when known.
+    pub node: Option<String>,
+}
+
+impl AuditEvent {
+    pub fn new(at: UnixTime, kind: AuditKind, detail: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            id: 0,
+            at,
+            kind,
+            subject: None,
+            client_id: None,
+            detail: detail.to_string(),
+            node: None,
+        }
+    }
+
+    pub fn subject(mut self, subject: impl Into<String>) -> AuditEvent {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    pub fn client(mut self, client_id: impl Into<String>) -> AuditEvent {
+        self.client_id = Some(client_id.into());
+        self
+    }
+}
+
+/// Which audit events to list: every given field must match; `since`/`until` are inclusive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub kind: Option<AuditKind>,
+    pub since: Option<UnixTime>,
+    pub until: Option<UnixTime>,
+    /// At most this many (newest first).
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Queues `event` for storage. Unlike every other write of the contract this one may
+    /// return before the event is durable: the token hot path must not wait for an extra
+    /// commit. A crash can lose the events of the last moments (those queued but not
+    /// committed); [`AuditStore::flush`] waits until everything queued before it is durable.
+    /// Waits only when the queue is full (back-pressure, never an unbounded queue).
+    async fn record(&self, event: AuditEvent) -> Result<(), StoreError>;
+    /// Returns once every event recorded before the call is committed.
+    async fn flush(&self) -> Result<(), StoreError>;
+    /// Newest first (by `at`, then by insertion), at most `filter.limit`.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Deletes up to `batch` events older than `before`; returns how many went.
+    async fn purge_audit(&self, before: UnixTime, batch: u32) -> Result<u64, StoreError>;
 }

@@ -27,6 +27,7 @@ struct Inner {
     partners: HashMap<String, Partner>,
     codes: HashMap<String, AuthCodeState>,
     login_failures: HashMap<String, LoginFailures>,
+    audit: Vec<AuditEvent>,
 }
 
 #[derive(Clone, Default)]
@@ -43,6 +44,7 @@ impl MemoryStore {
             partners: Arc::new(m.clone()),
             codes: Arc::new(m.clone()),
             login_failures: Arc::new(m.clone()),
+            audit: Arc::new(m.clone()),
             readiness: Arc::new(m),
         }
     }
@@ -458,5 +460,48 @@ impl LoginFailureStore for MemoryStore {
 impl Readiness for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn record(&self, mut event: AuditEvent) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        event.id = g.audit.len() as i64 + 1;
+        g.audit.push(event);
+        Ok(())
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let g = self.lock();
+        let mut v: Vec<AuditEvent> = g
+            .audit
+            .iter()
+            .filter(|e| f.subject.is_none() || e.subject == f.subject)
+            .filter(|e| f.client_id.is_none() || e.client_id == f.client_id)
+            .filter(|e| f.kind.is_none_or(|k| e.kind == k))
+            .filter(|e| f.since.is_none_or(|t| e.at >= t))
+            .filter(|e| f.until.is_none_or(|t| e.at <= t))
+            .cloned()
+            .collect();
+        v.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
+        v.truncate(f.limit as usize);
+        Ok(v)
+    }
+    async fn purge_audit(&self, before: UnixTime, batch: u32) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let mut left = batch as usize;
+        let before_len = g.audit.len();
+        g.audit.retain(|e| {
+            if e.at < before && left > 0 {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        Ok((before_len - g.audit.len()) as u64)
     }
 }

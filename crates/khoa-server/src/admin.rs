@@ -6,10 +6,15 @@ use khoa_core::keys::key_states;
 use khoa_core::mint::{KeyRotation, RotationOutcome};
 use khoa_core::model::{Client, GrantType, TokenPolicy};
 use khoa_core::scope::ScopeSet;
+use khoa_core::store::{AuditEvent, AuditFilter, AuditKind};
 use secrecy::SecretString;
+use serde_json::json;
 use std::io::BufRead;
 
-use crate::cli::{ClientAddArgs, ClientCommand, KeysCommand, PartnerCommand, UserCommand};
+use crate::cli::{
+    AuditCommand, AuditListArgs, ClientAddArgs, ClientCommand, KeysCommand, PartnerCommand,
+    UserCommand,
+};
 use crate::config::KeysConfig;
 
 /// Reads one line from standard input (a password or secret piped in, never an argument that
@@ -25,6 +30,27 @@ fn read_secret_line(what: &str) -> Result<SecretString> {
         bail!("no {what} on standard input");
     }
     Ok(SecretString::from(trimmed.to_owned()))
+}
+
+/// Records an admin action in the audit trail and waits until it is durable (the process
+/// exits right after). `subject` is a username, `client_id` the client acted on.
+async fn audited(
+    engine: &Engine,
+    action: &str,
+    subject: Option<&str>,
+    client_id: Option<&str>,
+    mut detail: serde_json::Value,
+) {
+    detail["action"] = action.into();
+    // Who ran the command, as far as the shell says: a hint, not an authentication.
+    if let Ok(user) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        detail["os_user"] = user.into();
+    }
+    let mut event = AuditEvent::new(engine.now(), AuditKind::Admin, detail);
+    event.subject = subject.map(str::to_owned);
+    event.client_id = client_id.map(str::to_owned);
+    engine.audit().emit(event).await;
+    engine.audit().flush().await;
 }
 
 fn scopes(s: &str, what: &str) -> Result<ScopeSet> {
@@ -67,7 +93,19 @@ pub async fn client(engine: &Engine, cmd: ClientCommand) -> Result<()> {
                 .then(|| read_secret_line("client secret"))
                 .transpose()?;
             let from_stdin = given.is_some();
-            match engine.rotate_client_secret(&client_id, given).await? {
+            let rotated = engine.rotate_client_secret(&client_id, given).await?;
+            if rotated.is_some() {
+                let detail = json!({ "secret": if from_stdin { "given" } else { "generated" } });
+                audited(
+                    engine,
+                    "client.rotate_secret",
+                    None,
+                    Some(&client_id),
+                    detail,
+                )
+                .await;
+            }
+            match rotated {
                 None => bail!("no client {client_id}"),
                 Some(_) if from_stdin => println!("secret of {client_id} replaced"),
                 Some(secret) => {
@@ -81,6 +119,7 @@ pub async fn client(engine: &Engine, cmd: ClientCommand) -> Result<()> {
             if !clients.delete_client(&client_id).await? {
                 bail!("no client {client_id}");
             }
+            audited(engine, "client.remove", None, Some(&client_id), json!({})).await;
             println!("removed client {client_id}");
             Ok(())
         }
@@ -137,7 +176,13 @@ async fn add_client(engine: &Engine, a: ClientAddArgs) -> Result<()> {
         disabled: false,
         created_at: 0,
     };
+    let detail = json!({
+        "public": a.public,
+        "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "scopes": client.allowed_scopes.to_string(),
+    });
     let generated = engine.create_client(client, !a.public, secret).await?;
+    audited(engine, "client.add", None, Some(&a.client_id), detail).await;
     println!("client_id: {}", a.client_id);
     if let Some(secret) = generated {
         println!("client_secret: {secret}");
@@ -181,6 +226,8 @@ pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
             let allowed = s.as_deref().map(|s| scopes(s, "--scopes")).transpose()?;
             let password = read_secret_line("password")?;
             let user = engine.create_user(&username, &password, allowed).await?;
+            let detail = json!({ "user_id": user.id });
+            audited(engine, "user.add", Some(&user.username), None, detail).await;
             println!("created user {} ({})", user.username, user.id);
         }
         UserCommand::List => {
@@ -200,18 +247,33 @@ pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
             if !engine.set_user_password(&username, &password).await? {
                 bail!("no user {username}");
             }
+            audited(
+                engine,
+                "user.set_password",
+                Some(&username),
+                None,
+                json!({}),
+            )
+            .await;
             println!("password of {username} changed");
         }
         UserCommand::Disable { username, enable } => {
             if !users.set_user_disabled(&username, !enable).await? {
                 bail!("no user {username}");
             }
+            let action = if enable {
+                "user.enable"
+            } else {
+                "user.disable"
+            };
+            audited(engine, action, Some(&username), None, json!({})).await;
             println!("{username} {}", if enable { "enabled" } else { "disabled" });
         }
         UserCommand::Remove { username } => {
             if !users.delete_user(&username).await? {
                 bail!("no user {username}");
             }
+            audited(engine, "user.remove", Some(&username), None, json!({})).await;
             println!("removed user {username}");
         }
         UserCommand::Unlock { username } => {
@@ -219,6 +281,8 @@ pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
             let locked = state.as_ref().is_some_and(|s| s.locked_at(engine.now()));
             if engine.unlock_user(&username).await? {
                 let failures = state.map_or(0, |s| s.failures);
+                let detail = json!({ "failures": failures, "was_locked": locked });
+                audited(engine, "user.unlock", Some(&username), None, detail).await;
                 let was = if locked {
                     "unlocked"
                 } else {
@@ -277,6 +341,8 @@ pub async fn keys(engine: &Engine, cmd: KeysCommand, config: &KeysConfig) -> Res
                     activates_at,
                     old_keys_retire_at,
                 } => {
+                    let detail = json!({ "kid": kid, "immediate": danger_immediate });
+                    audited(engine, "keys.rotate", None, None, detail).await;
                     println!("next signing key: {kid}");
                     println!("activates_at: {activates_at}");
                     println!("previous keys retire_at: {old_keys_retire_at}");
@@ -302,6 +368,8 @@ pub async fn partner(engine: &Engine, cmd: PartnerCommand, default_overlap: i64)
         } => {
             let name = name.unwrap_or_else(|| code.clone());
             let key = partners.create(&code, &name, &client_id, None).await?;
+            let detail = json!({ "partner_code": code });
+            audited(engine, "partner.add", None, Some(&client_id), detail).await;
             println!("partner_code: {code}");
             println!("key_hex: {}", key.as_str());
             eprintln!("(shown once; khoa stores the key sealed under the master key)");
@@ -326,6 +394,8 @@ pub async fn partner(engine: &Engine, cmd: PartnerCommand, default_overlap: i64)
             match partners.rotate_key(&code, overlap).await? {
                 None => bail!("no partner {code}"),
                 Some(key) => {
+                    let detail = json!({ "partner_code": code, "overlap_secs": overlap });
+                    audited(engine, "partner.rotate_key", None, None, detail).await;
                     println!("key_hex: {}", key.as_str());
                     eprintln!("(shown once; previous keys stay valid for {overlap} s)");
                 }
@@ -335,8 +405,168 @@ pub async fn partner(engine: &Engine, cmd: PartnerCommand, default_overlap: i64)
             if !partners.remove(&code).await? {
                 bail!("no partner {code}");
             }
+            let detail = json!({ "partner_code": code });
+            audited(engine, "partner.remove", None, None, detail).await;
             println!("removed partner {code}");
         }
     }
     Ok(())
+}
+
+pub async fn audit(engine: &Engine, cmd: AuditCommand) -> Result<()> {
+    match cmd {
+        AuditCommand::List(args) => audit_list(engine, args).await,
+    }
+}
+
+async fn audit_list(engine: &Engine, a: AuditListArgs) -> Result<()> {
+    let now = engine.now();
+    let time = |flag: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|v| parse_time(v, now).with_context(|| format!("{flag} {v}")))
+            .transpose()
+    };
+    let filter = AuditFilter {
+        subject: a.subject,
+        client_id: a.client,
+        kind: a.kind,
+        since: time("--since", &a.since)?,
+        until: time("--until", &a.until)?,
+        limit: a.limit,
+    };
+    let events = engine.stores().audit.list_audit(&filter).await?;
+    if a.json {
+        for e in events {
+            let detail: serde_json::Value =
+                serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::String(e.detail));
+            let line = json!({
+                "id": e.id,
+                "at": e.at,
+                "time": format_time(e.at),
+                "kind": e.kind.as_str(),
+                "subject": e.subject,
+                "client_id": e.client_id,
+                "detail": detail,
+                "node": e.node,
+            });
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<20}  {:<14}  {:<28}  {:<20}  DETAIL",
+        "TIME", "KIND", "SUBJECT", "CLIENT"
+    );
+    for e in events {
+        println!(
+            "{:<20}  {:<14}  {:<28}  {:<20}  {}",
+            format_time(e.at),
+            e.kind.as_str(),
+            e.subject.as_deref().unwrap_or("-"),
+            e.client_id.as_deref().unwrap_or("-"),
+            e.detail
+        );
+    }
+    Ok(())
+}
+
+/// Unix seconds; a UTC date or date-time (`2026-01-31`, `2026-01-31T08:00:00Z`); or a
+/// duration before `now` (`90s`, `15m`, `2h`, `7d`).
+fn parse_time(v: &str, now: i64) -> Result<i64> {
+    if let Ok(secs) = v.parse::<i64>() {
+        return Ok(secs);
+    }
+    if let Some(unit) = v.chars().last().filter(|c| "smhd".contains(*c)) {
+        let n: i64 = v[..v.len() - 1]
+            .parse()
+            .map_err(|_| anyhow::anyhow!("not a duration"))?;
+        let scale = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => 86_400,
+        };
+        return Ok(now - n * scale);
+    }
+    let (date, clock) = v
+        .trim_end_matches('Z')
+        .split_once('T')
+        .unwrap_or((v, "00:00:00"));
+    let num = |s: &str| s.parse::<i64>().map_err(|_| anyhow::anyhow!("not a time"));
+    let d: Vec<&str> = date.split('-').collect();
+    let c: Vec<&str> = clock.split(':').collect();
+    if d.len() != 3 || !(2..=3).contains(&c.len()) {
+        bail!("expected Unix seconds, YYYY-MM-DD[THH:MM[:SS]Z] or a duration such as 2h");
+    }
+    let (y, m, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
+    let (hh, mm) = (num(c[0])?, num(c[1])?);
+    let ss = c.get(2).map(|s| num(s)).transpose()?.unwrap_or(0);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        bail!("not a valid date or time");
+    }
+    Ok(days_from_civil(y, m, day) * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+fn format_time(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+// Howard Hinnant's `days_from_civil` / `civil_from_days` (proleptic Gregorian calendar).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_times_parse_in_every_accepted_form() {
+        let now = 1_800_000_000;
+        assert_eq!(parse_time("1700000000", now).unwrap(), 1_700_000_000);
+        assert_eq!(parse_time("2h", now).unwrap(), now - 7200);
+        assert_eq!(parse_time("7d", now).unwrap(), now - 7 * 86_400);
+        assert_eq!(parse_time("1970-01-02", now).unwrap(), 86_400);
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z", now).unwrap(),
+            1_700_000_000
+        );
+        assert!(parse_time("yesterday", now).is_err());
+        assert!(parse_time("2023-13-01", now).is_err());
+    }
+
+    #[test]
+    fn audit_times_print_as_utc() {
+        assert_eq!(format_time(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        for t in [0, 951_782_400, 1_700_000_000, 4_102_444_800] {
+            assert_eq!(parse_time(&format_time(t), 0).unwrap(), t);
+        }
+    }
 }

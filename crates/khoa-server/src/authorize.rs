@@ -99,7 +99,8 @@ async fn sign_in(
 ) -> Response {
     let username = form.remove("username").unwrap_or_default();
     let password = SecretString::from(form.remove("password").unwrap_or_default());
-    let user = match state.engine.sign_in(&username, &password).await {
+    let client = Some(valid.client.client_id.as_str());
+    let user = match state.engine.sign_in_for(client, &username, &password).await {
         Ok(Some(user)) => user,
         Ok(None) => {
             form.insert("username".into(), username);

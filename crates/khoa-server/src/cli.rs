@@ -39,6 +39,43 @@ pub enum Command {
     /// Manage partners of the encrypted dialect (seed 002) and their AES keys.
     #[command(subcommand)]
     Partner(PartnerCommand),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit events, newest first. Times are Unix seconds, UTC dates
+    /// (`2026-01-31` or `2026-01-31T08:00:00Z`), or durations ago (`90s`, `15m`, `2h`, `7d`).
+    List(AuditListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditListArgs {
+    /// Only events about this subject (a user id, or the username of a failed login or an
+    /// admin action on a user).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Only events of this client.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only events of this kind: login_success, login_failure, token_issued, refresh_reuse,
+    /// family_revoked, revocation, lockout, key_rotation, admin.
+    #[arg(long)]
+    pub kind: Option<khoa_core::store::AuditKind>,
+    /// Only events at or after this time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events at or before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -41,8 +41,18 @@ pub struct Config {
     /// Seconds a client record is cached in each node (0: no cache). Client changes made by
     /// another process (the CLI, another node) take effect within this time.
     pub client_cache_secs: i64,
-    /// `tracing` filter, e.g. `info` or `khoa=debug`. `KHOA_LOG`.
+    /// `tracing` filter, e.g. `info` or `khoa=debug`. `KHOA_LOG`. Whatever it says, the HTTP
+    /// and database libraries stay at `info` unless named explicitly (`hyper=trace`): at trace
+    /// level they print request bytes, credentials included.
     pub log: String,
+    /// `text` (human-readable) or `json` (one JSON object per line). `KHOA_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// Names this node in audit events (several nodes may share a database). `KHOA_NODE`.
+    pub node: Option<String>,
+    /// `GET /metrics` in the Prometheus text format.
+    pub metrics: MetricsConfig,
+    /// The audit trail in the database (`khoa audit list`).
+    pub audit: AuditConfig,
     /// The wire dialects: which are served, where, bound to which client.
     pub dialects: DialectsConfig,
     /// The forward-auth endpoint that nginx `auth_request`, Traefik `forwardAuth` or Envoy
@@ -102,6 +112,49 @@ pub struct RateLimitConfig {
     /// Reverse proxies whose `X-Forwarded-For` is believed (the right-most address not itself
     /// a trusted proxy is the client). Empty: the header is ignored, as anyone can send it.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// How log lines are written (to standard error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[metrics]`: `KHOA_METRICS__ENABLED`, `KHOA_METRICS__PATH`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Serve the metrics endpoint. It reveals traffic volumes, not secrets; keep it off the
+    /// public side of the load balancer or turn it off.
+    pub enabled: bool,
+    pub path: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            path: "/metrics".into(),
+        }
+    }
+}
+
+/// `[audit]`: `KHOA_AUDIT__RETENTION_DAYS`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AuditConfig {
+    /// Days audit events are kept; older ones are deleted by the periodic clean-up. 0 keeps
+    /// them forever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { retention_days: 90 }
+    }
 }
 
 /// The authorization code flow and its login page.
@@ -471,6 +524,10 @@ impl Default for Config {
             purge_interval_secs: 300,
             client_cache_secs: 5,
             log: "info".into(),
+            log_format: LogFormat::Text,
+            node: None,
+            metrics: MetricsConfig::default(),
+            audit: AuditConfig::default(),
             dialects: DialectsConfig::default(),
             forward_auth: ForwardAuthConfig::default(),
             authorize: AuthorizeConfig::default(),
@@ -632,6 +689,9 @@ impl Config {
                 &d.vietqr.transaction_sync_path,
             ),
         ];
+        if !self.metrics.path.starts_with('/') || self.metrics.path.contains(char::is_whitespace) {
+            return invalid("metrics.path", "must be an absolute path without spaces");
+        }
         for (key, path) in paths {
             if !path.starts_with('/') || path.contains(char::is_whitespace) {
                 return invalid(key, "must be an absolute path without spaces");
@@ -658,6 +718,11 @@ impl Config {
                 self.forward_auth
                     .enabled
                     .then_some(("forward_auth.path", self.forward_auth.path.as_str())),
+            )
+            .chain(
+                self.metrics
+                    .enabled
+                    .then_some(("metrics.path", self.metrics.path.as_str())),
             );
         for (key, path) in configured {
             if let Some((other, _)) = seen.iter().find(|(_, p)| *p == path) {

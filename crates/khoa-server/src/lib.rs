@@ -17,6 +17,10 @@
 //! - [`limits`]: the rate-limit buckets (per client, partner, source IP) and the client's IP.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: the OpenAPI 3.1 document of every public endpoint, at `/openapi.json`.
+//! - [`telemetry`]: the request middleware: request id (`X-Request-Id`), one log line per
+//!   request, HTTP metrics.
+//! - [`metrics`]: `GET /metrics` (Prometheus text format): the registry, store timing, the
+//!   counters fed by audit events.
 //! - [`wire`]: strict parsers for form bodies and `Authorization` headers.
 //! - [`error`]: [`error::ApiError`] for 500/503 with a correlation id.
 //! - [`master_key`]: loading or creating the master key.
@@ -33,10 +37,12 @@ pub mod forward_auth;
 pub mod health;
 pub mod limits;
 pub mod master_key;
+pub mod metrics;
 pub mod openapi;
 pub mod resource;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 pub mod userinfo;
 pub mod wellknown;
 pub mod wire;

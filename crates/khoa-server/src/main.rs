@@ -4,7 +4,6 @@ use khoa_server::cli::{Cli, Command};
 use khoa_server::config::Config;
 use khoa_server::startup::{App, create_database_dir, open_engine, shutdown_signal};
 use khoa_server::{admin, demo};
-use tracing_subscriber::EnvFilter;
 
 /// Argon2id allocates `memory_kib` (19 MiB by default) per hash. glibc raises its mmap
 /// threshold after the first such block is freed, so later blocks come from the heap and stay
@@ -29,12 +28,7 @@ fn main() -> Result<()> {
 async fn run() -> Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    khoa_server::telemetry::init_logging(&config.log, config.log_format);
     match cli.command {
         Command::Serve => App::build(config).await?.run(shutdown_signal()).await?,
         Command::Demo(args) => demo::run(args, config).await?,
@@ -53,6 +47,9 @@ async fn run() -> Result<()> {
             let overlap = config.dialects.partner.key_overlap_secs;
             let engine = open_engine(&config, config.issuer()).await?;
             admin::partner(&engine, cmd, overlap).await?
+        }
+        Command::Audit(cmd) => {
+            admin::audit(&*open_engine(&config, config.issuer()).await?, cmd).await?
         }
         Command::Keys(cmd) => {
             let engine = open_engine(&config, config.issuer()).await?;

@@ -94,6 +94,7 @@ pub fn document(config: &Config) -> utoipa::openapi::OpenApi {
             "/bank/api/transaction-sync",
             at(d.vietqr.enabled, &d.vietqr.transaction_sync_path),
         ),
+        ("/metrics", at(config.metrics.enabled, &config.metrics.path)),
     ];
     let declared = std::mem::take(&mut doc.paths.paths);
     for (path, item) in declared {
@@ -143,6 +144,7 @@ pub fn document(config: &Config) -> utoipa::openapi::OpenApi {
         openid_configuration,
         healthz,
         readyz,
+        metrics,
         openapi,
     ),
     components(schemas(
@@ -184,7 +186,7 @@ pub fn document(config: &Config) -> utoipa::openapi::OpenApi {
         (name = "vietqr", description = "VietQR token_generate and Transaction Sync (seed 003)"),
         (name = "resource", description = "Bearer-protected resources"),
         (name = "metadata", description = "JWKS and discovery"),
-        (name = "health", description = "Liveness and readiness"),
+        (name = "health", description = "Liveness, readiness and metrics"),
     )
 )]
 struct ApiDoc;
@@ -566,6 +568,8 @@ struct OpenApiDocument {
         (status = 401, description = "invalid_client", body = OAuthErrorBody,
             headers(("WWW-Authenticate" = String, description = "after a Basic attempt"))),
         (status = 413, description = "The body is too large", body = OAuthErrorBody),
+        (status = 429, description = "Rate-limited: temporarily_unavailable",
+            body = OAuthErrorBody, headers(("Retry-After" = String))),
         (status = 500, description = "server_error with a correlation id", body = OAuthErrorBody),
         (status = 503, description = "temporarily_unavailable (overload or database)",
             body = OAuthErrorBody, headers(("Retry-After" = String))),
@@ -583,6 +587,8 @@ fn token() {}
         (status = 400, description = "RFC 6749 §5.2 error", body = OAuthErrorBody),
         (status = 401, description = "invalid_client", body = OAuthErrorBody),
         (status = 413, description = "The body is too large", body = OAuthErrorBody),
+        (status = 429, description = "Rate-limited: temporarily_unavailable",
+            body = OAuthErrorBody, headers(("Retry-After" = String))),
         (status = 500, description = "server_error", body = OAuthErrorBody),
         (status = 503, description = "temporarily_unavailable", body = OAuthErrorBody),
     )
@@ -601,6 +607,8 @@ fn revocation() {}
         (status = 401, description = "invalid_client (confidential clients only)",
             body = OAuthErrorBody),
         (status = 413, description = "The body is too large", body = OAuthErrorBody),
+        (status = 429, description = "Rate-limited: temporarily_unavailable",
+            body = OAuthErrorBody, headers(("Retry-After" = String))),
         (status = 500, description = "server_error", body = OAuthErrorBody),
         (status = 503, description = "temporarily_unavailable", body = OAuthErrorBody),
     )
@@ -668,6 +676,8 @@ fn underlying() {}
         (status = 401, description = "Client ID or secret invalid or disabled",
             body = BankhubError, headers(("WWW-Authenticate" = String))),
         (status = 413, description = "The body is too large", body = BankhubError),
+        (status = 429, description = "Rate-limited", body = BankhubError,
+            headers(("Retry-After" = String))),
         (status = 500, description = "Internal error", body = BankhubError),
         (status = 503, description = "Unavailable", body = BankhubError),
     )
@@ -687,6 +697,8 @@ fn bankhub_token() {}
         (status = 401, description = "Envelope does not open, or credentials refused",
             body = PartnerError),
         (status = 413, description = "The body is too large", body = PartnerError),
+        (status = 429, description = "rate_limited", body = PartnerError,
+            headers(("Retry-After" = String))),
         (status = 500, description = "Internal error", body = PartnerError),
         (status = 503, description = "Unavailable", body = PartnerError),
     )
@@ -706,6 +718,8 @@ fn partner_login() {}
         (status = 401, description = "Envelope does not open, or refresh token refused",
             body = PartnerError),
         (status = 413, description = "The body is too large", body = PartnerError),
+        (status = 429, description = "rate_limited", body = PartnerError,
+            headers(("Retry-After" = String))),
         (status = 500, description = "Internal error", body = PartnerError),
         (status = 503, description = "Unavailable", body = PartnerError),
     )
@@ -722,6 +736,8 @@ fn partner_refresh() {}
             body = VietqrFailed),
         (status = 401, description = "E74: credentials missing or refused", body = VietqrFailed),
         (status = 413, description = "E46: the body is too large", body = VietqrFailed),
+        (status = 429, description = "E05: rate-limited", body = VietqrFailed,
+            headers(("Retry-After" = String))),
         (status = 500, description = "E05", body = VietqrFailed),
         (status = 503, description = "E05", body = VietqrFailed),
     )
@@ -800,6 +816,8 @@ fn authorize_show() {}
             body = String, content_type = "text/html"),
         (status = 403, description = "CSRF check failed: an error page", body = String,
             content_type = "text/html"),
+        (status = 429, description = "Too many sign-in attempts: an error page", body = String,
+            content_type = "text/html", headers(("Retry-After" = String))),
         (status = 500, description = "server_error", body = OAuthErrorBody),
         (status = 503, description = "temporarily_unavailable", body = OAuthErrorBody),
     )
@@ -879,6 +897,14 @@ fn healthz() {}
 )]
 #[allow(dead_code)]
 fn readyz() {}
+
+#[utoipa::path(
+    get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus / OpenMetrics text", body = String,
+        content_type = "application/openmetrics-text"))
+)]
+#[allow(dead_code)]
+fn metrics() {}
 
 #[utoipa::path(
     get, path = "/openapi.json", tag = "metadata",

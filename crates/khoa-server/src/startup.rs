@@ -16,7 +16,9 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::dialects;
+use crate::metrics::{self, Metrics};
 use crate::state::AppState;
+use crate::telemetry::{self, Telemetry};
 use crate::{authorize, forward_auth, health, openapi, resource, userinfo, wellknown};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +56,18 @@ pub fn redact_url(url: &str) -> String {
 /// Opens the configured database and builds the engine over it (shared by `serve`, the CLI
 /// verbs and `demo`).
 pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>, StartError> {
+    open_engine_with(config, issuer, |stores| stores).await
+}
+
+/// [`open_engine`] with the stores wrapped by `wrap` (the server's metrics) before the engine
+/// sees them.
+async fn open_engine_with(
+    config: &Config,
+    issuer: String,
+    wrap: impl FnOnce(Stores) -> Stores,
+) -> Result<Arc<Engine>, StartError> {
     let master = crate::master_key::load(config)?;
-    let stores = open_stores(config).await?;
+    let stores = wrap(open_stores(config).await?);
     let engine = Engine::new(
         EngineConfig {
             issuer,
@@ -66,6 +78,7 @@ pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>,
             client_cache_secs: config.client_cache_secs,
             auth_code_ttl: config.authorize.code_ttl_secs,
             lockout: config.lockout_policy(),
+            node: config.node.clone(),
         },
         stores,
         master,
@@ -130,7 +143,9 @@ impl App {
             .clone()
             .map(|i| i.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| format!("http://{addr}"));
-        let engine = open_engine(&config, issuer).await?;
+        let metrics = Arc::new(Metrics::new());
+        let engine =
+            open_engine_with(&config, issuer, |s| metrics::instrument(s, &metrics)).await?;
         Ok(App {
             listener,
             addr,
@@ -138,6 +153,7 @@ impl App {
                 engine,
                 limits: Arc::new(crate::limits::RateLimits::new(&config.rate_limit)),
                 config: Arc::new(config.clone()),
+                metrics,
             },
             config,
         })
@@ -248,7 +264,19 @@ impl App {
 }
 
 pub fn router(state: AppState, config: &Config) -> Router {
-    Router::new()
+    let route_dialects = dialects::route_dialects(&config.dialects);
+    state
+        .metrics
+        .declare_dialects(route_dialects.iter().map(|(_, d)| *d));
+    let telemetry = Telemetry {
+        metrics: state.metrics.clone(),
+        dialects: Arc::new(route_dialects.into_iter().collect()),
+    };
+    let mut router = Router::new();
+    if config.metrics.enabled {
+        router = router.route(&config.metrics.path, get(metrics::serve));
+    }
+    router
         .merge(dialects::routes(&config.dialects))
         .merge(forward_auth::routes(&config.forward_auth))
         .route(
@@ -285,6 +313,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.http.request_timeout_secs),
         ))
+        // Outermost: it sees timeouts and body-limit refusals too.
+        .layer(axum::middleware::from_fn_with_state(
+            telemetry,
+            telemetry::observe,
+        ))
         .with_state(state)
 }
 
@@ -300,8 +333,8 @@ async fn not_found() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) 
 const RETIRED_KEY_RETENTION_SECS: i64 = 24 * 3600;
 
 /// Periodic work every node does: pick up signing keys scheduled elsewhere (the ring then
-/// switches and retires on time by itself), delete expired tokens in small batches and
-/// long-retired keys.
+/// switches and retires on time by itself), delete expired tokens in small batches, audit
+/// events past `audit.retention_days`, and long-retired keys.
 async fn maintenance(state: AppState, config: Config) {
     let mut keys = tokio::time::interval(Duration::from_secs(config.keys.reload_secs));
     let mut purge = tokio::time::interval(Duration::from_secs(config.purge_interval_secs));
@@ -330,6 +363,10 @@ async fn maintenance(state: AppState, config: Config) {
                     Err(e) => tracing::warn!(error = %e, "purging old failed sign-ins failed"),
                 }
                 state.limits.retain_recent();
+                if config.audit.retention_days > 0 {
+                    let before = now - i64::from(config.audit.retention_days) * 86_400;
+                    purge_audit(&state, before).await;
+                }
                 let retired_before = now - RETIRED_KEY_RETENTION_SECS;
                 match state.engine.stores().keys.delete_retired_keys(retired_before).await {
                     Ok(0) => {}
@@ -338,6 +375,29 @@ async fn maintenance(state: AppState, config: Config) {
                 }
             }
         }
+    }
+}
+
+/// Deletes audit events older than `before`, in small batches so that no single statement
+/// holds the database (or SQLite's one writer) for long.
+async fn purge_audit(state: &AppState, before: i64) {
+    let mut total = 0;
+    loop {
+        match state.engine.stores().audit.purge_audit(before, 500).await {
+            Ok(n) => {
+                total += n;
+                if n < 500 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "purging old audit events failed");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(deleted = total, "purged audit events past the retention");
     }
 }
 

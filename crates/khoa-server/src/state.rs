@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::limits::RateLimits;
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -12,4 +13,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// This node's rate-limit buckets.
     pub limits: Arc<RateLimits>,
+    /// This server's counters (`GET /metrics`); the rate limiter reports to it.
+    pub metrics: Arc<Metrics>,
 }

@@ -16,12 +16,16 @@
 //! - `sqlite/users.rs`, `clients.rs`, `tokens.rs`, `codes.rs`, `keys.rs`, `partners.rs` — one
 //!   file per aggregate: its SQL and its row decoding, nothing else. `codes.rs` redeems an
 //!   authorization code and writes the tokens it issues in one job of the writer.
+//! - `sqlite/audit.rs` — audit events, queued on the writer without waiting for their commit
+//!   (they share the next batch's fsync; a crash may lose the last few, never a token).
 //! - `postgres/mod.rs` — the PostgreSQL pool (sized by [`StoreOptions::max_connections`],
 //!   bounded waits, stale connections replaced), the embedded migrations and the single place
 //!   where `sqlx` errors become [`StoreError`]s. No writer task: several nodes share the
 //!   database, so every write is its own transaction and races are settled by the SQL.
 //! - `postgres/users.rs`, `clients.rs`, `tokens.rs`, `codes.rs`, `keys.rs`, `partners.rs` — one
 //!   file per aggregate, as for SQLite.
+//! - `postgres/audit.rs` — audit events, queued to a task of their own that inserts them in
+//!   batches, in order.
 //! - `migrations/sqlite/`, `migrations/postgres/` — each backend's schema, one numbered file
 //!   per change, compiled into the binary.
 //!

@@ -22,6 +22,7 @@ pub struct AuthorizationCodeGrant {
     pub(crate) tokens: Arc<dyn TokenStore>,
     pub(crate) users: Arc<dyn UserStore>,
     pub(crate) minter: Arc<Minter>,
+    pub(crate) audit: crate::audit::Auditor,
 }
 
 /// RFC 6749 §5.2: every problem with the code itself is `invalid_grant`, and the description
@@ -120,6 +121,18 @@ impl AuthorizationCodeGrant {
                 family_id,
                 "authorization code reused: its tokens are revoked"
             );
+            if let Some(family) = self.tokens.find_family(family_id).await? {
+                self.audit
+                    .reuse(
+                        &family.subject,
+                        &family.client_id,
+                        family_id,
+                        "authorization_code",
+                        true,
+                        now,
+                    )
+                    .await;
+            }
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ pub struct PasswordGrant {
     pub(crate) failures: Arc<dyn LoginFailureStore>,
     pub(crate) lockout: LockoutPolicy,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) audit: crate::audit::Auditor,
 }
 
 /// One message for every credential failure, so the answer does not tell which part was wrong.
@@ -74,15 +75,12 @@ impl PasswordGrant {
                         .record_login_failure(username, now, &self.lockout)
                         .await?;
                     if let Some(until) = state.locked_until.filter(|_| state.locked_at(now)) {
-                        // TODO(audit): the audit-event sink replaces this line when it lands.
-                        tracing::warn!(
-                            target: "khoa::audit",
-                            kind = "lockout",
-                            username,
-                            failures = state.failures,
-                            locked_until = until,
-                            "account locked after repeated failed sign-ins"
-                        );
+                        let detail = serde_json::json!({
+                            "action": "lock",
+                            "failures": state.failures,
+                            "locked_until": until,
+                        });
+                        self.audit.lockout(Some(username), None, detail, now).await;
                     }
                 }
                 Err(OAuthError::invalid_grant(BAD_CREDENTIALS)

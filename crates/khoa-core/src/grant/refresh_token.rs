@@ -28,6 +28,7 @@ pub struct RefreshTokenGrant {
     pub(crate) tokens: Arc<dyn TokenStore>,
     pub(crate) users: Arc<dyn UserStore>,
     pub(crate) minter: Arc<Minter>,
+    pub(crate) audit: crate::audit::Auditor,
 }
 
 fn invalid() -> EngineError {
@@ -172,13 +173,24 @@ impl RefreshTokenGrant {
             _ => None,
         };
         let Some((successor_hash, sealed)) = successor else {
-            if self.tokens.revoke_family(&family.id, now).await? {
+            let revoked = self.tokens.revoke_family(&family.id, now).await?;
+            if revoked {
                 tracing::warn!(
                     family = %family.id,
                     client_id = %client.client_id,
                     "refresh token reused outside the retry window; family revoked"
                 );
             }
+            self.audit
+                .reuse(
+                    &family.subject,
+                    &client.client_id,
+                    &family.id,
+                    "refresh_token",
+                    revoked,
+                    now,
+                )
+                .await;
             return Err(invalid());
         };
         let successor = open_successor(presented, sealed)

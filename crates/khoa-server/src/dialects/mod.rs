@@ -43,6 +43,39 @@ pub fn set_retry_after(res: &mut Response, secs: u64) {
         .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
 }
 
+/// Which dialect each enabled dialect route belongs to (the `dialect` label of metrics and
+/// request logs).
+pub fn route_dialects(cfg: &DialectsConfig) -> Vec<(String, &'static str)> {
+    let mut r = Vec::new();
+    if cfg.oauth2.enabled {
+        let o = &cfg.oauth2;
+        for p in [
+            &o.token_path,
+            &o.revocation_path,
+            &o.introspection_path,
+            &o.revocation_list_path,
+        ] {
+            r.push((p.clone(), "oauth2"));
+        }
+    }
+    if cfg.derivative.enabled {
+        r.push((cfg.derivative.derivative_path.clone(), "derivative"));
+        r.push((cfg.derivative.underlying_path.clone(), "derivative"));
+    }
+    if cfg.bankhub.enabled {
+        r.push((cfg.bankhub.path.clone(), "bankhub"));
+    }
+    if cfg.partner.enabled {
+        r.push((cfg.partner.login_path.clone(), "partner"));
+        r.push((cfg.partner.refresh_path.clone(), "partner"));
+    }
+    if cfg.vietqr.enabled {
+        r.push((cfg.vietqr.token_path(), "vietqr"));
+        r.push((cfg.vietqr.transaction_sync_path.clone(), "vietqr"));
+    }
+    r
+}
+
 /// The routes of every enabled dialect, at their configured paths.
 pub fn routes(cfg: &DialectsConfig) -> Router<AppState> {
     let mut r = Router::new();

@@ -4,6 +4,7 @@
 //!   `abuse_rate_limit`: 429 per IP, client and partner in every dialect's shape;
 //!   `abuse_http`: head size, header-read timeout, connection cap, graceful shutdown.
 //! - `helpers`: `spawn_app()`, typed request, seeding and assertion helpers.
+//! - `audit`: the audit events each flow records, and `khoa audit list`.
 //! - `cli`: running the `khoa` binary with a clean environment and capturing its output.
 //! - `authorization_code`: the code flow with PKCE, the login page, ID tokens and userinfo;
 //!   `authcode_browser` drives the same flow in headless Chromium (`tests/python/`).
@@ -21,6 +22,8 @@
 //! - `openapi`: `/openapi.json` lists exactly the routes served (schemathesis checks the
 //!   answers: `tests/schemathesis/run.sh`).
 //! - `third_party`: Authlib (Python) as a real standard client of khoa.
+//! - `log_secrets`: the real binary at trace level, every flow, and no secret in its output.
+//! - `metrics`: `GET /metrics` and the `X-Request-Id` header.
 //! - `key_rotation`: `khoa keys rotate` against a running server: pre-publication, the
 //!   switch, retirement, JWKS cache headers.
 //! - `multinode`: several `khoa serve` processes on one PostgreSQL database (a throwaway
@@ -30,6 +33,7 @@ mod abuse_http;
 mod abuse_lockout;
 mod abuse_rate_limit;
 mod at_rest;
+mod audit;
 mod authcode_browser;
 mod authorization_code;
 mod cli;
@@ -47,6 +51,8 @@ mod forward_auth;
 mod health;
 mod helpers;
 mod key_rotation;
+mod log_secrets;
+mod metrics;
 mod multinode;
 mod nginx;
 mod openapi;

@@ -86,6 +86,7 @@ async fn openapi_json_is_openapi_3_1_and_lists_every_route_the_demo_serves() {
     add(&["GET"], "/.well-known/openid-configuration");
     add(&["GET"], "/healthz");
     add(&["GET"], "/readyz");
+    add(&["GET"], &app.config.metrics.path);
     add(&["GET"], "/openapi.json");
     assert_eq!(operations(&doc), expected);
 

@@ -5,6 +5,7 @@
 //! what must not race (rotation, the first signing key) is made safe by the statements
 //! themselves — conditional updates and unique indexes — not by anything held in a process.
 
+mod audit;
 mod clients;
 mod codes;
 mod keys;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use khoa_core::scope::ScopeSet;
-use khoa_core::store::{Readiness, StoreError, Stores};
+use khoa_core::store::{PoolConnections, Readiness, StoreError, Stores};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow};
 use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
@@ -62,6 +63,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         partners: Arc::new(partners::PgPartners(pool.clone())),
         codes: Arc::new(codes::PgCodes(pool.clone())),
         login_failures: Arc::new(login_failures::PgLoginFailures(pool.clone())),
+        audit: Arc::new(audit::PgAudit::new(pool.clone())),
         readiness: Arc::new(PgReadiness(pool)),
     })
 }
@@ -129,6 +131,12 @@ fn migrator() -> Migrator {
             "login_failures",
             include_str!("../../migrations/postgres/0005_login_failures.sql"),
         ),
+        // 5 is taken by another branch's change (lockouts); versions need not be contiguous.
+        (
+            6,
+            "audit_events",
+            include_str!("../../migrations/postgres/0006_audit_events.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
@@ -163,6 +171,14 @@ impl Readiness for PgReadiness {
             .await
             .store_err()
             .map(drop)
+    }
+
+    fn pool_connections(&self) -> Option<PoolConnections> {
+        Some(PoolConnections {
+            open: self.0.size(),
+            idle: self.0.num_idle() as u32,
+            max: self.0.options().get_max_connections(),
+        })
     }
 }
 

@@ -10,6 +10,7 @@
 //! statements or hundreds, and under load those switches took about a sixth of the server's
 //! CPU. Both link the one SQLite library (libsqlite3-sys 0.37).
 
+mod audit;
 mod clients;
 mod codes;
 mod keys;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use khoa_core::scope::ScopeSet;
-use khoa_core::store::{Readiness, StoreError, Stores};
+use khoa_core::store::{PoolConnections, Readiness, StoreError, Stores};
 use rusqlite::ffi;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -74,6 +75,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         partners: Arc::new(partners::SqlitePartners(db.clone())),
         codes: Arc::new(codes::SqliteCodes(db.clone())),
         login_failures: Arc::new(login_failures::SqliteLoginFailures(db.clone())),
+        audit: Arc::new(audit::SqliteAudit(db.clone())),
         readiness: Arc::new(SqliteReadiness(db)),
     })
 }
@@ -164,6 +166,12 @@ fn migrator() -> Migrator {
             "login_failures",
             include_str!("../../migrations/sqlite/0005_login_failures.sql"),
         ),
+        // 5 is taken by another branch's change (lockouts); versions need not be contiguous.
+        (
+            6,
+            "audit_events",
+            include_str!("../../migrations/sqlite/0006_audit_events.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
@@ -204,6 +212,15 @@ impl Readiness for SqliteReadiness {
             .await
             .store_err()
             .map(drop)
+    }
+
+    /// The read pool (every write goes through the one writer connection).
+    fn pool_connections(&self) -> Option<PoolConnections> {
+        Some(PoolConnections {
+            open: self.0.read.size(),
+            idle: self.0.read.num_idle() as u32,
+            max: self.0.read.options().get_max_connections(),
+        })
     }
 }
 

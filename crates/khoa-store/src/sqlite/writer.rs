@@ -83,6 +83,24 @@ impl Writer {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// Queues a one-statement `work` for the next batch and returns once it is queued, not once
+    /// it committed: for writes nobody waits on (audit events), which then share the fsync of
+    /// whatever batch they land in. Its outcome is never reported; a failure is logged.
+    pub(crate) async fn enqueue<F>(&self, work: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    {
+        let work = move |conn: &Connection| {
+            let outcome = work(conn);
+            if let Err(e) = &outcome {
+                tracing::warn!(error = %e, "a queued write failed");
+            }
+            outcome
+        };
+        drop(self.submit(Undo::Statement, work).await?);
+        Ok(())
+    }
+
     /// Queues `work` and returns the receiver of its answer: the first half of
     /// [`Writer::write`], separate so that tests can fill the queue deterministically.
     async fn submit<T, F>(

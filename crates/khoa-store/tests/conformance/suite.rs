@@ -11,9 +11,9 @@ use khoa_core::model::{
 };
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
-    AccessRecord, AuthCode, Family, IfKeyPending, Issuance, KeySchedule, LockoutPolicy, NewUser,
-    Partner, PartnerKey, RedeemOutcome, RefreshRecord, RevokedJwt, RotateOutcome, Rotation,
-    SigningKeyRecord, StoreError, Stores,
+    AccessRecord, AuditEvent, AuditFilter, AuditKind, AuthCode, Family, IfKeyPending, Issuance,
+    KeySchedule, LockoutPolicy, NewUser, Partner, PartnerKey, RedeemOutcome, RefreshRecord,
+    RevokedJwt, RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
 };
 use khoa_store::StoreOptions;
 use tokio::sync::Barrier;
@@ -66,6 +66,10 @@ macro_rules! conformance_tests {
             old_login_failures_restart_the_count,
             of_concurrent_login_failures_every_one_counts,
             purge_removes_old_unlocked_login_failures_only,
+            audit_events_round_trip_newest_first,
+            audit_events_filter_by_subject_client_kind_and_time,
+            audit_purge_removes_old_events_in_batches,
+            readiness_reports_the_pool,
         );
         $crate::suite::conformance_tests!(@db $fresh;
             writes_survive_a_reconnect,
@@ -1593,4 +1597,157 @@ pub async fn purge_removes_old_unlocked_login_failures_only(stores: &Stores) {
     assert!(f.find_login_failures("locked").await.unwrap().is_some());
     assert!(f.find_login_failures("recent").await.unwrap().is_some());
     assert_eq!(f.find_login_failures("old").await.unwrap(), None);
+}
+
+fn audit_event(at: UnixTime, kind: AuditKind, subject: &str, client: &str) -> AuditEvent {
+    AuditEvent::new(at, kind, serde_json::json!({ "n": at }))
+        .subject(subject)
+        .client(client)
+}
+
+fn all_audit() -> AuditFilter {
+    AuditFilter {
+        limit: 1000,
+        ..AuditFilter::default()
+    }
+}
+
+pub async fn audit_events_round_trip_newest_first(stores: &Stores) {
+    let audit = &stores.audit;
+    let mut first = audit_event(NOW, AuditKind::TokenIssued, "user-1", "app");
+    first.node = Some("node-a".into());
+    audit.record(first.clone()).await.unwrap();
+    // Same second: insertion order breaks the tie, newest first.
+    audit
+        .record(audit_event(NOW, AuditKind::Revocation, "user-1", "app"))
+        .await
+        .unwrap();
+    audit
+        .record(audit_event(
+            NOW - 10,
+            AuditKind::LoginSuccess,
+            "user-1",
+            "app",
+        ))
+        .await
+        .unwrap();
+    let mut anonymous = AuditEvent::new(NOW - 5, AuditKind::KeyRotation, serde_json::json!({}));
+    anonymous.detail = r#"{"kid":"k1"}"#.into();
+    audit.record(anonymous).await.unwrap();
+    audit.flush().await.unwrap();
+
+    let listed = audit.list_audit(&all_audit()).await.unwrap();
+    let kinds: Vec<AuditKind> = listed.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AuditKind::Revocation,
+            AuditKind::TokenIssued,
+            AuditKind::KeyRotation,
+            AuditKind::LoginSuccess
+        ]
+    );
+    let stored = &listed[1];
+    assert!(stored.id > 0);
+    assert_eq!(
+        (stored.at, &stored.subject, &stored.client_id, &stored.node),
+        (NOW, &first.subject, &first.client_id, &first.node)
+    );
+    let detail: serde_json::Value = serde_json::from_str(&stored.detail).unwrap();
+    assert_eq!(detail, serde_json::json!({ "n": NOW }));
+    assert_eq!(listed[2].subject, None);
+    assert_eq!(listed[2].client_id, None);
+    let detail: serde_json::Value = serde_json::from_str(&listed[2].detail).unwrap();
+    assert_eq!(detail, serde_json::json!({ "kid": "k1" }));
+
+    let two = AuditFilter {
+        limit: 2,
+        ..AuditFilter::default()
+    };
+    let listed = audit.list_audit(&two).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].kind, AuditKind::Revocation);
+}
+
+pub async fn audit_events_filter_by_subject_client_kind_and_time(stores: &Stores) {
+    let audit = &stores.audit;
+    for (at, kind, subject, client) in [
+        (NOW, AuditKind::LoginFailure, "alice", "app"),
+        (NOW + 1, AuditKind::LoginSuccess, "alice", "app"),
+        (NOW + 2, AuditKind::TokenIssued, "alice", "other"),
+        (NOW + 3, AuditKind::TokenIssued, "bob", "app"),
+    ] {
+        audit
+            .record(audit_event(at, kind, subject, client))
+            .await
+            .unwrap();
+    }
+    let ats = |filter: AuditFilter| async move {
+        let filter = AuditFilter {
+            limit: 100,
+            ..filter
+        };
+        let listed = stores.audit.list_audit(&filter).await.unwrap();
+        listed.iter().map(|e| e.at - NOW).collect::<Vec<_>>()
+    };
+    let by_subject = AuditFilter {
+        subject: Some("alice".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(ats(by_subject).await, [2, 1, 0]);
+    let by_client = AuditFilter {
+        client_id: Some("app".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(ats(by_client).await, [3, 1, 0]);
+    let by_kind = AuditFilter {
+        kind: Some(AuditKind::TokenIssued),
+        ..AuditFilter::default()
+    };
+    assert_eq!(ats(by_kind).await, [3, 2]);
+    let by_time = AuditFilter {
+        since: Some(NOW + 1),
+        until: Some(NOW + 2),
+        ..AuditFilter::default()
+    };
+    assert_eq!(ats(by_time).await, [2, 1]);
+    let all_at_once = AuditFilter {
+        subject: Some("alice".into()),
+        client_id: Some("app".into()),
+        kind: Some(AuditKind::LoginFailure),
+        since: Some(NOW),
+        until: Some(NOW),
+        limit: 0,
+    };
+    assert_eq!(ats(all_at_once).await, [0]);
+    let nobody = AuditFilter {
+        subject: Some("carol".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(ats(nobody).await, Vec::<i64>::new());
+}
+
+pub async fn audit_purge_removes_old_events_in_batches(stores: &Stores) {
+    let audit = &stores.audit;
+    for at in [NOW - 30, NOW - 20, NOW - 10, NOW] {
+        audit
+            .record(audit_event(at, AuditKind::Admin, "x", "y"))
+            .await
+            .unwrap();
+    }
+    audit.flush().await.unwrap();
+    assert_eq!(audit.purge_audit(NOW - 5, 2).await.unwrap(), 2);
+    assert_eq!(audit.purge_audit(NOW - 5, 2).await.unwrap(), 1);
+    assert_eq!(audit.purge_audit(NOW - 5, 2).await.unwrap(), 0);
+    let left = audit.list_audit(&all_audit()).await.unwrap();
+    assert_eq!(left.iter().map(|e| e.at).collect::<Vec<_>>(), [NOW]);
+}
+
+pub async fn readiness_reports_the_pool(stores: &Stores) {
+    stores.readiness.ping().await.unwrap();
+    let pool = stores.readiness.pool_connections().expect("a pool");
+    assert!(
+        pool.open >= 1 && pool.idle <= pool.open && pool.open <= pool.max,
+        "{pool:?}"
+    );
 }
