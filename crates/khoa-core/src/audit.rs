@@ -1,8 +1,10 @@
 //! The engine's side of the audit trail: what each event says, and the rule that recording
 //! one never fails or delays the request that caused it beyond queueing the row.
 //!
-//! Every event also goes to the `khoa::audit` tracing target at `info`, so an operator who
-//! ships logs sees the trail without reading the table. Neither carries a secret: tokens are
+//! Every event also goes to the `khoa::audit` tracing target at `debug` (`KHOA_LOG=info,
+//! khoa::audit=debug`), so an operator who ships logs can see the trail without reading the
+//! table. Not at `info`: a token issuance already logs its request line there, and a second
+//! line per token measurably slows the token endpoints. Neither carries a secret: tokens are
 //! named by a SHA-256 prefix or a `jti`, passwords and client secrets never appear.
 
 use serde_json::json;
@@ -30,7 +32,7 @@ impl Auditor {
         if event.node.is_none() {
             event.node.clone_from(&self.node);
         }
-        tracing::info!(
+        tracing::debug!(
             target: "khoa::audit",
             kind = event.kind.as_str(),
             subject = event.subject.as_deref().unwrap_or("-"),

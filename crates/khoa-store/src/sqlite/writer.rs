@@ -66,7 +66,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let answer = self.submit(Undo::Savepoint, work).await?;
+        let answer = self.submit(Undo::Savepoint, true, work).await?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -79,13 +79,17 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let answer = self.submit(Undo::Statement, work).await?;
+        let answer = self.submit(Undo::Statement, true, work).await?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Queues a one-statement `work` for the next batch and returns once it is queued, not once
     /// it committed: for writes nobody waits on (audit events), which then share the fsync of
-    /// whatever batch they land in. Its outcome is never reported; a failure is logged.
+    /// whatever batch they land in. A batch of nothing but such writes commits without an fsync
+    /// (`synchronous = NORMAL`): in WAL mode it becomes durable with the next fsynced commit,
+    /// and until then a crash may lose it, which is the promise made for them. Without this, a
+    /// JWT issuance (which stores nothing itself) would pay an fsync for its audit row. Its
+    /// outcome is never reported; a failure is logged.
     pub(crate) async fn enqueue<F>(&self, work: F) -> Result<(), StoreError>
     where
         F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
@@ -97,7 +101,7 @@ impl Writer {
             }
             outcome
         };
-        drop(self.submit(Undo::Statement, work).await?);
+        drop(self.submit(Undo::Statement, false, work).await?);
         Ok(())
     }
 
@@ -106,6 +110,7 @@ impl Writer {
     async fn submit<T, F>(
         &self,
         undo: Undo,
+        durable: bool,
         work: F,
     ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
     where
@@ -115,6 +120,7 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending {
             undo,
+            durable,
             work: Some(work),
             outcome: None,
             reply,
@@ -145,6 +151,8 @@ pub(crate) fn stopped() -> StoreError {
 // write, is nothing next to the fsync it shares.
 trait Job: Send {
     fn undo(&self) -> Undo;
+    /// Whether its caller waits for it to be durable (every write but queued audit events).
+    fn durable(&self) -> bool;
     /// Runs the write and keeps its result; returns its error, if any, for the writer to decide
     /// what must be rolled back.
     fn run(&mut self, conn: &Connection) -> Result<(), StoreError>;
@@ -163,6 +171,7 @@ enum Undo {
 
 struct Pending<T, F> {
     undo: Undo,
+    durable: bool,
     work: Option<F>,
     outcome: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -175,6 +184,10 @@ where
 {
     fn undo(&self) -> Undo {
         self.undo
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 
     fn run(&mut self, conn: &Connection) -> Result<(), StoreError> {
@@ -228,6 +241,20 @@ fn run(
 }
 
 fn commit_batch(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    // Nobody waits on a batch of queued writes only: no fsync for it (see `Writer::enqueue`).
+    // PRAGMA synchronous cannot change inside a transaction, hence around it.
+    let lazy = jobs.iter().all(|job| !job.durable());
+    if lazy {
+        exec(conn, "PRAGMA synchronous = NORMAL")?;
+    }
+    let outcome = commit_batch_synced(conn, jobs);
+    if lazy {
+        exec(conn, "PRAGMA synchronous = FULL")?;
+    }
+    outcome
+}
+
+fn commit_batch_synced(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
     // IMMEDIATE takes the write lock up front: a deferred transaction that reads first could
     // fail with SQLITE_BUSY half-way when another process writes the same file.
     exec(conn, "BEGIN IMMEDIATE")?;
@@ -338,7 +365,7 @@ mod tests {
         let (started_tx, started) = oneshot::channel();
         let (release, gate) = oneshot::channel::<()>();
         let done = w
-            .submit(Undo::Statement, move |_conn| {
+            .submit(Undo::Statement, true, move |_conn| {
                 let _ = started_tx.send(());
                 // The writer's own thread, not the runtime's: blocking is allowed here.
                 let _ = gate.blocking_recv();
@@ -350,17 +377,48 @@ mod tests {
         (release, done)
     }
 
+    fn synchronous(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_queued_writes_alone_commits_without_fsync_and_the_next_one_with() {
+        let (w, _thread) = writer(8);
+        let (seen, mut saw) = mpsc::unbounded_channel();
+
+        let before = w.write_one(|conn| Ok(synchronous(conn))).await.unwrap();
+        w.enqueue(move |conn| {
+            let _ = seen.send(synchronous(conn));
+            insert(conn, "queued")
+        })
+        .await
+        .unwrap();
+        let during = saw.recv().await.unwrap();
+        let after = w
+            .write_one(|conn| {
+                let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+                Ok((synchronous(conn), n))
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(before, 2, "FULL for a batch somebody waits on");
+        assert_eq!(during, 1, "NORMAL for a batch of queued writes only");
+        assert_eq!(after, (2, 1), "FULL again, and the queued row committed");
+    }
+
     #[tokio::test]
     async fn a_failing_job_is_rolled_back_alone_and_the_rest_of_its_batch_commits() {
         let (w, _) = writer(16);
         let (release, held) = hold(&w).await;
         let first = w
-            .submit(Undo::Statement, |conn| insert(conn, "a"))
+            .submit(Undo::Statement, true, |conn| insert(conn, "a"))
             .await
             .unwrap();
         // Writes "b", then collides: its savepoint takes "b" back.
         let failing = w
-            .submit(Undo::Savepoint, |conn| {
+            .submit(Undo::Savepoint, true, |conn| {
                 insert(conn, "b")?;
                 insert(conn, "a")
             })
@@ -368,11 +426,11 @@ mod tests {
             .unwrap();
         // Collides at once: SQLite takes the statement back by itself.
         let colliding = w
-            .submit(Undo::Statement, |conn| insert(conn, "a"))
+            .submit(Undo::Statement, true, |conn| insert(conn, "a"))
             .await
             .unwrap();
         let last = w
-            .submit(Undo::Statement, |conn| insert(conn, "c"))
+            .submit(Undo::Statement, true, |conn| insert(conn, "c"))
             .await
             .unwrap();
         release.send(()).unwrap();
@@ -400,7 +458,7 @@ mod tests {
         let mut answers = Vec::new();
         for i in 0..100 {
             answers.push(
-                w.submit(Undo::Statement, move |conn| {
+                w.submit(Undo::Statement, true, move |conn| {
                     insert(conn, &format!("k{i:03}"))
                 })
                 .await
@@ -444,7 +502,7 @@ mod tests {
         // Stays under the queue's capacity (2 × batch_max), or `submit` would wait for the hold.
         for i in 0..20 {
             answers.push(
-                w.submit(Undo::Statement, move |conn| {
+                w.submit(Undo::Statement, true, move |conn| {
                     insert(conn, &format!("k{i:02}"))
                 })
                 .await
@@ -466,14 +524,14 @@ mod tests {
         let (release, held) = hold(&w).await;
         // Capacity 2 × batch_max: two jobs fit behind the hold, the third must wait.
         let queued = [
-            w.submit(Undo::Statement, |conn| insert(conn, "a"))
+            w.submit(Undo::Statement, true, |conn| insert(conn, "a"))
                 .await
                 .unwrap(),
-            w.submit(Undo::Statement, |conn| insert(conn, "b"))
+            w.submit(Undo::Statement, true, |conn| insert(conn, "b"))
                 .await
                 .unwrap(),
         ];
-        let third = w.submit(Undo::Statement, |conn| insert(conn, "c"));
+        let third = w.submit(Undo::Statement, true, |conn| insert(conn, "c"));
         tokio::pin!(third);
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(
@@ -496,12 +554,12 @@ mod tests {
         let (w, _) = writer(16);
         let (release, held) = hold(&w).await;
         let fine = w
-            .submit(Undo::Statement, |conn| insert(conn, "a"))
+            .submit(Undo::Statement, true, |conn| insert(conn, "a"))
             .await
             .unwrap();
         // A deferred foreign key passes the statement and fails the COMMIT.
         let dangling = w
-            .submit(Undo::Statement, |conn| {
+            .submit(Undo::Statement, true, |conn| {
                 conn.execute("INSERT INTO child (p) VALUES ('nobody')", [])
                     .store_err()
                     .map(drop)
@@ -524,13 +582,13 @@ mod tests {
         let (w, _) = writer(16);
         let (release, held) = hold(&w).await;
         let before = w
-            .submit(Undo::Statement, |conn| insert(conn, "a"))
+            .submit(Undo::Statement, true, |conn| insert(conn, "a"))
             .await
             .unwrap();
         // OR ROLLBACK: SQLite answers the conflict by rolling back the whole transaction, as it
         // does on a full disk or an I/O error.
         let ender = w
-            .submit(Undo::Statement, |conn| {
+            .submit(Undo::Statement, true, |conn| {
                 conn.execute("INSERT OR ROLLBACK INTO t (k) VALUES ('a')", [])
                     .on_unique("k")
                     .map(drop)
@@ -538,7 +596,7 @@ mod tests {
             .await
             .unwrap();
         let after = w
-            .submit(Undo::Statement, |conn| insert(conn, "c"))
+            .submit(Undo::Statement, true, |conn| insert(conn, "c"))
             .await
             .unwrap();
         release.send(()).unwrap();
@@ -561,12 +619,12 @@ mod tests {
         let (w, _) = writer(16);
         let (release, held) = hold(&w).await;
         let before = w
-            .submit(Undo::Statement, |conn| insert(conn, "a"))
+            .submit(Undo::Statement, true, |conn| insert(conn, "a"))
             .await
             .unwrap();
         // Breaks the promise of `write_one`: "b" goes in, then the second statement fails.
         let half = w
-            .submit(Undo::Statement, |conn| {
+            .submit(Undo::Statement, true, |conn| {
                 insert(conn, "b")?;
                 insert(conn, "a")
             })
