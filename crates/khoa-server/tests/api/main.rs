@@ -2,7 +2,8 @@
 //!
 //! - `abuse_lockout`: the lock after repeated failed sign-ins, per dialect, and its CLI;
 //!   `abuse_rate_limit`: 429 per IP, client and partner in every dialect's shape;
-//!   `abuse_http`: head size, header-read timeout, connection cap, graceful shutdown.
+//!   `abuse_http`: head size, header-read timeout, connection cap, graceful shutdown;
+//!   `abuse_shed`: 503 + `Retry-After` beyond the Argon2 pool and queue, per dialect.
 //! - `helpers`: `spawn_app()`, typed request, seeding and assertion helpers.
 //! - `audit`: the audit events each flow records, and `khoa audit list`.
 //! - `cli`: running the `khoa` binary with a clean environment and capturing its output.
@@ -32,6 +33,7 @@
 mod abuse_http;
 mod abuse_lockout;
 mod abuse_rate_limit;
+mod abuse_shed;
 mod at_rest;
 mod audit;
 mod authcode_browser;
