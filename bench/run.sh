@@ -242,10 +242,12 @@ if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
     note "profiling:$PROFILED"
     for label in $PROFILED; do
         profile_server "$label" &
+        profiler=$!
         "${PIN_BENCH[@]}" "$BENCH" --target "$BASE" --scenario "$label" --duration "$DURATION" \
             --warmup "$WARMUP" --demo-json "$DATA/demo.json" --concurrency "$CONCURRENCY" \
             >/dev/null 2>&1 || true
-        wait || true
+        # Only the profiler: a bare `wait` would wait for the server too.
+        wait "$profiler" || true
     done
 fi
 
