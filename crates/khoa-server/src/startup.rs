@@ -178,6 +178,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let maintenance = tokio::spawn(maintenance(self.state.clone(), self.config.clone()));
+        let engine = self.state.engine.clone();
         let router = router(self.state, &self.config);
         let http = &self.config.http;
         tracing::info!(addr = %self.addr, "khoa listening");
@@ -258,6 +259,8 @@ impl App {
             connections.shutdown().await;
         }
         maintenance.abort();
+        // Audit events are queued behind the answers they describe: commit the last ones.
+        engine.audit().flush().await;
         tracing::info!("khoa stopped");
         Ok(())
     }
