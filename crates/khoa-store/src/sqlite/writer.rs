@@ -397,7 +397,9 @@ mod tests {
         let during = saw.recv().await.unwrap();
         let after = w
             .write_one(|conn| {
-                let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+                let n: i64 = conn
+                    .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                    .unwrap();
                 Ok((synchronous(conn), n))
             })
             .await
