@@ -699,11 +699,16 @@ impl Engine {
                     .await;
                 Ok(Some(user))
             }
-            Err(EngineError::OAuth(_)) => {
+            Err(EngineError::OAuth(e)) => {
                 self.audit
                     .emit(event(AuditKind::LoginFailure, username))
                     .await;
-                Ok(None)
+                // A locked name is said so (with how long), as every dialect says it: unknown
+                // names lock alike, so this confirms no account.
+                match e.retry_after() {
+                    Some(_) => Err(EngineError::OAuth(e)),
+                    None => Ok(None),
+                }
             }
             Err(other) => Err(other),
         }

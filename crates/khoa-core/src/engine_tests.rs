@@ -2068,9 +2068,12 @@ async fn the_operator_unlock_lifts_the_lock_at_once() {
 async fn the_login_form_is_locked_by_the_same_count() {
     let h = lockout_harness().await;
     fail_logins(&h, "alice", 5).await;
+    let locked = h.engine.sign_in("alice", &secret(PASSWORD)).await;
+    let e = oauth_error(locked);
     assert_eq!(
-        h.engine.sign_in("alice", &secret(PASSWORD)).await.unwrap(),
-        None
+        e.retry_after(),
+        Some(60),
+        "the form is told how long: {e:?}"
     );
 }
 

@@ -16,7 +16,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use khoa_core::authorize::{AuthorizeError, AuthorizeRequest, ValidAuthorize};
-use khoa_core::error::OAuthError;
+use khoa_core::error::{EngineError, OAuthError};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::SecretString;
 use std::collections::HashMap;
@@ -106,6 +106,15 @@ async fn sign_in(
             form.insert("username".into(), username);
             let message = Some(lang.t().bad_credentials);
             return login_page(state, headers, form, valid, lang, message);
+        }
+        // Locked after repeated failures: the form says so, with `Retry-After` as the other
+        // dialects answer.
+        Err(EngineError::OAuth(e)) if let Some(secs) = e.retry_after() => {
+            form.insert("username".into(), username);
+            let message = Some(lang.t().locked);
+            let mut res = login_page(state, headers, form, valid, lang, message);
+            crate::dialects::set_retry_after(&mut res, secs);
+            return res;
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -415,6 +424,7 @@ struct Texts {
     password: &'static str,
     submit: &'static str,
     bad_credentials: &'static str,
+    locked: &'static str,
     error_title: &'static str,
     bad_client: &'static str,
     csrf: &'static str,
@@ -483,6 +493,10 @@ impl Lang {
             bad_credentials: s(
                 "Tên đăng nhập hoặc mật khẩu không đúng.",
                 "The username or password is incorrect.",
+            ),
+            locked: s(
+                "Đăng nhập sai quá nhiều lần: tài khoản tạm thời bị khóa. Vui lòng thử lại sau.",
+                "Too many failed sign-ins: the account is temporarily locked. Try again later.",
             ),
             error_title: s("Không thể đăng nhập", "Cannot sign in"),
             bad_client: s(

@@ -480,6 +480,46 @@ async fn wrong_credentials_show_the_form_again_without_saying_which_part_was_wro
 }
 
 #[tokio::test]
+async fn a_locked_account_is_told_so_on_the_form_with_retry_after_even_with_the_right_password() {
+    let app = setup().await;
+    let page = login_page(&app, &params("web", |_| {})).await;
+    for _ in 0..5 {
+        post_login(&app, &page.fields, page.cookie.as_deref(), "alice", "nope").await;
+    }
+
+    let res = post_login(
+        &app,
+        &page.fields,
+        page.cookie.as_deref(),
+        "alice",
+        PASSWORD,
+    )
+    .await;
+
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    let locked = page_of(res).await;
+    assert_eq!(locked.status, StatusCode::OK);
+    assert!(matches!(retry_after, Some(1..=60)), "{retry_after:?}");
+    assert!(
+        locked.html.contains("tài khoản tạm thời bị khóa"),
+        "{}",
+        locked.html
+    );
+    assert!(
+        !locked
+            .html
+            .contains("Tên đăng nhập hoặc mật khẩu không đúng.")
+    );
+    assert!(
+        locked.fields.contains_key("code_challenge"),
+        "the form is shown again"
+    );
+}
+
+#[tokio::test]
 async fn openid_adds_an_id_token_with_the_nonce_and_opens_userinfo() {
     let app = setup().await;
     let code = code_for(&app, "web", &params("web", |_| {})).await;
