@@ -1,8 +1,9 @@
 //! Audit events on SQLite.
 //!
 //! An event is queued on the writer without waiting for its commit ([`Writer::enqueue`]): it
-//! rides in whatever batch comes next, sharing that batch's fsync, so the request that caused
-//! it pays one channel send, never an extra commit. The price, documented on
+//! lingers a few milliseconds and rides in whatever batch comes next, sharing that batch's
+//! commit, or commits with the other lingering events, so the request that caused it pays a
+//! push onto a vector, never a commit of its own. The price, documented on
 //! [`AuditStore::record`]: a crash can lose the events queued in the last moments (at most a
 //! batch or two), never a token. Writing the event inside the issuance's own job would lose
 //! nothing, but most events have no such job (a JWT client_credentials token writes no row at

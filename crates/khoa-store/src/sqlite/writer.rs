@@ -15,9 +15,10 @@
 //! and the answers, whatever its size. The thread blocks on the queue when idle and on the
 //! disk while committing, which is what it is for.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
+use std::time::Duration;
 
 use khoa_core::store::StoreError;
 use rusqlite::Connection;
@@ -29,7 +30,45 @@ use super::ResultExt;
 #[derive(Clone)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    lazy: Arc<Lazy>,
     commits: Arc<AtomicU64>,
+}
+
+/// How long a queued write nobody waits on may linger before it commits on its own, when no
+/// durable batch came by to take it along. Long enough that, under load, hundreds of them share
+/// one commit (each commit rewrites the pages its rows touch, whole, into the WAL: a batch of
+/// one audit row cost as much writer time as a JWT signature); short enough that `khoa audit
+/// list` on another process sees an event almost at once.
+const LINGER: Duration = Duration::from_millis(25);
+
+/// The queued writes nobody waits on ([`Writer::enqueue`]), kept out of the job queue: every
+/// batch takes all of them along, and a timer commits them after [`LINGER`] when no batch does.
+struct Lazy {
+    jobs: Mutex<Vec<Box<dyn Job>>>,
+    /// A wake-up is on its way to the writer (the linger timer or an early one) and the writer
+    /// has not taken the jobs since: no need for another.
+    wake_pending: AtomicBool,
+    /// At this many the writer is woken at once instead of after the linger.
+    wake_at: usize,
+    /// At this many, further ones go through the bounded job queue and wait for room there:
+    /// the back-pressure.
+    cap: usize,
+}
+
+impl Lazy {
+    fn jobs(&self) -> MutexGuard<'_, Vec<Box<dyn Job>>> {
+        // A panic while holding this lock is a push or a `mem::take`: the vector is intact.
+        self.jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Moves every lingering job to the end of `batch`, and lets the next enqueue arm a timer.
+    fn take_into(&self, batch: &mut Vec<Box<dyn Job>>) {
+        let mut jobs = self.jobs();
+        self.wake_pending.store(false, Ordering::Relaxed);
+        batch.append(&mut jobs);
+    }
 }
 
 impl Writer {
@@ -45,14 +84,27 @@ impl Writer {
         // instead of queueing without limit.
         let (jobs, queue) = mpsc::channel(batch_max * 2);
         let commits = Arc::new(AtomicU64::new(0));
+        let lazy = Arc::new(Lazy {
+            jobs: Mutex::new(Vec::new()),
+            wake_pending: AtomicBool::new(false),
+            wake_at: batch_max,
+            cap: batch_max * 4,
+        });
         let thread = thread::Builder::new()
             .name("khoa-sqlite-writer".into())
             .spawn({
-                let commits = commits.clone();
-                move || run(conn, queue, batch_max, &commits)
+                let (commits, lazy) = (commits.clone(), lazy.clone());
+                move || run(conn, queue, &lazy, batch_max, &commits)
             })
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
-        Ok((Writer { jobs, commits }, thread))
+        Ok((
+            Writer {
+                jobs,
+                lazy,
+                commits,
+            },
+            thread,
+        ))
     }
 
     /// Runs `work` on the writer connection inside the next batch's transaction and returns its
@@ -83,13 +135,14 @@ impl Writer {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Queues a one-statement `work` for the next batch and returns once it is queued, not once
-    /// it committed: for writes nobody waits on (audit events), which then share the fsync of
-    /// whatever batch they land in. A batch of nothing but such writes commits without an fsync
-    /// (`synchronous = NORMAL`): in WAL mode it becomes durable with the next fsynced commit,
-    /// and until then a crash may lose it, which is the promise made for them. Without this, a
-    /// JWT issuance (which stores nothing itself) would pay an fsync for its audit row. Its
-    /// outcome is never reported; a failure is logged.
+    /// Queues a one-statement `work` for a later batch and returns at once, not once it
+    /// committed: for writes nobody waits on (audit events). They linger (see [`LINGER`]) and
+    /// ride along with the next batch, sharing its commit and fsync; when none comes, they
+    /// commit together on their own, without an fsync (`synchronous = NORMAL`): in WAL mode
+    /// they become durable with the next fsynced commit, and until then a crash may lose them,
+    /// which is the promise made for them. Without this, a JWT issuance (which stores nothing
+    /// itself) would pay a commit for its audit row. Its outcome is never reported; a failure
+    /// is logged. Waits only when [`Lazy::cap`] of them are already waiting.
     pub(crate) async fn enqueue<F>(&self, work: F) -> Result<(), StoreError>
     where
         F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
@@ -101,7 +154,33 @@ impl Writer {
             }
             outcome
         };
-        drop(self.submit(Undo::Statement, false, work).await?);
+        let (job, _answer) = pending(Undo::Statement, false, work);
+        let (overflow, queued) = {
+            let mut jobs = self.lazy.jobs();
+            if jobs.len() < self.lazy.cap {
+                jobs.push(job);
+                (None, jobs.len())
+            } else {
+                (Some(job), jobs.len())
+            }
+        };
+        if let Some(job) = overflow {
+            // Too many linger already: this one queues like any write, and waits for room.
+            return self.jobs.send(job).await.map_err(|_| stopped());
+        }
+        if queued == self.lazy.wake_at {
+            // A full batch's worth: no point lingering. A full queue means the writer is busy
+            // and takes them along with its next batch anyway.
+            let _ = self.jobs.try_send(Box::new(Wake));
+        }
+        if !self.lazy.wake_pending.swap(true, Ordering::Relaxed) {
+            let jobs = self.jobs.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(LINGER).await;
+                // The writer may have stopped meanwhile; then its last act took the jobs.
+                let _ = jobs.send(Box::new(Wake)).await;
+            });
+        }
         Ok(())
     }
 
@@ -117,14 +196,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(Pending {
-            undo,
-            durable,
-            work: Some(work),
-            outcome: None,
-            reply,
-        });
+        let (job, answer) = pending(undo, durable, work);
         // Waits for room when the queue is full: the back-pressure.
         self.jobs.send(job).await.map_err(|_| stopped())?;
         Ok(answer)
@@ -149,7 +221,33 @@ pub(crate) fn stopped() -> StoreError {
 // store method keeps its write SQL next to its reads in its aggregate's file, the writer knows
 // nothing but transactions, and a new write needs no new variant. The cost, one allocation per
 // write, is nothing next to the fsync it shares.
+/// A job for the queue, and the receiver of its answer.
+#[allow(clippy::type_complexity, reason = "spelled out once, here")]
+fn pending<T, F>(
+    undo: Undo,
+    durable: bool,
+    work: F,
+) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let job = Box::new(Pending {
+        undo,
+        durable,
+        work: Some(work),
+        outcome: None,
+        reply,
+    });
+    (job, answer)
+}
+
 trait Job: Send {
+    /// A [`Wake`]: nothing to run, only a reason to look at the lingering jobs.
+    fn is_wake(&self) -> bool {
+        false
+    }
     fn undo(&self) -> Undo;
     /// Whether its caller waits for it to be durable (every write but queued audit events).
     fn durable(&self) -> bool;
@@ -158,6 +256,26 @@ trait Job: Send {
     fn run(&mut self, conn: &Connection) -> Result<(), StoreError>;
     /// Answers the caller once the fate of the whole batch is known.
     fn answer(self: Box<Self>, batch: &Result<(), StoreError>);
+}
+
+/// Sent by [`Writer::enqueue`] so that the writer, blocked on an empty queue, takes the
+/// lingering jobs.
+struct Wake;
+
+impl Job for Wake {
+    fn is_wake(&self) -> bool {
+        true
+    }
+    fn undo(&self) -> Undo {
+        Undo::Statement
+    }
+    fn durable(&self) -> bool {
+        false
+    }
+    fn run(&mut self, _conn: &Connection) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn answer(self: Box<Self>, _batch: &Result<(), StoreError>) {}
 }
 
 /// How a failed job's changes are undone.
@@ -219,6 +337,7 @@ where
 fn run(
     conn: Connection,
     mut queue: mpsc::Receiver<Box<dyn Job>>,
+    lazy: &Lazy,
     batch_max: usize,
     commits: &AtomicU64,
 ) {
@@ -226,17 +345,31 @@ fn run(
     // Waits for one job, then takes whatever else is already queued: under load batches grow
     // by themselves, when idle a lone write commits at once. `None` once every handle is gone.
     while queue.blocking_recv_many(&mut batch, batch_max) > 0 {
-        let outcome = commit_batch(&conn, &mut batch);
-        if outcome.is_ok() {
-            commits.fetch_add(1, Ordering::Relaxed);
-        }
-        tracing::trace!(jobs = batch.len(), ok = outcome.is_ok(), "write batch done");
-        for job in batch.drain(..) {
-            job.answer(&outcome);
-        }
+        batch.retain(|job| !job.is_wake());
+        // Every batch takes the lingering jobs along: they share its commit.
+        lazy.take_into(&mut batch);
+        commit(&conn, &mut batch, commits);
     }
+    // The last handle is gone: whatever still lingers commits now, or never.
+    lazy.take_into(&mut batch);
+    commit(&conn, &mut batch, commits);
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the writer connection failed");
+    }
+}
+
+/// Commits `batch` (if it holds anything) and answers its jobs, leaving it empty.
+fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, commits: &AtomicU64) {
+    if batch.is_empty() {
+        return;
+    }
+    let outcome = commit_batch(conn, batch);
+    if outcome.is_ok() {
+        commits.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::trace!(jobs = batch.len(), ok = outcome.is_ok(), "write batch done");
+    for job in batch.drain(..) {
+        job.answer(&outcome);
     }
 }
 
@@ -408,6 +541,87 @@ mod tests {
         assert_eq!(before, 2, "FULL for a batch somebody waits on");
         assert_eq!(during, 1, "NORMAL for a batch of queued writes only");
         assert_eq!(after, (2, 1), "FULL again, and the queued row committed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queued_writes_ride_along_with_the_next_batch() {
+        let (w, _thread) = writer(256);
+        for i in 0..50 {
+            w.enqueue(move |conn| insert(conn, &format!("q{i:02}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(w.commits(), 0, "nothing commits while they linger");
+
+        w.write_one(|conn| insert(conn, "durable")).await.unwrap();
+
+        assert_eq!(
+            w.commits(),
+            1,
+            "the fifty shared the durable write's commit"
+        );
+        assert_eq!(keys(&w).await.len(), 51);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_of_queued_writes_wakes_the_writer_without_waiting_for_the_linger() {
+        let (w, _thread) = writer(4);
+        // Busy writer: what is sent to it stays in its queue, where we can count it.
+        let (release, held) = hold(&w).await;
+        let in_queue = |w: &Writer| w.jobs.max_capacity() - w.jobs.capacity();
+        for i in 0..3 {
+            w.enqueue(move |conn| insert(conn, &format!("q{i}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(in_queue(&w), 0, "three linger; the timer has not fired");
+        w.enqueue(|conn| insert(conn, "q3")).await.unwrap();
+        assert_eq!(
+            in_queue(&w),
+            1,
+            "the fourth fills a batch: a wake-up at once"
+        );
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        assert_eq!(keys(&w).await.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn queued_writes_beyond_the_cap_wait_in_the_bounded_queue() {
+        let (w, _thread) = writer(2);
+        let (release, held) = hold(&w).await;
+        // Cap 4 × 2 linger; the next ones take the job queue (capacity 2 × 2, one Wake in it).
+        for i in 0..10 {
+            w.enqueue(move |conn| insert(conn, &format!("q{i}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(w.lazy.jobs().len(), 8, "no more than the cap linger");
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        assert_eq!(keys(&w).await.len(), 10, "none was lost");
+    }
+
+    #[tokio::test]
+    async fn lingering_writes_commit_when_the_last_handle_is_dropped() {
+        let (w, thread) = writer(256);
+        let (seen, mut saw) = mpsc::unbounded_channel();
+        w.enqueue(move |conn| {
+            let _ = seen.send(());
+            insert(conn, "last")
+        })
+        .await
+        .unwrap();
+        drop(w);
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            saw.recv().await,
+            Some(()),
+            "the lingering write ran before the end"
+        );
     }
 
     #[tokio::test]
