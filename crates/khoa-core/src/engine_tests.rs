@@ -2172,6 +2172,32 @@ mod audit {
     }
 
     #[tokio::test]
+    async fn a_jwt_issuance_is_named_by_its_jti_and_a_refresh_by_its_hash_prefix() {
+        let h = Harness::new().await;
+        h.confidential_client(client("service")).await;
+        let tokens = h
+            .client_credentials(basic("service", CLIENT_SECRET))
+            .await
+            .unwrap();
+
+        let issued = events(&h, AuditKind::TokenIssued).await;
+        let detail: serde_json::Value = serde_json::from_str(&issued[0].detail).unwrap();
+        let payload = tokens.access_token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(detail["access_jti"], claims["jti"]);
+        assert!(detail["access"].is_null(), "a JWT has no stored hash");
+        assert!(detail["refresh"].is_null());
+
+        let (h, tokens) = logged_in(opaque_policy()).await;
+        let issued = events(&h, AuditKind::TokenIssued).await;
+        let detail: serde_json::Value = serde_json::from_str(&issued[0].detail).unwrap();
+        let refresh_ref = crate::audit::token_ref(refresh_token(&tokens));
+        assert_eq!(detail["refresh"], refresh_ref.as_str());
+        assert!(detail["access_jti"].is_null());
+    }
+
+    #[tokio::test]
     async fn a_wrong_password_records_a_failure_for_the_username_tried() {
         let h = Harness::new().await;
         h.public_client(client("app")).await;

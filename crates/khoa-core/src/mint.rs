@@ -31,6 +31,27 @@ pub struct IssuedTokens {
     pub client_id: String,
     /// OpenID Connect Core §3.1.3.3: present when an authorization code granted `openid`.
     pub id_token: Option<String>,
+    /// How the audit trail names these tokens without their secrets.
+    pub refs: TokenRefs,
+}
+
+/// Names for issued tokens that carry nothing a bearer could use: a JWT's `jti`, or the first
+/// hex digits of a stored token's SHA-256 (its stored hash, which the audit reuses rather than
+/// hashing the token again).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenRefs {
+    /// The access token's `jti` when it is a JWT.
+    pub access_jti: Option<String>,
+    /// Otherwise the prefix of its stored hash.
+    pub access_hash: Option<String>,
+    /// The prefix of the refresh token's stored hash.
+    pub refresh_hash: Option<String>,
+}
+
+/// The first 12 hex digits of a stored token hash: enough to match an event to the stored row,
+/// nothing a bearer can use.
+pub fn hash_ref(hash: &str) -> String {
+    hash.get(..12).unwrap_or(hash).to_owned()
 }
 
 impl IssuedTokens {
@@ -206,6 +227,19 @@ pub(crate) struct MintedAccess {
     pub(crate) expires_in: i64,
     /// The second secret bound to this access token, when the policy asks for one.
     pub(crate) otp_token: Option<String>,
+    /// Its `jti`, when it is a JWT.
+    pub(crate) jti: Option<String>,
+}
+
+impl MintedAccess {
+    /// The audit trail's names for this token and, if any, the refresh token hashed `refresh`.
+    pub(crate) fn refs(&self, refresh_hash: Option<&str>) -> TokenRefs {
+        TokenRefs {
+            access_jti: self.jti.clone(),
+            access_hash: self.record.as_ref().map(|r| hash_ref(&r.hash)),
+            refresh_hash: refresh_hash.map(hash_ref),
+        }
+    }
 }
 
 /// Who tokens are minted for and how account-shaped tokens (seed 000) are labelled.
@@ -292,13 +326,14 @@ impl Minter {
         let otp_hash = otp_token.as_deref().map(token_hash);
         let token = match policy.access_format {
             AccessTokenFormat::Jwt => {
+                let jti = random_hex(&*self.random, 16);
                 let claims = AccessTokenClaims {
                     iss: self.issuer.clone(),
                     sub: grantee.subject.clone(),
                     aud: self.audience.clone(),
                     exp: expires_at,
                     iat: now,
-                    jti: random_hex(&*self.random, 16),
+                    jti: jti.clone(),
                     client_id: client.client_id.clone(),
                     scope: scope.to_string(),
                     sid: family_id,
@@ -310,6 +345,7 @@ impl Minter {
                     record: None,
                     expires_in: expires_at - now,
                     otp_token,
+                    jti: Some(jti),
                 });
             }
             AccessTokenFormat::Opaque => generate_token(&*self.random),
@@ -331,6 +367,7 @@ impl Minter {
             record: Some(record),
             expires_in: expires_at - now,
             otp_token,
+            jti: None,
         })
     }
 
@@ -443,6 +480,7 @@ impl Minter {
             ends_at: f.session_expires_at,
         });
         let access = self.access_token(client, grantee, &scope, session, now)?;
+        let refs = access.refs(issuance.refresh.as_ref().map(|r| r.hash.as_str()));
         issuance.access = access.record;
         let (refresh_token, refresh_expires_in) = refresh.unzip();
         let tokens = IssuedTokens {
@@ -455,6 +493,7 @@ impl Minter {
             subject: grantee.subject.clone(),
             client_id: client.client_id.clone(),
             id_token: None,
+            refs,
         };
         Ok((issuance, tokens))
     }

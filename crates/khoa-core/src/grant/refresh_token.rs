@@ -130,6 +130,7 @@ impl RefreshTokenGrant {
         let (successor, record) = m.refresh_token(client, &grantee, session, now)?;
         let expires_at = record.expires_at;
         let access = m.access_token(client, &grantee, scope, Some(session), now)?;
+        let refs = access.refs(Some(&record.hash));
         let rotation = Rotation {
             old_hash: state.hash.clone(),
             used_at: now,
@@ -148,6 +149,7 @@ impl RefreshTokenGrant {
                 subject: family.subject.clone(),
                 client_id: client.client_id.clone(),
                 id_token: None,
+                refs,
             })),
             RotateOutcome::AlreadyUsed(latest) => Ok(Err(latest)),
             RotateOutcome::Revoked | RotateOutcome::NotFound => Err(invalid()),
@@ -214,6 +216,7 @@ impl RefreshTokenGrant {
             ends_at: family.session_expires_at,
         };
         let access = m.access_token(client, &grantee, &scope, Some(session), now)?;
+        let refs = access.refs(Some(successor_hash));
         if access.record.is_some() {
             let issuance = Issuance {
                 access: access.record,
@@ -231,6 +234,7 @@ impl RefreshTokenGrant {
             subject: family.subject.clone(),
             client_id: client.client_id.clone(),
             id_token: None,
+            refs,
         })
     }
 }

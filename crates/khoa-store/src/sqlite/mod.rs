@@ -75,7 +75,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         partners: Arc::new(partners::SqlitePartners(db.clone())),
         codes: Arc::new(codes::SqliteCodes(db.clone())),
         login_failures: Arc::new(login_failures::SqliteLoginFailures(db.clone())),
-        audit: Arc::new(audit::SqliteAudit(db.clone())),
+        audit: Arc::new(audit::SqliteAudit::new(db.clone())),
         readiness: Arc::new(SqliteReadiness(db)),
     })
 }
