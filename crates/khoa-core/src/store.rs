@@ -628,14 +628,17 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    pub fn new(at: UnixTime, kind: AuditKind, detail: serde_json::Value) -> AuditEvent {
+    /// `detail` is anything that serialises to a JSON object: a `json!` value, or a typed
+    /// struct on hot paths (no intermediate map to build and drop).
+    pub fn new(at: UnixTime, kind: AuditKind, detail: impl serde::Serialize) -> AuditEvent {
         AuditEvent {
             id: 0,
             at,
             kind,
             subject: None,
             client_id: None,
-            detail: detail.to_string(),
+            // Only a map with non-string keys fails to serialise; none is ever passed.
+            detail: serde_json::to_string(&detail).unwrap_or_else(|_| "{}".to_owned()),
             node: None,
         }
     }

@@ -137,6 +137,11 @@ fn migrator() -> Migrator {
             "audit_events",
             include_str!("../../migrations/postgres/0006_audit_events.sql"),
         ),
+        (
+            7,
+            "audit_events_lean",
+            include_str!("../../migrations/postgres/0007_audit_events_lean.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

@@ -172,6 +172,11 @@ fn migrator() -> Migrator {
             "audit_events",
             include_str!("../../migrations/sqlite/0006_audit_events.sql"),
         ),
+        (
+            7,
+            "audit_events_lean",
+            include_str!("../../migrations/sqlite/0007_audit_events_lean.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
@@ -360,6 +365,77 @@ mod tests {
             Ok(text) => text,
             Err(_) => row.get::<i64, _>(0).to_string(),
         }
+    }
+
+    #[tokio::test]
+    async fn the_lean_audit_migration_keeps_every_event_and_its_id() {
+        let (_dir, url) = temp_url();
+        let mut conn = connect_options(&url, &StoreOptions::default())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut before_0007 = migrator();
+        before_0007.migrations = before_0007
+            .migrations
+            .iter()
+            .filter(|m| m.version < 7)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before_0007.run(&mut conn).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO audit_events (at, kind, subject, client_id, detail, node) VALUES \
+             (100, 'token_issued', 'usr_a', 'app', '{\"grant\":\"password\"}', 'n1'), \
+             (101, 'lockout', 'usr_b', NULL, '{}', NULL)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+        migrator().run(&mut conn).await.unwrap();
+
+        let rows: Vec<(i64, i64, String, Option<String>, String)> =
+            sqlx::query_as("SELECT id, at, kind, client_id, detail FROM audit_events ORDER BY id")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    1,
+                    100,
+                    "token_issued".into(),
+                    Some("app".into()),
+                    r#"{"grant":"password"}"#.into()
+                ),
+                (2, 101, "lockout".into(), None, "{}".into()),
+            ]
+        );
+        let indexes: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events' \
+             ORDER BY name",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let indexes: Vec<&str> = indexes.iter().map(|(n,)| n.as_str()).collect();
+        assert_eq!(
+            indexes,
+            [
+                "audit_events_at",
+                "audit_events_client",
+                "audit_events_subject"
+            ]
+        );
+        let next: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_events (at, kind) VALUES (102, 'lockout') RETURNING id",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(next, 3, "ids go on from the copied rows");
     }
 
     #[tokio::test]
