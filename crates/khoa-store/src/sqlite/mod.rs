@@ -359,6 +359,17 @@ mod tests {
         (dir, url)
     }
 
+    /// A connection with the default options on a fresh database file (no migrations run).
+    async fn temp_conn() -> (tempfile::TempDir, SqliteConnection) {
+        let (dir, url) = temp_url();
+        let conn = connect_options(&url, &StoreOptions::default())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        (dir, conn)
+    }
+
     async fn pragma(conn: &mut SqliteConnection, name: &'static str) -> String {
         let row = sqlx::raw_sql(name).fetch_one(conn).await.unwrap();
         match row.try_get::<String, _>(0) {
@@ -369,12 +380,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_lean_audit_migration_keeps_every_event_and_its_id() {
-        let (_dir, url) = temp_url();
-        let mut conn = connect_options(&url, &StoreOptions::default())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let (_dir, mut conn) = temp_conn().await;
         let mut before_0007 = migrator();
         before_0007.migrations = before_0007
             .migrations
@@ -517,12 +523,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unexpected_unique_violation_is_not_a_named_conflict() {
-        let (_dir, url) = temp_url();
-        let mut conn = connect_options(&url, &StoreOptions::default())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let (_dir, mut conn) = temp_conn().await;
         sqlx::raw_sql("CREATE TABLE t (k TEXT PRIMARY KEY); INSERT INTO t VALUES ('a');")
             .execute(&mut conn)
             .await
