@@ -7,6 +7,12 @@ use crate::model::UnixTime;
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> UnixTime;
+
+    /// Milliseconds since the epoch, for what only needs order, never expiry: the time-ordered
+    /// prefix of stored tokens ([`crate::secret::generate_stored_token`]).
+    fn now_millis(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
 }
 
 /// The wall clock.
@@ -18,6 +24,13 @@ impl Clock for SystemClock {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    fn now_millis(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
     }
 }

@@ -446,7 +446,7 @@ impl Engine {
         let state = self
             .stores
             .tokens
-            .find_access(&token_hash(token))
+            .find_access_token(token)
             .await
             .map_err(unavailable)?
             .ok_or(BearerError::Invalid("unknown token"))?;
@@ -488,10 +488,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let client = self.authenticate_client(auth).await?;
         let now = self.now();
-        let hash = token_hash(token);
         for kind in TokenKind::search_order(hint) {
             let found = match kind {
-                TokenKind::Refresh => match self.stores.tokens.find_refresh(&hash).await? {
+                TokenKind::Refresh => match self.stores.tokens.find_refresh_token(token).await? {
                     // §2.1: a refresh token takes its grant's access tokens with it: the family
                     // is what every one of them checks.
                     Some(state) => {
@@ -514,7 +513,7 @@ impl Engine {
                     }
                     None => false,
                 },
-                TokenKind::Access => self.revoke_access(&client, token, &hash, now).await?,
+                TokenKind::Access => self.revoke_access(&client, token, now).await?,
             };
             if found {
                 break;
@@ -529,7 +528,6 @@ impl Engine {
         &self,
         client: &Client,
         token: &str,
-        hash: &str,
         now: UnixTime,
     ) -> Result<bool, EngineError> {
         if token.len() <= 4096 && token.bytes().filter(|b| *b == b'.').count() == 2 {
@@ -551,10 +549,10 @@ impl Engine {
             }
             return Ok(true);
         }
-        match self.stores.tokens.find_access(hash).await? {
+        match self.stores.tokens.find_access_token(token).await? {
             Some(state) => {
                 if state.record.client_id == client.client_id {
-                    self.stores.tokens.revoke_access(hash).await?;
+                    self.stores.tokens.revoke_access(&state.record.hash).await?;
                     let detail = json!({ "token_type": "access_token", "token": token_ref(token) });
                     let event = AuditEvent::new(now, AuditKind::Revocation, detail)
                         .subject(&state.record.subject)
@@ -586,8 +584,7 @@ impl Engine {
         for kind in TokenKind::search_order(hint) {
             match kind {
                 TokenKind::Refresh => {
-                    if let Some(state) = self.stores.tokens.find_refresh(&token_hash(token)).await?
-                    {
+                    if let Some(state) = self.stores.tokens.find_refresh_token(token).await? {
                         return Ok(self.refresh_introspection(state, now));
                     }
                 }

@@ -20,6 +20,8 @@ use crate::model::{
 };
 use crate::password::PasswordParams;
 use crate::scope::ScopeSet;
+use crate::secret::{generate_token, stored_token_key, token_hash};
+use crate::store::{AccessRecord, Family, Issuance, RefreshRecord, Stores};
 use crate::testing::MemoryStore;
 
 const START: UnixTime = 1_700_000_000;
@@ -144,15 +146,18 @@ struct Harness {
     engine: Arc<Engine>,
     clock: Arc<ManualClock>,
     master: MasterKey,
+    /// The engine's own stores, for tests that look behind it.
+    stores: Stores,
 }
 
 impl Harness {
     async fn new() -> Self {
         let clock = Arc::new(ManualClock::new(START));
         let master = MasterKey::generate(&OsRandom);
+        let stores = MemoryStore::stores();
         let engine = Engine::new(
             config(),
-            MemoryStore::stores(),
+            stores.clone(),
             master.clone(),
             clock.clone(),
             Arc::new(OsRandom),
@@ -163,6 +168,7 @@ impl Harness {
             engine: Arc::new(engine),
             clock,
             master,
+            stores,
         }
     }
 
@@ -2281,4 +2287,84 @@ mod audit {
             .unwrap();
         assert_eq!(events(&h, AuditKind::KeyRotation).await.len(), 1);
     }
+}
+
+// ---- stored-token keys ----
+
+#[tokio::test]
+async fn opaque_tokens_are_stored_under_a_key_that_starts_with_their_issue_time() {
+    let (h, tokens) = logged_in(opaque_policy()).await;
+    let millis = h.clock.now_millis();
+    for token in [tokens.access_token.as_str(), refresh_token(&tokens)] {
+        let prefix = URL_SAFE_NO_PAD.decode(token).unwrap()[..6].to_vec();
+        assert_eq!(prefix, millis.to_be_bytes()[2..], "{token:?}");
+        let key = stored_token_key(token);
+        assert!(key.starts_with(&format!("{millis:012x}")));
+        assert!(key.ends_with(&token_hash(token)));
+    }
+    let (key, plain) = (
+        stored_token_key(&tokens.access_token),
+        token_hash(&tokens.access_token),
+    );
+    assert!(h.stores.tokens.find_access(&key).await.unwrap().is_some());
+    let under_plain = h.stores.tokens.find_access(&plain).await.unwrap();
+    assert!(under_plain.is_none(), "not under the plain hash");
+}
+
+/// Opaque tokens an earlier khoa stored under their plain SHA-256 keep working until they
+/// expire: redeemed, validated and revoked as before.
+#[tokio::test]
+async fn tokens_an_earlier_khoa_stored_under_their_plain_hash_still_work() {
+    let h = Harness::new().await;
+    h.public_client(with_policy("app", opaque_policy())).await;
+    let alice = h.user("alice", None).await;
+    let (old_access, old_refresh) = (generate_token(&OsRandom), generate_token(&OsRandom));
+    let family = Family {
+        id: "fam-before-the-upgrade".into(),
+        client_id: "app".into(),
+        subject: alice.id.clone(),
+        scope: scopes("offline_access read"),
+        created_at: START,
+        session_expires_at: START + 86_400,
+        revoked_at: None,
+    };
+    let issuance = Issuance {
+        refresh: Some(RefreshRecord {
+            hash: token_hash(&old_refresh),
+            family_id: family.id.clone(),
+            issued_at: START,
+            expires_at: START + 3_600,
+        }),
+        access: Some(AccessRecord {
+            hash: token_hash(&old_access),
+            client_id: "app".into(),
+            subject: alice.id.clone(),
+            scope: scopes("offline_access read"),
+            family_id: Some(family.id.clone()),
+            issued_at: START,
+            expires_at: START + 300,
+            otp_hash: None,
+        }),
+        family: Some(family),
+    };
+    h.stores.tokens.issue(&issuance).await.unwrap();
+
+    assert_eq!(h.validate(&old_access).await.unwrap().subject, alice.id);
+    let rotated = h.refresh("app", &old_refresh).await.unwrap();
+    let successor = refresh_token(&rotated);
+    assert_ne!(
+        stored_token_key(successor),
+        token_hash(successor),
+        "new ones are time-keyed"
+    );
+    assert!(h.refresh("app", successor).await.is_ok());
+
+    h.engine
+        .revoke(&id_only("app"), &old_access, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.validate(&old_access).await,
+        Err(BearerError::Invalid("unknown token"))
+    );
 }

@@ -12,7 +12,10 @@ use crate::keys::{
 use crate::master_key::MasterKey;
 use crate::model::{AccessTokenFormat, Client, RefreshTokenFormat, UnixTime};
 use crate::scope::ScopeSet;
-use crate::secret::{generate_token, random_alnum, random_hex, random_upper, redacted, token_hash};
+use crate::secret::{
+    generate_stored_token, key_hash, random_alnum, random_hex, random_upper, redacted,
+    stored_token_key, token_hash,
+};
 use crate::store::{
     AccessRecord, Family, IfKeyPending, Issuance, KeySchedule, KeyStore, RefreshRecord, TokenStore,
 };
@@ -48,9 +51,11 @@ pub struct TokenRefs {
     pub refresh_hash: Option<String>,
 }
 
-/// The first 12 hex digits of a stored token hash: enough to match an event to the stored row,
-/// nothing a bearer can use.
-pub fn hash_ref(hash: &str) -> String {
+/// The first 12 hex digits of the SHA-256 in a stored token's key (as
+/// [`crate::audit::token_ref`] gives for the token): enough to match an event to the stored
+/// row, nothing a bearer can use.
+pub fn hash_ref(key: &str) -> String {
+    let hash = key_hash(key);
     hash.get(..12).unwrap_or(hash).to_owned()
 }
 
@@ -348,12 +353,14 @@ impl Minter {
                     jti: Some(jti),
                 });
             }
-            AccessTokenFormat::Opaque => generate_token(&*self.random),
+            AccessTokenFormat::Opaque => {
+                generate_stored_token(&*self.random, self.clock.now_millis())
+            }
             AccessTokenFormat::Hex40 => random_hex(&*self.random, 20),
             AccessTokenFormat::Account => self.account_token(grantee),
         };
         let record = AccessRecord {
-            hash: token_hash(&token),
+            hash: stored_token_key(&token),
             client_id: client.client_id.clone(),
             subject: grantee.subject.clone(),
             scope: scope.clone(),
@@ -390,7 +397,9 @@ impl Minter {
     ) -> Result<(String, RefreshRecord), EngineError> {
         let expires_at = (now + client.policy.refresh_ttl).min(session.ends_at);
         let token = match client.policy.refresh_format {
-            RefreshTokenFormat::Opaque => generate_token(&*self.random),
+            RefreshTokenFormat::Opaque => {
+                generate_stored_token(&*self.random, self.clock.now_millis())
+            }
             RefreshTokenFormat::Account => self.account_token(grantee),
             RefreshTokenFormat::Jwt => {
                 let claims = RefreshTokenClaims {
@@ -406,7 +415,7 @@ impl Minter {
             }
         };
         let record = RefreshRecord {
-            hash: token_hash(&token),
+            hash: stored_token_key(&token),
             family_id: session.id.to_owned(),
             issued_at: now,
             expires_at,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::model::{Client, UnixTime, User};
 use crate::scope::ScopeSet;
+use crate::secret::{legacy_token_key, stored_token_key};
 
 /// Errors a store reports. Constraint violations are named so the edge can answer 409/400
 /// instead of 500.
@@ -196,6 +197,29 @@ pub trait TokenStore: Send + Sync {
     /// families past their session end, revocation-list entries past the token's `exp`,
     /// authorization codes past `expires_at`) and returns how many went.
     async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError>;
+
+    /// [`TokenStore::find_refresh`] by the presented token: under its stored key
+    /// ([`stored_token_key`]), and on a miss under the key an earlier khoa stored it with.
+    async fn find_refresh_token(&self, token: &str) -> Result<Option<RefreshState>, StoreError> {
+        if let Some(found) = self.find_refresh(&stored_token_key(token)).await? {
+            return Ok(Some(found));
+        }
+        match legacy_token_key(token) {
+            Some(key) => self.find_refresh(&key).await,
+            None => Ok(None),
+        }
+    }
+
+    /// [`TokenStore::find_access`] by the presented token, as [`TokenStore::find_refresh_token`].
+    async fn find_access_token(&self, token: &str) -> Result<Option<AccessState>, StoreError> {
+        if let Some(found) = self.find_access(&stored_token_key(token)).await? {
+            return Ok(Some(found));
+        }
+        match legacy_token_key(token) {
+            Some(key) => self.find_access(&key).await,
+            None => Ok(None),
+        }
+    }
 }
 
 /// An authorization code to store (RFC 6749 §4.1.2). `hash` is the lowercase hex SHA-256 of

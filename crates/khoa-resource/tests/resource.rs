@@ -563,12 +563,12 @@ async fn revoked_and_unknown_opaque_tokens_are_refused() {
     let opaque = khoa.token(OPAQUE_CLIENT, "read").await;
     assert_eq!(call(&app, "/whoami", Some(&opaque)).await.0, StatusCode::OK);
 
-    let hash = khoa_core::secret::token_hash(&opaque);
+    let key = khoa_core::secret::stored_token_key(&opaque);
     assert!(
         khoa.engine
             .stores()
             .tokens
-            .revoke_access(&hash)
+            .revoke_access(&key)
             .await
             .unwrap()
     );

@@ -17,7 +17,7 @@ use crate::error::{EngineError, OAuthError};
 use crate::mint::{Grantee, IssuedTokens, Minter, SessionRef, parse_account_token};
 use crate::model::Client;
 use crate::scope::ScopeSet;
-use crate::secret::{open_successor, seal_successor, token_hash};
+use crate::secret::{open_successor, seal_successor};
 use crate::store::{Issuance, RefreshState, RotateOutcome, Rotation, TokenStore, UserStore};
 
 /// Subjects of user-owned families carry this prefix, so that a refresh can check the user
@@ -46,7 +46,7 @@ impl GrantHandler for RefreshTokenGrant {
         let now = self.minter.now();
         let state = self
             .tokens
-            .find_refresh(&token_hash(presented))
+            .find_refresh_token(presented)
             .await?
             .ok_or_else(invalid)?;
         let family = &state.family;

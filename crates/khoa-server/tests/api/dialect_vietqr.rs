@@ -2,7 +2,6 @@
 //! URL, the `{}` body VietQR's own caller sends, `{"status": "FAILED", "message": …}` refusals,
 //! and the sample Transaction Sync API the token guards, refusing in VietQR's error style.
 
-use khoa_core::secret::token_hash;
 use khoa_server::demo::{
     DERIVATIVE_PASSWORD, DERIVATIVE_USERNAME, VIETQR_PASSWORD, VIETQR_USERNAME,
 };
@@ -269,7 +268,7 @@ async fn a_revoked_session_is_refused_at_the_resource_and_at_transaction_sync() 
     assert_eq!(sync(&app, Some(&bearer)).await.status(), StatusCode::OK);
     let tokens = &app.engine.stores().tokens;
     let family = tokens
-        .find_access(&token_hash(&access))
+        .find_access_token(&access)
         .await
         .unwrap()
         .expect("the access token is stored by its hash")
