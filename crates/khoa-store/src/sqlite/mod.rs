@@ -1,11 +1,12 @@
 //! The SQLite backend: connection settings, migrations and error mapping.
 //!
-//! Reads go through a pool; writes through the single [`Writer`], because SQLite admits one
-//! writer at a time anyway and funnelling writes through one connection lets them share
-//! transactions and fsyncs (see `writer.rs`).
+//! Reads go through a pool, the hot point reads through [`PointReads`] on the calling task;
+//! writes through the single [`Writer`], because SQLite admits one writer at a time anyway and
+//! funnelling writes through one connection lets them share transactions and fsyncs (see
+//! `writer.rs`).
 //!
-//! Two drivers, one database: reads and migrations use sqlx's async pool, the writer a
-//! `rusqlite` connection on its own thread. sqlx runs each statement on a worker thread and
+//! Two drivers, one database: migrations and the other reads use sqlx's async pool; the writer
+//! (a connection on its own thread) and the point reads use `rusqlite`. sqlx runs each statement on a worker thread and
 //! sends the answer back, two thread switches per statement; a write batch is a dozen
 //! statements or hundreds, and under load those switches took about a sixth of the server's
 //! CPU. Both link the one SQLite library (libsqlite3-sys 0.37).
@@ -16,6 +17,7 @@ mod codes;
 mod keys;
 mod login_failures;
 mod partners;
+mod point;
 mod tokens;
 mod users;
 mod writer;
@@ -36,12 +38,15 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
 
 use crate::StoreOptions;
+use point::PointReads;
 use writer::Writer;
 
-/// What every aggregate's store holds: the read pool and a handle on the writer.
+/// What every aggregate's store holds: the read pool, the point readers and a handle on the
+/// writer.
 #[derive(Clone)]
 struct Db {
     read: SqlitePool,
+    point: Arc<PointReads>,
     writer: Writer,
 }
 
@@ -56,6 +61,11 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
             .map_err(|e| StoreError::Other(format!("opening the writer connection: {e}")))??
     };
     let (writer, _thread) = Writer::spawn(writer_conn, opts.batch_max)?;
+    let point = Arc::new(PointReads::new(
+        options.get_filename(),
+        opts.busy_timeout,
+        opts.max_connections as usize,
+    ));
     let read = SqlitePoolOptions::new()
         .max_connections(opts.max_connections.max(1))
         .connect_with(options)
@@ -66,7 +76,11 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         batch_max = opts.batch_max,
         "SQLite store ready"
     );
-    let db = Db { read, writer };
+    let db = Db {
+        read,
+        point,
+        writer,
+    };
     Ok(Stores {
         users: Arc::new(users::SqliteUsers(db.clone())),
         clients: Arc::new(clients::SqliteClients(db.clone())),

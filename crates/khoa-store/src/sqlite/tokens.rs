@@ -7,9 +7,8 @@ use khoa_core::store::{
     RotateOutcome, Rotation, StoreError, TokenStore,
 };
 use rusqlite::{Connection, params};
-use sqlx::sqlite::{SqlitePool, SqliteRow};
 
-use super::{Db, ResultExt, changed, get, get_w, parse_col, scope_col};
+use super::{Db, ResultExt, changed, get, get_w, parse_col};
 
 pub(super) struct SqliteTokens(pub(super) Db);
 
@@ -46,7 +45,7 @@ impl TokenStore for SqliteTokens {
     }
 
     async fn find_refresh(&self, hash: &str) -> Result<Option<RefreshState>, StoreError> {
-        load_refresh(&self.0.read, hash).await
+        self.0.point.read(|conn| load_refresh(conn, hash))
     }
 
     async fn rotate(&self, rotation: &Rotation) -> Result<RotateOutcome, StoreError> {
@@ -75,7 +74,7 @@ impl TokenStore for SqliteTokens {
                 }
                 // Lost: say why, from inside the same transaction so the answer matches the
                 // state that made the update miss.
-                Ok(match load_refresh_for_writer(conn, &r.old_hash)? {
+                Ok(match load_refresh(conn, &r.old_hash)? {
                     None => RotateOutcome::NotFound,
                     Some(state) if state.family.revoked_at.is_some() => RotateOutcome::Revoked,
                     Some(state) => RotateOutcome::AlreadyUsed(state),
@@ -101,46 +100,48 @@ impl TokenStore for SqliteTokens {
     }
 
     async fn find_family(&self, family_id: &str) -> Result<Option<Family>, StoreError> {
-        sqlx::query(
-            "SELECT id AS family_id, client_id, subject, scope, created_at AS family_created_at, \
-             session_expires_at, revoked_at FROM token_families WHERE id = ?",
-        )
-        .bind(family_id)
-        .fetch_optional(&self.0.read)
-        .await
-        .store_err()?
-        .map(|row| family_from_row(&row))
-        .transpose()
+        self.0.point.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT id AS family_id, client_id, subject, scope, \
+                     created_at AS family_created_at, session_expires_at, revoked_at \
+                     FROM token_families WHERE id = ?",
+                )
+                .store_err()?;
+            let mut rows = select.query([family_id]).store_err()?;
+            rows.next().store_err()?.map(family_from_row).transpose()
+        })
     }
 
     async fn find_access(&self, hash: &str) -> Result<Option<AccessState>, StoreError> {
-        // LEFT JOIN: client-credentials tokens belong to no family and are never revoked.
-        let Some(row) = sqlx::query(
-            "SELECT a.hash, a.client_id, a.subject, a.scope, a.family_id, a.issued_at, \
-             a.expires_at, a.otp_hash, f.revoked_at IS NOT NULL AS revoked \
-             FROM access_tokens a LEFT JOIN token_families f ON f.id = a.family_id \
-             WHERE a.hash = ?",
-        )
-        .bind(hash)
-        .fetch_optional(&self.0.read)
-        .await
-        .store_err()?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(AccessState {
-            record: AccessRecord {
-                hash: get(&row, "hash")?,
-                client_id: get(&row, "client_id")?,
-                subject: get(&row, "subject")?,
-                scope: scope_col(&row, "scope")?,
-                family_id: get(&row, "family_id")?,
-                issued_at: get(&row, "issued_at")?,
-                expires_at: get(&row, "expires_at")?,
-                otp_hash: get(&row, "otp_hash")?,
-            },
-            revoked: get(&row, "revoked")?,
-        }))
+        self.0.point.read(|conn| {
+            // LEFT JOIN: client-credentials tokens belong to no family and are never revoked.
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT a.hash, a.client_id, a.subject, a.scope, a.family_id, a.issued_at, \
+                     a.expires_at, a.otp_hash, f.revoked_at IS NOT NULL AS revoked \
+                     FROM access_tokens a LEFT JOIN token_families f ON f.id = a.family_id \
+                     WHERE a.hash = ?",
+                )
+                .store_err()?;
+            let mut rows = select.query([hash]).store_err()?;
+            let Some(row) = rows.next().store_err()? else {
+                return Ok(None);
+            };
+            Ok(Some(AccessState {
+                record: AccessRecord {
+                    hash: get_w(row, "hash")?,
+                    client_id: get_w(row, "client_id")?,
+                    subject: get_w(row, "subject")?,
+                    scope: parse_col("scope", &get_w::<String>(row, "scope")?)?,
+                    family_id: get_w(row, "family_id")?,
+                    issued_at: get_w(row, "issued_at")?,
+                    expires_at: get_w(row, "expires_at")?,
+                    otp_hash: get_w(row, "otp_hash")?,
+                },
+                revoked: get_w(row, "revoked")?,
+            }))
+        })
     }
 
     async fn revoke_access(&self, hash: &str) -> Result<bool, StoreError> {
@@ -299,40 +300,15 @@ pub(super) fn insert_access(conn: &Connection, a: &AccessRecord) -> Result<(), S
     .map(drop)
 }
 
-/// A refresh token with its family, by hash; read by `find_refresh` (on the read pool) and by
-/// `rotate` (inside the writer's transaction), each through its driver.
+/// A refresh token with its family, by hash; read by `find_refresh` (a point read) and by
+/// `rotate` (inside the writer's transaction).
 const LOAD_REFRESH: &str = "SELECT r.hash, r.issued_at, r.expires_at, r.used_at, \
      r.successor_hash, r.successor_sealed, f.id AS family_id, f.client_id, f.subject, f.scope, \
      f.created_at AS family_created_at, f.session_expires_at, f.revoked_at \
      FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id \
      WHERE r.hash = ?";
 
-async fn load_refresh(read: &SqlitePool, hash: &str) -> Result<Option<RefreshState>, StoreError> {
-    let Some(row) = sqlx::query(LOAD_REFRESH)
-        .bind(hash)
-        .fetch_optional(read)
-        .await
-        .store_err()?
-    else {
-        return Ok(None);
-    };
-    Ok(Some(RefreshState {
-        hash: get(&row, "hash")?,
-        family: family_from_row(&row)?,
-        issued_at: get(&row, "issued_at")?,
-        expires_at: get(&row, "expires_at")?,
-        used_at: get(&row, "used_at")?,
-        successor_hash: get(&row, "successor_hash")?,
-        successor_sealed: get(&row, "successor_sealed")?,
-    }))
-}
-
-/// [`load_refresh`] on the writer's connection. The conformance suite compares what the two
-/// return for one token, so their decoding cannot drift apart.
-fn load_refresh_for_writer(
-    conn: &Connection,
-    hash: &str,
-) -> Result<Option<RefreshState>, StoreError> {
+fn load_refresh(conn: &Connection, hash: &str) -> Result<Option<RefreshState>, StoreError> {
     let mut select = conn.prepare_cached(LOAD_REFRESH).store_err()?;
     let mut rows = select.query([hash]).store_err()?;
     let Some(row) = rows.next().store_err()? else {
@@ -340,15 +316,7 @@ fn load_refresh_for_writer(
     };
     Ok(Some(RefreshState {
         hash: get_w(row, "hash")?,
-        family: Family {
-            id: get_w(row, "family_id")?,
-            client_id: get_w(row, "client_id")?,
-            subject: get_w(row, "subject")?,
-            scope: parse_col("scope", &get_w::<String>(row, "scope")?)?,
-            created_at: get_w(row, "family_created_at")?,
-            session_expires_at: get_w(row, "session_expires_at")?,
-            revoked_at: get_w(row, "revoked_at")?,
-        },
+        family: family_from_row(row)?,
         issued_at: get_w(row, "issued_at")?,
         expires_at: get_w(row, "expires_at")?,
         used_at: get_w(row, "used_at")?,
@@ -358,15 +326,15 @@ fn load_refresh_for_writer(
 }
 
 /// Reads a family from columns aliased as in `find_family` and `load_refresh`.
-fn family_from_row(row: &SqliteRow) -> Result<Family, StoreError> {
+fn family_from_row(row: &rusqlite::Row<'_>) -> Result<Family, StoreError> {
     Ok(Family {
-        id: get(row, "family_id")?,
-        client_id: get(row, "client_id")?,
-        subject: get(row, "subject")?,
-        scope: scope_col(row, "scope")?,
-        created_at: get(row, "family_created_at")?,
-        session_expires_at: get(row, "session_expires_at")?,
-        revoked_at: get(row, "revoked_at")?,
+        id: get_w(row, "family_id")?,
+        client_id: get_w(row, "client_id")?,
+        subject: get_w(row, "subject")?,
+        scope: parse_col("scope", &get_w::<String>(row, "scope")?)?,
+        created_at: get_w(row, "family_created_at")?,
+        session_expires_at: get_w(row, "session_expires_at")?,
+        revoked_at: get_w(row, "revoked_at")?,
     })
 }
 

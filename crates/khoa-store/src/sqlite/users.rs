@@ -3,10 +3,9 @@
 use async_trait::async_trait;
 use khoa_core::model::User;
 use khoa_core::store::{NewUser, StoreError, UserStore};
-use rusqlite::params;
-use sqlx::sqlite::SqliteRow;
+use rusqlite::{Connection, params};
 
-use super::{Db, ResultExt, changed, get, parse_col};
+use super::{Db, ResultExt, changed, get_w, parse_col};
 
 pub(super) struct SqliteUsers(pub(super) Db);
 
@@ -46,42 +45,33 @@ impl UserStore for SqliteUsers {
     }
 
     async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        sqlx::query(
-            "SELECT id, username, password_hash, disabled, allowed_scopes, created_at \
-             FROM users WHERE username = ?",
-        )
-        .bind(username)
-        .fetch_optional(&self.0.read)
-        .await
-        .store_err()?
-        .map(|row| user_from_row(&row))
-        .transpose()
+        self.0
+            .point
+            .read(|conn| find_user(conn, "username", username))
     }
 
     async fn find_user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
-        sqlx::query(
-            "SELECT id, username, password_hash, disabled, allowed_scopes, created_at \
-             FROM users WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.0.read)
-        .await
-        .store_err()?
-        .map(|row| user_from_row(&row))
-        .transpose()
+        self.0.point.read(|conn| find_user(conn, "id", id))
     }
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        sqlx::query(
-            "SELECT id, username, password_hash, disabled, allowed_scopes, created_at \
-             FROM users ORDER BY username",
-        )
-        .fetch_all(&self.0.read)
+        // A scan, unlike the lookups: off the runtime.
+        let point = self.0.point.clone();
+        tokio::task::spawn_blocking(move || {
+            point.read(|conn| {
+                let mut select = conn
+                    .prepare_cached(&format!("{SELECT_USER} ORDER BY username"))
+                    .store_err()?;
+                let mut rows = select.query([]).store_err()?;
+                let mut users = Vec::new();
+                while let Some(row) = rows.next().store_err()? {
+                    users.push(user_from_row(row)?);
+                }
+                Ok(users)
+            })
+        })
         .await
-        .store_err()?
-        .iter()
-        .map(user_from_row)
-        .collect()
+        .map_err(|e| StoreError::Other(format!("listing users: {e}")))?
     }
 
     async fn set_password_hash(&self, username: &str, hash: &str) -> Result<bool, StoreError> {
@@ -124,16 +114,28 @@ impl UserStore for SqliteUsers {
     }
 }
 
-fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
-    let allowed_scopes = get::<Option<String>>(row, "allowed_scopes")?
+const SELECT_USER: &str =
+    "SELECT id, username, password_hash, disabled, allowed_scopes, created_at FROM users";
+
+/// The user whose `column` (`id` or `username`, both unique) is `value`.
+fn find_user(conn: &Connection, column: &str, value: &str) -> Result<Option<User>, StoreError> {
+    let mut select = conn
+        .prepare_cached(&format!("{SELECT_USER} WHERE {column} = ?"))
+        .store_err()?;
+    let mut rows = select.query([value]).store_err()?;
+    rows.next().store_err()?.map(user_from_row).transpose()
+}
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> Result<User, StoreError> {
+    let allowed_scopes = get_w::<Option<String>>(row, "allowed_scopes")?
         .map(|text| parse_col("allowed_scopes", &text))
         .transpose()?;
     Ok(User {
-        id: get(row, "id")?,
-        username: get(row, "username")?,
-        password_hash: get(row, "password_hash")?,
-        disabled: get(row, "disabled")?,
+        id: get_w(row, "id")?,
+        username: get_w(row, "username")?,
+        password_hash: get_w(row, "password_hash")?,
+        disabled: get_w(row, "disabled")?,
         allowed_scopes,
-        created_at: get(row, "created_at")?,
+        created_at: get_w(row, "created_at")?,
     })
 }
