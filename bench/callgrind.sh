@@ -87,5 +87,5 @@ for scenario in "${SCENARIOS[@]}"; do
         awk '/argon2::Argon2::hash_password_into_with_memory/ && !n++ {gsub(",", "", $1); print $1}' || true)
     argon2=${argon2:-0}
     echo "$scenario: $requests requests, $errors errors, $(((ir - argon2) / requests)) Ir/req (argon2 apart: $((argon2 / requests)) Ir/req)"
-    [ -n "${KEEP:-}" ] && echo "  kept $dump" >&2
+    if [ -n "${KEEP:-}" ]; then echo "  kept $dump" >&2; fi
 done

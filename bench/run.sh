@@ -124,7 +124,7 @@ stop_server() {
 # the label and the CPU use over the whole invocation (set-up included) added: the server's and
 # the generator's, in cores, and how busy CPU 0 and CPU 1 were.
 # The scenarios whose targets are missed, profiled when PROFILE=1.
-PROFILED=" client-credentials-jwt client-credentials-opaque refresh "
+PROFILED=" client-credentials-jwt client-credentials-opaque "
 
 # Records the server for the middle of a scenario and writes two summaries: time by thread,
 # and the hottest symbols (self time), under OUT/profiles.
