@@ -8,7 +8,9 @@
 //! key on pages in SQLite's cache takes a few microseconds, less than the hand-overs, so it runs
 //! right where it is asked for. On a cold page it is one read from the OS cache or the disk:
 //! the same wait the sqlx worker would have, here on the runtime thread. In WAL mode a reader
-//! never waits for the writer, so nothing else can hold it up.
+//! never waits for the writer; only another process holding the database exclusively (a
+//! migration by a newer `khoa`, say) can make it wait, and then for [`MAX_BUSY_WAIT`] at most:
+//! the request fails as unavailable (503) rather than stalling every task of its thread.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -18,6 +20,9 @@ use khoa_core::store::StoreError;
 use rusqlite::{Connection, OpenFlags};
 
 use super::ResultExt;
+
+/// The longest a point read waits for a lock, whatever the store's `busy_timeout`.
+pub(crate) const MAX_BUSY_WAIT: Duration = Duration::from_millis(100);
 
 pub(crate) struct PointReads {
     path: PathBuf,
@@ -33,7 +38,7 @@ impl PointReads {
     pub(crate) fn new(path: &Path, busy_timeout: Duration, max_idle: usize) -> Self {
         PointReads {
             path: path.to_owned(),
-            busy_timeout,
+            busy_timeout: busy_timeout.min(MAX_BUSY_WAIT),
             idle: Mutex::new(Vec::new()),
             max_idle: max_idle.max(1),
         }
@@ -121,6 +126,26 @@ mod tests {
         });
         assert!(matches!(write, Err(StoreError::Other(_))), "{write:?}");
         assert_eq!(reads.read(count).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_database_locked_by_another_process_fails_the_read_as_unavailable_after_a_short_wait() {
+        let (_dir, path) = db();
+        let reads = PointReads::new(&path, Duration::from_secs(30), 2);
+        let holder = Connection::open(&path).unwrap();
+        holder
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+            .unwrap();
+        let started = std::time::Instant::now();
+        let read = reads.read(count);
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not the store's 30 s"
+        );
+        holder
+            .execute_batch("COMMIT; PRAGMA locking_mode = NORMAL;")
+            .unwrap();
     }
 
     #[test]
