@@ -92,7 +92,8 @@ pub enum AccessTokenFormat {
     /// RFC 9068 JWT, verifiable offline against the JWKS.
     #[default]
     Jwt,
-    /// 256 random bits; only a SHA-256 hash is stored; validated by lookup.
+    /// 43 base64url characters: the issue millisecond (6 bytes) and 208 random bits; only a
+    /// SHA-256 hash is stored (after the issue time, so keys sort by it); validated by lookup.
     Opaque,
     /// 40 lowercase hex characters (160 random bits), the bank-hub shape (seed 001). Stored
     /// and validated like `Opaque`.

@@ -80,8 +80,9 @@ pub struct Family {
     pub revoked_at: Option<UnixTime>,
 }
 
-/// A refresh token to store. `hash` is the lowercase hex SHA-256 of the token; the token itself
-/// is never stored.
+/// A refresh token to store. `hash` is its key from [`crate::secret::stored_token_key`]: the
+/// token's lowercase hex SHA-256, after its issue time for the 43-character shape. The token
+/// itself is never stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefreshRecord {
     pub hash: String,
@@ -106,7 +107,7 @@ pub struct RefreshState {
     pub successor_sealed: Option<Vec<u8>>,
 }
 
-/// An opaque access token to store (hash only).
+/// An opaque access token to store (its key from [`crate::secret::stored_token_key`] only).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessRecord {
     pub hash: String,
