@@ -538,6 +538,17 @@ pub trait Readiness: Send + Sync {
     fn pool_connections(&self) -> Option<PoolConnections> {
         None
     }
+    /// Group commit so far, for metrics; `None` where every write is its own transaction.
+    fn write_batches(&self) -> Option<WriteBatches> {
+        None
+    }
+}
+
+/// How many transactions a group-committing store committed, and how many writes they carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteBatches {
+    pub commits: u64,
+    pub jobs: u64,
 }
 
 /// A snapshot of a connection pool.

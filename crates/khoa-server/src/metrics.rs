@@ -11,7 +11,8 @@
 //!   once, by one rule. The dialect of a token comes from the request being served (a task
 //!   local the middleware sets).
 //! - Database latency: every call of the token, user, client and code stores, timed by a
-//!   decorator ([`instrument`]); pool use and shed logins are read when scraped.
+//!   decorator ([`instrument`]); pool use, group commit (SQLite) and shed logins are read when
+//!   scraped.
 //! - Rate-limit rejections: [`Metrics::rate_limited`], for the rate limiter to call.
 
 use std::future::Future;
@@ -72,6 +73,13 @@ struct StateLabels {
     state: &'static str,
 }
 
+/// The one label of the group-commit counters: only a backend that batches writes (SQLite)
+/// has a series, so that PostgreSQL does not show a misleading zero.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Seconds, 0.5 ms to 10 s: a JWT is minted in well under a millisecond, a login takes an
@@ -102,6 +110,8 @@ pub struct Metrics {
     shed: Counter,
     db_duration: HistogramFamily<OpLabels>,
     db_pool: Family<StateLabels, Gauge>,
+    db_commits: Family<BackendLabels, Counter>,
+    db_write_jobs: Family<BackendLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -171,6 +181,18 @@ impl Metrics {
             "Connections of the database pool: open, idle, max",
             db_pool.clone(),
         );
+        let db_commits = Family::default();
+        registry.register(
+            "khoa_db_commits",
+            "Transactions of the SQLite writer's group commit, each one fsync",
+            db_commits.clone(),
+        );
+        let db_write_jobs = Family::default();
+        registry.register(
+            "khoa_db_write_jobs",
+            "Writes those transactions carried (÷ commits = writes per fsync)",
+            db_write_jobs.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -182,6 +204,8 @@ impl Metrics {
             shed,
             db_duration,
             db_pool,
+            db_commits,
+            db_write_jobs,
         }
     }
 
@@ -255,6 +279,19 @@ impl Metrics {
                 self.db_pool
                     .get_or_create(&StateLabels { state: name })
                     .set(i64::from(value));
+            }
+        }
+        if let Some(batches) = engine.stores().readiness.write_batches() {
+            let sqlite = BackendLabels { backend: "sqlite" };
+            let counters = [
+                (&self.db_commits, batches.commits),
+                (&self.db_write_jobs, batches.jobs),
+            ];
+            for (family, total) in counters {
+                let counter = family.get_or_create(&sqlite);
+                counter
+                    .inner()
+                    .store(total, std::sync::atomic::Ordering::Relaxed);
             }
         }
         let mut out = String::new();

@@ -45,6 +45,8 @@ async fn the_counters_of_rare_events_are_exposed_at_zero_from_the_start() {
         "khoa_rate_limited_total",
         "khoa_shed_total",
         "khoa_db_pool_connections",
+        "khoa_db_commits_total",
+        "khoa_db_write_jobs_total",
     ] {
         let family = name.trim_end_matches("_total");
         assert!(
@@ -137,6 +139,41 @@ async fn requests_tokens_reuse_and_database_calls_are_counted() {
     assert_eq!(
         sample(&text, "khoa_db_query_duration_seconds_count", &rotate),
         Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn the_sqlite_writers_commits_and_the_writes_they_carried_are_counted() {
+    let app = spawn_app().await;
+    let sqlite = [("backend", "sqlite")];
+    let before = scrape(&app).await;
+    let commits_before = sample(&before, "khoa_db_commits_total", &sqlite).unwrap();
+    let jobs_before = sample(&before, "khoa_db_write_jobs_total", &sqlite).unwrap();
+
+    app.add_public_client("web", "read offline_access", |_| {})
+        .await;
+    app.add_user("bob", "bob's metrics password", None).await;
+    let body = token_ok(
+        app.password_grant(
+            "web",
+            "bob",
+            "bob's metrics password",
+            Some("offline_access"),
+        )
+        .await,
+    )
+    .await;
+    token_ok(app.refresh("web", &refresh_token_of(&body)).await).await;
+
+    let after = scrape(&app).await;
+    let commits = sample(&after, "khoa_db_commits_total", &sqlite).unwrap() - commits_before;
+    let jobs = sample(&after, "khoa_db_write_jobs_total", &sqlite).unwrap() - jobs_before;
+    // A client, a user, a grant and a rotation: four durable writes at least, in as many
+    // commits or fewer (audit events may ride along as jobs of their own).
+    assert!(jobs >= 4.0, "{jobs} jobs");
+    assert!(
+        commits >= 1.0 && commits <= jobs,
+        "{commits} commits for {jobs} jobs"
     );
 }
 

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use khoa_core::scope::ScopeSet;
-use khoa_core::store::{PoolConnections, Readiness, StoreError, Stores};
+use khoa_core::store::{PoolConnections, Readiness, StoreError, Stores, WriteBatches};
 use rusqlite::ffi;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -239,6 +239,13 @@ impl Readiness for SqliteReadiness {
             open: self.0.read.size(),
             idle: self.0.read.num_idle() as u32,
             max: self.0.read.options().get_max_connections(),
+        })
+    }
+
+    fn write_batches(&self) -> Option<WriteBatches> {
+        Some(WriteBatches {
+            commits: self.0.writer.commits(),
+            jobs: self.0.writer.jobs_committed(),
         })
     }
 }

@@ -31,7 +31,15 @@ use super::ResultExt;
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
     lazy: Arc<Lazy>,
-    commits: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+/// What the writer has committed so far: transactions, and the jobs they carried. Their ratio is
+/// how well group commit works (one fsync per transaction), exported as metrics.
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    jobs: AtomicU64,
 }
 
 /// How long a queued write nobody waits on may linger before it commits on its own, when no
@@ -83,7 +91,7 @@ impl Writer {
         // Bounded, so that a disk slower than the request rate pushes back on the callers
         // instead of queueing without limit.
         let (jobs, queue) = mpsc::channel(batch_max * 2);
-        let commits = Arc::new(AtomicU64::new(0));
+        let counters = Arc::new(Counters::default());
         let lazy = Arc::new(Lazy {
             jobs: Mutex::new(Vec::new()),
             wake_pending: AtomicBool::new(false),
@@ -93,15 +101,15 @@ impl Writer {
         let thread = thread::Builder::new()
             .name("khoa-sqlite-writer".into())
             .spawn({
-                let (commits, lazy) = (commits.clone(), lazy.clone());
-                move || run(conn, queue, &lazy, batch_max, &commits)
+                let (counters, lazy) = (counters.clone(), lazy.clone());
+                move || run(conn, queue, &lazy, batch_max, &counters)
             })
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok((
             Writer {
                 jobs,
                 lazy,
-                commits,
+                counters,
             },
             thread,
         ))
@@ -207,9 +215,14 @@ impl Writer {
     }
 
     /// Transactions committed so far; fewer than the writes when group commit works.
-    #[cfg_attr(not(test), allow(dead_code, reason = "read by tests; a metric later"))]
     pub(crate) fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.counters.commits.load(Ordering::Relaxed)
+    }
+
+    /// Jobs those transactions carried: every durable write, and one per batch of queued audit
+    /// events.
+    pub(crate) fn jobs_committed(&self) -> u64 {
+        self.counters.jobs.load(Ordering::Relaxed)
     }
 }
 
@@ -339,7 +352,7 @@ fn run(
     mut queue: mpsc::Receiver<Box<dyn Job>>,
     lazy: &Lazy,
     batch_max: usize,
-    commits: &AtomicU64,
+    counters: &Counters,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
     // Waits for one job, then takes whatever else is already queued: under load batches grow
@@ -348,24 +361,27 @@ fn run(
         batch.retain(|job| !job.is_wake());
         // Every batch takes the lingering jobs along: they share its commit.
         lazy.take_into(&mut batch);
-        commit(&conn, &mut batch, commits);
+        commit(&conn, &mut batch, counters);
     }
     // The last handle is gone: whatever still lingers commits now, or never.
     lazy.take_into(&mut batch);
-    commit(&conn, &mut batch, commits);
+    commit(&conn, &mut batch, counters);
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the writer connection failed");
     }
 }
 
 /// Commits `batch` (if it holds anything) and answers its jobs, leaving it empty.
-fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, commits: &AtomicU64) {
+fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, counters: &Counters) {
     if batch.is_empty() {
         return;
     }
     let outcome = commit_batch(conn, batch);
     if outcome.is_ok() {
-        commits.fetch_add(1, Ordering::Relaxed);
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters
+            .jobs
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
     tracing::trace!(jobs = batch.len(), ok = outcome.is_ok(), "write batch done");
     for job in batch.drain(..) {
@@ -688,6 +704,7 @@ mod tests {
             assert_eq!(answer.await.unwrap(), Ok(()));
         }
         assert_eq!(w.commits(), 2, "the hold, then all hundred writes at once");
+        assert_eq!(w.jobs_committed(), 101);
         assert_eq!(keys(&w).await.len(), 100);
     }
 
