@@ -14,8 +14,8 @@
 //!   store is a job run by one thread, many jobs to a transaction, a savepoint around each job
 //!   of several statements.
 //! - `sqlite/point.rs` — the hot point reads (a refresh token with its family, a user, an
-//!   opaque access token) on `rusqlite` connections, run on the calling task instead of a
-//!   sqlx worker thread.
+//!   opaque access token, a partner with its keys) on `rusqlite` connections, run on the
+//!   calling task instead of a sqlx worker thread.
 //! - `sqlite/users.rs`, `clients.rs`, `tokens.rs`, `codes.rs`, `keys.rs`, `partners.rs` — one
 //!   file per aggregate: its SQL and its row decoding, nothing else. `codes.rs` redeems an
 //!   authorization code and writes the tokens it issues in one job of the writer.

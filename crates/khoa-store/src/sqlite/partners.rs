@@ -4,9 +4,8 @@ use async_trait::async_trait;
 use khoa_core::model::UnixTime;
 use khoa_core::store::{Partner, PartnerKey, PartnerStore, StoreError};
 use rusqlite::{Connection, params};
-use sqlx::sqlite::SqliteRow;
 
-use super::{Db, ResultExt, changed, get};
+use super::{Db, ResultExt, changed, get_w};
 
 pub(super) struct SqlitePartners(pub(super) Db);
 
@@ -33,27 +32,40 @@ impl PartnerStore for SqlitePartners {
     }
 
     async fn find_partner(&self, code: &str) -> Result<Option<Partner>, StoreError> {
-        let Some(row) = sqlx::query("SELECT * FROM partners WHERE code = ?")
-            .bind(code)
-            .fetch_optional(&self.0.read)
-            .await
-            .store_err()?
-        else {
-            return Ok(None);
-        };
-        self.with_keys(&row).await.map(Some)
+        // On the hot path of every encrypted request: a point read (see `point.rs`).
+        self.0.point.read(|conn| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT code, name, client_id, created_at FROM partners WHERE code = ?",
+                )
+                .store_err()?;
+            let mut rows = select.query([code]).store_err()?;
+            rows.next()
+                .store_err()?
+                .map(|row| partner_from_row(conn, row))
+                .transpose()
+        })
     }
 
     async fn list_partners(&self) -> Result<Vec<Partner>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM partners ORDER BY code")
-            .fetch_all(&self.0.read)
-            .await
-            .store_err()?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push(self.with_keys(row).await?);
-        }
-        Ok(out)
+        let point = self.0.point.clone();
+        tokio::task::spawn_blocking(move || {
+            point.read(|conn| {
+                let mut select = conn
+                    .prepare_cached(
+                        "SELECT code, name, client_id, created_at FROM partners ORDER BY code",
+                    )
+                    .store_err()?;
+                let mut rows = select.query([]).store_err()?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().store_err()? {
+                    out.push(partner_from_row(conn, row)?);
+                }
+                Ok(out)
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("listing partners: {e}")))?
     }
 
     async fn add_partner_key(
@@ -99,36 +111,33 @@ impl PartnerStore for SqlitePartners {
     }
 }
 
-impl SqlitePartners {
-    async fn with_keys(&self, row: &SqliteRow) -> Result<Partner, StoreError> {
-        let code: String = get(row, "code")?;
-        // rowid breaks ties between keys created in the same second: newest first.
-        let keys = sqlx::query(
+/// A partner from its row, with its keys newest first.
+fn partner_from_row(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<Partner, StoreError> {
+    let code: String = get_w(row, "code")?;
+    // rowid breaks ties between keys created in the same second: newest first.
+    let mut select = conn
+        .prepare_cached(
             "SELECT key_id, sealed, created_at, expires_at FROM partner_keys \
              WHERE partner_code = ? ORDER BY created_at DESC, rowid DESC",
         )
-        .bind(&code)
-        .fetch_all(&self.0.read)
-        .await
-        .store_err()?
-        .iter()
-        .map(|k| {
-            Ok(PartnerKey {
-                key_id: get(k, "key_id")?,
-                sealed: get(k, "sealed")?,
-                created_at: get(k, "created_at")?,
-                expires_at: get(k, "expires_at")?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
-        Ok(Partner {
-            code,
-            name: get(row, "name")?,
-            client_id: get(row, "client_id")?,
-            created_at: get(row, "created_at")?,
-            keys,
-        })
+        .store_err()?;
+    let mut rows = select.query([&code]).store_err()?;
+    let mut keys = Vec::new();
+    while let Some(k) = rows.next().store_err()? {
+        keys.push(PartnerKey {
+            key_id: get_w(k, "key_id")?,
+            sealed: get_w(k, "sealed")?,
+            created_at: get_w(k, "created_at")?,
+            expires_at: get_w(k, "expires_at")?,
+        });
     }
+    Ok(Partner {
+        code,
+        name: get_w(row, "name")?,
+        client_id: get_w(row, "client_id")?,
+        created_at: get_w(row, "created_at")?,
+        keys,
+    })
 }
 
 fn insert_key(conn: &Connection, code: &str, k: &PartnerKey) -> Result<(), StoreError> {

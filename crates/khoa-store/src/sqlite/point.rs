@@ -1,5 +1,6 @@
 //! Point reads on the hot paths (a refresh token and its family, its owner, an opaque access
-//! token), run on the calling task with `rusqlite` connections kept here.
+//! token, a partner and its keys), run on the calling task with `rusqlite` connections kept
+//! here.
 //!
 //! Why not sqlx's pool, as for the other reads: sqlx runs each statement on its connection's
 //! worker thread and sends the rows back, two thread switches and two channel hand-overs per
