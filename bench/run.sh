@@ -148,9 +148,17 @@ profile_server() {
     } >"$dir/$label.txt"
 }
 
+# The SQLite writer's commits and the writes they carried so far ("0 0" if not exposed).
+commit_counts() {
+    curl -sf --max-time 2 "$BASE/metrics" |
+        awk '/^khoa_db_commits_total/ {c = $2} /^khoa_db_write_jobs_total/ {j = $2}
+             END {printf "%d %d", c, j}'
+}
+
 run_bench() {
-    local label=$1 scenario=$2 status=0 t0 s0 s1 times c0 c1
+    local label=$1 scenario=$2 status=0 t0 s0 s1 times c0 c1 g0 g1
     shift 2
+    g0=$(commit_counts)
     t0=$(now_ns)
     c0=$(cpu_snapshot)
     s0=$(cpu_ticks "$SERVER_PID")
@@ -160,6 +168,7 @@ run_bench() {
         >"$RAW/$label.out" 2>"$RAW/$label.err"; } 2>"$times" || status=$?
     s1=$(cpu_ticks "$SERVER_PID")
     c1=$(cpu_snapshot)
+    g1=$(commit_counts)
     local wall_s tck
     wall_s=$(awk -v ns=$(($(now_ns) - t0)) 'BEGIN {printf "%.3f", ns / 1e9}')
     tck=$(getconf CLK_TCK)
@@ -172,7 +181,8 @@ run_bench() {
     jq --arg lbl "$label" --argjson wall "$wall_s" --argjson server "$(((s1 - s0)))" \
         --argjson tck "$tck" --arg gen "$(cat "$times")" \
         --argjson cpu0 "$(busy_share "$c0" "$c1" 0)" --argjson cpu1 "$(busy_share "$c0" "$c1" 1)" \
-        '{label: $lbl} + . + {cpu: {
+        --argjson commits "$((${g1% *} - ${g0% *}))" --argjson writes "$((${g1#* } - ${g0#* }))" \
+        '{label: $lbl} + . + {group_commit: {commits: $commits, writes: $writes}} + {cpu: {
             server: ($server / $tck / $wall * 100 | round / 100),
             generator: (($gen | split(" ") | map(tonumber) | add) / $wall * 100 | round / 100),
             cpu0_busy: $cpu0, cpu1_busy: $cpu1}}
@@ -340,12 +350,12 @@ jq -r '
       "",
       "\(.date) · commit `\(.commit)` · \(.machine.nproc) × \(.machine.cpu) · kernel \(.machine.kernel) · load average before/after \(.machine.load_before) / \(.machine.load_after) · CPU 0/1 busy just before: \(.machine.cpu_busy_before | map(tostring) | join(" / "))",
       "",
-      "\(.setup.pinning). Each scenario: \(.setup.duration_s) s measured after \(.setup.warmup_s) s warm-up, closed loop of \(.setup.concurrency) keep-alive connections (\(.setup.password_concurrency) for the password-hashing scenarios); `password-overload` offers a fixed 4 × the Argon2id bound over 64 connections. rps counts every answer, ok/s the successful ones; ratio = ok/s ÷ healthz ok/s. cpu = cores used by the server / the generator over the invocation (set-up included; at a fixed rate the generator spins while it waits for due times), and in brackets how busy CPU 0 / CPU 1 were by any process, from /proc/stat (approximate in this VM, whose idle accounting drops ticks): well above the figures of the two processes (⚠: by more than 0.15 of a core), something else ran and the row is suspect.",
+      "\(.setup.pinning). Each scenario: \(.setup.duration_s) s measured after \(.setup.warmup_s) s warm-up, closed loop of \(.setup.concurrency) keep-alive connections (\(.setup.password_concurrency) for the password-hashing scenarios); `password-overload` offers a fixed 4 × the Argon2id bound over 64 connections. rps counts every answer, ok/s the successful ones; ratio = ok/s ÷ healthz ok/s. cpu = cores used by the server / the generator over the invocation (set-up included; at a fixed rate the generator spins while it waits for due times), and in brackets how busy CPU 0 / CPU 1 were by any process, from /proc/stat (approximate in this VM, whose idle accounting drops ticks): well above the figures of the two processes (⚠: by more than 0.15 of a core), something else ran and the row is suspect. writes per fsync = the jobs of the SQLite writer ÷ its commits over the invocation (`khoa_db_write_jobs_total` ÷ `khoa_db_commits_total`; a batch of queued audit events is one job): how many writes group commit put behind each fsync.",
       "",
-      "| scenario | rps | ok/s | p50 ms | p99 ms | errors | ratio to healthz | cpu server / gen (CPU 0 / 1 busy) | target | met? |",
-      "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
-      (.scenarios[] | if .failed then "| \(.label) | — | — | — | — | — | — | — | \(.target) | \(.met) |" else
-        "| \(.label) | \(.rps | round) | \(.ok_rps | round) | \(.latency_us.p50 | ms) | \(.latency_us.p99 | ms) | \(.errors)\(if .errors > 0 then " (" + (.status | to_entries | map(select(.key | test("^2") | not) | "\(.key): \(.value)") | join(", ")) + (if .transport_errors > 0 then ", transport: \(.transport_errors)" else "" end) + ")" else "" end) | \(if $h == 0 then "—" elif .ok_rps / $h < 0.01 then "< 0.01" else (.ok_rps / $h * 1000 | round / 1000) end) | \(.cpu.server) / \(.cpu.generator) (\(.cpu.cpu0_busy) / \(.cpu.cpu1_busy))\(if .cpu.interference > 0.15 then " ⚠" else "" end) | \(.target) | \(.met) |" end),
+      "| scenario | rps | ok/s | p50 ms | p99 ms | errors | ratio to healthz | cpu server / gen (CPU 0 / 1 busy) | writes per fsync | target | met? |",
+      "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
+      (.scenarios[] | if .failed then "| \(.label) | — | — | — | — | — | — | — | — | \(.target) | \(.met) |" else
+        "| \(.label) | \(.rps | round) | \(.ok_rps | round) | \(.latency_us.p50 | ms) | \(.latency_us.p99 | ms) | \(.errors)\(if .errors > 0 then " (" + (.status | to_entries | map(select(.key | test("^2") | not) | "\(.key): \(.value)") | join(", ")) + (if .transport_errors > 0 then ", transport: \(.transport_errors)" else "" end) + ")" else "" end) | \(if $h == 0 then "—" elif .ok_rps / $h < 0.01 then "< 0.01" else (.ok_rps / $h * 1000 | round / 1000) end) | \(.cpu.server) / \(.cpu.generator) (\(.cpu.cpu0_busy) / \(.cpu.cpu1_busy))\(if .cpu.interference > 0.15 then " ⚠" else "" end) | \(if (.group_commit.commits // 0) > 0 then (.group_commit.writes / .group_commit.commits * 10 | round / 10) else "—" end) | \(.target) | \(.met) |" end),
       "",
       "Accepted requests under overload (`password-overload`): p50 \(.scenarios | map(select(.label == "password-overload"))[0].latency_ok_us.p50 // 0 | ms) ms, p99 \(.scenarios | map(select(.label == "password-overload"))[0].latency_ok_us.p99 // 0 | ms) ms.",
       "",
