@@ -20,7 +20,8 @@ OLD=$1 NEW=$2 SCENARIO=$3 ROUNDS=${4:-3}
 DURATION=${DURATION:-5}
 CONCURRENCY=${CONCURRENCY:-32}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_OPAQUE_SECRET=bench-opaque-secret-0123456789abcdef # = creds.rs BENCH_OPAQUE_SECRET
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 for tool in curl jq taskset; do
     command -v "$tool" >/dev/null || { echo "bench/ab.sh: $tool is required" >&2; exit 1; }
 done
@@ -29,12 +30,7 @@ for khoa in "$OLD" "$NEW"; do
 done
 BENCH=$ROOT/target/release/khoa-bench
 [ -x "$BENCH" ] || cargo build --release -p khoa-bench --manifest-path "$ROOT/Cargo.toml" >&2
-PORT=${PORT:-}
-if [ -z "$PORT" ]; then
-    for p in $(seq 18280 18379); do
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT=$p; break; fi
-    done
-fi
+PORT=${PORT:-$(free_port 18280 18379)}
 BASE=http://127.0.0.1:$PORT
 PID=
 WORK=
@@ -60,10 +56,7 @@ for round in $(seq 1 "$ROUNDS"); do
         WORK=$(mktemp -d "${TMPDIR:-/tmp}/khoa-ab.XXXXXX")
         start "$khoa" # seeds the demo
         stop
-        printf '%s\n' "$BENCH_OPAQUE_SECRET" |
-            KHOA_DATABASE_URL="sqlite://$WORK/khoa.db" KHOA_MASTER_KEY_FILE="$WORK/master.key" \
-                KHOA_LOG=warn "$khoa" client add bench-opaque --grant-types client_credentials \
-                --token-format opaque --secret-stdin >/dev/null
+        register_bench_opaque "$khoa" "$WORK"
         start "$khoa"
         taskset -c 1 "$BENCH" --target "$BASE" --scenario "$SCENARIO" --duration "$DURATION" \
             --warmup 1 --concurrency "$CONCURRENCY" --demo-json "$WORK/demo.json" --json \

@@ -19,10 +19,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 N=${N:-2000}
 SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(healthz client-credentials-jwt client-credentials-opaque refresh)
-BENCH_OPAQUE_SECRET=bench-opaque-secret-0123456789abcdef # = creds.rs BENCH_OPAQUE_SECRET
 for tool in cargo curl jq valgrind callgrind_control callgrind_annotate; do
     command -v "$tool" >/dev/null || { echo "bench/callgrind.sh: $tool is required" >&2; exit 1; }
 done
@@ -30,12 +31,7 @@ cd "$ROOT"
 cargo build --release -p khoa-server -p khoa-bench >&2
 KHOA=$ROOT/target/release/khoa
 BENCH=$ROOT/target/release/khoa-bench
-PORT=${PORT:-}
-if [ -z "$PORT" ]; then
-    for p in $(seq 18180 18279); do
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT=$p; break; fi
-    done
-fi
+PORT=${PORT:-$(free_port 18180 18279)}
 BASE=http://127.0.0.1:$PORT
 PID=
 WORK=
@@ -61,10 +57,7 @@ for scenario in "${SCENARIOS[@]}"; do
     PID=$!
     wait_up
     kill -TERM "$PID"; wait "$PID" || true
-    printf '%s\n' "$BENCH_OPAQUE_SECRET" |
-        KHOA_DATABASE_URL="sqlite://$WORK/khoa.db" KHOA_MASTER_KEY_FILE="$WORK/master.key" \
-            KHOA_LOG=warn "$KHOA" client add bench-opaque --grant-types client_credentials \
-            --token-format opaque --secret-stdin >/dev/null
+    register_bench_opaque "$KHOA" "$WORK"
     valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.%p" \
         "$KHOA" demo --listen "127.0.0.1:$PORT" --data "$WORK" >"$WORK/server.log" 2>&1 &
     PID=$!

@@ -25,12 +25,13 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 CONCURRENCY=${CONCURRENCY:-32}
 PASSWORD_CONCURRENCY=${PASSWORD_CONCURRENCY:-4}
 OUT=${OUT:-$ROOT/bench/results}
-BENCH_OPAQUE_SECRET=bench-opaque-secret-0123456789abcdef # = creds.rs BENCH_OPAQUE_SECRET
 
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
 note() { echo "== $*" >&2; }
@@ -58,12 +59,7 @@ else
     note "$PINNING"
 fi
 
-if [ -z "${PORT:-}" ]; then
-    for p in $(seq 18080 18179); do
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT=$p; break; fi
-    done
-    [ -n "${PORT:-}" ] || die "no free port in 18080-18179; set PORT"
-fi
+PORT=${PORT:-$(free_port 18080 18179)}
 BASE=http://127.0.0.1:$PORT
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/khoa-bench.XXXXXX")
@@ -213,9 +209,7 @@ STARTUP_FRESH_MS=$STARTUP_MS
 stop_server
 
 note "registering bench-opaque with the CLI"
-printf '%s\n' "$BENCH_OPAQUE_SECRET" |
-    KHOA_DATABASE_URL="sqlite://$DATA/khoa.db" KHOA_MASTER_KEY_FILE="$DATA/master.key" KHOA_LOG=warn \
-        "$KHOA" client add bench-opaque --grant-types client_credentials --token-format opaque --secret-stdin >/dev/null
+register_bench_opaque "$KHOA" "$DATA"
 
 note "start-up on the existing database"
 start_server existing

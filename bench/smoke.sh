@@ -9,17 +9,14 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_OPAQUE_SECRET=bench-opaque-secret-0123456789abcdef # = creds.rs BENCH_OPAQUE_SECRET
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 cd "$ROOT"
 cargo build -q -p khoa-server -p khoa-bench
 KHOA=$ROOT/target/debug/khoa
 BENCH=$ROOT/target/debug/khoa-bench
 
-PORT=
-for p in $(seq 18280 18379); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT=$p; break; fi
-done
-[ -n "$PORT" ] || { echo "bench/smoke.sh: no free port in 18280-18379" >&2; exit 1; }
+PORT=$(free_port 18280 18379)
 BASE=http://127.0.0.1:$PORT
 DATA=$(mktemp -d "${TMPDIR:-/tmp}/khoa-smoke.XXXXXX")
 PID=
@@ -45,10 +42,7 @@ start() {
 # The demo seeds no opaque confidential client; the CLI adds the one bench/run.sh uses.
 start
 kill -TERM "$PID"; wait "$PID" || true
-printf '%s\n' "$BENCH_OPAQUE_SECRET" |
-    KHOA_DATABASE_URL="sqlite://$DATA/khoa.db" KHOA_MASTER_KEY_FILE="$DATA/master.key" KHOA_LOG=warn \
-        "$KHOA" client add bench-opaque --grant-types client_credentials --token-format opaque \
-        --secret-stdin >/dev/null
+register_bench_opaque "$KHOA" "$DATA"
 start
 
 failed=0
