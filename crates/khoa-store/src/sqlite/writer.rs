@@ -71,11 +71,15 @@ impl Lazy {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Moves every lingering job to the end of `batch`, and lets the next enqueue arm a timer.
+    /// Moves every lingering job to the front of `batch`, and lets the next enqueue arm a timer.
+    ///
+    /// The front, because they have waited longest: a write queued after them (a caller that
+    /// then reads what it queued) must see them. At the end, a read that reached the job queue
+    /// in the instant between two batches ran before the lingering writes it followed.
     fn take_into(&self, batch: &mut Vec<Box<dyn Job>>) {
         let mut jobs = self.jobs();
         self.wake_pending.store(false, Ordering::Relaxed);
-        batch.append(&mut jobs);
+        batch.splice(0..0, jobs.drain(..));
     }
 }
 
