@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use khoa_core::engine::Engine;
+use khoa_core::error::EngineError;
 use khoa_core::keys::key_states;
 use khoa_core::mint::{KeyRotation, RotationOutcome};
 use khoa_core::model::{Client, GrantType, TokenPolicy};
@@ -53,6 +54,34 @@ async fn audited(
     engine.audit().flush().await;
 }
 
+/// An engine refusal as an operator reads it: the object named, without the RFC 6749 code the
+/// same refusal carries on the wire ("client svc already exists", not "already exists:
+/// client_id"; "no client nosuch", not "invalid_request: no client nosuch").
+fn plain(object: impl std::fmt::Display) -> impl FnOnce(EngineError) -> anyhow::Error {
+    move |e| match e {
+        EngineError::OAuth(e) => anyhow::anyhow!(e.description),
+        EngineError::Conflict(_) => anyhow::anyhow!("{object} already exists"),
+        other => other.into(),
+    }
+}
+
+/// NIST SP 800-63B §5.1.1.2: at least 8 characters for a password the subscriber chose.
+const MIN_PASSWORD_CHARS: usize = 8;
+
+fn read_new_password() -> Result<SecretString> {
+    let password = read_secret_line("password")?;
+    let chars = secrecy::ExposeSecret::expose_secret(&password)
+        .chars()
+        .count();
+    if chars < MIN_PASSWORD_CHARS {
+        bail!(
+            "the password has {chars} characters; at least {MIN_PASSWORD_CHARS} are needed \
+             (NIST SP 800-63B §5.1.1.2)"
+        );
+    }
+    Ok(password)
+}
+
 fn scopes(s: &str, what: &str) -> Result<ScopeSet> {
     ScopeSet::parse(s).map_err(|_| anyhow::anyhow!("{what}: malformed scope list"))
 }
@@ -93,7 +122,10 @@ pub async fn client(engine: &Engine, cmd: ClientCommand) -> Result<()> {
                 .then(|| read_secret_line("client secret"))
                 .transpose()?;
             let from_stdin = given.is_some();
-            let rotated = engine.rotate_client_secret(&client_id, given).await?;
+            let rotated = engine
+                .rotate_client_secret(&client_id, given)
+                .await
+                .map_err(plain(format!("client {client_id}")))?;
             if rotated.is_some() {
                 let detail = json!({ "secret": if from_stdin { "given" } else { "generated" } });
                 audited(
@@ -147,8 +179,21 @@ async fn add_client(engine: &Engine, a: ClientAddArgs) -> Result<()> {
     if a.reuse_window < 0 {
         bail!("--reuse-window must not be negative");
     }
+    let grant_types = if !a.grant_types.is_empty() {
+        a.grant_types
+    } else if !a.public {
+        vec![GrantType::ClientCredentials]
+    } else if !a.redirect_uris.is_empty() {
+        vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+    } else {
+        vec![GrantType::Password, GrantType::RefreshToken]
+    };
+    // RFC 6749 §4.4: only a client that can authenticate may use client_credentials.
+    if a.public && grant_types.contains(&GrantType::ClientCredentials) {
+        bail!("a public client cannot use the client_credentials grant (it has no secret)");
+    }
     // RFC 9700 §2.1: the code flow only ever redirects to a registered URI.
-    if a.grant_types.contains(&GrantType::AuthorizationCode) && a.redirect_uris.is_empty() {
+    if grant_types.contains(&GrantType::AuthorizationCode) && a.redirect_uris.is_empty() {
         bail!("the authorization_code grant needs at least one --redirect-uri");
     }
     let secret = a
@@ -161,7 +206,7 @@ async fn add_client(engine: &Engine, a: ClientAddArgs) -> Result<()> {
         secret_hash: None,
         allowed_scopes: allowed,
         default_scopes,
-        grant_types: a.grant_types,
+        grant_types,
         redirect_uris: a.redirect_uris,
         policy: TokenPolicy {
             access_format: a.token_format,
@@ -181,7 +226,10 @@ async fn add_client(engine: &Engine, a: ClientAddArgs) -> Result<()> {
         "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "scopes": client.allowed_scopes.to_string(),
     });
-    let generated = engine.create_client(client, !a.public, secret).await?;
+    let generated = engine
+        .create_client(client, !a.public, secret)
+        .await
+        .map_err(plain(format!("client {}", a.client_id)))?;
     audited(engine, "client.add", None, Some(&a.client_id), detail).await;
     println!("client_id: {}", a.client_id);
     if let Some(secret) = generated {
@@ -224,8 +272,11 @@ pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
             scopes: s,
         } => {
             let allowed = s.as_deref().map(|s| scopes(s, "--scopes")).transpose()?;
-            let password = read_secret_line("password")?;
-            let user = engine.create_user(&username, &password, allowed).await?;
+            let password = read_new_password()?;
+            let user = engine
+                .create_user(&username, &password, allowed)
+                .await
+                .map_err(plain(format!("user {username}")))?;
             let detail = json!({ "user_id": user.id });
             audited(engine, "user.add", Some(&user.username), None, detail).await;
             println!("created user {} ({})", user.username, user.id);
@@ -243,8 +294,12 @@ pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
             }
         }
         UserCommand::SetPassword { username } => {
-            let password = read_secret_line("password")?;
-            if !engine.set_user_password(&username, &password).await? {
+            let password = read_new_password()?;
+            let changed = engine
+                .set_user_password(&username, &password)
+                .await
+                .map_err(plain(format!("user {username}")))?;
+            if !changed {
                 bail!("no user {username}");
             }
             audited(
@@ -301,15 +356,17 @@ pub async fn keys(engine: &Engine, cmd: KeysCommand, config: &KeysConfig) -> Res
     match cmd {
         KeysCommand::List => {
             let records = engine.stores().keys.list_keys().await?;
+            println!(
+                "{:<24}  {:<8}  {:<20}  RETIRES_AT",
+                "KID", "STATE", "ACTIVATES_AT"
+            );
             for (k, state) in records.iter().zip(key_states(&records, engine.now())) {
-                let retires_at = k
-                    .retires_at
-                    .map_or_else(|| "-".to_owned(), |t| t.to_string());
+                let retires_at = k.retires_at.map_or_else(|| "-".to_owned(), format_time);
                 println!(
-                    "{}\t{}\t{}\t{retires_at}",
+                    "{:<24}  {:<8}  {:<20}  {retires_at}",
                     k.kid,
                     state.as_str(),
-                    k.activates_at
+                    format_time(k.activates_at)
                 );
             }
         }
@@ -358,16 +415,30 @@ pub async fn keys(engine: &Engine, cmd: KeysCommand, config: &KeysConfig) -> Res
     Ok(())
 }
 
-pub async fn partner(engine: &Engine, cmd: PartnerCommand, default_overlap: i64) -> Result<()> {
+pub async fn partner(
+    engine: &Engine,
+    cmd: PartnerCommand,
+    dialect: &crate::config::PartnerDialect,
+) -> Result<()> {
     let partners = engine.partners();
+    let default_overlap = dialect.key_overlap_secs;
     match cmd {
         PartnerCommand::Add {
             code,
             client_id,
             name,
         } => {
+            if !dialect.enabled {
+                eprintln!(
+                    "warning: the partner dialect is disabled (dialects.partner.enabled = \
+                     false): this partner cannot log in until it is enabled"
+                );
+            }
             let name = name.unwrap_or_else(|| code.clone());
-            let key = partners.create(&code, &name, &client_id, None).await?;
+            let key = partners
+                .create(&code, &name, &client_id, None)
+                .await
+                .map_err(plain(format!("partner {code}")))?;
             let detail = json!({ "partner_code": code });
             audited(engine, "partner.add", None, Some(&client_id), detail).await;
             println!("partner_code: {code}");
@@ -391,7 +462,11 @@ pub async fn partner(engine: &Engine, cmd: PartnerCommand, default_overlap: i64)
             if overlap < 0 {
                 bail!("--overlap must not be negative");
             }
-            match partners.rotate_key(&code, overlap).await? {
+            let rotated = partners
+                .rotate_key(&code, overlap)
+                .await
+                .map_err(plain(format!("partner {code}")))?;
+            match rotated {
                 None => bail!("no partner {code}"),
                 Some(key) => {
                     let detail = json!({ "partner_code": code, "overlap_secs": overlap });

@@ -156,8 +156,9 @@ pub struct ClientAddArgs {
     #[arg(long)]
     pub default_scopes: Option<String>,
     /// Grant types, comma-separated: client_credentials, password, refresh_token,
-    /// authorization_code.
-    #[arg(long, value_delimiter = ',', default_value = "client_credentials")]
+    /// authorization_code. Default: client_credentials for a confidential client; for a public
+    /// one authorization_code,refresh_token with a --redirect-uri, else password,refresh_token.
+    #[arg(long, value_delimiter = ',')]
     pub grant_types: Vec<GrantType>,
     /// A redirect URI of the authorization code flow, matched exactly (repeatable).
     #[arg(long = "redirect-uri", value_name = "URI")]

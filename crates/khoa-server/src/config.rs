@@ -10,10 +10,13 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod keys;
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on. `KHOA_LISTEN`.
+    /// Address to listen on: an IP address and a port. `KHOA_LISTEN`.
+    #[serde(deserialize_with = "listen_addr")]
     pub listen: SocketAddr,
     /// `sqlite://FILE` (created on first start) or `postgres://USER:PASSWORD@HOST:PORT/DB` (the
     /// database must exist; khoa creates its tables). Messages print it with the password
@@ -72,7 +75,7 @@ pub struct Config {
 /// even the right password is refused; `khoa user unlock NAME` lifts a lock at once. The count
 /// lives in the database, so every node shares it.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LockoutConfig {
     /// Failures that lock the account; 0 turns lockout off. `KHOA_LOCKOUT__THRESHOLD`.
     pub threshold: u32,
@@ -98,7 +101,7 @@ impl Default for LockoutConfig {
 /// second; 0 turns that bucket off (the default: size them for your partners). Buckets are per
 /// node: with N nodes behind a balancer a key gets up to N times the rate.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Per `client_id` (dialects that bind all their users to one client share its bucket).
     pub per_client_per_sec: u32,
@@ -125,7 +128,7 @@ pub enum LogFormat {
 
 /// `[metrics]`: `KHOA_METRICS__ENABLED`, `KHOA_METRICS__PATH`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Serve the metrics endpoint. It reveals traffic volumes, not secrets; keep it off the
     /// public side of the load balancer or turn it off.
@@ -144,7 +147,7 @@ impl Default for MetricsConfig {
 
 /// `[audit]`: `KHOA_AUDIT__RETENTION_DAYS`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// Days audit events are kept; older ones are deleted by the periodic clean-up. 0 keeps
     /// them forever.
@@ -159,7 +162,7 @@ impl Default for AuditConfig {
 
 /// The authorization code flow and its login page.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthorizeConfig {
     /// Seconds an authorization code stays redeemable (RFC 9700 §4.2: short). 1–600.
     /// `KHOA_AUTHORIZE__CODE_TTL_SECS`.
@@ -176,7 +179,7 @@ impl Default for AuthorizeConfig {
 /// dialect is bound to (`khoa client add …`); what is here is the wire: paths, bindings, error
 /// rendering.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DialectsConfig {
     pub oauth2: OAuth2Dialect,
     pub derivative: DerivativeDialect,
@@ -186,7 +189,7 @@ pub struct DialectsConfig {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct OAuth2Dialect {
     pub enabled: bool,
     /// RFC 6749 §3.2 token endpoint.
@@ -233,7 +236,7 @@ pub enum Language {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DerivativeDialect {
     pub enabled: bool,
     pub derivative_path: String,
@@ -264,7 +267,7 @@ impl Default for DerivativeDialect {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BankhubDialect {
     pub enabled: bool,
     pub path: String,
@@ -280,7 +283,7 @@ impl Default for BankhubDialect {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PartnerDialect {
     pub enabled: bool,
     pub login_path: String,
@@ -301,7 +304,7 @@ impl Default for PartnerDialect {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct VietqrDialect {
     pub enabled: bool,
     /// The `<basepath>` of `POST /<basepath>/api/token_generate`.
@@ -330,7 +333,7 @@ impl VietqrDialect {
 /// are a TOML array of tables (`[[forward_auth.routes]]`); the first whose `prefix` and
 /// `methods` match the original request decides.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ForwardAuthConfig {
     /// Serve the endpoint (off by default: it answers only for the routes configured here).
     pub enabled: bool,
@@ -353,7 +356,7 @@ pub enum ForwardAuthDefault {
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ForwardAuthRoute {
     /// Path prefix, matched on whole segments: `/api/orders` covers `/api/orders` and
     /// `/api/orders/7`, not `/api/ordersx`.
@@ -422,7 +425,7 @@ impl ForwardAuthConfig {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PasswordHashConfig {
     /// Argon2id memory in KiB (OWASP: 19456).
     pub memory_kib: u32,
@@ -438,7 +441,7 @@ pub struct PasswordHashConfig {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// SQLite: read connections in the pool (writes go through one more). PostgreSQL: the
     /// whole pool, reads and writes; the nodes' pools together must fit the server's
@@ -454,7 +457,7 @@ pub struct DatabaseConfig {
 
 /// How a key rotation reaches every node and every JWKS cache before the new key signs.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct KeysConfig {
     /// Seconds between re-reads of the signing keys: a key scheduled by `khoa keys rotate`
     /// (or on another node) is published in this node's JWKS within this time, and used once
@@ -490,7 +493,7 @@ impl Default for KeysConfig {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
@@ -577,13 +580,55 @@ impl Default for HttpConfig {
 pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(String),
+    /// A key the configuration does not have, in a file or a `KHOA_*` variable.
+    #[error("{origin}: unknown configuration key `{key}`{}", suggestion_text(.suggestion))]
+    Unknown {
+        /// `config file khoa.toml` or `environment variable KHOA_LISEN`.
+        origin: String,
+        key: String,
+        suggestion: Option<String>,
+    },
     #[error("configuration key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
 }
 
+/// An IP address and a port, with a message that says so: the standard library's "invalid
+/// socket address syntax" leaves `localhost:8080` a riddle.
+fn listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Text(String),
+        Port(u64),
+    }
+    let given = match Given::deserialize(d)? {
+        Given::Text(s) => s,
+        Given::Port(p) => p.to_string(),
+    };
+    given.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{given}` is not an address to listen on: write an IP address and a port, such as \
+             127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080 (host names such as localhost are not \
+             looked up)"
+        ))
+    })
+}
+
+fn suggestion_text(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!("; did you mean {s}?"))
+        .unwrap_or_default()
+}
+
 impl Config {
     /// Defaults, then `file` (if given), then `KHOA_*` variables; then validation.
+    ///
+    /// A key this configuration does not have is refused, in the file and in the environment
+    /// alike, naming where it came from and the nearest valid key: a misspelt `lisen` or
+    /// `enabeld` silently ignored would leave the default in force, the mistake unnoticed.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let schema = keys::Schema::of_defaults();
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             if !f.exists() {
@@ -592,16 +637,23 @@ impl Config {
                     f.display()
                 )));
             }
-            fig = fig.merge(Toml::file(f));
+            // `file_exact`: `Toml::file` would look for a relative path in every parent
+            // directory too, and read a file the operator did not name.
+            let toml = Toml::file_exact(f);
+            schema.check(&toml, &keys::Origin::File(f.to_path_buf()))?;
+            fig = fig.merge(toml);
         }
         // The master key is taken verbatim: figment would read an all-digit hex key as a number.
-        fig = fig.merge(Env::prefixed("KHOA_").ignore(&["MASTER_KEY"]).split("__"));
+        // `KHOA_CONFIG` is the command line's `--config`, not a key.
+        let env = Env::prefixed("KHOA_")
+            .ignore(&["MASTER_KEY", "CONFIG"])
+            .split("__");
+        schema.check(&env, &keys::Origin::Env)?;
+        fig = fig.merge(env);
         if let Ok(key) = std::env::var("KHOA_MASTER_KEY") {
             fig = fig.merge(Serialized::default("master_key", key));
         }
-        let cfg: Config = fig
-            .extract()
-            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let cfg: Config = fig.extract().map_err(keys::describe)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -616,6 +668,15 @@ impl Config {
         let scheme = self.database_url.split(':').next().unwrap_or_default();
         if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
             return invalid("database_url", "must start with sqlite: or postgres:");
+        }
+        if scheme == "sqlite"
+            && (self.sqlite_path().is_none() || self.database_url.contains("mode=memory"))
+        {
+            return invalid(
+                "database_url",
+                "an in-memory SQLite database loses every token, client and key when khoa \
+                 stops; name a file instead, such as sqlite://khoa.db",
+            );
         }
         if let Some(iss) = &self.issuer
             && !(iss.starts_with("https://") || iss.starts_with("http://"))
@@ -856,6 +917,135 @@ mod tests {
         c.database_url = "postgres://u@h/db".into();
         assert_eq!(c.sqlite_path(), None);
         assert_eq!(c.master_key_path(), None);
+    }
+
+    #[test]
+    fn an_in_memory_sqlite_database_is_refused() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://k.db?mode=memory",
+        ] {
+            let c = Config {
+                database_url: url.into(),
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("database_url") && e.contains("in-memory"),
+                "{url}: {e}"
+            );
+        }
+    }
+
+    /// Loads `toml` (if any) as the config file under `jail`, and returns the refusal.
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail API returns its own error"
+    )]
+    fn refusal(jail: &mut figment::Jail, toml: Option<&str>) -> String {
+        let file = toml.map(|t| {
+            jail.create_file("khoa.toml", t).unwrap();
+            Path::new("khoa.toml")
+        });
+        Config::load(file).unwrap_err().to_string()
+    }
+
+    #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail API returns its own error"
+    )]
+    fn unknown_keys_in_the_file_are_refused_naming_the_file_and_the_nearest_key() {
+        figment::Jail::expect_with(|jail| {
+            let e = refusal(jail, Some("lisen = \"127.0.0.1:18091\"\n"));
+            assert!(e.contains("config file khoa.toml"), "{e}");
+            assert!(
+                e.contains("`lisen`") && e.contains("did you mean listen?"),
+                "{e}"
+            );
+
+            let e = refusal(jail, Some("[dialects.bankhub]\nenabeld = true\n"));
+            assert!(e.contains("`dialects.bankhub.enabeld`"), "{e}");
+            assert!(e.contains("did you mean dialects.bankhub.enabled?"), "{e}");
+
+            // The right name in the wrong table.
+            let e = refusal(jail, Some("max_body_bytes = 4096\n"));
+            assert!(e.contains("did you mean http.max_body_bytes?"), "{e}");
+
+            // Nothing near: refused all the same, without a guess.
+            let e = refusal(jail, Some("[http]\ncompletely_different = 1\n"));
+            assert!(e.contains("`http.completely_different`"), "{e}");
+            assert!(!e.contains("did you mean"), "{e}");
+
+            // Inside an array of tables too.
+            let e = refusal(
+                jail,
+                Some("[[forward_auth.routes]]\nprefix = \"/api\"\nscope = [\"a\"]\n"),
+            );
+            assert!(e.contains("`forward_auth.routes.scope`"), "{e}");
+            assert!(
+                e.contains("did you mean forward_auth.routes.scopes?"),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail API returns its own error"
+    )]
+    fn unknown_khoa_variables_are_refused_naming_the_variable_and_the_nearest_one() {
+        figment::Jail::expect_with(|jail| {
+            // Not keys: the command line's --config, and the verbatim master key.
+            jail.set_env("KHOA_CONFIG", "elsewhere.toml");
+            jail.set_env("KHOA_MASTER_KEY", "00".repeat(32));
+            Config::load(None).unwrap();
+
+            jail.set_env("KHOA_LISEN", "127.0.0.1:18091");
+            let e = refusal(jail, None);
+            assert!(e.contains("environment variable KHOA_LISEN"), "{e}");
+            assert!(e.contains("did you mean KHOA_LISTEN?"), "{e}");
+            jail.clear_env();
+
+            jail.set_env("KHOA_DIALECTS__BANKHUB__ENABEL", "true");
+            let e = refusal(jail, None);
+            assert!(e.contains("KHOA_DIALECTS__BANKHUB__ENABEL"), "{e}");
+            assert!(
+                e.contains("did you mean KHOA_DIALECTS__BANKHUB__ENABLED?"),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail API returns its own error"
+    )]
+    fn a_bad_value_names_its_key_and_source_without_the_profile() {
+        figment::Jail::expect_with(|jail| {
+            let e = refusal(jail, Some("listen = \"localhost:8080\"\n"));
+            assert!(e.contains("config file khoa.toml, key `listen`"), "{e}");
+            assert!(
+                e.contains("an IP address and a port, such as 127.0.0.1:8080"),
+                "{e}"
+            );
+            assert!(!e.contains("default."), "{e}");
+
+            let e = refusal(jail, Some("[http]\nmax_body_bytes = \"big\"\n"));
+            assert!(e.contains("key `http.max_body_bytes`"), "{e}");
+            assert!(!e.contains("default."), "{e}");
+
+            jail.set_env("KHOA_LISTEN", "8080");
+            let e = refusal(jail, None);
+            assert!(e.contains("environment variable KHOA_LISTEN"), "{e}");
+            assert!(e.contains("`8080` is not an address to listen on"), "{e}");
+            Ok(())
+        });
     }
 
     #[test]

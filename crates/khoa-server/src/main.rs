@@ -2,7 +2,7 @@ use anyhow::Result;
 use clap::Parser;
 use khoa_server::cli::{Cli, Command};
 use khoa_server::config::Config;
-use khoa_server::startup::{App, create_database_dir, open_engine, shutdown_signal};
+use khoa_server::startup::{App, OnMissing, check_database, open_engine, shutdown_signal};
 use khoa_server::{admin, demo};
 
 /// Argon2id allocates `memory_kib` (19 MiB by default) per hash. glibc raises its mmap
@@ -17,25 +17,47 @@ fn release_large_allocations_promptly() {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     release_large_allocations_promptly();
-    tokio::runtime::Builder::new_multi_thread()
+    let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run())
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run()));
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // The message and its causes on one line, for an operator: never a stack trace, which
+        // `RUST_BACKTRACE` in the environment would otherwise add to every refusal.
+        Err(e) => {
+            eprintln!("khoa: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run() -> Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
-    khoa_server::telemetry::init_logging(&config.log, config.log_format);
+    // The admin verbs print their answer, not the engine's INFO lines, unless asked with
+    // KHOA_LOG: their output is read by people and by scripts.
+    let log = match cli.command {
+        Command::Serve | Command::Demo(_) => config.log.as_str(),
+        _ if std::env::var_os("KHOA_LOG").is_some() => config.log.as_str(),
+        _ => "warn",
+    };
+    khoa_server::telemetry::init_logging(log, config.log_format);
     match cli.command {
         Command::Serve => App::build(config).await?.run(shutdown_signal()).await?,
         Command::Demo(args) => demo::run(args, config).await?,
         Command::Migrate => {
-            create_database_dir(&config);
+            let created = check_database(&config, OnMissing::Create)?;
+            // The key file too: the admin verbs that follow refuse to create one.
+            khoa_server::master_key::load(&config, OnMissing::Create)?;
             khoa_store::migrate(&config.database_url).await?;
-            println!("database is up to date");
+            match config.sqlite_path() {
+                Some(path) if created => println!("created a new database at {}", path.display()),
+                _ => println!("database is up to date"),
+            }
         }
         Command::Client(cmd) => {
             admin::client(&*open_engine(&config, config.issuer()).await?, cmd).await?
@@ -44,9 +66,8 @@ async fn run() -> Result<()> {
             admin::user(&*open_engine(&config, config.issuer()).await?, cmd).await?
         }
         Command::Partner(cmd) => {
-            let overlap = config.dialects.partner.key_overlap_secs;
             let engine = open_engine(&config, config.issuer()).await?;
-            admin::partner(&engine, cmd, overlap).await?
+            admin::partner(&engine, cmd, &config.dialects.partner).await?
         }
         Command::Audit(cmd) => {
             admin::audit(&*open_engine(&config, config.issuer()).await?, cmd).await?

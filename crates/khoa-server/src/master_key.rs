@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::config::Config;
+use crate::startup::OnMissing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyLoadError {
@@ -16,12 +17,16 @@ pub enum MasterKeyLoadError {
     #[error("master key file {path}: {message}")]
     File { path: String, message: String },
     #[error(
-        "no master key: set KHOA_MASTER_KEY or master_key_file (required for non-SQLite databases)"
+        "no master key: set KHOA_MASTER_KEY or master_key_file (PostgreSQL has no database file \
+         to keep master.key beside)"
     )]
     Missing,
 }
 
-pub fn load(config: &Config) -> Result<MasterKey, MasterKeyLoadError> {
+/// The configured master key. Its file is created only where the database may be created too
+/// (`serve`, `migrate`); the admin verbs refuse a missing one, as they refuse a missing
+/// database.
+pub fn load(config: &Config, on_missing: OnMissing) -> Result<MasterKey, MasterKeyLoadError> {
     if let Some(hex) = &config.master_key {
         return MasterKey::from_hex(hex.expose_secret())
             .map_err(|e| MasterKeyLoadError::Invalid(e.to_string()));
@@ -29,6 +34,15 @@ pub fn load(config: &Config) -> Result<MasterKey, MasterKeyLoadError> {
     let path = config
         .master_key_path()
         .ok_or(MasterKeyLoadError::Missing)?;
+    if on_missing == OnMissing::Refuse && !path.exists() {
+        return Err(MasterKeyLoadError::File {
+            path: path.display().to_string(),
+            message: "does not exist; the database's signing and partner keys are sealed \
+                      under it: restore it from where the database's backup is kept, or set \
+                      KHOA_MASTER_KEY"
+                .into(),
+        });
+    }
     load_or_create(&path)
 }
 

@@ -9,6 +9,7 @@ use khoa_core::engine::{Engine, EngineConfig};
 use khoa_core::store::Stores;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -32,6 +33,20 @@ pub enum StartError {
     },
     #[error("engine: {0}")]
     Engine(#[from] khoa_core::error::EngineError),
+    #[error(
+        "database {} does not exist: create it with `khoa migrate` (or by starting `khoa serve` \
+         once), or point --config or KHOA_DATABASE_URL at the existing one",
+        .path.display()
+    )]
+    NoDatabase { path: PathBuf },
+    #[error(
+        "database {}: its directory {} does not exist; create it first (khoa creates the \
+         database file, never directories, so that a mistyped path is not taken for a new, \
+         empty database)",
+        .path.display(),
+        .dir.display()
+    )]
+    NoDatabaseDir { path: PathBuf, dir: PathBuf },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -53,10 +68,50 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Opens the configured database and builds the engine over it (shared by `serve`, the CLI
-/// verbs and `demo`).
+/// What opening a SQLite database may do when its file does not exist yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnMissing {
+    /// `serve` and `migrate`: create it, and its master key file, in its directory, which must
+    /// exist already.
+    Create,
+    /// The admin verbs and `backup`: refuse. Run in the wrong directory or with the wrong
+    /// `--config`, a verb would otherwise work on a fresh, empty database (and a fresh master
+    /// key beside it), which looks like data loss.
+    Refuse,
+}
+
+/// Checks that the configured SQLite database exists, or may be created (see [`OnMissing`]).
+/// `Ok(true)` when it does not exist yet and opening it will create it; callers say so.
+pub fn check_database(config: &Config, on_missing: OnMissing) -> Result<bool, StartError> {
+    let Some(path) = config.sqlite_path() else {
+        // PostgreSQL: the database must exist anyway, and connecting says so when it does not.
+        return Ok(false);
+    };
+    if path.exists() {
+        return Ok(false);
+    }
+    match on_missing {
+        OnMissing::Refuse => Err(StartError::NoDatabase { path }),
+        OnMissing::Create => {
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            if dir.is_dir() {
+                Ok(true)
+            } else {
+                Err(StartError::NoDatabaseDir { path, dir })
+            }
+        }
+    }
+}
+
+/// Opens the configured database, which must exist, and builds the engine over it: for the
+/// CLI verbs.
 pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>, StartError> {
-    open_engine_with(config, issuer, |stores| stores).await
+    check_database(config, OnMissing::Refuse)?;
+    open_engine_with(config, issuer, OnMissing::Refuse, |stores| stores).await
 }
 
 /// [`open_engine`] with the stores wrapped by `wrap` (the server's metrics) before the engine
@@ -64,9 +119,10 @@ pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>,
 async fn open_engine_with(
     config: &Config,
     issuer: String,
+    on_missing: OnMissing,
     wrap: impl FnOnce(Stores) -> Stores,
 ) -> Result<Arc<Engine>, StartError> {
-    let master = crate::master_key::load(config)?;
+    let master = crate::master_key::load(config, on_missing)?;
     let stores = wrap(open_stores(config).await?);
     let engine = Engine::new(
         EngineConfig {
@@ -89,21 +145,7 @@ async fn open_engine_with(
     Ok(Arc::new(engine))
 }
 
-/// Creates the directory of a SQLite database file, so that `sqlite://FILE` is "created on first
-/// start" even in a directory that does not exist yet: by `serve` and the verbs, and by
-/// `migrate` alike. A failure here surfaces as the database's own "unable to open" error.
-pub fn create_database_dir(config: &Config) {
-    if let Some(dir) = config
-        .sqlite_path()
-        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        let _ = std::fs::create_dir_all(dir);
-    }
-}
-
 async fn open_stores(config: &Config) -> Result<Stores, StartError> {
-    create_database_dir(config);
     let opts = khoa_store::StoreOptions {
         max_connections: config.database.max_connections,
         busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
@@ -143,9 +185,17 @@ impl App {
             .clone()
             .map(|i| i.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| format!("http://{addr}"));
+        if check_database(&config, OnMissing::Create)? {
+            tracing::info!(
+                path = %config.sqlite_path().unwrap_or_default().display(),
+                "creating a new database"
+            );
+        }
         let metrics = Arc::new(Metrics::new());
-        let engine =
-            open_engine_with(&config, issuer, |s| metrics::instrument(s, &metrics)).await?;
+        let engine = open_engine_with(&config, issuer, OnMissing::Create, |s| {
+            metrics::instrument(s, &metrics)
+        })
+        .await?;
         Ok(App {
             listener,
             addr,

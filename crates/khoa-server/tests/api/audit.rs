@@ -90,7 +90,7 @@ async fn each_token_flow_records_its_events_with_subject_and_client_and_no_secre
 
 #[tokio::test]
 async fn khoa_audit_list_shows_admin_actions_filtered_and_newest_first() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::cli::migrated().await;
     let dir = dir.path();
     let secret = "an-operator-chosen-client-secret-0123456789";
     ok(

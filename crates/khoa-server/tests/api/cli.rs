@@ -75,6 +75,14 @@ pub async fn run(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Run {
     }
 }
 
+/// A fresh temporary directory with a database made by `khoa migrate`, as an operator starts:
+/// the admin verbs refuse a database that does not exist.
+pub async fn migrated() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    ok(dir.path(), &["migrate"], None).await;
+    dir
+}
+
 /// `khoa args` on `dir`; panics unless it exits 0. Returns its standard output.
 pub async fn ok(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let out = run(khoa_on(dir), args, stdin).await;

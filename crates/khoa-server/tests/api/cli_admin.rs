@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::cli::{collect_stderr, fails, field, free_port, khoa, khoa_on, ok, run};
+use crate::cli::{collect_stderr, fails, field, free_port, khoa, khoa_on, migrated, ok, run};
 use crate::helpers::{
     FORM_CONTENT_TYPE, access_token_of, form_body, jwt_header, oauth_error, spawn_app_in,
     spawn_app_in_with, token_ok,
@@ -32,7 +32,7 @@ fn words(s: &str) -> BTreeSet<&str> {
 #[tokio::test]
 async fn khoa_serve_issues_tokens_for_what_the_cli_created_and_stops_on_sigterm() {
     // Arrange: a public client and a user, through the verbs.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = migrated().await;
     let password = "alice's serve password";
     ok(dir.path(), &ADD_WEB_CLIENT, None).await;
     ok(
@@ -182,25 +182,247 @@ async fn a_missing_config_file_stops_start_up_naming_the_file() {
 }
 
 #[tokio::test]
-async fn khoa_migrate_creates_a_fresh_database_and_is_idempotent() {
-    // A directory that does not exist yet, as `serve` accepts it.
+async fn khoa_migrate_creates_a_fresh_database_in_an_existing_directory_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("var").join("khoa");
 
+    // A directory that does not exist is a mistyped path, not a new database.
+    let refused = fails(&data, &["migrate"], None).await;
+    assert!(refused.contains("does not exist"), "{refused}");
+    assert!(refused.contains(&data.display().to_string()), "{refused}");
+    assert!(!data.exists(), "nothing was created");
+
+    std::fs::create_dir_all(&data).unwrap();
     let first = ok(&data, &["migrate"], None).await;
     let second = ok(&data, &["migrate"], None).await;
 
-    assert_eq!(first.trim(), "database is up to date");
+    let db = data.join("khoa.db");
+    assert_eq!(
+        first.trim(),
+        format!("created a new database at {}", db.display())
+    );
     assert_eq!(second.trim(), "database is up to date");
-    assert!(data.join("khoa.db").is_file());
+    assert!(db.is_file() && data.join("master.key").is_file());
     // The schema is usable by the verbs.
     assert_eq!(ok(&data, &["client", "list"], None).await, "");
 }
 
 #[tokio::test]
+async fn admin_verbs_refuse_a_database_that_does_not_exist_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+
+    for verb in [
+        &["client", "list"][..],
+        &["user", "list"],
+        &["keys", "list"],
+        &["partner", "list"],
+        &["audit", "list"],
+    ] {
+        let refused = fails(dir.path(), verb, None).await;
+        assert!(refused.contains("does not exist"), "{verb:?}: {refused}");
+        assert!(refused.contains("khoa migrate"), "{verb:?}: {refused}");
+        assert!(!refused.contains("Stack backtrace"), "{refused}");
+    }
+
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "no khoa.db, no master.key: {left:?}");
+}
+
+#[tokio::test]
+async fn admin_verbs_refuse_a_missing_master_key_instead_of_making_a_new_one() {
+    let dir = migrated().await;
+    std::fs::remove_file(dir.path().join("master.key")).unwrap();
+
+    let refused = fails(dir.path(), &["client", "list"], None).await;
+
+    assert!(refused.contains("master.key"), "{refused}");
+    assert!(refused.contains("does not exist"), "{refused}");
+    assert!(!dir.path().join("master.key").exists(), "no fresh key");
+}
+
+#[tokio::test]
+async fn serve_refuses_a_database_whose_directory_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("typo");
+    let mut cmd = khoa_on(&data);
+    cmd.env("KHOA_LISTEN", format!("127.0.0.1:{}", free_port()));
+
+    let out = run(cmd, &["serve"], None).await;
+
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("its directory"), "{}", out.stderr);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert!(!data.exists(), "no directory was created");
+}
+
+#[tokio::test]
+async fn unknown_configuration_keys_stop_start_up_naming_the_key_and_the_nearest_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("khoa.toml");
+    std::fs::write(&file, "lisen = \"127.0.0.1:18091\"\n").unwrap();
+
+    let from_file = run(
+        khoa_on(dir.path()),
+        &["--config", file.to_str().unwrap(), "serve"],
+        None,
+    )
+    .await;
+    let mut cmd = khoa_on(dir.path());
+    cmd.env("KHOA_DIALECTS__BANKHUB__ENABELD", "true");
+    let from_env = run(cmd, &["serve"], None).await;
+
+    assert_eq!(from_file.status.code(), Some(1), "{}", from_file.stderr);
+    assert!(
+        from_file.stderr.contains("khoa.toml"),
+        "{}",
+        from_file.stderr
+    );
+    assert!(from_file.stderr.contains("`lisen`"), "{}", from_file.stderr);
+    assert!(
+        from_file.stderr.contains("did you mean listen?"),
+        "{}",
+        from_file.stderr
+    );
+    assert_eq!(from_env.status.code(), Some(1), "{}", from_env.stderr);
+    assert!(
+        from_env.stderr.contains("KHOA_DIALECTS__BANKHUB__ENABELD")
+            && from_env
+                .stderr
+                .contains("did you mean KHOA_DIALECTS__BANKHUB__ENABLED?"),
+        "{}",
+        from_env.stderr
+    );
+    assert!(
+        !dir.path().join("khoa.db").exists(),
+        "refused before the database"
+    );
+}
+
+#[tokio::test]
+async fn admin_verbs_speak_plainly_and_quietly() {
+    let dir = migrated().await;
+    let d = dir.path();
+
+    // No INFO log lines on a verb unless asked.
+    let added = run(khoa_on(d), &["client", "add", "svc"], None).await;
+    assert!(added.status.success(), "{}", added.stderr);
+    assert!(!added.stderr.contains("INFO"), "{}", added.stderr);
+    let mut asked = khoa_on(d);
+    asked.env("KHOA_LOG", "info");
+    let listed = run(asked, &["client", "list"], None).await;
+    assert!(
+        listed.stderr.contains("INFO"),
+        "KHOA_LOG asks: {}",
+        listed.stderr
+    );
+
+    // The object named, no RFC code in front.
+    let again = fails(d, &["client", "add", "svc"], None).await;
+    assert!(again.contains("client svc already exists"), "{again}");
+    let unknown = fails(d, &["client", "rotate-secret", "nosuch"], None).await;
+    assert!(unknown.contains("no client nosuch"), "{unknown}");
+    assert!(!unknown.contains("invalid_request"), "{unknown}");
+    let partner = fails(d, &["partner", "add", "P9", "--client-id", "nosuch"], None).await;
+    assert!(partner.contains("no client nosuch"), "{partner}");
+    assert!(!partner.contains("invalid_request"), "{partner}");
+
+    // NIST SP 800-63B: at least 8 characters.
+    let short = fails(d, &["user", "add", "bob"], Some("7chars!\n")).await;
+    assert!(short.contains("at least 8"), "{short}");
+    ok(d, &["user", "add", "bob"], Some("eight ch\n")).await;
+    let short = fails(d, &["user", "set-password", "bob"], Some("short\n")).await;
+    assert!(short.contains("at least 8"), "{short}");
+    let again = fails(d, &["user", "add", "bob"], Some("long enough\n")).await;
+    assert!(again.contains("user bob already exists"), "{again}");
+}
+
+#[tokio::test]
+async fn a_public_client_gets_grants_a_public_client_can_use() {
+    let dir = migrated().await;
+    let d = dir.path();
+
+    ok(d, &["client", "add", "app", "--public"], None).await;
+    ok(
+        d,
+        &[
+            "client",
+            "add",
+            "spa",
+            "--public",
+            "--redirect-uri",
+            "https://spa.example/cb",
+        ],
+        None,
+    )
+    .await;
+    ok(d, &["client", "add", "svc"], None).await;
+    let refused = fails(
+        d,
+        &[
+            "client",
+            "add",
+            "bad",
+            "--public",
+            "--grant-types",
+            "client_credentials",
+        ],
+        None,
+    )
+    .await;
+
+    let grants = |id: &str| {
+        let id = id.to_owned();
+        async move { field(&ok(d, &["client", "show", &id], None).await, "grant_types") }
+    };
+    assert_eq!(grants("app").await, "password,refresh_token");
+    assert_eq!(grants("spa").await, "authorization_code,refresh_token");
+    assert_eq!(grants("svc").await, "client_credentials");
+    assert!(
+        refused.contains("public client cannot use the client_credentials"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn partner_add_warns_when_the_partner_dialect_is_disabled() {
+    let dir = migrated().await;
+    let d = dir.path();
+    ok(d, &["client", "add", "p1"], None).await;
+
+    let off = run(
+        khoa_on(d),
+        &["partner", "add", "P1", "--client-id", "p1"],
+        None,
+    )
+    .await;
+    let mut enabled = khoa_on(d);
+    enabled.env("KHOA_DIALECTS__PARTNER__ENABLED", "true");
+    let on = run(
+        enabled,
+        &["partner", "add", "P2", "--client-id", "p1"],
+        None,
+    )
+    .await;
+
+    assert!(
+        off.status.success() && on.status.success(),
+        "{} {}",
+        off.stderr,
+        on.stderr
+    );
+    assert!(
+        off.stderr
+            .contains("warning: the partner dialect is disabled"),
+        "{}",
+        off.stderr
+    );
+    assert!(!on.stderr.contains("warning"), "{}", on.stderr);
+}
+
+#[tokio::test]
 async fn client_show_rotate_secret_and_remove_manage_a_confidential_client() {
     // Arrange: a confidential and a public client, then a server on their database.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = migrated().await;
     let added = ok(
         dir.path(),
         &[
@@ -334,7 +556,7 @@ async fn client_show_rotate_secret_and_remove_manage_a_confidential_client() {
 
 #[tokio::test]
 async fn client_add_with_secret_stdin_takes_a_long_secret_and_refuses_a_short_one() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = migrated().await;
     let add = |id: &'static str| {
         [
             "client",
@@ -366,7 +588,7 @@ async fn client_add_with_secret_stdin_takes_a_long_secret_and_refuses_a_short_on
 #[tokio::test]
 async fn user_verbs_change_what_the_password_grant_accepts() {
     // Arrange
-    let dir = tempfile::tempdir().unwrap();
+    let dir = migrated().await;
     ok(dir.path(), &ADD_WEB_CLIENT, None).await;
     let (old, new) = ("alice's first password", "alice's second password");
     let created = ok(
@@ -441,7 +663,7 @@ async fn user_verbs_change_what_the_password_grant_accepts() {
 #[tokio::test]
 async fn keys_list_shows_exactly_one_current_key_after_first_use() {
     // Arrange: the first use of a fresh database creates the first signing key.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = migrated().await;
     let added = ok(
         dir.path(),
         &[
@@ -461,14 +683,23 @@ async fn keys_list_shows_exactly_one_current_key_after_first_use() {
     let second = ok(dir.path(), &["keys", "list"], None).await;
 
     // Assert
-    let rows: Vec<Vec<&str>> = first.lines().map(|l| l.split('\t').collect()).collect();
-    assert_eq!(rows.len(), 1, "one key:\n{first}");
+    let mut lines = first.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
-        rows[0].len(),
-        4,
-        "kid, state, activates_at, retires_at:\n{first}"
+        header,
+        ["KID", "STATE", "ACTIVATES_AT", "RETIRES_AT"],
+        "{first}"
     );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 1, "one key:\n{first}");
+    assert_eq!(rows[0].len(), 4, "{first}");
     assert_eq!(rows[0][1], "current", "{first}");
+    // An ISO 8601 UTC time, as `audit list` prints them.
+    let activates = rows[0][2];
+    assert!(
+        activates.len() == 20 && activates.ends_with('Z') && activates.as_bytes()[10] == b'T',
+        "{first}"
+    );
     assert_eq!(rows[0][3], "-", "open-ended: {first}");
     assert_eq!(second, first);
     // That key is the one a server on this database signs with and publishes.
@@ -481,7 +712,7 @@ async fn keys_list_shows_exactly_one_current_key_after_first_use() {
 
 #[tokio::test]
 async fn client_add_registers_redirect_uris_for_the_code_grant_and_requires_one() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = migrated().await;
     let add = ["client", "add", "spa", "--public", "--grant-types"];
     let code_grant = "authorization_code,refresh_token";
 

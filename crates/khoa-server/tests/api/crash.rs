@@ -455,7 +455,7 @@ async fn redeem_every_chain(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_token_answered_survives_kill_9_mid_load_and_the_database_stays_intact() {
     // Arrange: the clients and users, through the CLI, on the database the server will use.
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = crate::cli::migrated().await;
     let window = REUSE_WINDOW.to_string();
     for (client_id, format) in CLIENTS {
         let args = [

@@ -161,7 +161,7 @@ async fn khoa_demo_refuses_a_non_loopback_address_without_allow_remote() {
 
 #[tokio::test]
 async fn cli_admin_verbs_manage_clients_users_and_keys_of_the_served_database() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::cli::migrated().await;
 
     // A confidential client: its generated secret is printed exactly once.
     let added = ok(
@@ -216,8 +216,9 @@ async fn cli_admin_verbs_manage_clients_users_and_keys_of_the_served_database() 
     let keys = ok(dir.path(), &["keys", "list"], None).await;
     let status_of = |status: &str| -> Vec<String> {
         keys.lines()
-            .filter(|l| l.split('\t').nth(1) == Some(status))
-            .map(|l| l.split('\t').next().unwrap().to_owned())
+            .skip(1)
+            .filter(|l| l.split_whitespace().nth(1) == Some(status))
+            .map(|l| l.split_whitespace().next().unwrap().to_owned())
             .collect()
     };
     let (current, next) = (status_of("current"), status_of("next"));

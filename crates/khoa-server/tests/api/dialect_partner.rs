@@ -482,7 +482,7 @@ fn assert_hex_key(key: &str) {
 
 #[tokio::test]
 async fn cli_partner_verbs_add_list_rotate_and_remove() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::cli::migrated().await;
     let d = dir.path();
     let client = ok(
         d,

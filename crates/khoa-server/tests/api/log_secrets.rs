@@ -473,7 +473,7 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     }
 
     // ---- the admin CLI, its secrets on standard input, at trace level too ----
-    let cli_dir = tempfile::tempdir().unwrap();
+    let cli_dir = crate::cli::migrated().await;
     let cli_secret = "cli-client-secret-0123456789-abcdefghij";
     let cli_password = "cli user password 2718";
     secrets.add("CLI client secret", cli_secret);
