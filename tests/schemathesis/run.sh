@@ -21,6 +21,9 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qx "schemathesis, ve
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
+# Kept from the environment of `khoa demo` below: it refuses KHOA_* variables that are not
+# configuration keys.
+export -n KHOA_BIN 2>/dev/null || true
 if [ -z "${KHOA_BIN:-}" ]; then
   cargo build --release -q -p khoa-server --bin khoa
   KHOA_BIN=$root/target/release/khoa
