@@ -16,6 +16,8 @@
 //! - `sqlite/point.rs` — the hot point reads (a refresh token with its family, a user, an
 //!   opaque access token, a partner with its keys) on `rusqlite` connections, run on the
 //!   calling task instead of a sqlx worker thread.
+//! - `sqlite/backup.rs` — [`backup_sqlite`], the online backup of a live database (`khoa
+//!   backup`): one snapshot copied a few pages at a time, verified, renamed into place.
 //! - `sqlite/users.rs`, `clients.rs`, `tokens.rs`, `codes.rs`, `keys.rs`, `partners.rs` — one
 //!   file per aggregate: its SQL and its row decoding, nothing else. `codes.rs` redeems an
 //!   authorization code and writes the tokens it issues in one job of the writer.
@@ -41,6 +43,8 @@ mod sqlite;
 use std::time::Duration;
 
 use khoa_core::store::{StoreError, Stores};
+
+pub use sqlite::backup::{BackupError, BackupOptions, BackupReport, backup_sqlite};
 
 /// Tuning of a store. The defaults suit a single node with a local disk.
 #[derive(Clone, Debug)]

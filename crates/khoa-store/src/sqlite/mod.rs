@@ -12,6 +12,7 @@
 //! CPU. Both link the one SQLite library (libsqlite3-sys 0.37).
 
 mod audit;
+pub(crate) mod backup;
 mod clients;
 mod codes;
 mod keys;
