@@ -2083,6 +2083,73 @@ async fn the_login_form_is_locked_by_the_same_count() {
     );
 }
 
+/// `count` wrong password grants for `username` in flight together, the i-th on `engines[i %
+/// n]`: how many were checked ("incorrect") and the `Retry-After` of each refused for the lock.
+async fn wrong_guesses_at_once(
+    engines: &[Arc<Engine>],
+    username: &str,
+    count: usize,
+) -> (usize, Vec<u64>) {
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let engine = engines[i % engines.len()].clone();
+        let request = password_request(id_only("app"), username, &format!("wrong guess {i}"));
+        guesses.spawn(async move { engine.token(&request).await });
+    }
+    let mut checked = 0;
+    let mut locked = Vec::new();
+    for answer in guesses.join_all().await {
+        let e = oauth_error(answer);
+        match e.detail {
+            crate::error::Detail::BadCredentials => checked += 1,
+            crate::error::Detail::TemporarilyLocked { retry_after_secs } => {
+                locked.push(retry_after_secs)
+            }
+            other => panic!("neither checked nor locked: {other:?}"),
+        }
+    }
+    (checked, locked)
+}
+
+#[tokio::test]
+async fn of_sixteen_guesses_at_once_only_threshold_are_checked_and_the_lock_is_the_first() {
+    // Arrange: threshold 5, base 60 s, max 3600 s; two nodes over one store.
+    let h = lockout_harness().await;
+    let nodes = [h.engine.clone(), Arc::new(h.sibling().await)];
+
+    // Act: 16 wrong guesses, all in flight before any has been answered (Argon2 runs on the
+    // blocking pool, so each waits there while the others start).
+    let (checked, locked) = wrong_guesses_at_once(&nodes, "alice", 16).await;
+
+    // Assert: exactly as many passwords were checked as sequential guesses would have had
+    // checked (NIST SP 800-63B §5.2.2 limits guesses, however they arrive), and the lock is
+    // base_secs: refused guesses escalate nothing.
+    assert_eq!(checked, 5, "passwords checked");
+    assert_eq!(locked, vec![60; 11]);
+    let state = h.engine.login_failures("alice").await.unwrap().unwrap();
+    assert_eq!(state.failures, 5);
+    assert_eq!(state.locked_until, Some(START + 60));
+    assert_eq!(locked_for(&h, "alice", PASSWORD).await, Some(60));
+    // The lock ends when base_secs have passed, and the right password then gets in.
+    h.advance(60);
+    h.login("app", "alice", None)
+        .await
+        .expect("the lock expired");
+}
+
+#[tokio::test]
+async fn a_burst_on_an_unknown_username_is_checked_and_locked_like_one_on_a_real_account() {
+    let h = lockout_harness().await;
+    let nodes = [h.engine.clone()];
+    let real = wrong_guesses_at_once(&nodes, "alice", 16).await;
+    let unknown = wrong_guesses_at_once(&nodes, "nobody", 16).await;
+    assert_eq!(real, (5, vec![60; 11]));
+    assert_eq!(
+        unknown, real,
+        "the burst tells no account from a missing one"
+    );
+}
+
 #[tokio::test]
 async fn unknown_users_and_locked_accounts_run_the_dummy_hash_wrong_passwords_the_real_one() {
     let h = lockout_harness().await;

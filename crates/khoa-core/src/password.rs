@@ -6,7 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::EngineError;
 
@@ -110,20 +110,37 @@ impl PasswordHasher {
         password: &SecretString,
         stored: Option<&str>,
     ) -> Result<bool, EngineError> {
+        self.slot().await?.verify(password, stored).await
+    }
+
+    /// A place in the pool, waited for (or refused, when the queue is full) before the work it
+    /// is for is known: the sign-in takes one before it counts its attempt, so that an attempt
+    /// shed for load is never counted as a failed guess.
+    pub async fn slot(&self) -> Result<PasswordSlot<'_>, EngineError> {
+        Ok(PasswordSlot {
+            hasher: self,
+            _permit: self.acquire().await?,
+        })
+    }
+
+    fn verify_job(
+        &self,
+        password: &SecretString,
+        stored: Option<&str>,
+    ) -> impl FnOnce() -> Result<bool, EngineError> + Send + 'static {
         let password = password.clone();
         let known = stored.is_some();
         let hash: String = stored.unwrap_or(&self.dummy_hash).to_owned();
         let buffers = self.buffers.clone();
         let keep = self.permits_total;
         let dummy_runs = self.dummy_runs.clone();
-        self.run(move || {
+        move || {
             let ok = verify_phc(password.expose_secret().as_bytes(), &hash, &buffers, keep)?;
             if !known {
                 dummy_runs.fetch_add(1, Ordering::Relaxed);
             }
             Ok(ok && known)
-        })
-        .await
+        }
     }
 
     /// Calls refused at once since start because every slot and queue place was taken.
@@ -135,7 +152,14 @@ impl PasswordHasher {
         &self,
         f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T, EngineError> {
-        let _permit = match self.permits.clone().try_acquire_owned() {
+        let _permit = self.acquire().await?;
+        spawn_hash(f).await
+    }
+
+    /// One of the `max_concurrent` permits, waited for in the queue, or
+    /// [`EngineError::Unavailable`] at once when the queue is full too.
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, EngineError> {
+        Ok(match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
@@ -149,10 +173,7 @@ impl PasswordHasher {
                 self.waiting.fetch_sub(1, Ordering::AcqRel);
                 permit.map_err(|_| EngineError::Unavailable("password pool closed".into()))?
             }
-        };
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| EngineError::Internal(format!("password task failed: {e}")))?
+        })
     }
 
     /// The PHC string verified for unknown users; exposed so tests can prove it is a real
@@ -165,6 +186,33 @@ impl PasswordHasher {
     pub fn dummy_verifications(&self) -> u64 {
         self.dummy_runs.load(Ordering::Relaxed)
     }
+}
+
+/// A place taken in the pool of a [`PasswordHasher`] ([`PasswordHasher::slot`]): one
+/// verification runs in it without waiting again; dropping it unused gives the place back.
+pub struct PasswordSlot<'a> {
+    hasher: &'a PasswordHasher,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl PasswordSlot<'_> {
+    /// [`PasswordHasher::verify`] in this place.
+    pub async fn verify(
+        self,
+        password: &SecretString,
+        stored: Option<&str>,
+    ) -> Result<bool, EngineError> {
+        spawn_hash(self.hasher.verify_job(password, stored)).await
+    }
+}
+
+/// Runs an Argon2 job on the blocking pool (the caller holds its permit).
+async fn spawn_hash<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Internal(format!("password task failed: {e}")))?
 }
 
 /// Verifies `password` against a PHC string with the parameters stored in it, reusing working

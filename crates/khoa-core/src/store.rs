@@ -446,7 +446,8 @@ pub trait PartnerStore: Send + Sync {
 /// When repeated failed sign-ins lock an account: after `threshold` failures in a row the
 /// account is locked for `base_secs`, and every further failure doubles the lock, up to
 /// `max_secs`. A failure more than `max_secs` after the previous one starts the count anew,
-/// so old typos are forgotten. `threshold == 0` turns lockout off.
+/// so old typos are forgotten. `threshold == 0` turns lockout off. Attempts refused during a
+/// lock are not checked and do not count: only the expiry lets the next guess in.
 ///
 /// The stores compute the lock in their own SQL (one atomic statement); [`Self::lock_secs`] is
 /// the definition they must agree with.
@@ -499,19 +500,42 @@ impl LoginFailures {
     }
 }
 
+/// What [`LoginFailureStore::reserve_login_attempt`] decided about one sign-in attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// The password may be checked. The attempt already counts as a failure in this state
+    /// (and may have set the lock that refuses the attempts after it); a success clears it.
+    Reserved(LoginFailures),
+    /// The name is locked: refused without checking the password, and not counted.
+    Locked(LoginFailures),
+}
+
 /// Failed sign-ins per username, kept in the database so that every node sees the same count.
+///
+/// An attempt is counted *before* its password is checked ([`Self::reserve_login_attempt`]),
+/// not after: counted after, guesses sent together were all checked before the first failure
+/// was recorded, and a burst got `max_concurrent + max_queue` guesses per node where
+/// `threshold` were allowed (issue 13 §4; NIST SP 800-63B §5.2.2 limits the guesses checked).
+/// A wrong password then needs no second write: its reservation is its failure. An attempt
+/// whose outcome is never known (the node crashed during the check, the store failed after
+/// the reservation) stays one failure, which a success clears and which is forgotten with the
+/// others `max_secs` after the last one: it never locks anybody out for longer than a
+/// failure would.
 #[async_trait]
 pub trait LoginFailureStore: Send + Sync {
-    /// Atomically counts one more failure of `username` at `now` (starting at 1 when the
-    /// previous failure is older than `policy.max_secs`) and sets `locked_until` to
-    /// `now + policy.lock_secs(failures)` (or clears it below the threshold); returns the new
-    /// state. N concurrent calls count N failures, across any number of processes.
-    async fn record_login_failure(
+    /// Atomically, across any number of processes: when `username` is locked at `now`,
+    /// changes nothing and returns [`LoginAttempt::Locked`]; otherwise counts one more failure
+    /// of `username` at `now` (starting at 1 when the previous failure is older than
+    /// `policy.max_secs`), sets `locked_until` to `now + policy.lock_secs(failures)` (or clears
+    /// it below the threshold) and returns [`LoginAttempt::Reserved`] with the new state. Of N
+    /// concurrent calls on a name without failures, exactly `threshold` are reserved and the
+    /// lock they leave lasts `base_secs`.
+    async fn reserve_login_attempt(
         &self,
         username: &str,
         now: UnixTime,
         policy: &LockoutPolicy,
-    ) -> Result<LoginFailures, StoreError>;
+    ) -> Result<LoginAttempt, StoreError>;
     async fn find_login_failures(
         &self,
         username: &str,

@@ -399,13 +399,17 @@ impl PartnerStore for MemoryStore {
 
 #[async_trait]
 impl LoginFailureStore for MemoryStore {
-    async fn record_login_failure(
+    async fn reserve_login_attempt(
         &self,
         username: &str,
         now: UnixTime,
         policy: &LockoutPolicy,
-    ) -> Result<LoginFailures, StoreError> {
+    ) -> Result<LoginAttempt, StoreError> {
+        // One lock held from the look to the count: what the stores do in one statement.
         let mut g = self.lock();
+        if let Some(locked) = g.login_failures.get(username).filter(|r| r.locked_at(now)) {
+            return Ok(LoginAttempt::Locked(locked.clone()));
+        }
         let row = g
             .login_failures
             .entry(username.to_owned())
@@ -421,7 +425,7 @@ impl LoginFailureStore for MemoryStore {
         row.failures += 1;
         row.last_failure_at = now;
         row.locked_until = policy.lock_secs(row.failures).map(|s| now + s);
-        Ok(row.clone())
+        Ok(LoginAttempt::Reserved(row.clone()))
     }
 
     async fn find_login_failures(

@@ -9,7 +9,7 @@ use crate::error::{Detail, EngineError, OAuthError};
 use crate::mint::{IssuedTokens, Minter};
 use crate::model::{Client, UnixTime, User};
 use crate::password::PasswordHasher;
-use crate::store::{LockoutPolicy, LoginFailureStore, LoginFailures, UserStore};
+use crate::store::{LockoutPolicy, LoginAttempt, LoginFailureStore, LoginFailures, UserStore};
 use secrecy::SecretString;
 
 pub struct PasswordGrant {
@@ -32,32 +32,48 @@ impl PasswordGrant {
     ///
     /// Every path runs exactly one Argon2id verification (unknown user, wrong password, locked
     /// account alike), so none can be told apart by its time.
+    ///
+    /// The order is what bounds the guesses: a place in the Argon2 pool first (an attempt
+    /// shed for load is refused before anything is counted), then the attempt is reserved in
+    /// the store, which counts it as a failure at once, atomically, on every node; only a
+    /// reserved attempt has its password checked. Guesses sent together therefore get
+    /// `threshold` checks, like guesses sent one by one (NIST SP 800-63B §5.2.2), instead of
+    /// all being checked before the first failure is written. Unknown names take the same
+    /// path, reservation included.
     pub(crate) async fn authenticate(
         &self,
         username: &str,
         password: &SecretString,
     ) -> Result<User, EngineError> {
+        let slot = self.passwords.slot().await?;
+        // Read after the wait for the slot: the reservation is dated when the check runs.
         let now = self.clock.now();
-        let failures = if self.lockout.enabled() {
-            self.failures.find_login_failures(username).await?
+        let reserved = if self.lockout.enabled() {
+            match self
+                .failures
+                .reserve_login_attempt(username, now, &self.lockout)
+                .await?
+            {
+                LoginAttempt::Reserved(state) => Some(state),
+                LoginAttempt::Locked(locked) => {
+                    // Refused whatever the password: the dummy hash only spends the usual time.
+                    slot.verify(password, None).await?;
+                    return Err(locked_error(&locked, now).into());
+                }
+            }
         } else {
             None
         };
-        if let Some(locked) = failures.as_ref().filter(|f| f.locked_at(now)) {
-            // Refused whatever the password: the dummy hash only spends the usual time.
-            self.passwords.verify(password, None).await?;
-            return Err(locked_error(locked, now).into());
-        }
         let user = self.users.find_user_by_username(username).await?;
         // Unknown users are checked against the dummy hash: same cost, same answer.
-        let ok = self
-            .passwords
+        let ok = slot
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
             .await?;
         match user {
             Some(u) if ok => {
-                // The password was proven: earlier failures were the user's own typos.
-                if failures.is_some() {
+                // The password was proven: the reservation and the failures before it were
+                // the user's own.
+                if reserved.is_some() {
                     self.failures.clear_login_failures(username).await?;
                 }
                 if u.disabled {
@@ -69,19 +85,17 @@ impl PasswordGrant {
                 Ok(u)
             }
             _ => {
-                if self.lockout.enabled() {
-                    let state = self
-                        .failures
-                        .record_login_failure(username, now, &self.lockout)
-                        .await?;
-                    if let Some(until) = state.locked_until.filter(|_| state.locked_at(now)) {
-                        let detail = serde_json::json!({
-                            "action": "lock",
-                            "failures": state.failures,
-                            "locked_until": until,
-                        });
-                        self.audit.lockout(Some(username), None, detail, now).await;
-                    }
+                // The reservation already counted this failure; if it was the one that set
+                // the lock, the lock is now earned.
+                if let Some(state) = reserved
+                    && let Some(until) = state.locked_until.filter(|_| state.locked_at(now))
+                {
+                    let detail = serde_json::json!({
+                        "action": "lock",
+                        "failures": state.failures,
+                        "locked_until": until,
+                    });
+                    self.audit.lockout(Some(username), None, detail, now).await;
                 }
                 Err(OAuthError::invalid_grant(BAD_CREDENTIALS)
                     .with_detail(Detail::BadCredentials)

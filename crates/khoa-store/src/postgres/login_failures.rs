@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use khoa_core::model::UnixTime;
-use khoa_core::store::{LockoutPolicy, LoginFailureStore, LoginFailures, StoreError};
+use khoa_core::store::{LockoutPolicy, LoginAttempt, LoginFailureStore, LoginFailures, StoreError};
 use sqlx::PgPool;
 use sqlx::postgres::PgRow;
 
@@ -10,11 +10,14 @@ use super::{ResultExt, changed, get};
 
 pub(super) struct PgLoginFailures(pub(super) PgPool);
 
-/// One upsert counts the failure and computes the lock: `ON CONFLICT DO UPDATE` locks the row,
-/// so N concurrent failures on any number of nodes count exactly N. `f.` is the row before the
-/// update. `$1` username, `$2` now, `$3` threshold, `$4` base, `$5` max, `$6` the largest
-/// doubling: the arithmetic of [`LockoutPolicy::lock_secs`].
-const RECORD: &str = "\
+/// One upsert reserves the attempt: unless the name is locked at `$2`, it counts the failure
+/// and computes the lock. `ON CONFLICT DO UPDATE` locks the row, so N concurrent reservations
+/// on any number of nodes take turns on it and each sees the count the one before left:
+/// exactly `threshold` get through. `f.` is the row before the update; the `WHERE` leaves a
+/// locked row alone (still row-locked, not updated) and then nothing is returned. `$1`
+/// username, `$2` now, `$3` threshold, `$4` base, `$5` max, `$6` the largest doubling: the
+/// arithmetic of [`LockoutPolicy::lock_secs`].
+const RESERVE: &str = "\
     INSERT INTO login_failures AS f (username, failures, last_failure_at, locked_until) \
     VALUES ($1, 1, $2, CASE WHEN $3 = 1 THEN $2 + LEAST($4, $5) END) \
     ON CONFLICT (username) DO UPDATE SET \
@@ -26,43 +29,62 @@ const RECORD: &str = "\
                                                  ELSE f.failures + 1 END - $3, $6)) \
         END, \
         last_failure_at = $2 \
+    WHERE f.locked_until IS NULL OR f.locked_until <= $2 \
     RETURNING username, failures, last_failure_at, locked_until";
+
+const FIND: &str = "SELECT username, failures, last_failure_at, locked_until \
+                    FROM login_failures WHERE username = $1";
+
+/// Rounds of reserve-then-look before giving up. A round fails only when the locked row the
+/// upsert saw is gone or unlocked by the time it is read (a success or `khoa user unlock` in
+/// between): then the reservation is tried again, as it should be.
+const RESERVE_ROUNDS: usize = 4;
 
 #[async_trait]
 impl LoginFailureStore for PgLoginFailures {
-    async fn record_login_failure(
+    async fn reserve_login_attempt(
         &self,
         username: &str,
         now: UnixTime,
         policy: &LockoutPolicy,
-    ) -> Result<LoginFailures, StoreError> {
-        let row = sqlx::query(RECORD)
-            .bind(username)
-            .bind(now)
-            .bind(i32::try_from(policy.threshold).unwrap_or(i32::MAX))
-            .bind(policy.base_secs)
-            .bind(policy.max_secs)
-            .bind(LockoutPolicy::MAX_DOUBLINGS as i32)
-            .fetch_one(&self.0)
-            .await
-            .store_err()?;
-        from_row(&row)
+    ) -> Result<LoginAttempt, StoreError> {
+        for _ in 0..RESERVE_ROUNDS {
+            let reserved = sqlx::query(RESERVE)
+                .bind(username)
+                .bind(now)
+                .bind(i32::try_from(policy.threshold).unwrap_or(i32::MAX))
+                .bind(policy.base_secs)
+                .bind(policy.max_secs)
+                .bind(LockoutPolicy::MAX_DOUBLINGS as i32)
+                .fetch_optional(&self.0)
+                .await
+                .store_err()?;
+            if let Some(row) = reserved {
+                return Ok(LoginAttempt::Reserved(from_row(&row)?));
+            }
+            // Locked when the upsert looked; a second statement reads by how long.
+            if let Some(locked) = self.find_login_failures(username).await?
+                && locked.locked_at(now)
+            {
+                return Ok(LoginAttempt::Locked(locked));
+            }
+        }
+        Err(StoreError::Other(format!(
+            "the sign-in failures of a name changed under {RESERVE_ROUNDS} reservations"
+        )))
     }
 
     async fn find_login_failures(
         &self,
         username: &str,
     ) -> Result<Option<LoginFailures>, StoreError> {
-        sqlx::query(
-            "SELECT username, failures, last_failure_at, locked_until \
-             FROM login_failures WHERE username = $1",
-        )
-        .bind(username)
-        .fetch_optional(&self.0)
-        .await
-        .store_err()?
-        .map(|row| from_row(&row))
-        .transpose()
+        sqlx::query(FIND)
+            .bind(username)
+            .fetch_optional(&self.0)
+            .await
+            .store_err()?
+            .map(|row| from_row(&row))
+            .transpose()
     }
 
     async fn clear_login_failures(&self, username: &str) -> Result<bool, StoreError> {

@@ -2,18 +2,21 @@
 
 use async_trait::async_trait;
 use khoa_core::model::UnixTime;
-use khoa_core::store::{LockoutPolicy, LoginFailureStore, LoginFailures, StoreError};
-use rusqlite::params;
+use khoa_core::store::{LockoutPolicy, LoginAttempt, LoginFailureStore, LoginFailures, StoreError};
+use rusqlite::{OptionalExtension, params};
 
 use super::{Db, ResultExt, changed, get};
 
 pub(super) struct SqliteLoginFailures(pub(super) Db);
 
-/// One upsert counts the failure and computes the lock, so concurrent failures each count
-/// (the writer runs them one after the other anyway). In `DO UPDATE`, bare column names are
-/// the row before the update. `?1` username, `?2` now, `?3` threshold, `?4` base, `?5` max,
-/// `?6` the largest doubling: the arithmetic of [`LockoutPolicy::lock_secs`].
-const RECORD: &str = "\
+/// One upsert reserves the attempt: unless the name is locked at `?2`, it counts the failure
+/// and computes the lock. The writer runs it between other jobs, alone on the only writing
+/// connection, so N concurrent reservations see each other's counts one after the other and
+/// exactly `threshold` get through. In `DO UPDATE`, bare column names are the row before the
+/// update; its `WHERE` leaves a locked row alone, and then nothing is returned. `?1` username,
+/// `?2` now, `?3` threshold, `?4` base, `?5` max, `?6` the largest doubling: the arithmetic of
+/// [`LockoutPolicy::lock_secs`].
+const RESERVE: &str = "\
     INSERT INTO login_failures (username, failures, last_failure_at, locked_until) \
     VALUES (?1, 1, ?2, CASE WHEN ?3 = 1 THEN ?2 + MIN(?4, ?5) END) \
     ON CONFLICT (username) DO UPDATE SET \
@@ -24,23 +27,40 @@ const RECORD: &str = "\
                                          ELSE failures + 1 END - ?3, ?6)) \
         END, \
         last_failure_at = ?2 \
+    WHERE locked_until IS NULL OR locked_until <= ?2 \
     RETURNING username, failures, last_failure_at, locked_until";
+
+const FIND: &str = "SELECT username, failures, last_failure_at, locked_until \
+                    FROM login_failures WHERE username = ?";
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoginFailures> {
+    Ok(LoginFailures {
+        username: row.get(0)?,
+        failures: row.get(1)?,
+        last_failure_at: row.get(2)?,
+        locked_until: row.get(3)?,
+    })
+}
 
 #[async_trait]
 impl LoginFailureStore for SqliteLoginFailures {
-    async fn record_login_failure(
+    async fn reserve_login_attempt(
         &self,
         username: &str,
         now: UnixTime,
         policy: &LockoutPolicy,
-    ) -> Result<LoginFailures, StoreError> {
+    ) -> Result<LoginAttempt, StoreError> {
         let (username, p) = (username.to_owned(), *policy);
+        // Durable before the password is checked: a guess answered "incorrect" stays counted
+        // through a crash. The look at a locked row runs in the same job, so nothing comes
+        // between it and the upsert that left the row alone.
         self.0
             .writer
             .write_one(move |conn| {
-                conn.prepare_cached(RECORD)
-                    .and_then(|mut upsert| {
-                        upsert.query_row(
+                let reserve = || -> rusqlite::Result<LoginAttempt> {
+                    let reserved = conn
+                        .prepare_cached(RESERVE)?
+                        .query_row(
                             params![
                                 username,
                                 now,
@@ -49,17 +69,18 @@ impl LoginFailureStore for SqliteLoginFailures {
                                 p.max_secs,
                                 LockoutPolicy::MAX_DOUBLINGS
                             ],
-                            |row| {
-                                Ok(LoginFailures {
-                                    username: row.get(0)?,
-                                    failures: row.get(1)?,
-                                    last_failure_at: row.get(2)?,
-                                    locked_until: row.get(3)?,
-                                })
-                            },
+                            from_row,
                         )
+                        .optional()?;
+                    Ok(match reserved {
+                        Some(state) => LoginAttempt::Reserved(state),
+                        None => LoginAttempt::Locked(
+                            conn.prepare_cached(FIND)?
+                                .query_row([&username], from_row)?,
+                        ),
                     })
-                    .store_err()
+                };
+                reserve().store_err()
             })
             .await
     }
@@ -68,14 +89,11 @@ impl LoginFailureStore for SqliteLoginFailures {
         &self,
         username: &str,
     ) -> Result<Option<LoginFailures>, StoreError> {
-        let row = sqlx::query(
-            "SELECT username, failures, last_failure_at, locked_until \
-             FROM login_failures WHERE username = ?",
-        )
-        .bind(username)
-        .fetch_optional(&self.0.read)
-        .await
-        .store_err()?;
+        let row = sqlx::query(FIND)
+            .bind(username)
+            .fetch_optional(&self.0.read)
+            .await
+            .store_err()?;
         row.map(|row| {
             Ok(LoginFailures {
                 username: get(&row, "username")?,

@@ -12,8 +12,9 @@ use khoa_core::model::{
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
     AccessRecord, AuditEvent, AuditFilter, AuditKind, AuthCode, Family, IfKeyPending, Issuance,
-    KeySchedule, LockoutPolicy, NewUser, Partner, PartnerKey, RedeemOutcome, RefreshRecord,
-    RevokedJwt, RotateOutcome, Rotation, SigningKeyRecord, StoreError, Stores,
+    KeySchedule, LockoutPolicy, LoginAttempt, LoginFailures, NewUser, Partner, PartnerKey,
+    RedeemOutcome, RefreshRecord, RevokedJwt, RotateOutcome, Rotation, SigningKeyRecord,
+    StoreError, Stores,
 };
 use khoa_store::StoreOptions;
 use tokio::sync::Barrier;
@@ -64,7 +65,7 @@ macro_rules! conformance_tests {
             purge_removes_expired_codes,
             login_failures_count_lock_per_policy_and_clear,
             old_login_failures_restart_the_count,
-            of_concurrent_login_failures_every_one_counts,
+            of_concurrent_reservations_exactly_threshold_are_let_through,
             purge_removes_old_unlocked_login_failures_only,
             audit_events_round_trip_newest_first,
             audit_events_filter_by_subject_client_kind_and_time,
@@ -77,7 +78,7 @@ macro_rules! conformance_tests {
             of_rotations_racing_on_two_nodes_exactly_one_wins,
             of_first_keys_racing_on_two_nodes_exactly_one_is_inserted,
             of_schedules_racing_on_two_nodes_exactly_one_is_scheduled,
-            login_failures_on_two_nodes_add_up,
+            reservations_racing_on_two_nodes_let_exactly_threshold_through,
         );
     };
     (@stores $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -1467,16 +1468,28 @@ const LOCKOUT: LockoutPolicy = LockoutPolicy {
     max_secs: 100,
 };
 
+/// The state of a reservation that must have been let through.
+#[track_caller]
+fn reserved(attempt: LoginAttempt) -> LoginFailures {
+    match attempt {
+        LoginAttempt::Reserved(state) => state,
+        LoginAttempt::Locked(state) => panic!("refused for a lock: {state:?}"),
+    }
+}
+
 pub async fn login_failures_count_lock_per_policy_and_clear(stores: &Stores) {
     let f = &stores.login_failures;
     assert_eq!(f.find_login_failures("alice").await.unwrap(), None);
-    // Every failure one second after the last: the store's SQL must agree with lock_secs.
+    // Each attempt reserved once the previous lock has expired (or a second after the last
+    // failure): every reservation is a failure until cleared, and the store's SQL must agree
+    // with lock_secs.
+    let mut now = 1_000;
     for n in 1..=40u32 {
-        let now = 1_000 + i64::from(n);
-        let state = f
-            .record_login_failure("alice", now, &LOCKOUT)
-            .await
-            .unwrap();
+        let state = reserved(
+            f.reserve_login_attempt("alice", now, &LOCKOUT)
+                .await
+                .unwrap(),
+        );
         assert_eq!(state.username, "alice");
         assert_eq!(state.failures, n);
         assert_eq!(state.last_failure_at, now);
@@ -1485,13 +1498,30 @@ pub async fn login_failures_count_lock_per_policy_and_clear(stores: &Stores) {
             LOCKOUT.lock_secs(n).map(|s| now + s),
             "failure {n}"
         );
-        assert_eq!(f.find_login_failures("alice").await.unwrap(), Some(state));
+        assert_eq!(
+            f.find_login_failures("alice").await.unwrap(),
+            Some(state.clone())
+        );
+        if let Some(until) = state.locked_until {
+            // During the lock an attempt is refused and changes nothing: no count, no longer
+            // lock.
+            let refused = f.reserve_login_attempt("alice", until - 1, &LOCKOUT).await;
+            assert_eq!(refused.unwrap(), LoginAttempt::Locked(state.clone()));
+            assert_eq!(f.find_login_failures("alice").await.unwrap(), Some(state));
+        }
+        now = f
+            .find_login_failures("alice")
+            .await
+            .unwrap()
+            .and_then(|s| s.locked_until)
+            .unwrap_or(now + 1);
     }
     // Another name is counted on its own.
-    let bob = f
-        .record_login_failure("bob", 2_000, &LOCKOUT)
-        .await
-        .unwrap();
+    let bob = reserved(
+        f.reserve_login_attempt("bob", 2_000, &LOCKOUT)
+            .await
+            .unwrap(),
+    );
     assert_eq!((bob.failures, bob.locked_until), (1, None));
     assert!(f.clear_login_failures("alice").await.unwrap());
     assert!(!f.clear_login_failures("alice").await.unwrap());
@@ -1502,87 +1532,110 @@ pub async fn login_failures_count_lock_per_policy_and_clear(stores: &Stores) {
         threshold: 1,
         ..LOCKOUT
     };
-    let carol = f.record_login_failure("carol", 3_000, &one).await.unwrap();
+    let carol = reserved(f.reserve_login_attempt("carol", 3_000, &one).await.unwrap());
     assert_eq!(carol.locked_until, Some(3_010));
 }
 
+/// Also the crash case: reservations whose outcome never came (a node died during the check)
+/// are failures like the others, and are forgotten with them.
 pub async fn old_login_failures_restart_the_count(stores: &Stores) {
     let f = &stores.login_failures;
-    for now in [1_000, 1_001, 1_002, 1_003] {
-        f.record_login_failure("alice", now, &LOCKOUT)
-            .await
-            .unwrap();
+    for now in [1_000, 1_001, 1_002] {
+        reserved(
+            f.reserve_login_attempt("alice", now, &LOCKOUT)
+                .await
+                .unwrap(),
+        );
     }
+    let locked = f.find_login_failures("alice").await.unwrap().unwrap();
+    assert_eq!((locked.failures, locked.locked_until), (3, Some(1_012)));
     // More than max_secs after the last failure: the count starts again, the lock is gone.
-    let state = f
-        .record_login_failure("alice", 1_003 + 101, &LOCKOUT)
-        .await
-        .unwrap();
+    let state = reserved(
+        f.reserve_login_attempt("alice", 1_002 + 101, &LOCKOUT)
+            .await
+            .unwrap(),
+    );
     assert_eq!((state.failures, state.locked_until), (1, None));
+    // And the purge takes a name whose unresolved reservations are that old.
+    reserved(
+        f.reserve_login_attempt("crashed", 1_000, &LOCKOUT)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(f.purge_login_failures(1_001, 1_102, 100).await.unwrap(), 1);
+    assert_eq!(f.find_login_failures("crashed").await.unwrap(), None);
 }
 
-pub async fn of_concurrent_login_failures_every_one_counts(stores: &Stores) {
-    count_concurrent_failures(std::slice::from_ref(stores)).await;
+pub async fn of_concurrent_reservations_exactly_threshold_are_let_through(stores: &Stores) {
+    reserve_concurrently(std::slice::from_ref(stores)).await;
 }
 
-pub async fn login_failures_on_two_nodes_add_up(db: TestDb) {
+pub async fn reservations_racing_on_two_nodes_let_exactly_threshold_through(db: TestDb) {
     let nodes = [db.stores.clone(), second_node(&db).await];
     warm_up(&nodes).await;
-    count_concurrent_failures(&nodes).await;
+    reserve_concurrently(&nodes).await;
 }
 
-/// 40 failures of one name at once, spread over `nodes`: all 40 count, and the lock is the
-/// one of the 40th.
-async fn count_concurrent_failures(nodes: &[Stores]) {
+/// 40 reservations of one name at once, spread over `nodes`: exactly `threshold` are let
+/// through, each with its own count, the others are refused for the lock, and the lock is the
+/// first one (`base_secs`), not one escalated by the 37 refused (issue 13 §4).
+async fn reserve_concurrently(nodes: &[Stores]) {
     let start = Arc::new(Barrier::new(40));
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let (f, start) = (nodes[i % nodes.len()].login_failures.clone(), start.clone());
             tokio::spawn(async move {
                 start.wait().await;
-                f.record_login_failure("alice", 5_000, &LOCKOUT)
+                f.reserve_login_attempt("alice", 5_000, &LOCKOUT)
                     .await
                     .unwrap()
             })
         })
         .collect();
-    let mut counts = Vec::new();
+    let (mut counts, mut refused) = (Vec::new(), 0);
     for t in tasks {
-        counts.push(t.await.unwrap().failures);
+        match t.await.unwrap() {
+            LoginAttempt::Reserved(state) => counts.push(state.failures),
+            LoginAttempt::Locked(state) => {
+                assert_eq!(state.locked_until, Some(5_000 + LOCKOUT.base_secs));
+                refused += 1;
+            }
+        }
     }
     counts.sort();
     assert_eq!(
         counts,
-        (1..=40).collect::<Vec<u32>>(),
-        "each failure saw its own count"
+        [1, 2, 3],
+        "exactly threshold let through, each its own count"
     );
+    assert_eq!(refused, 37);
     let state = nodes[0]
         .login_failures
         .find_login_failures("alice")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(state.failures, 40);
-    assert_eq!(state.locked_until, Some(5_000 + LOCKOUT.max_secs));
+    assert_eq!(state.failures, LOCKOUT.threshold);
+    assert_eq!(state.locked_until, Some(5_000 + LOCKOUT.base_secs));
 }
 
 pub async fn purge_removes_old_unlocked_login_failures_only(stores: &Stores) {
     let f = &stores.login_failures;
     // old: one failure long ago; locked: old failures but still locked at `now`; recent.
-    f.record_login_failure("old", 100, &LOCKOUT).await.unwrap();
+    f.reserve_login_attempt("old", 100, &LOCKOUT).await.unwrap();
     let long_lock = LockoutPolicy {
         threshold: 1,
         base_secs: 10_000,
         max_secs: 10_000,
     };
-    f.record_login_failure("locked", 100, &long_lock)
+    f.reserve_login_attempt("locked", 100, &long_lock)
         .await
         .unwrap();
-    f.record_login_failure("recent", 950, &LOCKOUT)
+    f.reserve_login_attempt("recent", 950, &LOCKOUT)
         .await
         .unwrap();
     for i in 0..5 {
-        f.record_login_failure(&format!("old-{i}"), 200, &LOCKOUT)
+        f.reserve_login_attempt(&format!("old-{i}"), 200, &LOCKOUT)
             .await
             .unwrap();
     }
