@@ -1,12 +1,15 @@
 //! Brute force: the lock after repeated failed sign-ins, in each password dialect's own error
-//! shape, with `Retry-After`; the right password refused while locked; `khoa user unlock`.
+//! shape, with `Retry-After`; the right password refused while locked; `khoa user unlock`; and
+//! guesses sent all at once, which must not check more passwords than sequential ones would
+//! (issue 13 §4).
 
 use khoa_server::demo::{
     DERIVATIVE_PASSWORD, DERIVATIVE_USERNAME, OAUTH2_PASSWORD, OAUTH2_PUBLIC_CLIENT,
     OAUTH2_USERNAME,
 };
-use reqwest::Response;
+use reqwest::{Response, StatusCode};
 use serde_json::json;
+use tokio::task::JoinSet;
 
 use crate::cli::ok;
 use crate::helpers::{TestApp, cache_control, oauth_error, spawn_demo_app_with, token_ok};
@@ -20,6 +23,9 @@ async fn app() -> TestApp {
         c.lockout.threshold = 3;
         c.lockout.base_secs = 60;
         c.lockout.max_secs = 600;
+        // Room in the Argon2 queue for a whole burst: a guess shed with 503 would prove nothing.
+        c.password_hash.max_concurrent = 2;
+        c.password_hash.max_queue = 32;
     })
     .await
 }
@@ -141,4 +147,127 @@ async fn a_lock_expires_by_itself() {
     assert_eq!(retry_after(&locked), Some(1));
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     token_ok(grant(&app, OAUTH2_USERNAME, OAUTH2_PASSWORD).await).await;
+}
+
+// ---- guesses sent together (issue 13 §4) ----
+
+/// What one guess of a burst was told: its status, its `Retry-After`, its body.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<u64>,
+    body: String,
+}
+
+/// `count` requests sent at once, the i-th made by `request(i)`; their answers.
+async fn burst(count: usize, request: impl Fn(usize) -> reqwest::RequestBuilder) -> Vec<Answer> {
+    let mut sent = JoinSet::new();
+    for i in 0..count {
+        let req = request(i);
+        sent.spawn(async move {
+            let res = req.send().await.expect("the request completes");
+            Answer {
+                status: res.status(),
+                retry_after: retry_after(&res),
+                body: res.text().await.unwrap(),
+            }
+        });
+    }
+    sent.join_all().await
+}
+
+/// A burst of password grants for `username`, all with wrong passwords.
+async fn wrong_guesses(app: &TestApp, username: &str, count: usize) -> Vec<Answer> {
+    burst(count, |i| {
+        let password = format!("wrong guess {i}");
+        let form = [
+            ("grant_type", "password"),
+            ("client_id", OAUTH2_PUBLIC_CLIENT),
+            ("username", username),
+            ("password", &password),
+        ];
+        app.client
+            .post(app.url("/connect/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(crate::helpers::form_body(&form))
+    })
+    .await
+}
+
+/// Splits a burst's answers into the guesses that were checked ("incorrect", no
+/// `Retry-After`) and those refused unchecked for the lock; every answer must be one of the two.
+fn checked_and_locked(answers: &[Answer]) -> (usize, Vec<u64>) {
+    let mut checked = 0;
+    let mut locked = Vec::new();
+    for a in answers {
+        match a.retry_after {
+            None => checked += 1,
+            Some(secs) => locked.push(secs),
+        }
+    }
+    (checked, locked)
+}
+
+#[tokio::test]
+async fn sixteen_wrong_guesses_at_once_check_only_threshold_passwords_and_lock_for_the_base_time() {
+    // Arrange: threshold 3, base 60 s, max 600 s.
+    let app = app().await;
+
+    // Act: 16 wrong guesses for one account, all in flight together.
+    let answers = wrong_guesses(&app, OAUTH2_USERNAME, 16).await;
+
+    // Assert: as many were checked as sequential guesses would have been (OWASP ASVS 2.2.1,
+    // NIST SP 800-63B §5.2.2: the limit is on guesses checked, not on guesses answered), …
+    for a in &answers {
+        assert_eq!(a.status, 400, "{}", a.body);
+        assert!(a.body.contains("invalid_grant"), "{}", a.body);
+    }
+    let (checked, locked) = checked_and_locked(&answers);
+    assert_eq!(checked, 3, "guesses checked before the lock");
+    assert_eq!(locked.len(), 13);
+    // … the others were told the lock in the dialect's shape, and the lock is the first one,
+    // base_secs, not one escalated by every guess of the burst (600 s).
+    for secs in locked {
+        assert!((59..=60).contains(&secs), "Retry-After {secs}");
+    }
+    let after = grant(&app, OAUTH2_USERNAME, OAUTH2_PASSWORD).await;
+    let secs = retry_after(&after).expect("the right password is refused during the lock");
+    assert!((59..=60).contains(&secs), "Retry-After {secs}");
+    let state = app
+        .engine
+        .login_failures(OAUTH2_USERNAME)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.failures, 3, "only checked guesses count");
+}
+
+#[tokio::test]
+async fn a_burst_on_an_unknown_username_is_checked_and_locked_alike() {
+    let app = app().await;
+    let answers = wrong_guesses(&app, "nobody@tripdata.vn", 16).await;
+    let (checked, locked) = checked_and_locked(&answers);
+    // Same count, same lock as for the real account: the burst reveals no account.
+    assert_eq!((checked, locked.len()), (3, 13));
+    assert!(locked.iter().all(|s| (59..=60).contains(s)), "{locked:?}");
+}
+
+#[tokio::test]
+async fn the_derivative_dialect_checks_only_threshold_guesses_of_a_burst_and_answers_the_rest_locked()
+ {
+    let app = app().await;
+    let answers = burst(16, |i| {
+        let body = json!({ "username": DERIVATIVE_USERNAME, "password": format!("wrong {i}") });
+        app.client
+            .post(app.url(DERIVATIVE_PATH))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    })
+    .await;
+    let (checked, locked) = checked_and_locked(&answers);
+    assert_eq!((checked, locked.len()), (3, 13));
+    for a in answers.iter().filter(|a| a.retry_after.is_some()) {
+        assert_eq!(a.status, 401);
+        assert!(a.body.contains("-108 "), "the locked code: {}", a.body);
+    }
+    assert!(locked.iter().all(|s| (59..=60).contains(s)), "{locked:?}");
 }
