@@ -42,6 +42,21 @@ pub enum Command {
     /// Read the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Copy the SQLite database while the server runs (a consistent snapshot, verified).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write; refused if it exists (unless --force).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// Replace an existing backup file.
+    #[arg(long)]
+    pub force: bool,
+    /// Database pages copied per step; between steps the live writer has the disk to itself.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub step_pages: u32,
 }
 
 #[derive(Debug, Subcommand)]

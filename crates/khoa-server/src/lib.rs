@@ -25,9 +25,11 @@
 //! - [`error`]: [`error::ApiError`] for 500/503 with a correlation id.
 //! - [`master_key`]: loading or creating the master key.
 //! - [`cli`], [`admin`], [`demo`]: the command line, its admin verbs, and `khoa demo`.
+//! - [`backup`]: `khoa backup --to FILE`, the online copy of the SQLite database.
 
 pub mod admin;
 pub mod authorize;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -72,6 +72,7 @@ async fn run() -> Result<()> {
         Command::Audit(cmd) => {
             admin::audit(&*open_engine(&config, config.issuer()).await?, cmd).await?
         }
+        Command::Backup(args) => khoa_server::backup::run(&config, args).await?,
         Command::Keys(cmd) => {
             let engine = open_engine(&config, config.issuer()).await?;
             admin::keys(&engine, cmd, &config.keys).await?

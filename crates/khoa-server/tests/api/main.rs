@@ -13,6 +13,12 @@
 //! - `scopes`, `errors`, `client_credentials`, `rotation`, `expiry`: the token endpoint and the
 //!   protected resource, one area each.
 //! - `restart`, `at_rest`: what survives a restart, and what never reaches the disk.
+//! - `example_config`: `khoa.example.toml` loads and lists every key with its default;
+//!   `deploy`: `deploy/khoa.service` passes `systemd-analyze verify` and `security`, and
+//!   `deploy/khoa.toml` loads.
+//! - `backup`: `khoa backup` of a live `khoa serve` under refresh load, and a new server on
+//!   the copy accepting the tokens issued before it; its refusals (existing file, no
+//!   database, PostgreSQL).
 //! - `crash`: `khoa serve` killed with SIGKILL mid-load and restarted, again and again: every
 //!   token answered survives, and the SQLite file stays intact.
 //! - `demo_cli`, `cli_admin`: the `khoa` binary itself (`demo`, `serve` and the admin verbs).
@@ -37,17 +43,20 @@ mod abuse_shed;
 mod at_rest;
 mod audit;
 mod authcode_browser;
+mod backup;
 mod authorization_code;
 mod cli;
 mod cli_admin;
 mod client_credentials;
 mod crash;
 mod demo_cli;
+mod deploy;
 mod dialect_bankhub;
 mod dialect_derivative;
 mod dialect_partner;
 mod dialect_vietqr;
 mod errors;
+mod example_config;
 mod expiry;
 mod forward_auth;
 mod health;
