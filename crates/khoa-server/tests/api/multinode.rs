@@ -1,8 +1,8 @@
 //! Several real `khoa serve` processes on one PostgreSQL database (issue 4). The nodes are
 //! stateless, so whatever one of them does — rotate a refresh token, detect its reuse, revoke a
-//! session, pick up a rotated signing key — every other one must see; a node must say clearly
-//! that PostgreSQL is missing at start, answer 503 while it is away and serve again when it is
-//! back; and nothing secret may reach PostgreSQL in the clear.
+//! session, pick up a rotated signing key, count a failed sign-in — every other one must see; a
+//! node must say clearly that PostgreSQL is missing at start, answer 503 while it is away and
+//! serve again when it is back; and nothing secret may reach PostgreSQL in the clear.
 //!
 //! Every test gets a fresh database on this binary's shared throwaway cluster
 //! ([`PgCluster::shared`]); the outage test stops a cluster of its own. A node is the `khoa`
@@ -657,6 +657,82 @@ async fn a_node_accepts_a_token_signed_with_a_key_it_has_not_reloaded_yet() {
     // Assert: the unknown kid sent it to the database once, and now it knows the key.
     assert_eq!(res.status(), StatusCode::OK);
     assert!(lagging.jwks_kids().await.contains(&new_kid));
+}
+
+// ---- the lockout across nodes ----
+
+/// Three failures lock for 60 s; room in each node's Argon2 queue for the whole burst, so that
+/// no guess is shed with 503 instead of being counted or refused.
+const LOCKOUT: [(&str, &str); 5] = [
+    ("KHOA_LOCKOUT__THRESHOLD", "3"),
+    ("KHOA_LOCKOUT__BASE_SECS", "60"),
+    ("KHOA_LOCKOUT__MAX_SECS", "600"),
+    ("KHOA_PASSWORD_HASH__MAX_CONCURRENT", "2"),
+    ("KHOA_PASSWORD_HASH__MAX_QUEUE", "64"),
+];
+
+#[tokio::test]
+async fn a_burst_of_guesses_across_two_nodes_checks_only_threshold_passwords() {
+    // Arrange: two nodes on one database, threshold 3, base 60 s, max 600 s.
+    let url = fresh_database("mn_lockout_burst").await;
+    let engine = seeding_engine(&url).await;
+    add_app(&engine, "web", policy(AccessTokenFormat::Jwt, 0)).await;
+    add_alice(&engine).await;
+    let nodes: [Node; 2] = start_nodes(&url, &LOCKOUT).await;
+
+    // Act: 33 wrong guesses for alice at once, alternating between the nodes.
+    let mut guesses = JoinSet::new();
+    for i in 0..33 {
+        let password = format!("wrong guess {i}");
+        let form = [
+            ("grant_type", "password"),
+            ("client_id", "web"),
+            ("username", USER),
+            ("password", &password),
+        ];
+        let req = nodes[i % 2].token_request(&form, None);
+        guesses.spawn(async move {
+            let res = req.send().await.expect("the token request completes");
+            let retry_after = res.headers().get(RETRY_AFTER).map(|v| {
+                let secs = v.to_str().expect("Retry-After is ASCII");
+                secs.parse::<u64>().expect("Retry-After in seconds")
+            });
+            (res.status(), retry_after)
+        });
+    }
+    let answers = guesses.join_all().await;
+
+    // Assert: the count lives in PostgreSQL, so both nodes together checked as many
+    // passwords as one node taking the guesses one by one (NIST SP 800-63B §5.2.2); the rest
+    // were told the first lock, base_secs, not one escalated by the burst.
+    assert!(
+        answers.iter().all(|(s, _)| *s == StatusCode::BAD_REQUEST),
+        "{answers:?}"
+    );
+    let checked = answers.iter().filter(|(_, r)| r.is_none()).count();
+    assert_eq!(
+        checked, 3,
+        "passwords checked across both nodes: {answers:?}"
+    );
+    for (_, retry_after) in answers.iter().filter(|(_, r)| r.is_some()) {
+        assert!(
+            retry_after.is_some_and(|s| (59..=60).contains(&s)),
+            "{retry_after:?}"
+        );
+    }
+    // The right password is refused on either node for that lock.
+    for node in &nodes {
+        let res = node.password_grant("web").await;
+        let secs = res
+            .headers()
+            .get(RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert!(
+            secs.as_deref().is_some_and(|s| ["59", "60"].contains(&s)),
+            "{secs:?}"
+        );
+        oauth_error(res, 400, "invalid_grant").await;
+    }
 }
 
 // ---- start-up refusals, and the database going away ----
