@@ -22,7 +22,8 @@ pub struct Config {
     /// database must exist; khoa creates its tables). Messages print it with the password
     /// masked. `KHOA_DATABASE_URL`.
     pub database_url: String,
-    /// `iss` of every token. Defaults to `http://{listen}`. `KHOA_ISSUER`.
+    /// `iss` of every token. Defaults to `http://{listen}`, or `https://{listen}` with TLS.
+    /// `KHOA_ISSUER`.
     pub issuer: Option<String>,
     /// `aud` of JWT access tokens. `KHOA_AUDIENCE`.
     pub audience: String,
@@ -37,6 +38,8 @@ pub struct Config {
     pub password_hash: PasswordHashConfig,
     pub database: DatabaseConfig,
     pub http: HttpConfig,
+    /// Native TLS: HTTPS on `listen`.
+    pub tls: TlsConfig,
     /// Signing keys: reloads, JWKS caching, rotation lead time.
     pub keys: KeysConfig,
     /// Seconds between expired-token clean-ups.
@@ -504,11 +507,74 @@ pub struct HttpConfig {
     /// Seconds a connection may take to send a request's headers before it is closed (the
     /// slow-loris defence). Also how long an idle kept-alive connection waits.
     pub header_read_timeout_secs: u64,
-    /// Connections served at once; further ones wait in the kernel's accept queue.
+    /// Connections served at once. When they are all taken, the keep-alive connection idle
+    /// longest is closed to let a newcomer in; if none is idle, newcomers wait in the kernel's
+    /// accept queue.
     pub max_connections: usize,
+    /// Connections one client address may hold at once; one more is closed as soon as it is
+    /// accepted, before it takes one of `max_connections`, so that a single client cannot
+    /// crowd out the others. Default 256, or `max_connections` when that is lower. Behind a
+    /// proxy every connection comes from the proxy's address: allow it all of its pool.
+    /// `KHOA_HTTP__MAX_CONNECTIONS_PER_IP`.
+    pub max_connections_per_ip: Option<usize>,
     /// On SIGTERM or Ctrl-C: seconds in-flight requests get to finish before the process
     /// exits anyway.
     pub shutdown_grace_secs: u64,
+}
+
+/// Native TLS (HTTPS) on `listen`: both files or neither. When set, the listener speaks only
+/// HTTPS (TLS 1.2 and 1.3, HTTP/1.1 by ALPN) and the default issuer is `https://{listen}`.
+/// SIGHUP reloads both files without dropping a connection; a reload that fails keeps the
+/// current certificate and logs why.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain: the server's certificate first, then its intermediates.
+    /// `KHOA_TLS__CERT_FILE`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the first certificate (PKCS#8, or PKCS#1 RSA, or SEC1 EC); readable
+    /// by khoa alone. `KHOA_TLS__KEY_FILE`.
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let missing = match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => Some(("tls.key_file", "tls.cert_file")),
+            (None, Some(_)) => Some(("tls.cert_file", "tls.key_file")),
+            _ => None,
+        };
+        if let Some((key, other)) = missing {
+            return Err(ConfigError::Invalid {
+                key,
+                message: format!("must be set with {other}: TLS needs both files, or neither"),
+            });
+        }
+        for (key, file) in [
+            ("tls.cert_file", &self.cert_file),
+            ("tls.key_file", &self.key_file),
+        ] {
+            if file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must name a file".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HttpConfig {
+    /// `max_connections_per_ip`, or its default.
+    pub fn max_connections_per_ip(&self) -> usize {
+        self.max_connections_per_ip
+            .unwrap_or(256.min(self.max_connections))
+    }
 }
 
 impl Default for Config {
@@ -523,6 +589,7 @@ impl Default for Config {
             password_hash: PasswordHashConfig::default(),
             database: DatabaseConfig::default(),
             http: HttpConfig::default(),
+            tls: TlsConfig::default(),
             keys: KeysConfig::default(),
             purge_interval_secs: 300,
             client_cache_secs: 5,
@@ -571,6 +638,7 @@ impl Default for HttpConfig {
             max_header_bytes: 16 * 1024,
             header_read_timeout_secs: 10,
             max_connections: 1024,
+            max_connections_per_ip: None,
             shutdown_grace_secs: 30,
         }
     }
@@ -720,6 +788,18 @@ impl Config {
             return invalid("lockout.base_secs", "must be at least 1");
         }
         if l.threshold > 0 && l.max_secs < l.base_secs {
+        if let Some(per_ip) = self.http.max_connections_per_ip
+            && !(1..=self.http.max_connections).contains(&per_ip)
+        {
+            return invalid(
+                "http.max_connections_per_ip",
+                &format!(
+                    "must be between 1 and http.max_connections ({})",
+                    self.http.max_connections
+                ),
+            );
+        }
+        self.tls.validate()?;
             return invalid("lockout.max_secs", "must be at least lockout.base_secs");
         }
         let d = &self.dialects;
@@ -833,9 +913,10 @@ impl Config {
     pub fn issuer(&self) -> String {
         self.issuer
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
             .trim_end_matches('/')
             .to_owned()
+        let scheme = if self.tls.enabled() { "https" } else { "http" };
     }
 
     pub fn lockout_policy(&self) -> khoa_core::store::LockoutPolicy {
@@ -1087,6 +1168,32 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.keys.min_rotation_lead_secs(), 330);
         let mut c = Config::default();
+    #[test]
+    fn tls_needs_both_files_and_the_per_address_cap_fits_the_global_one() {
+        let mut c = Config::default();
+        c.tls.cert_file = Some("cert.pem".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("`tls.key_file`"), "{e}");
+        c.tls.key_file = Some("".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("`tls.key_file`") && e.contains("must name a file"), "{e}");
+        c.tls.key_file = Some("key.pem".into());
+        c.validate().unwrap();
+        assert!(c.issuer().starts_with("https://"), "{}", c.issuer());
+
+        let mut c = Config::default();
+        assert_eq!(c.http.max_connections_per_ip(), 256);
+        c.http.max_connections = 10;
+        assert_eq!(c.http.max_connections_per_ip(), 10, "never above the global cap");
+        c.http.max_connections_per_ip = Some(11);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("`http.max_connections_per_ip`"), "{e}");
+        c.http.max_connections_per_ip = Some(0);
+        assert!(c.validate().is_err());
+        c.http.max_connections_per_ip = Some(10);
+        c.validate().unwrap();
+    }
+
         c.keys.rotation_lead_secs = 329;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("keys.rotation_lead_secs"), "{err}");

@@ -5,6 +5,9 @@
 //! - [`config`]: the typed configuration (defaults → TOML → `KHOA_*`), validated at start-up.
 //! - [`startup`]: [`startup::App::build`] (bind, open database, build engine) and
 //!   [`startup::App::run`] (serve with graceful shutdown); the router; background maintenance.
+//! - [`tls`]: native TLS (rustls on ring): the certificate and key files, reloaded on SIGHUP.
+//! - [`connections`]: the per-address connection cap, and which idle connection to close when
+//!   the accept loop runs out of slots.
 //! - [`dialects`]: one file per wire dialect, each parse → engine → render.
 //!   [`dialects::oauth2`] is RFC 6749 `/connect/token`.
 //! - [`authorize`]: `/connect/authorize` (RFC 6749 §4.1 with PKCE): the server-rendered,
@@ -35,6 +38,7 @@ pub mod config;
 pub mod demo;
 pub mod dialects;
 pub mod error;
+pub mod connections;
 pub mod forward_auth;
 pub mod health;
 pub mod limits;
@@ -48,3 +52,4 @@ pub mod telemetry;
 pub mod userinfo;
 pub mod wellknown;
 pub mod wire;
+pub mod tls;

@@ -3,7 +3,9 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
 use axum::routing::get;
+use hyper::body::Incoming;
 use khoa_core::clock::{OsRandom, SystemClock};
 use khoa_core::engine::{Engine, EngineConfig};
 use khoa_core::store::Stores;
@@ -16,10 +18,12 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
+use crate::connections::{Connections, Tracker};
 use crate::dialects;
 use crate::metrics::{self, Metrics};
 use crate::state::AppState;
 use crate::telemetry::{self, Telemetry};
+use crate::tls::TlsCerts;
 use crate::{authorize, forward_auth, health, openapi, resource, userinfo, wellknown};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,8 @@ pub enum StartError {
         .dir.display()
     )]
     NoDatabaseDir { path: PathBuf, dir: PathBuf },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -164,11 +170,17 @@ pub struct App {
     addr: SocketAddr,
     state: AppState,
     config: Config,
+    tls: Option<Arc<TlsCerts>>,
 }
 
 impl App {
     /// Binds `config.listen` (port 0 picks a free port) and opens everything the server needs.
     pub async fn build(config: Config) -> Result<App, StartError> {
+        // First: a TLS mistake is refused before a database is created for nothing.
+        let tls = match (&config.tls.cert_file, &config.tls.key_file) {
+            (Some(cert), Some(key)) => Some(TlsCerts::load(cert, key)?),
+            _ => None,
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -180,11 +192,12 @@ impl App {
             addr: config.listen,
             source,
         })?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let issuer = config
             .issuer
             .clone()
             .map(|i| i.trim_end_matches('/').to_owned())
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
         if check_database(&config, OnMissing::Create)? {
             tracing::info!(
                 path = %config.sqlite_path().unwrap_or_default().display(),
@@ -206,6 +219,7 @@ impl App {
                 metrics,
             },
             config,
+            tls,
         })
     }
 
@@ -217,12 +231,19 @@ impl App {
         &self.state
     }
 
+    /// The certificates served when TLS is on; [`TlsCerts::reload`] is what SIGHUP does.
+    pub fn tls(&self) -> Option<Arc<TlsCerts>> {
+        self.tls.clone()
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
     /// (for at most `http.shutdown_grace_secs`) and returns.
     ///
     /// The accept loop is written out (hyper's HTTP/1.1 connection builder, not `axum::serve`)
-    /// for three limits `axum::serve` cannot set: the number of connections served at once,
-    /// the size of a request head, and the time a client may take to send it (slow-loris).
+    /// for limits `axum::serve` cannot set: the number of connections served at once and per
+    /// client address, the size of a request head, the time a client may take to send it
+    /// (slow-loris) or to finish its TLS handshake; and to close an idle connection when the
+    /// slots run out.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -231,23 +252,39 @@ impl App {
         let engine = self.state.engine.clone();
         let router = router(self.state, &self.config);
         let http = &self.config.http;
-        tracing::info!(addr = %self.addr, "khoa listening");
+        let (acceptor, reloader) = match &self.tls {
+            Some(certs) => {
+                let config = certs.server_config().map_err(std::io::Error::other)?;
+                #[cfg(unix)]
+                let reloader = Some(certs.clone().reload_on_sighup()?);
+                #[cfg(not(unix))]
+                let reloader = None;
+                (Some(tokio_rustls::TlsAcceptor::from(config)), reloader)
+            }
+            None => (None, None),
+        };
+        tracing::info!(addr = %self.addr, tls = acceptor.is_some(), "khoa listening");
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(Duration::from_secs(http.header_read_timeout_secs))
             .max_buf_size(http.max_header_bytes);
-        // A permit per connection, taken before `accept`: past the cap, new connections wait in
-        // the kernel's backlog instead of costing this process memory and file descriptors.
+        let serving = Arc::new(Serving {
+            builder,
+            router,
+            acceptor,
+            handshake_timeout: Duration::from_secs(http.header_read_timeout_secs),
+        });
+        // A permit per connection served. Taken after `accept` and the per-address check, so
+        // that an address over its cap never holds one; while none is free the loop accepts
+        // nothing more, and newcomers wait in the kernel's backlog instead of costing this
+        // process memory and file descriptors.
         let permits = Arc::new(tokio::sync::Semaphore::new(http.max_connections));
+        let tracked = Connections::new(http.max_connections_per_ip());
         let (drain, draining) = tokio::sync::watch::channel(false);
         let mut connections = tokio::task::JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-                _ = &mut shutdown => break,
-            };
+        'accept: loop {
             let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(a) => a,
@@ -260,41 +297,44 @@ impl App {
                 },
                 _ = &mut shutdown => break,
             };
-            let _ = stream.set_nodelay(true);
-            // The peer reaches handlers as `ConnectInfo`: the per-IP rate limit keys on it.
-            let service = tower::ServiceExt::map_request(
-                router.clone(),
-                move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    req
-                },
-            );
-            let conn = builder.serve_connection(
-                hyper_util::rt::TokioIo::new(stream),
-                hyper_util::service::TowerToHyperService::new(service),
-            );
-            let mut draining = draining.clone();
-            connections.spawn(async move {
-                let _permit = permit;
-                let mut conn = std::pin::pin!(conn);
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::debug!(error = %e, %peer, "connection ended with an error");
-                        }
-                    }
-                    _ = draining.changed() => {
-                        // Finish the request in progress, answer it with `Connection: close`,
-                        // and close an idle connection at once.
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
+            let Some(tracker) = tracked.admit(peer.ip()) else {
+                // Closed at once: one client must not crowd out the others.
+                tracing::debug!(%peer, "closed: its address holds http.max_connections_per_ip");
+                drop(stream);
+                continue;
+            };
+            let permit = loop {
+                if let Ok(permit) = permits.clone().try_acquire_owned() {
+                    break permit;
                 }
+                // Every slot is taken: close the connection idle longest for this newcomer, or,
+                // with none idle, wait for a slot or for a connection to turn idle.
+                let asked = tracked.close_longest_idle(&tracker);
+                tracked.set_starved(!asked);
+                tokio::select! {
+                    p = permits.clone().acquire_owned() => {
+                        break p.expect("the semaphore is never closed");
+                    }
+                    _ = tracked.turned_idle(), if !asked => {}
+                    _ = &mut shutdown => break 'accept,
+                }
+            };
+            tracked.set_starved(false);
+            let _ = stream.set_nodelay(true);
+            let serving = serving.clone();
+            let draining = draining.clone();
+            connections.spawn(async move {
+                serving.connection(stream, peer, &tracker, draining).await;
+                // The socket is closed by now; only then is the slot given back.
+                drop(tracker);
+                drop(permit);
             });
             while connections.try_join_next().is_some() {}
         }
         drop(self.listener);
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         let _ = drain.send(true);
         let grace = Duration::from_secs(http.shutdown_grace_secs);
         let drained = tokio::time::timeout(grace, async {
@@ -313,6 +353,89 @@ impl App {
         engine.audit().flush().await;
         tracing::info!("khoa stopped");
         Ok(())
+    }
+}
+
+/// What every connection is served with.
+struct Serving {
+    builder: hyper::server::conn::http1::Builder,
+    router: Router,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// For the TLS handshake: `http.header_read_timeout_secs`, the same slow-loris bound as
+    /// the request head that follows it.
+    handshake_timeout: Duration,
+}
+
+impl Serving {
+    /// Serves one accepted connection to its end: the TLS handshake first when TLS is on, in
+    /// the connection's own task, so that a slow handshake never holds up the accept loop.
+    async fn connection(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        tracker: &Tracker,
+        mut draining: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Some(acceptor) = &self.acceptor else {
+            return self.http(stream, peer, tracker, draining).await;
+        };
+        let handshake = tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
+        let tls = tokio::select! {
+            tls = handshake => tls,
+            // A handshake in progress is no request in flight: it yields its slot like an idle
+            // connection, and to shutdown at once.
+            _ = tracker.close_requested() => return,
+            _ = draining.changed() => return,
+        };
+        match tls {
+            Ok(Ok(tls)) => self.http(tls, peer, tracker, draining).await,
+            // Plain HTTP sent to the TLS port ends here too, with a TLS alert.
+            Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+    }
+
+    async fn http<I>(
+        &self,
+        io: I,
+        peer: SocketAddr,
+        tracker: &Tracker,
+        mut draining: tokio::sync::watch::Receiver<bool>,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let router = self.router.clone();
+        let requests = tracker.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            // The peer reaches handlers as `ConnectInfo`: the per-IP rate limit keys on it.
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let busy = requests.busy();
+            let answer = tower::ServiceExt::oneshot(router.clone(), req);
+            async move {
+                let answer = answer.await;
+                drop(busy);
+                answer
+            }
+        });
+        let conn = self
+            .builder
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                }
+                return;
+            }
+            _ = draining.changed() => {}
+            _ = tracker.close_requested() => {}
+        }
+        // Shutdown, or a newcomer needs the slot: finish the request in progress, answer it
+        // with `Connection: close`, and close an idle connection at once.
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
     }
 }
 

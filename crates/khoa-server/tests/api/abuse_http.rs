@@ -1,7 +1,9 @@
 //! The connection-level limits of the accept loop: request-head size (431), the header-read
-//! timeout that closes slow-loris connections, the cap on concurrent connections, and
-//! graceful shutdown that a slow client cannot hold up beyond its grace period.
+//! timeout that closes slow-loris connections, the cap on concurrent connections and on those
+//! of one address, idle connections closed to make room for newcomers, and graceful shutdown
+//! that a slow client cannot hold up beyond its grace period.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -12,6 +14,30 @@ async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.address.trim_start_matches("http://"))
         .await
         .expect("the server accepts TCP connections")
+}
+
+/// A TCP connection to the app from the loopback address `source` (all of 127/8 is loopback
+/// on Linux), not yet used.
+async fn connect_from(app: &TestApp, source: [u8; 4]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("a loopback source address");
+    socket
+        .connect(app.address.trim_start_matches("http://").parse().unwrap())
+        .await
+        .expect("the server accepts TCP connections")
+}
+
+/// Whether the server closed `stream`: EOF or a reset, without waiting.
+fn closed_now(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match stream.try_read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    }
 }
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: khoa\r\n\r\n";
@@ -88,27 +114,134 @@ async fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
 }
 
 #[tokio::test]
-async fn past_the_connection_cap_a_new_connection_waits_for_a_free_slot() {
+async fn past_the_connection_cap_a_newcomer_waits_for_a_busy_connection_to_finish() {
     let app = spawn_app_with(|c| c.http.max_connections = 1).await;
-    let mut first = connect(&app).await;
-    first.write_all(HEALTHZ).await.unwrap();
-    let answer = answer_within(&mut first, Duration::from_secs(5))
+    // `first` holds the one slot with a request in flight: its body is still to come.
+    // `Expect: 100-continue` makes the server say when the handler starts reading it.
+    let mut first = connect_from(&app, [127, 0, 0, 2]).await;
+    first
+        .write_all(
+            b"POST /connect/token HTTP/1.1\r\nHost: khoa\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\n\
+              Expect: 100-continue\r\nContent-Length: 29\r\n\r\n",
+        )
         .await
         .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    // `first` is kept alive and holds the one slot: `second` is not served…
-    let mut second = connect(&app).await;
+    let answer = answer_within(&mut first, Duration::from_secs(5))
+        .await
+        .expect("100 Continue");
+    assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+    // A busy connection is not closed for a newcomer, who is not served…
+    let mut second = connect_from(&app, [127, 0, 0, 3]).await;
     second.write_all(HEALTHZ).await.unwrap();
     assert_eq!(
         answer_within(&mut second, Duration::from_millis(500)).await,
         None,
         "served past the cap"
     );
-    // …until `first` goes.
-    drop(first);
+    // …until `first` is answered: idle then, it is closed to make room.
+    first
+        .write_all(b"grant_type=client_credentials")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut first, Duration::from_secs(5))
+        .await
+        .expect("answered, then closed for the newcomer");
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
     let answer = answer_within(&mut second, Duration::from_secs(5))
         .await
         .expect("served once a slot is free");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn one_address_at_its_cap_is_closed_and_cannot_crowd_out_other_clients() {
+    let app = spawn_app_with(|c| {
+        c.http.max_connections = 64;
+        c.http.max_connections_per_ip = Some(16);
+        // The admitted idle sockets must outlive the test, not the header-read timeout.
+        c.http.header_read_timeout_secs = 60;
+    })
+    .await;
+    // 40 idle sockets from 127.0.0.2, as the abusive client did with 1,100.
+    let mut abuser = Vec::new();
+    for _ in 0..40 {
+        abuser.push(connect_from(&app, [127, 0, 0, 2]).await);
+    }
+    // Another client is served at once: it was queued behind all 40, so by its answer every
+    // one of them has been accepted, and admitted or closed.
+    let started = Instant::now();
+    let mut other = connect_from(&app, [127, 0, 0, 1]).await;
+    other.write_all(HEALTHZ).await.unwrap();
+    let answer = answer_within(&mut other, Duration::from_secs(5))
+        .await
+        .expect("another address is served");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "/healthz took {took:?}");
+    // The 24 beyond the cap were closed at once; their FINs may still be on their way.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut closed = abuser.iter().filter(|s| closed_now(s)).count();
+    while closed < 24 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        closed = abuser.iter().filter(|s| closed_now(s)).count();
+    }
+    assert_eq!(closed, 24, "closed beyond the cap of 16");
+    // …and the 16 admitted are open still.
+    abuser.retain(|s| !closed_now(s));
+    assert_eq!(abuser.len(), 16);
+    // One of them closing makes room for its address again.
+    abuser.pop();
+    let served = async {
+        loop {
+            let mut again = connect_from(&app, [127, 0, 0, 2]).await;
+            again.write_all(HEALTHZ).await.unwrap();
+            if let Some(answer) = answer_within(&mut again, Duration::from_secs(2)).await {
+                return answer;
+            }
+        }
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("the address is admitted again below its cap");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn when_every_slot_is_taken_the_longest_idle_keep_alive_connection_makes_room() {
+    let app = spawn_app_with(|c| c.http.max_connections = 2).await;
+    // Three addresses: the per-address cap (here 2 as well) is not what is tested.
+    let mut oldest = connect_from(&app, [127, 0, 0, 2]).await;
+    oldest.write_all(HEALTHZ).await.unwrap();
+    assert!(
+        answer_within(&mut oldest, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let mut recent = connect_from(&app, [127, 0, 0, 3]).await;
+    recent.write_all(HEALTHZ).await.unwrap();
+    assert!(
+        answer_within(&mut recent, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    // Both kept alive and idle, every slot taken: a newcomer is served all the same…
+    let mut newcomer = connect_from(&app, [127, 0, 0, 1]).await;
+    newcomer.write_all(HEALTHZ).await.unwrap();
+    let answer = answer_within(&mut newcomer, Duration::from_secs(5))
+        .await
+        .expect("the newcomer is served");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // …because the connection idle longest was closed, without an answer, before it got in.
+    assert_eq!(
+        read_to_close(&mut oldest, Duration::from_secs(5)).await,
+        Some(String::new())
+    );
+    // The other one is still open and still served.
+    recent.write_all(HEALTHZ).await.unwrap();
+    let answer = answer_within(&mut recent, Duration::from_secs(5))
+        .await
+        .expect("the more recent connection is kept");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - `abuse_lockout`: the lock after repeated failed sign-ins, per dialect, and its CLI;
 //!   `abuse_rate_limit`: 429 per IP, client and partner in every dialect's shape;
-//!   `abuse_http`: head size, header-read timeout, connection cap, graceful shutdown;
+//!   `abuse_http`: head size, header-read timeout, connection caps (global, per address, idle
+//!   connections closed for newcomers), graceful shutdown;
 //!   `abuse_shed`: 503 + `Retry-After` beyond the Argon2 pool and queue, per dialect.
 //! - `helpers`: `spawn_app()`, typed request, seeding and assertion helpers.
 //! - `audit`: the audit events each flow records, and `khoa audit list`.
@@ -29,6 +30,8 @@
 //! - `openapi`: `/openapi.json` lists exactly the routes served (schemathesis checks the
 //!   answers: `tests/schemathesis/run.sh`).
 //! - `third_party`: Authlib (Python) as a real standard client of khoa.
+//! - `tls`: native TLS: HTTPS verified against a CA made in the test, refusals of plain HTTP,
+//!   untrusting clients and bad certificate files, reload in-process and by SIGHUP.
 //! - `log_secrets`: the real binary at trace level, every flow, and no secret in its output.
 //! - `metrics`: `GET /metrics` and the `X-Request-Id` header.
 //! - `key_rotation`: `khoa keys rotate` against a running server: pre-publication, the
@@ -73,3 +76,4 @@ mod rotation;
 mod scopes;
 mod seed004;
 mod third_party;
+mod tls;
