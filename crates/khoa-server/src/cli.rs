@@ -122,7 +122,7 @@ pub enum PartnerCommand {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Address to listen on (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = crate::config::parse_listen)]
     pub listen: SocketAddr,
     /// Directory for the demo database, master key and demo.json (default: a fresh temporary
     /// directory).

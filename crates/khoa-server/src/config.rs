@@ -673,12 +673,17 @@ fn listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::
         Given::Text(s) => s,
         Given::Port(p) => p.to_string(),
     };
+    parse_listen(&given).map_err(serde::de::Error::custom)
+}
+
+/// An address to listen on, `listen` and `khoa demo --listen` alike.
+pub fn parse_listen(given: &str) -> Result<SocketAddr, String> {
     given.parse().map_err(|_| {
-        serde::de::Error::custom(format!(
+        format!(
             "`{given}` is not an address to listen on: write an IP address and a port, such as \
              127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080 (host names such as localhost are not \
              looked up)"
-        ))
+        )
     })
 }
 
@@ -783,11 +788,6 @@ impl Config {
         if self.http.max_connections == 0 {
             return invalid("http.max_connections", "must be at least 1");
         }
-        let l = &self.lockout;
-        if l.threshold > 0 && l.base_secs < 1 {
-            return invalid("lockout.base_secs", "must be at least 1");
-        }
-        if l.threshold > 0 && l.max_secs < l.base_secs {
         if let Some(per_ip) = self.http.max_connections_per_ip
             && !(1..=self.http.max_connections).contains(&per_ip)
         {
@@ -800,6 +800,11 @@ impl Config {
             );
         }
         self.tls.validate()?;
+        let l = &self.lockout;
+        if l.threshold > 0 && l.base_secs < 1 {
+            return invalid("lockout.base_secs", "must be at least 1");
+        }
+        if l.threshold > 0 && l.max_secs < l.base_secs {
             return invalid("lockout.max_secs", "must be at least lockout.base_secs");
         }
         let d = &self.dialects;
@@ -911,12 +916,12 @@ impl Config {
     }
 
     pub fn issuer(&self) -> String {
+        let scheme = if self.tls.enabled() { "https" } else { "http" };
         self.issuer
             .clone()
             .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
             .trim_end_matches('/')
             .to_owned()
-        let scheme = if self.tls.enabled() { "https" } else { "http" };
     }
 
     pub fn lockout_policy(&self) -> khoa_core::store::LockoutPolicy {
@@ -1164,11 +1169,6 @@ mod tests {
     }
 
     #[test]
-    fn the_default_rotation_lead_must_cover_reloads_and_jwks_caching() {
-        let c = Config::default();
-        assert_eq!(c.keys.min_rotation_lead_secs(), 330);
-        let mut c = Config::default();
-    #[test]
     fn tls_needs_both_files_and_the_per_address_cap_fits_the_global_one() {
         let mut c = Config::default();
         c.tls.cert_file = Some("cert.pem".into());
@@ -1176,7 +1176,10 @@ mod tests {
         assert!(e.contains("`tls.key_file`"), "{e}");
         c.tls.key_file = Some("".into());
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("`tls.key_file`") && e.contains("must name a file"), "{e}");
+        assert!(
+            e.contains("`tls.key_file`") && e.contains("must name a file"),
+            "{e}"
+        );
         c.tls.key_file = Some("key.pem".into());
         c.validate().unwrap();
         assert!(c.issuer().starts_with("https://"), "{}", c.issuer());
@@ -1184,7 +1187,11 @@ mod tests {
         let mut c = Config::default();
         assert_eq!(c.http.max_connections_per_ip(), 256);
         c.http.max_connections = 10;
-        assert_eq!(c.http.max_connections_per_ip(), 10, "never above the global cap");
+        assert_eq!(
+            c.http.max_connections_per_ip(),
+            10,
+            "never above the global cap"
+        );
         c.http.max_connections_per_ip = Some(11);
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("`http.max_connections_per_ip`"), "{e}");
@@ -1194,6 +1201,11 @@ mod tests {
         c.validate().unwrap();
     }
 
+    #[test]
+    fn the_default_rotation_lead_must_cover_reloads_and_jwks_caching() {
+        let c = Config::default();
+        assert_eq!(c.keys.min_rotation_lead_secs(), 330);
+        let mut c = Config::default();
         c.keys.rotation_lead_secs = 329;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("keys.rotation_lead_secs"), "{err}");

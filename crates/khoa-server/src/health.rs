@@ -11,7 +11,9 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: 200 when the database answers, 503 otherwise.
+/// `GET /readyz`: 200 when the database answers and takes writes, 503 otherwise. After a write
+/// failed for want of the database (a full disk), the store probes with a real write until one
+/// succeeds: a node whose every token request answers 503 must not be sent more of them.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     match state.engine.stores().readiness.ping().await {
         Ok(()) => (StatusCode::OK, "ready"),

@@ -19,6 +19,9 @@
 //! - [`wellknown`]: the published JWKS document.
 //! - [`limits`]: the rate-limit buckets (per client, partner, source IP) and the client's IP.
 //! - [`health`]: `/healthz` and `/readyz`.
+//! - [`protocol`]: the middleware that answers refusals of the HTTP layer (405, 408, 413, 431)
+//!   in the shape of the dialect that owns the path, and refuses an oversized declared body or
+//!   head before the body is read.
 //! - [`openapi`]: the OpenAPI 3.1 document of every public endpoint, at `/openapi.json`.
 //! - [`telemetry`]: the request middleware: request id (`X-Request-Id`), one log line per
 //!   request, HTTP metrics.
@@ -35,21 +38,22 @@ pub mod authorize;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod dialects;
 pub mod error;
-pub mod connections;
 pub mod forward_auth;
 pub mod health;
 pub mod limits;
 pub mod master_key;
 pub mod metrics;
 pub mod openapi;
+pub mod protocol;
 pub mod resource;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod userinfo;
 pub mod wellknown;
 pub mod wire;
-pub mod tls;

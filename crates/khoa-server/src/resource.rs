@@ -9,7 +9,7 @@ use khoa_core::engine::{BearerError, Principal};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::wire::{Authorization, parse_authorization};
+use crate::wire::{Authorization, parse_authorization, single_header};
 
 pub const PROTECTED_RESOURCE_PATH: &str = "/api/protected-resource";
 
@@ -23,6 +23,9 @@ pub struct BearerRejection {
     /// No `Authorization` header at all: RFC 6750 §3.1 says such a challenge carries no
     /// error code (forward auth follows it; this resource keeps its established answer).
     absent: bool,
+    /// Two `Authorization` fields: RFC 6750 §3.1 `invalid_request` ("repeats the same
+    /// parameter"), 400.
+    repeated: bool,
 }
 
 impl IntoResponse for BearerRejection {
@@ -30,15 +33,20 @@ impl IntoResponse for BearerRejection {
         if let Some(detail) = self.unavailable {
             return ApiError::Unavailable(detail).into_response();
         }
+        let (status, error) = if self.repeated {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        } else {
+            (StatusCode::UNAUTHORIZED, "invalid_token")
+        };
         let challenge = format!(
-            "Bearer realm=\"khoa\", error=\"invalid_token\", error_description=\"{}\"",
+            "Bearer realm=\"khoa\", error=\"{error}\", error_description=\"{}\"",
             self.description
         );
         let body = serde_json::json!({
-            "error": "invalid_token",
+            "error": error,
             "error_description": self.description,
         });
-        let mut res = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+        let mut res = (status, axum::Json(body)).into_response();
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
@@ -56,8 +64,13 @@ pub async fn authenticate(
         description,
         unavailable: None,
         absent: false,
+        repeated: false,
     };
-    let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let header =
+        single_header(headers, header::AUTHORIZATION.as_str()).map_err(|_| BearerRejection {
+            repeated: true,
+            ..reject("the Authorization header is repeated")
+        })?;
     let token = match parse_authorization(header, false) {
         Authorization::Bearer(t) => t,
         Authorization::Absent => {
@@ -78,6 +91,7 @@ pub async fn authenticate(
             description: "",
             unavailable: Some(detail),
             absent: false,
+            repeated: false,
         }),
     }
 }
@@ -86,6 +100,11 @@ impl BearerRejection {
     /// True when the database, not the token, was the problem (answer 503, not 401).
     pub fn is_unavailable(&self) -> bool {
         self.unavailable.is_some()
+    }
+
+    /// True when the request itself is malformed (a repeated `Authorization`): 400, not 401.
+    pub fn is_bad_request(&self) -> bool {
+        self.repeated
     }
 
     /// True when the request sent no credentials at all (RFC 6750 §3.1: no error code).
@@ -124,7 +143,16 @@ pub fn otp_check(method: &Method, headers: &HeaderMap, p: &Principal) -> Result<
         *method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
-    let presented = headers.get(OTP_HEADER).and_then(|v| v.to_str().ok());
+    let Ok(presented) = single_header(headers, OTP_HEADER) else {
+        // Two OTP fields: which one a proxy checked is anyone's guess (RFC 6750 §3.1's rule
+        // for repeated parameters, applied to the session's second secret).
+        let body = serde_json::json!({
+            "error": "invalid_request",
+            "error_description": "the x-otp-token header is repeated",
+        });
+        return Err((StatusCode::BAD_REQUEST, axum::Json(body)).into_response());
+    };
+    let presented = presented.and_then(|v| std::str::from_utf8(v).ok());
     if !mutating || p.otp_satisfied(presented) {
         return Ok(());
     }

@@ -443,10 +443,26 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let route_dialects = dialects::route_dialects(&config.dialects);
     state
         .metrics
-        .declare_dialects(route_dialects.iter().map(|(_, d)| *d));
+        .declare_dialects(route_dialects.iter().map(|r| r.dialect));
     let telemetry = Telemetry {
         metrics: state.metrics.clone(),
-        dialects: Arc::new(route_dialects.into_iter().collect()),
+        dialects: Arc::new(
+            route_dialects
+                .iter()
+                .map(|r| (r.path.clone(), r.dialect))
+                .collect(),
+        ),
+    };
+    let protocol = crate::protocol::Protocol {
+        renderers: Arc::new(
+            route_dialects
+                .into_iter()
+                .map(|r| (r.path, r.refuse))
+                .collect(),
+        ),
+        dialects: Arc::new(config.dialects.clone()),
+        max_body_bytes: config.http.max_body_bytes,
+        max_header_bytes: config.http.max_header_bytes,
     };
     let mut router = Router::new();
     if config.metrics.enabled {
@@ -488,6 +504,12 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.http.request_timeout_secs),
+        ))
+        // Outside the timeout, to render its 408 in the route's dialect; it refuses an
+        // oversized declared body or head before any body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            protocol,
+            crate::protocol::shape,
         ))
         // Outermost: it sees timeouts and body-limit refusals too.
         .layer(axum::middleware::from_fn_with_state(

@@ -124,6 +124,30 @@ pub fn parse_authorization(header: Option<&[u8]>, form_encoded_basic: bool) -> A
     }
 }
 
+/// A credential header sent more than once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the {0} header is repeated")]
+pub struct RepeatedHeader(pub &'static str);
+
+/// The one value of a header that carries credentials or keys, `None` when absent.
+///
+/// Two `Authorization` (or `Partner-Code`) fields are refused, not resolved by taking the first:
+/// RFC 9110 §5.3 lets a sender repeat only list-valued fields, and a proxy or a filter in front
+/// of khoa may have checked the other one. RFC 6750 §3.1 names a request that "repeats the same
+/// parameter" `invalid_request`; repeated form parameters are refused the same way (§3.1 of
+/// RFC 6749, [`parse_form`]).
+pub fn single_header<'h>(
+    headers: &'h axum::http::HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'h [u8]>, RepeatedHeader> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(RepeatedHeader(name));
+    }
+    Ok(first.map(|v| v.as_bytes()))
+}
+
 /// Whether a `Content-Type` header names `expected` (parameters such as charset ignored).
 pub fn content_type_is(header: Option<&[u8]>, expected: &str) -> bool {
     header
@@ -206,6 +230,22 @@ mod tests {
             Authorization::Malformed
         );
         assert_eq!(parse_authorization(None, false), Authorization::Absent);
+    }
+
+    #[test]
+    fn a_credential_header_must_come_once() {
+        let mut h = axum::http::HeaderMap::new();
+        assert_eq!(single_header(&h, "authorization"), Ok(None));
+        h.append("authorization", "Basic YTpi".parse().unwrap());
+        assert_eq!(
+            single_header(&h, "authorization"),
+            Ok(Some(&b"Basic YTpi"[..]))
+        );
+        h.append("authorization", "Basic YzpksQ==".parse().unwrap());
+        assert_eq!(
+            single_header(&h, "authorization"),
+            Err(RepeatedHeader("authorization"))
+        );
     }
 
     #[test]

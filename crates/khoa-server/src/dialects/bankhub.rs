@@ -12,8 +12,10 @@ use khoa_core::grant::TokenRequest;
 
 use super::basic_client_credentials;
 use super::oauth2::no_store;
+use crate::config::DialectsConfig;
 use crate::error::ApiError;
 use crate::limits::{ClientIp, Limited};
+use crate::protocol::Refusal;
 use crate::state::AppState;
 use crate::wire::{BodyError, body_bytes, is_empty_body};
 
@@ -81,7 +83,19 @@ fn parse(
             "The request body must be empty.",
         ));
     }
-    basic_client_credentials(headers).ok_or_else(unauthenticated)
+    basic_client_credentials(headers)
+        .map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                &format!("The {} header is repeated.", e.0),
+            )
+        })?
+        .ok_or_else(unauthenticated)
+}
+
+/// A refusal of the HTTP layer ([`crate::protocol`]) in the family's shape.
+pub fn refusal(_: &DialectsConfig, r: Refusal) -> Response {
+    error(r.status(), &format!("{}.", r.description()))
 }
 
 /// The family's error shape: `{"code", "message", "errors"}`.

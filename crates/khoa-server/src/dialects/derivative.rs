@@ -14,9 +14,11 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use super::oauth2::no_store;
+use crate::config::DialectsConfig;
 use crate::config::{DerivativeDialect, Language, StatusMode};
 use crate::error::ApiError;
 use crate::limits::ClientIp;
+use crate::protocol::Refusal;
 use crate::state::AppState;
 use crate::wire::{BodyError, Field, body_bytes, json_object, string_field};
 
@@ -99,6 +101,18 @@ fn parse(
     })
 }
 
+/// A refusal of the HTTP layer ([`crate::protocol`]) in the envelope.
+pub fn refusal(cfg: &DialectsConfig, r: Refusal) -> Response {
+    let failure = match r {
+        Refusal::Malformed => Failure::Malformed,
+        Refusal::TooLarge => Failure::TooLarge,
+        Refusal::MethodNotAllowed => Failure::MethodNotAllowed,
+        Refusal::Timeout => Failure::Timeout,
+        Refusal::HeadersTooLarge => Failure::HeadersTooLarge,
+    };
+    envelope(&cfg.derivative, failure)
+}
+
 /// The documented success body, fields in the document's order.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = DerivativeToken)]
@@ -129,6 +143,12 @@ pub enum Failure {
     Malformed,
     MissingField(&'static str),
     TooLarge,
+    /// 405: the endpoint takes `POST` only.
+    MethodNotAllowed,
+    /// 408: the request did not arrive within the request timeout.
+    Timeout,
+    /// 431: the request head is too large.
+    HeadersTooLarge,
     BadCredentials,
     /// Disabled (`None`), or locked after failed sign-ins until `Retry-After` seconds.
     AccountLocked(Option<u64>),
@@ -176,6 +196,9 @@ impl Failure {
             Failure::Malformed => -100,
             Failure::MissingField(_) => -101,
             Failure::TooLarge => -102,
+            Failure::MethodNotAllowed => -103,
+            Failure::Timeout => -104,
+            Failure::HeadersTooLarge => -105,
             Failure::BadCredentials => -107,
             Failure::AccountLocked(_) => -108,
             Failure::RateLimited(_) => -109,
@@ -197,6 +220,18 @@ impl Failure {
             Failure::TooLarge => (
                 "Dữ liệu yêu cầu quá lớn".to_owned(),
                 "The request body is too large".to_owned(),
+            ),
+            Failure::MethodNotAllowed => (
+                "Phương thức không được hỗ trợ".to_owned(),
+                "The method is not allowed".to_owned(),
+            ),
+            Failure::Timeout => (
+                "Hết thời gian chờ yêu cầu".to_owned(),
+                "The request timed out".to_owned(),
+            ),
+            Failure::HeadersTooLarge => (
+                "Tiêu đề yêu cầu quá lớn".to_owned(),
+                "The request header fields are too large".to_owned(),
             ),
             Failure::BadCredentials => (
                 "Tên đăng nhập hoặc mật khẩu không đúng".to_owned(),
@@ -236,6 +271,9 @@ impl Failure {
         match self {
             Failure::Malformed | Failure::MissingField(_) => StatusCode::BAD_REQUEST,
             Failure::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Failure::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Failure::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Failure::BadCredentials | Failure::AccountLocked(_) => StatusCode::UNAUTHORIZED,
             Failure::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -285,6 +323,9 @@ mod tests {
             Failure::Malformed,
             Failure::MissingField("username"),
             Failure::TooLarge,
+            Failure::MethodNotAllowed,
+            Failure::Timeout,
+            Failure::HeadersTooLarge,
             Failure::BadCredentials,
             Failure::AccountLocked(None),
             Failure::RateLimited(1),

@@ -15,16 +15,19 @@ use khoa_core::grant::{ClientAuth, TokenRequest};
 use secrecy::SecretString;
 
 use crate::config::DialectsConfig;
+use crate::protocol::Refusal;
 use crate::state::AppState;
-use crate::wire::{Authorization, parse_authorization};
+use crate::wire::{Authorization, RepeatedHeader, parse_authorization, single_header};
 
 /// A `client_credentials` request from plain RFC 7617 Basic credentials — how the body-less
-/// token endpoints (seeds 001 and 003) authenticate. `None` when the header is missing or is
-/// not readable Basic.
-pub fn basic_client_credentials(headers: &HeaderMap) -> Option<TokenRequest> {
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+/// token endpoints (seeds 001 and 003) authenticate. `Ok(None)` when the header is missing or
+/// is not readable Basic; an error when it is repeated.
+pub fn basic_client_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<TokenRequest>, RepeatedHeader> {
+    let auth = single_header(headers, header::AUTHORIZATION.as_str())?;
     // Their documents base64-encode `id:secret` as is, without RFC 6749's form-encoding.
-    match parse_authorization(auth, false) {
+    Ok(match parse_authorization(auth, false) {
         Authorization::Basic { user, password } => Some(TokenRequest::new(
             "client_credentials",
             ClientAuth::Basic {
@@ -33,7 +36,7 @@ pub fn basic_client_credentials(headers: &HeaderMap) -> Option<TokenRequest> {
             },
         )),
         _ => None,
-    }
+    })
 }
 
 /// Sets `Retry-After` (RFC 9110 §10.2.3) in whole seconds, at least 1: a 0 would invite an
@@ -43,10 +46,27 @@ pub fn set_retry_after(res: &mut Response, secs: u64) {
         .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
 }
 
-/// Which dialect each enabled dialect route belongs to (the `dialect` label of metrics and
-/// request logs).
-pub fn route_dialects(cfg: &DialectsConfig) -> Vec<(String, &'static str)> {
+/// How a route renders a refusal made below its handler ([`crate::protocol`]).
+pub type RenderRefusal = fn(&DialectsConfig, Refusal) -> Response;
+
+/// An enabled dialect route: its path, the dialect it belongs to (the `dialect` label of
+/// metrics and request logs), and how refusals made below its handler are rendered.
+pub struct DialectRoute {
+    pub path: String,
+    pub dialect: &'static str,
+    pub refuse: RenderRefusal,
+}
+
+/// Every enabled dialect route.
+pub fn route_dialects(cfg: &DialectsConfig) -> Vec<DialectRoute> {
     let mut r = Vec::new();
+    let mut add = |path: &String, dialect, refuse| {
+        r.push(DialectRoute {
+            path: path.clone(),
+            dialect,
+            refuse,
+        })
+    };
     if cfg.oauth2.enabled {
         let o = &cfg.oauth2;
         for p in [
@@ -55,23 +75,35 @@ pub fn route_dialects(cfg: &DialectsConfig) -> Vec<(String, &'static str)> {
             &o.introspection_path,
             &o.revocation_list_path,
         ] {
-            r.push((p.clone(), "oauth2"));
+            add(p, "oauth2", oauth2::refusal);
         }
     }
     if cfg.derivative.enabled {
-        r.push((cfg.derivative.derivative_path.clone(), "derivative"));
-        r.push((cfg.derivative.underlying_path.clone(), "derivative"));
+        add(
+            &cfg.derivative.derivative_path,
+            "derivative",
+            derivative::refusal,
+        );
+        add(
+            &cfg.derivative.underlying_path,
+            "derivative",
+            derivative::refusal,
+        );
     }
     if cfg.bankhub.enabled {
-        r.push((cfg.bankhub.path.clone(), "bankhub"));
+        add(&cfg.bankhub.path, "bankhub", bankhub::refusal);
     }
     if cfg.partner.enabled {
-        r.push((cfg.partner.login_path.clone(), "partner"));
-        r.push((cfg.partner.refresh_path.clone(), "partner"));
+        add(&cfg.partner.login_path, "partner", partner::refusal);
+        add(&cfg.partner.refresh_path, "partner", partner::refusal);
     }
     if cfg.vietqr.enabled {
-        r.push((cfg.vietqr.token_path(), "vietqr"));
-        r.push((cfg.vietqr.transaction_sync_path.clone(), "vietqr"));
+        add(&cfg.vietqr.token_path(), "vietqr", vietqr::refusal);
+        add(
+            &cfg.vietqr.transaction_sync_path,
+            "vietqr",
+            vietqr::transaction_sync_refusal,
+        );
     }
     r
 }

@@ -16,10 +16,12 @@ use secrecy::SecretString;
 use serde::Serialize;
 use std::collections::HashMap;
 
+use crate::config::DialectsConfig;
 use crate::error::ApiError;
 use crate::limits::{ClientIp, Limited};
+use crate::protocol::Refusal;
 use crate::state::AppState;
-use crate::wire::{Authorization, content_type_is, parse_authorization, parse_form};
+use crate::wire::{Authorization, content_type_is, parse_authorization, parse_form, single_header};
 
 pub const TOKEN_PATH: &str = "/connect/token";
 
@@ -109,7 +111,10 @@ pub async fn revoked_jwts(
     let Ok(axum::extract::Query(RevokedSince { since })) = query else {
         return Rejection::invalid_request("since must be unix seconds").into_response();
     };
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let auth = match single_header(&headers, header::AUTHORIZATION.as_str()) {
+        Ok(auth) => auth,
+        Err(e) => return Rejection::invalid_request(e.to_string()).into_response(),
+    };
     let client = match parse_authorization(auth, true) {
         Authorization::Basic { user, password } => ClientAuth::Basic {
             client_id: user,
@@ -248,6 +253,17 @@ pub fn rate_limited(l: Limited) -> Response {
     res
 }
 
+/// A refusal of the HTTP layer ([`crate::protocol`]) as an RFC 6749 §5.2 error:
+/// `invalid_request` is §5.2's code for a request the endpoint cannot take; the status says why.
+/// Also the shape of khoa's own endpoints that belong to no dialect.
+pub fn refusal(_: &DialectsConfig, r: Refusal) -> Response {
+    let body = serde_json::json!({
+        "error": "invalid_request",
+        "error_description": r.description(),
+    });
+    no_store((r.status(), axum::Json(body)).into_response())
+}
+
 /// RFC 6749 §5.1: token responses are never cached.
 pub fn no_store(mut res: Response) -> Response {
     let h = res.headers_mut();
@@ -354,7 +370,8 @@ fn parse_form_request(
         return Err(reject(format!("the request body must be {FORM}")));
     }
     let mut form = parse_form(&body).map_err(|e| reject(e.to_string()))?;
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let auth = single_header(headers, header::AUTHORIZATION.as_str())
+        .map_err(|e| reject(e.to_string()))?;
     let client = client_auth(parse_authorization(auth, true), &mut form)?;
     Ok(FormRequest { form, client })
 }

@@ -19,10 +19,12 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use super::oauth2::no_store;
+use crate::config::DialectsConfig;
 use crate::error::ApiError;
 use crate::limits::ClientIp;
+use crate::protocol;
 use crate::state::AppState;
-use crate::wire::{BodyError, Field, body_bytes, json_object, string_field};
+use crate::wire::{BodyError, Field, body_bytes, json_object, single_header, string_field};
 
 pub const PARTNER_CODE_HEADER: &str = "partner-code";
 
@@ -99,9 +101,9 @@ async fn open(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(String, serde_json::Map<String, serde_json::Value>), Refusal> {
-    let code = headers
-        .get(PARTNER_CODE_HEADER)
-        .and_then(|v| v.to_str().ok())
+    let code = single_header(headers, PARTNER_CODE_HEADER)
+        .map_err(|_| Refusal::RepeatedPartnerCode)?
+        .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .ok_or(Refusal::MissingPartnerCode)?;
@@ -113,7 +115,9 @@ async fn open(
         BodyError::Unreadable => Refusal::MalformedBody,
     })?;
     let outer = json_object(&body).ok_or(Refusal::MalformedBody)?;
-    let Field::Str(data) = string_field(&outer, "data") else {
+    // An empty `data` is a ciphertext that does not open like any other, not a malformed
+    // body: answered like one, it would be the one bad `data` with an answer of its own.
+    let Some(serde_json::Value::String(data)) = outer.get("data") else {
         return Err(Refusal::MalformedBody);
     };
     let opened = state
@@ -159,10 +163,18 @@ fn answer(result: Result<IssuedTokens, EngineError>) -> Response {
     }
 }
 
+/// A refusal of the HTTP layer ([`crate::protocol`]) in the partner shape.
+pub fn refusal(_: &DialectsConfig, r: protocol::Refusal) -> Response {
+    Refusal::Protocol(r).into_response()
+}
+
 /// Why a partner request was refused; rendered as `{"status", "error", "message"}`.
 #[derive(Debug)]
 enum Refusal {
     MissingPartnerCode,
+    /// Two `Partner-Code` fields: which partner's key would open the envelope is ambiguous.
+    RepeatedPartnerCode,
+    Protocol(protocol::Refusal),
     MalformedBody,
     TooLarge,
     /// Unknown partner or an envelope that does not open to a JSON object: one answer for all.
@@ -183,6 +195,12 @@ impl IntoResponse for Refusal {
                 "missing_partner_code",
                 "the Partner-Code header is required".into(),
             ),
+            Refusal::RepeatedPartnerCode => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the Partner-Code header is repeated".into(),
+            ),
+            Refusal::Protocol(r) => (r.status(), "invalid_request", r.description().into()),
             Refusal::MalformedBody => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request",

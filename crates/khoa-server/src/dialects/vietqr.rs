@@ -13,8 +13,10 @@ use khoa_core::mint::IssuedTokens;
 
 use super::basic_client_credentials;
 use super::oauth2::no_store;
+use crate::config::DialectsConfig;
 use crate::error::ApiError;
 use crate::limits::ClientIp;
+use crate::protocol::Refusal;
 use crate::resource::authenticate;
 use crate::state::AppState;
 use crate::wire::{BodyError, body_bytes, is_empty_body, json_object};
@@ -22,9 +24,9 @@ use crate::wire::{BodyError, body_bytes, is_empty_body, json_object};
 /// The error codes khoa answers in VietQR's style (listed in the README).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
-    /// Missing, malformed, unknown or wrong credentials; an invalid or expired token.
+    /// Missing, malformed, repeated, unknown or wrong credentials; an invalid or expired token.
     E74,
-    /// The request body is not what the API takes.
+    /// The request is not what the API takes: its body, its method, its size, its timing.
     E46,
     /// Server-side failure (database unavailable or internal error).
     E05,
@@ -78,7 +80,12 @@ pub async fn token_generate(
         Err(EngineError::OAuth(_)) => failed(StatusCode::BAD_REQUEST, Code::E46),
         Err(other) => {
             let (status, _, _) = ApiError::from(other).log();
-            failed(status, Code::E05)
+            let mut res = failed(status, Code::E05);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                // RFC 9110 §10.2.3: when to come back, as every other dialect's 503 says.
+                super::set_retry_after(&mut res, 1);
+            }
+            res
         }
     }
 }
@@ -95,7 +102,25 @@ fn parse(
     if !is_empty_body(&body) {
         return Err((StatusCode::BAD_REQUEST, Code::E46));
     }
-    basic_client_credentials(headers).ok_or((StatusCode::UNAUTHORIZED, Code::E74))
+    basic_client_credentials(headers)
+        .map_err(|_| (StatusCode::BAD_REQUEST, Code::E74))?
+        .ok_or((StatusCode::UNAUTHORIZED, Code::E74))
+}
+
+/// A refusal of the HTTP layer ([`crate::protocol`]) at `token_generate`: E46, the code of a
+/// request the API does not take, with the status that says why.
+pub fn refusal(_: &DialectsConfig, r: Refusal) -> Response {
+    failed(r.status(), Code::E46)
+}
+
+/// The same at the Transaction Sync API, in its response object.
+pub fn transaction_sync_refusal(_: &DialectsConfig, r: Refusal) -> Response {
+    vietqr_answer(
+        r.status(),
+        Some(Code::E46),
+        r.description(),
+        serde_json::Value::Null,
+    )
 }
 
 /// `{"status": "FAILED", "message": "E74"}`.
@@ -136,10 +161,19 @@ pub async fn transaction_sync(
 ) -> Response {
     if let Err(rejection) = authenticate(&state, &headers).await {
         return if rejection.is_unavailable() {
-            vietqr_answer(
+            let mut res = vietqr_answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some(Code::E05),
                 "Service temporarily unavailable",
+                serde_json::Value::Null,
+            );
+            super::set_retry_after(&mut res, 1);
+            res
+        } else if rejection.is_bad_request() {
+            vietqr_answer(
+                StatusCode::BAD_REQUEST,
+                Some(Code::E74),
+                rejection.description(),
                 serde_json::Value::Null,
             )
         } else {
@@ -151,7 +185,16 @@ pub async fn transaction_sync(
             )
         };
     }
-    let tx = body.ok().and_then(|b| json_object(&b));
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return transaction_sync_refusal(&state.config.dialects, Refusal::TooLarge);
+        }
+        Err(BodyError::Unreadable) => {
+            return transaction_sync_refusal(&state.config.dialects, Refusal::Malformed);
+        }
+    };
+    let tx = json_object(&body);
     // `transactionid` is a string in VietQR's contract; another type is refused, not echoed
     // back as "".
     let reference = match tx.as_ref().map(|tx| tx.get("transactionid")) {

@@ -158,6 +158,35 @@ async fn an_invalid_listen_address_stops_start_up_naming_the_key() {
 }
 
 #[tokio::test]
+async fn a_host_name_as_listen_address_is_refused_saying_what_an_address_looks_like() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = khoa_on(dir.path());
+    serve.env("KHOA_LISTEN", "localhost:8080");
+
+    let serve = run(serve, &["serve"], None).await;
+    let demo = run(khoa(), &["demo", "--listen", "localhost:8080"], None).await;
+
+    for out in [serve, demo] {
+        assert_eq!(
+            out.status.code().map(|c| c != 0),
+            Some(true),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("`localhost:8080` is not an address"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("such as 127.0.0.1:8080"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unsupported_database_url_in_the_config_file_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("khoa.toml");

@@ -4,7 +4,9 @@
 //!   `abuse_rate_limit`: 429 per IP, client and partner in every dialect's shape;
 //!   `abuse_http`: head size, header-read timeout, connection caps (global, per address, idle
 //!   connections closed for newcomers), graceful shutdown;
-//!   `abuse_shed`: 503 + `Retry-After` beyond the Argon2 pool and queue, per dialect.
+//!   `abuse_shed`: 503 + `Retry-After` beyond the Argon2 pool and queue, per dialect;
+//!   `abuse_protocol`: repeated credential headers, 405/408/413/400 in each dialect's shape,
+//!   readiness on a full disk (a file-size limit on a real `khoa serve`).
 //! - `helpers`: `spawn_app()`, typed request, seeding and assertion helpers.
 //! - `audit`: the audit events each flow records, and `khoa audit list`.
 //! - `cli`: running the `khoa` binary with a clean environment and capturing its output.
@@ -41,13 +43,14 @@
 
 mod abuse_http;
 mod abuse_lockout;
+mod abuse_protocol;
 mod abuse_rate_limit;
 mod abuse_shed;
 mod at_rest;
 mod audit;
 mod authcode_browser;
-mod backup;
 mod authorization_code;
+mod backup;
 mod cli;
 mod cli_admin;
 mod client_credentials;

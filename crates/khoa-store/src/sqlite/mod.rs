@@ -192,6 +192,11 @@ fn migrator() -> Migrator {
             "audit_events_lean",
             include_str!("../../migrations/sqlite/0007_audit_events_lean.sql"),
         ),
+        (
+            8,
+            "readiness_probe",
+            include_str!("../../migrations/sqlite/0008_readiness_probe.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
@@ -224,6 +229,14 @@ impl Readiness for SqliteReadiness {
         // A live read pool is not enough: without the writer no token can be issued.
         if self.0.writer.is_stopped() {
             return Err(writer::stopped());
+        }
+        // The last writes failed (a full disk, say): not ready until a write works again. Every
+        // write would answer 503, and with the load balancer told so no request would come to
+        // find out that it works again; a probe write does.
+        if let Some(why) = self.0.writer.failing() {
+            self.0.writer.probe().await.map_err(|e| {
+                StoreError::Unavailable(format!("writes are failing ({why}); a probe write: {e}"))
+            })?;
         }
         // Read a real page of the schema, not just `SELECT 1`, which SQLite answers without
         // touching the file: a database that became unreadable must fail readiness.

@@ -32,6 +32,40 @@ pub(crate) struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
     lazy: Arc<Lazy>,
     counters: Arc<Counters>,
+    health: Arc<Health>,
+}
+
+/// The padding of a readiness probe: some pages, about what a batch of token writes takes.
+const PROBE_BYTES: i64 = 32 * 1024;
+
+/// Whether writes are failing for want of the database (a full disk, an I/O error, a lock held
+/// elsewhere): set by a batch that failed so or in which a job failed so, cleared by the next
+/// batch that commits with no such failure. Readiness reads it, so that a node whose every
+/// write answers 503 tells its load balancer so.
+#[derive(Default)]
+struct Health {
+    failing: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn failing(&self) -> MutexGuard<'_, Option<String>> {
+        // A panic while holding this lock is an assignment: the value is intact.
+        self.failing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `trouble`: why a job of the batch failed for want of the database, if one did (SQLite
+    /// may undo a full disk's statement alone and let the transaction go on).
+    fn record(&self, outcome: &Result<(), StoreError>, trouble: Option<String>) {
+        match (outcome, trouble) {
+            (Err(StoreError::Unavailable(why)), _) => *self.failing() = Some(why.clone()),
+            (_, Some(why)) => *self.failing() = Some(why),
+            (Ok(()), None) => *self.failing() = None,
+            // A constraint or a corrupt row: this batch's fault, not the disk's.
+            (Err(_), None) => {}
+        }
+    }
 }
 
 /// What the writer has committed so far: transactions, and the jobs they carried. Their ratio is
@@ -96,6 +130,7 @@ impl Writer {
         // instead of queueing without limit.
         let (jobs, queue) = mpsc::channel(batch_max * 2);
         let counters = Arc::new(Counters::default());
+        let health = Arc::new(Health::default());
         let lazy = Arc::new(Lazy {
             jobs: Mutex::new(Vec::new()),
             wake_pending: AtomicBool::new(false),
@@ -105,8 +140,8 @@ impl Writer {
         let thread = thread::Builder::new()
             .name("khoa-sqlite-writer".into())
             .spawn({
-                let (counters, lazy) = (counters.clone(), lazy.clone());
-                move || run(conn, queue, &lazy, batch_max, &counters)
+                let (counters, lazy, health) = (counters.clone(), lazy.clone(), health.clone());
+                move || run(conn, queue, &lazy, batch_max, &counters, &health)
             })
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok((
@@ -114,6 +149,7 @@ impl Writer {
                 jobs,
                 lazy,
                 counters,
+                health,
             },
             thread,
         ))
@@ -216,6 +252,30 @@ impl Writer {
 
     pub(crate) fn is_stopped(&self) -> bool {
         self.jobs.is_closed()
+    }
+
+    /// Why the last batch failed for want of the database, while no batch has committed since.
+    pub(crate) fn failing(&self) -> Option<String> {
+        self.health.failing().clone()
+    }
+
+    /// A real write: the one row of `readiness_probe` rewritten with [`PROBE_BYTES`] of
+    /// padding, committed and fsynced like a token. Larger than a token's write, on purpose: a
+    /// nearly full disk with room for a one-page probe but not for a token would otherwise
+    /// report ready while every token failed. Its success, like any commit's, clears
+    /// [`Writer::failing`]. For readiness, which must find out that writes work again although
+    /// the load balancer, told they did not, sends none.
+    pub(crate) async fn probe(&self) -> Result<(), StoreError> {
+        self.write_one(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO readiness_probe (id, pad) VALUES (1, zeroblob(?)) \
+                 ON CONFLICT (id) DO UPDATE SET pad = excluded.pad",
+            )
+            .and_then(|mut probe| probe.execute([PROBE_BYTES]))
+            .store_err()
+            .map(drop)
+        })
+        .await
     }
 
     /// Transactions committed so far; fewer than the writes when group commit works.
@@ -357,6 +417,7 @@ fn run(
     lazy: &Lazy,
     batch_max: usize,
     counters: &Counters,
+    health: &Health,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
     // Waits for one job, then takes whatever else is already queued: under load batches grow
@@ -365,22 +426,25 @@ fn run(
         batch.retain(|job| !job.is_wake());
         // Every batch takes the lingering jobs along: they share its commit.
         lazy.take_into(&mut batch);
-        commit(&conn, &mut batch, counters);
+        commit(&conn, &mut batch, counters, health);
     }
     // The last handle is gone: whatever still lingers commits now, or never.
     lazy.take_into(&mut batch);
-    commit(&conn, &mut batch, counters);
+    commit(&conn, &mut batch, counters, health);
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the writer connection failed");
     }
 }
 
 /// Commits `batch` (if it holds anything) and answers its jobs, leaving it empty.
-fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, counters: &Counters) {
+fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, counters: &Counters, health: &Health) {
     if batch.is_empty() {
         return;
     }
-    let outcome = commit_batch(conn, batch);
+    let mut trouble = None;
+    let outcome = commit_batch(conn, batch, &mut trouble);
+    // Before anyone hears: a caller answered 503 finds readiness failing already.
+    health.record(&outcome, trouble);
     if outcome.is_ok() {
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters
@@ -393,25 +457,33 @@ fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, counters: &Counters)
     }
 }
 
-fn commit_batch(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+fn commit_batch(
+    conn: &Connection,
+    jobs: &mut [Box<dyn Job>],
+    trouble: &mut Option<String>,
+) -> Result<(), StoreError> {
     // Nobody waits on a batch of queued writes only: no fsync for it (see `Writer::enqueue`).
     // PRAGMA synchronous cannot change inside a transaction, hence around it.
     let lazy = jobs.iter().all(|job| !job.durable());
     if lazy {
         exec(conn, "PRAGMA synchronous = NORMAL")?;
     }
-    let outcome = commit_batch_synced(conn, jobs);
+    let outcome = commit_batch_synced(conn, jobs, trouble);
     if lazy {
         exec(conn, "PRAGMA synchronous = FULL")?;
     }
     outcome
 }
 
-fn commit_batch_synced(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+fn commit_batch_synced(
+    conn: &Connection,
+    jobs: &mut [Box<dyn Job>],
+    trouble: &mut Option<String>,
+) -> Result<(), StoreError> {
     // IMMEDIATE takes the write lock up front: a deferred transaction that reads first could
     // fail with SQLITE_BUSY half-way when another process writes the same file.
     exec(conn, "BEGIN IMMEDIATE")?;
-    let outcome = run_jobs(conn, jobs).and_then(|()| exec(conn, "COMMIT"));
+    let outcome = run_jobs(conn, jobs, trouble).and_then(|()| exec(conn, "COMMIT"));
     // A failed COMMIT (a deferred constraint, a full disk) leaves the transaction open, unless
     // SQLite already rolled it back (an I/O error).
     if outcome.is_err() && !conn.is_autocommit() {
@@ -420,7 +492,11 @@ fn commit_batch_synced(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(
     outcome
 }
 
-fn run_jobs(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+fn run_jobs(
+    conn: &Connection,
+    jobs: &mut [Box<dyn Job>],
+    trouble: &mut Option<String>,
+) -> Result<(), StoreError> {
     for job in jobs {
         let undo = job.undo();
         if undo == Undo::Savepoint {
@@ -434,6 +510,9 @@ fn run_jobs(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreErr
             }
             continue;
         };
+        if let StoreError::Unavailable(why) = &e {
+            *trouble = Some(why.clone());
+        }
         if conn.is_autocommit() {
             // SQLite rolled back the whole transaction itself (a full disk, an I/O error): the
             // jobs before this one are lost with it, and those after must not run outside a
@@ -487,6 +566,10 @@ mod tests {
              CREATE TABLE child (p TEXT REFERENCES t (k) DEFERRABLE INITIALLY DEFERRED);",
         )
         .unwrap();
+        conn.execute_batch(include_str!(
+            "../../migrations/sqlite/0008_readiness_probe.sql"
+        ))
+        .unwrap();
         Writer::spawn(conn, batch_max).unwrap()
     }
 
@@ -528,6 +611,46 @@ mod tests {
             .unwrap();
         started.await.unwrap();
         (release, done)
+    }
+
+    #[tokio::test]
+    async fn a_full_database_marks_writes_failing_until_a_write_commits_again() {
+        let (w, _thread) = writer(8);
+        assert_eq!(w.failing(), None);
+
+        // The database may not grow: an insert needing a new page fails with SQLITE_FULL.
+        let refused = w
+            .write(|conn| {
+                let pages: i64 = conn
+                    .query_row("PRAGMA page_count", [], |row| row.get(0))
+                    .store_err()?;
+                conn.execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+                    .store_err()?;
+                let big = "x".repeat(64 * 1024);
+                insert(conn, &big)
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(_))),
+            "{refused:?}"
+        );
+        assert!(w.failing().is_some(), "readiness would not know");
+
+        // Room again: the next batch commits, and clears it.
+        w.write_one(|conn| {
+            conn.execute_batch("PRAGMA max_page_count = 1000000")
+                .store_err()
+        })
+        .await
+        .unwrap();
+        insert_via(&w, "after").await.unwrap();
+        assert_eq!(w.failing(), None);
+        w.probe().await.unwrap();
+        assert_eq!(w.failing(), None);
+    }
+
+    async fn insert_via(w: &Writer, k: &'static str) -> Result<(), StoreError> {
+        w.write_one(move |conn| insert(conn, k)).await
     }
 
     fn synchronous(conn: &Connection) -> i64 {
