@@ -106,7 +106,50 @@ pub fn document(config: &Config) -> utoipa::openapi::OpenApi {
             doc.paths.paths.insert(target, item);
         }
     }
+    add_protocol_refusals(&mut doc);
     doc
+}
+
+/// The refusals [`crate::protocol`] makes on any operation before or around its handler — 408
+/// (RFC 9110 §15.5.9), 413 (§15.5.14), 431 (RFC 6585 §5) — in the shape of the operation's own
+/// 400, which is its dialect's error body. Added here once rather than to every annotation.
+/// (405 answers a method the document does not list, so no listed operation has it.)
+fn add_protocol_refusals(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    let refusals = [
+        (
+            "408",
+            "The request did not arrive within the request timeout",
+        ),
+        ("413", "The body is too large"),
+        ("431", "The request header fields are too large"),
+    ];
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in operations.into_iter().flatten() {
+            // Only a JSON 400: the middleware answers in JSON, not the login page's HTML.
+            let bad = match op.responses.responses.get("400") {
+                Some(RefOr::T(bad)) if bad.content.contains_key("application/json") => bad.clone(),
+                _ => continue,
+            };
+            for (status, description) in refusals {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| {
+                        let mut r = bad.clone();
+                        r.description = description.to_owned();
+                        RefOr::T(r)
+                    });
+            }
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -771,6 +814,8 @@ macro_rules! protected_resource {
             responses(
                 (status = 200, description = "Who the token speaks for",
                     body = ProtectedResourceBody),
+                (status = 400, description = "invalid_request: a repeated Authorization or \
+                    x-otp-token (RFC 6750 §3.1)", body = OAuthErrorBody),
                 (status = 401, description = "invalid_token (RFC 6750 §3.1)",
                     body = OAuthErrorBody, headers(("WWW-Authenticate" = String))),
                 (status = 403, description = "otp_required", body = OAuthErrorBody),
@@ -832,6 +877,8 @@ macro_rules! userinfo {
             security(("bearer" = [])),
             responses(
                 (status = 200, description = "OpenID Connect Core §5.3.2", body = UserinfoBody),
+                (status = 400, description = "invalid_request: a repeated Authorization \
+                    (RFC 6750 §3.1)", body = OAuthErrorBody),
                 (status = 401, description = "invalid_token", body = OAuthErrorBody,
                     headers(("WWW-Authenticate" = String))),
                 (status = 403, description = "insufficient_scope: no `openid`",

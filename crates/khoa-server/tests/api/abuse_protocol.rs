@@ -657,3 +657,16 @@ async fn readyz_is_503_while_the_disk_is_full_and_200_once_writes_work_again() {
     server.start_kill().unwrap();
     let _ = server.wait().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_these_refusals_for_every_dialect_operation() {
+    let app = spawn_demo_app().await;
+    let res = app.send(Method::GET, "/openapi.json", &[], None).await;
+    let doc = json_body(res, StatusCode::OK).await;
+    for path in POST_PATHS {
+        let responses = &doc["paths"][path]["post"]["responses"];
+        for status in ["400", "408", "413", "431"] {
+            assert!(responses[status].is_object(), "{path} lacks {status}");
+        }
+    }
+}
