@@ -37,7 +37,7 @@ struct Inner {
 struct Activity {
     /// Requests being answered: from the handler's call to its response.
     in_flight: AtomicUsize,
-    /// When it last turned idle, in milliseconds since `Connections::epoch`.
+    /// When it last turned idle, in microseconds since `Connections::epoch`.
     idle_since: AtomicU64,
     /// Asked to close already: not to be chosen twice.
     closing: AtomicBool,
@@ -59,8 +59,8 @@ impl Connections {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Registers a connection from `ip`, or `None` when that address holds its cap already.
@@ -78,7 +78,7 @@ impl Connections {
         inner.next_id += 1;
         let activity = Arc::new(Activity {
             in_flight: AtomicUsize::new(0),
-            idle_since: AtomicU64::new(self.now_ms()),
+            idle_since: AtomicU64::new(self.now_us()),
             closing: AtomicBool::new(false),
             close: Notify::new(),
         });
@@ -97,15 +97,16 @@ impl Connections {
         let inner = self.inner();
         let idle = inner
             .open
-            .values()
-            .filter(|a| {
+            .iter()
+            .filter(|(_, a)| {
                 !Arc::ptr_eq(a, &newcomer.0.activity)
                     && a.in_flight.load(Ordering::Acquire) == 0
                     && !a.closing.load(Ordering::Acquire)
             })
-            .min_by_key(|a| a.idle_since.load(Ordering::Relaxed));
+            // Of two idle since the same microsecond, the one admitted first.
+            .min_by_key(|(id, a)| (a.idle_since.load(Ordering::Relaxed), **id));
         match idle {
-            Some(a) => {
+            Some((_, a)) => {
                 a.closing.store(true, Ordering::Release);
                 // A stored permit if the connection is not waiting right now: never lost.
                 a.close.notify_one();
@@ -182,7 +183,7 @@ impl Drop for Busy {
         let reg = &self.0.0;
         reg.activity
             .idle_since
-            .store(reg.connections.now_ms(), Ordering::Relaxed);
+            .store(reg.connections.now_us(), Ordering::Relaxed);
         if reg.activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
             && reg.connections.starved.load(Ordering::Acquire)
         {

@@ -168,7 +168,16 @@ struct TlsApp {
 }
 
 async fn spawn_tls_app(dir: tempfile::TempDir, cert: &ServerCert) -> TlsApp {
-    let config = tls_config(dir.path(), cert);
+    spawn_tls_app_with(dir, cert, |_| {}).await
+}
+
+async fn spawn_tls_app_with(
+    dir: tempfile::TempDir,
+    cert: &ServerCert,
+    tweak: impl FnOnce(&mut Config),
+) -> TlsApp {
+    let mut config = tls_config(dir.path(), cert);
+    tweak(&mut config);
     let app = App::build(config).await.expect("the TLS app builds");
     let addr = app.local_addr();
     let certs = app.tls().expect("TLS is on");
@@ -253,6 +262,39 @@ async fn plain_http_to_the_tls_port_gets_no_http_answer() {
     // And HTTPS still works beside it.
     let mut https = Https::connect(app.addr, &[&ca]).await.unwrap();
     assert_eq!(https.get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_stalled_handshake_holds_up_nobody_and_is_closed_after_the_header_read_timeout() {
+    let ca = Ca::new("khoa test CA");
+    let app = spawn_tls_app_with(tempfile::tempdir().unwrap(), &ca.server_cert(), |c| {
+        c.http.header_read_timeout_secs = 2;
+    })
+    .await;
+    // The first bytes of a TLS record (RFC 8446 §5.1: a handshake record), then nothing.
+    let mut stalled = TcpStream::connect(app.addr).await.unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    let started = Instant::now();
+    let mut https = Https::connect(app.addr, &[&ca])
+        .await
+        .expect("served beside the stalled handshake");
+    assert_eq!(https.get("/healthz").await.0, 200);
+    // Well before the stalled handshake's timeout: the accept loop never waited for it.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest))
+        .await
+        .expect("the stalled handshake is closed")
+        .ok();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "closed after {waited:?}"
+    );
 }
 
 #[tokio::test]
