@@ -268,7 +268,9 @@ impl App {
         builder
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(Duration::from_secs(http.header_read_timeout_secs))
-            .max_buf_size(http.max_header_bytes);
+            // Above the limit, so that a head over `http.max_header_bytes` reaches the router and is
+            // refused in its dialect's shape (`protocol`); hyper's bare 431 stays the backstop.
+            .max_buf_size(crate::protocol::hyper_head_cap(http.max_header_bytes));
         let serving = Arc::new(Serving {
             builder,
             router,

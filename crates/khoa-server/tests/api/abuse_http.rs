@@ -80,6 +80,19 @@ async fn a_request_head_over_the_limit_gets_431() {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 431);
+    // On a dialect's path, in that dialect's error shape (RFC 6585 §5).
+    let res = app
+        .client
+        .post(app.url("/connect/token"))
+        .header("x-padding", "a".repeat(10_000))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 431);
+    let body: serde_json::Value = res.json().await.expect("a JSON error body");
+    assert!(body["error"].is_string(), "{body}");
     // Below the limit all is well.
     let res = app
         .client

@@ -5,9 +5,9 @@
 //! fail: `/readyz` answers 503 while every write would, on a real full disk (a file-size limit
 //! on a real `khoa serve`), and 200 again once writes work.
 //!
-//! A head over `http.max_header_bytes` is answered 431 by hyper before routing while hyper's
-//! own buffer cap is that same limit; the dialect-shaped 431 of `khoa_server::protocol` is
-//! proved by its router tests (`protocol::tests`).
+//! A head over `http.max_header_bytes` reaches the router (hyper's buffer cap is twice the
+//! limit) and gets the dialect-shaped 431 of `khoa_server::protocol`: its router tests
+//! (`protocol::tests`) and `abuse_http::a_request_head_over_the_limit_gets_431`.
 
 use khoa_server::demo::{
     BANKHUB_CLIENT, BANKHUB_SECRET, DERIVATIVE_PASSWORD, DERIVATIVE_USERNAME,
