@@ -184,6 +184,9 @@ impl Default for AuthorizeConfig {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DialectsConfig {
+    /// A directory of dialect definitions (`*.toml`, docs/dialects.md), each served beside
+    /// the built-in dialects. `KHOA_DIALECTS__DIR`.
+    pub dir: Option<PathBuf>,
     pub oauth2: OAuth2Dialect,
     pub derivative: DerivativeDialect,
     pub bankhub: BankhubDialect,

@@ -101,18 +101,21 @@ pub fn hyper_head_cap(max_header_bytes: usize) -> usize {
 }
 
 pub async fn shape(State(p): State<Protocol>, request: Request, next: Next) -> Response {
-    let render = request
+    let route = request
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|m| p.renderers.get(m.as_str()).copied())
-        .unwrap_or(dialects::oauth2::refusal);
+        .and_then(|m| p.renderers.get(m.as_str()).cloned());
+    let render = |refusal| match &route {
+        Some(render) => render(&p.dialects, refusal),
+        None => dialects::oauth2::refusal(&p.dialects, refusal),
+    };
     if let Some(refusal) = refuse_head(&p, &request) {
-        return render(&p.dialects, refusal);
+        return render(refusal);
     }
     let response = next.run(request).await;
     match Refusal::from_status(response.status()) {
         Some(refusal) if is_bare(response.headers()) => {
-            let mut shaped = render(&p.dialects, refusal);
+            let mut shaped = render(refusal);
             // RFC 9110 §15.5.6: a 405 MUST say which methods the route takes.
             if let Some(allow) = response.headers().get(header::ALLOW) {
                 shaped.headers_mut().insert(header::ALLOW, allow.clone());
@@ -171,7 +174,7 @@ mod tests {
     fn app() -> Router {
         let mut cfg = DialectsConfig::default();
         cfg.bankhub.enabled = true;
-        let renderers = dialects::route_dialects(&cfg)
+        let renderers = dialects::route_dialects(&cfg, &[])
             .into_iter()
             .map(|r| (r.path, r.refuse))
             .collect();

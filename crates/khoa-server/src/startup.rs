@@ -53,6 +53,8 @@ pub enum StartError {
     NoDatabaseDir { path: PathBuf, dir: PathBuf },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Dialect(#[from] dialects::registry::RegistryError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -181,6 +183,8 @@ impl App {
             (Some(cert), Some(key)) => Some(TlsCerts::load(cert, key)?),
             _ => None,
         };
+        // So is a definition file that does not validate.
+        let file_dialects = Arc::new(load_file_dialects(&config)?);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -217,6 +221,7 @@ impl App {
                 limits: Arc::new(crate::limits::RateLimits::new(&config.rate_limit)),
                 config: Arc::new(config.clone()),
                 metrics,
+                file_dialects,
             },
             config,
             tls,
@@ -441,8 +446,44 @@ impl Serving {
     }
 }
 
+/// The definition files of `dialects.dir`, checked against every path khoa serves already.
+pub fn load_file_dialects(
+    config: &Config,
+) -> Result<Vec<Arc<khoa_dialect::Dialect>>, dialects::registry::RegistryError> {
+    let Some(dir) = &config.dialects.dir else {
+        return Ok(Vec::new());
+    };
+    let mut taken: Vec<(String, String)> = dialects::route_dialects(&config.dialects, &[])
+        .into_iter()
+        .map(|r| (r.path, format!("the {} dialect", r.dialect)))
+        .collect();
+    let own = [
+        resource::PROTECTED_RESOURCE_PATH,
+        authorize::AUTHORIZE_PATH,
+        userinfo::USERINFO_PATH,
+        wellknown::JWKS_PATH,
+        wellknown::OAUTH_METADATA_PATH,
+        wellknown::OPENID_CONFIGURATION_PATH,
+        "/healthz",
+        "/readyz",
+        openapi::OPENAPI_PATH,
+    ];
+    taken.extend(own.iter().map(|p| (p.to_string(), "khoa".to_owned())));
+    taken.push((
+        config.metrics.path.clone(),
+        "khoa (metrics.path)".to_owned(),
+    ));
+    if config.forward_auth.enabled {
+        taken.push((
+            config.forward_auth.path.clone(),
+            "khoa (forward_auth.path)".to_owned(),
+        ));
+    }
+    dialects::registry::load_dir(dir, &taken)
+}
+
 pub fn router(state: AppState, config: &Config) -> Router {
-    let route_dialects = dialects::route_dialects(&config.dialects);
+    let route_dialects = dialects::route_dialects(&config.dialects, &state.file_dialects);
     state
         .metrics
         .declare_dialects(route_dialects.iter().map(|r| r.dialect));
@@ -466,12 +507,13 @@ pub fn router(state: AppState, config: &Config) -> Router {
         max_body_bytes: config.http.max_body_bytes,
         max_header_bytes: config.http.max_header_bytes,
     };
+    let files = state.file_dialects.clone();
     let mut router = Router::new();
     if config.metrics.enabled {
         router = router.route(&config.metrics.path, get(metrics::serve));
     }
     router
-        .merge(dialects::routes(&config.dialects))
+        .merge(dialects::routes(&config.dialects, &files))
         .merge(forward_auth::routes(&config.forward_auth))
         .route(
             resource::PROTECTED_RESOURCE_PATH,

@@ -1,11 +1,18 @@
-//! The wire dialects: one file each, each a thin adapter (parse → engine → render). None holds
-//! token logic; adding a dialect is one file here plus its routes in [`routes`].
+//! The wire dialects: the five built-in ones, one file each, each a thin adapter (parse →
+//! engine → render); and every dialect loaded from a definition file ([`registry`]), served by
+//! one generic adapter ([`generic`]). None holds token logic.
 
 pub mod bankhub;
 pub mod derivative;
+pub mod generic;
 pub mod oauth2;
 pub mod partner;
+pub mod registry;
 pub mod vietqr;
+
+use std::sync::Arc;
+
+use khoa_dialect::Dialect;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -47,7 +54,7 @@ pub fn set_retry_after(res: &mut Response, secs: u64) {
 }
 
 /// How a route renders a refusal made below its handler ([`crate::protocol`]).
-pub type RenderRefusal = fn(&DialectsConfig, Refusal) -> Response;
+pub type RenderRefusal = Arc<dyn Fn(&DialectsConfig, Refusal) -> Response + Send + Sync>;
 
 /// An enabled dialect route: its path, the dialect it belongs to (the `dialect` label of
 /// metrics and request logs), and how refusals made below its handler are rendered.
@@ -57,14 +64,14 @@ pub struct DialectRoute {
     pub refuse: RenderRefusal,
 }
 
-/// Every enabled dialect route.
-pub fn route_dialects(cfg: &DialectsConfig) -> Vec<DialectRoute> {
+/// Every enabled dialect route: the built-ins', then those of the definition files.
+pub fn route_dialects(cfg: &DialectsConfig, files: &[Arc<Dialect>]) -> Vec<DialectRoute> {
     let mut r = Vec::new();
-    let mut add = |path: &String, dialect, refuse| {
+    let mut add = |path: &String, dialect, refuse: fn(&DialectsConfig, Refusal) -> Response| {
         r.push(DialectRoute {
             path: path.clone(),
             dialect,
-            refuse,
+            refuse: Arc::new(refuse),
         })
     };
     if cfg.oauth2.enabled {
@@ -105,12 +112,27 @@ pub fn route_dialects(cfg: &DialectsConfig) -> Vec<DialectRoute> {
             vietqr::transaction_sync_refusal,
         );
     }
+    for d in files {
+        for e in &d.endpoints {
+            let dialect = d.clone();
+            r.push(DialectRoute {
+                path: e.path.clone(),
+                dialect: registry::label(&d.name),
+                refuse: Arc::new(move |_, refusal| generic::protocol_refusal(&dialect, refusal)),
+            });
+        }
+    }
     r
 }
 
 /// The routes of every enabled dialect, at their configured paths.
-pub fn routes(cfg: &DialectsConfig) -> Router<AppState> {
+pub fn routes(cfg: &DialectsConfig, files: &[Arc<Dialect>]) -> Router<AppState> {
     let mut r = Router::new();
+    for d in files {
+        for (i, e) in d.endpoints.iter().enumerate() {
+            r = r.route(&e.path, generic::route(d.clone(), i));
+        }
+    }
     if cfg.oauth2.enabled {
         r = r
             .route(&cfg.oauth2.token_path, post(oauth2::token))

@@ -1,0 +1,227 @@
+//! The definition file's types: what an operator writes, as serde reads it. `docs/dialects.md`
+//! explains each key with examples; [`crate::schema`] derives the JSON Schema from these types.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::refusal::Kind;
+
+/// One dialect: a partner's token API.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Definition {
+    /// The dialect's name: the `dialect` label of metrics and logs, `khoa dialect show NAME`.
+    /// Lowercase letters, digits, `-` and `_`.
+    pub name: String,
+    /// One line that says whose API this is.
+    #[serde(default)]
+    pub title: String,
+    /// Values the rest of the file refers to as `{settings.NAME}`, resolved when the file is
+    /// loaded (a path prefix, a bound client's id, a language).
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, serde_json::Value>")]
+    pub settings: IndexMap<String, serde_json::Value>,
+    /// The dialect's operations (`login`, `refresh`, `token`, …), by name.
+    pub endpoints: IndexMap<String, Endpoint>,
+    /// How every refusal of every endpoint is answered.
+    pub errors: Errors,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum Method {
+    #[default]
+    #[serde(rename = "POST")]
+    Post,
+    #[serde(rename = "PUT")]
+    Put,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+/// The grant an endpoint runs in the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// RFC 6749 §4.3: needs `username` and `password` inputs.
+    Password,
+    /// RFC 6749 §4.4: needs an authenticated client.
+    ClientCredentials,
+    /// RFC 6749 §6: needs a `refresh_token` input.
+    RefreshToken,
+}
+
+impl Grant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::Password => "password",
+            Grant::ClientCredentials => "client_credentials",
+            Grant::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+/// What the request body is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyKind {
+    /// A JSON object (`body.NAME`, nested as `body.outer.inner`).
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`; a repeated parameter is refused (`body.NAME`).
+    Form,
+    /// No body: nothing, whitespace, or a JSON object whose members are ignored (what callers
+    /// of body-less endpoints really send).
+    Empty,
+}
+
+/// Where the client's credentials come from, when not from inputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// From the `client_id` / `client_secret` inputs, else the bound `client`.
+    #[default]
+    Inputs,
+    /// `Authorization: Basic base64(id:secret)`, read as is (RFC 7617), as most partner
+    /// documents encode it.
+    Basic,
+    /// `Authorization: Basic` with id and secret form-encoded first (RFC 6749 §2.3.1).
+    BasicForm,
+}
+
+/// The engine inputs an endpoint can read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Input {
+    ClientId,
+    ClientSecret,
+    Username,
+    Password,
+    RefreshToken,
+    Scope,
+}
+
+impl Input {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Input::ClientId => "client_id",
+            Input::ClientSecret => "client_secret",
+            Input::Username => "username",
+            Input::Password => "password",
+            Input::RefreshToken => "refresh_token",
+            Input::Scope => "scope",
+        }
+    }
+}
+
+/// One operation of the dialect.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    #[serde(default)]
+    pub method: Method,
+    /// The path, from `/`; unique among every loaded dialect.
+    pub path: String,
+    pub grant: Grant,
+    /// The client this endpoint acts for when the request names none (a public client whose
+    /// token policy its logins get).
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    #[serde(default)]
+    pub body: BodyKind,
+    /// Each engine input and where it is read: `body.NAME` (nested `body.a.b`),
+    /// `header.NAME`, `authorization.SCHEME` (the credentials after `Authorization: SCHEME`).
+    /// A source ending in `?` is optional.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<Input, String>")]
+    pub inputs: IndexMap<Input, String>,
+    /// Sources that must hold a fixed value, such as `"body.grantType" = "client_credentials"`.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, serde_json::Value>")]
+    pub require: IndexMap<String, serde_json::Value>,
+    pub response: Response,
+}
+
+/// The answer to a request the engine granted.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Response {
+    #[serde(default = "ok")]
+    pub status: u16,
+    /// A JSON template: constants, and `{access_token}`-style fields of the issued tokens.
+    pub body: serde_json::Value,
+    /// Extra headers (`Cache-Control: no-store` is always sent).
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+}
+
+fn ok() -> u16 {
+    200
+}
+
+/// How the HTTP status of an error answer is chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusMode {
+    /// Each case's own status.
+    #[default]
+    Semantic,
+    /// The number at `errors.mirror` in the rendered body, as an envelope that carries its
+    /// own status and is always sent with it.
+    Mirror,
+}
+
+/// Every refusal's answer: one body template, and a case per kind of refusal.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Errors {
+    /// Which language of a case's `message` table is sent.
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub http_status: StatusMode,
+    /// With `http_status = "mirror"`: the dotted path of the body's status field.
+    #[serde(default)]
+    pub mirror: Option<String>,
+    /// The error body: constants and `{status}`, `{message}`, `{error}`, `{description}`,
+    /// `{field}`, `{header}`, `{retry_after}` and the case's own values.
+    pub body: serde_json::Value,
+    /// By kind of refusal; `malformed` and `server_error` are required, others fall back to
+    /// their parent (docs/dialects.md lists the tree).
+    #[schemars(with = "IndexMap<Kind, Case>")]
+    pub cases: IndexMap<Kind, Case>,
+}
+
+/// One kind of refusal's answer.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+pub struct Case {
+    /// The HTTP status; the kind's own when absent.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Extra headers, such as `WWW-Authenticate`.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// `{message}`: one text, or one per language (`{ vi = "…", en = "…" }`).
+    #[serde(default)]
+    pub message: Option<Message>,
+    /// Further values the body template names, such as `code = -107`.
+    #[serde(flatten)]
+    #[schemars(with = "IndexMap<String, serde_json::Value>")]
+    pub values: IndexMap<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Message {
+    One(String),
+    PerLanguage(IndexMap<String, String>),
+}

@@ -1,0 +1,666 @@
+//! Loading a definition: TOML → settings resolved → typed → validated and compiled into a
+//! [`Dialect`], or a [`DefinitionError`] naming the file, the line and the key.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use http::{HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::def::{BodyKind, ClientAuth, Definition, Grant, Input, Message, Method, StatusMode};
+use crate::refusal::Kind;
+use crate::template::Template;
+
+/// A definition that does not load: where, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct DefinitionError {
+    /// The file (or `built-in NAME`).
+    pub origin: String,
+    pub line: Option<usize>,
+    /// The dotted key at fault, empty for the file as a whole.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dialect definition {}", self.origin)?;
+        if let Some(line) = self.line {
+            write!(f, ", line {line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ", key {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Where a definition came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    BuiltIn,
+    File(std::path::PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::BuiltIn => f.write_str("built-in"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A loaded, validated dialect, ready to read requests and render answers.
+#[derive(Clone, Debug)]
+pub struct Dialect {
+    pub name: String,
+    pub title: String,
+    pub origin: Origin,
+    /// The file as written, for `khoa dialect show`.
+    pub text: String,
+    pub endpoints: Vec<Endpoint>,
+    pub errors: Errors,
+}
+
+/// Where an input is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A member of the body, nested by dots.
+    Body(Vec<String>),
+    Header(HeaderName),
+    /// The credentials of `Authorization: SCHEME credentials` (case-insensitive scheme).
+    Authorization(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Body(path) => write!(f, "body.{}", path.join(".")),
+            Source::Header(h) => write!(f, "header.{h}"),
+            Source::Authorization(s) => write!(f, "authorization.{s}"),
+        }
+    }
+}
+
+impl Source {
+    /// The name a refusal gives the field: the body member's path or the header's name.
+    pub fn field_name(&self) -> String {
+        match self {
+            Source::Body(path) => path.join("."),
+            Source::Header(h) => h.as_str().to_owned(),
+            Source::Authorization(_) => "Authorization".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct InputSource {
+    pub input: Input,
+    pub source: Source,
+    pub optional: bool,
+}
+
+/// One compiled endpoint.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub name: String,
+    pub method: Method,
+    pub path: String,
+    pub grant: Grant,
+    pub client: Option<String>,
+    pub client_auth: ClientAuth,
+    pub body: BodyKind,
+    pub inputs: Vec<InputSource>,
+    pub require: Vec<(Source, Value)>,
+    pub status: u16,
+    /// The success body as written, for the OpenAPI document's example.
+    pub response_example: Value,
+    pub response: Template,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Endpoint {
+    pub fn input(&self, input: Input) -> Option<&InputSource> {
+        self.inputs.iter().find(|i| i.input == input)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub status: Option<u16>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub message: Option<Template>,
+    pub values: Vec<(String, Template)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Errors {
+    pub mode: StatusMode,
+    pub mirror: Option<String>,
+    pub body: Template,
+    pub cases: HashMap<Kind, Case>,
+}
+
+/// What a success template may name.
+pub const ANSWER_FIELDS: [&str; 11] = [
+    "access_token",
+    "token_type",
+    "expires_in",
+    "refresh_token",
+    "refresh_expires_in",
+    "otp_token",
+    "scope",
+    "client_id",
+    "issued_at",
+    "expires_at",
+    "refresh_expires_at",
+];
+
+/// What an error template may name besides the cases' own values.
+pub const ERROR_FIELDS: [&str; 7] = [
+    "status",
+    "message",
+    "error",
+    "description",
+    "field",
+    "header",
+    "retry_after",
+];
+
+/// Loads one definition from its text. `overrides` replace `[settings]` values (from the
+/// operator's `[dialects.NAME]`); a key that is not a setting is refused.
+pub fn load(
+    text: &str,
+    origin: Origin,
+    overrides: &serde_json::Map<String, Value>,
+) -> Result<Dialect, DefinitionError> {
+    let origin_name = match &origin {
+        Origin::BuiltIn => "built-in".to_owned(),
+        Origin::File(p) => p.display().to_string(),
+    };
+    let err = |key: String, message: String| DefinitionError {
+        line: line_of(text, &key),
+        origin: origin_name.clone(),
+        key,
+        message,
+    };
+    let mut doc: toml::Table = toml::from_str(text).map_err(|e| DefinitionError {
+        origin: origin_name.clone(),
+        line: e.span().map(|s| line_at(text, s.start)),
+        key: String::new(),
+        message: e.message().to_owned(),
+    })?;
+    let mut settings = match doc.get("settings") {
+        Some(toml::Value::Table(t)) => t.clone(),
+        Some(_) => return Err(err("settings".into(), "must be a table".into())),
+        None => toml::Table::new(),
+    };
+    for (k, v) in overrides {
+        let Some(default) = settings.get(k) else {
+            let known: Vec<&str> = settings.keys().map(String::as_str).collect();
+            return Err(err(
+                format!("settings.{k}"),
+                format!(
+                    "the configuration sets {k}, which is not a setting of this dialect \
+                     (its settings: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        };
+        let v: toml::Value = serde_json::from_value(v.clone())
+            .map_err(|e| err(format!("settings.{k}"), e.to_string()))?;
+        if std::mem::discriminant(default) != std::mem::discriminant(&v) {
+            return Err(err(
+                format!("settings.{k}"),
+                format!(
+                    "the configuration gives a {}, the setting is a {}",
+                    v.type_str(),
+                    default.type_str()
+                ),
+            ));
+        }
+        settings.insert(k.clone(), v);
+    }
+    for (k, v) in doc.iter_mut() {
+        if k != "settings" {
+            substitute(v, &settings, &mut vec![k.clone()]).map_err(|(key, m)| err(key, m))?;
+        }
+    }
+    doc.insert("settings".into(), toml::Value::Table(settings));
+    let def: Definition =
+        serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
+            let mut key = e.path().to_string();
+            let inner = e.inner().to_string();
+            let message = inner.lines().next().unwrap_or_default().to_owned();
+            // An unknown key is reported at its table: name the key itself.
+            if let Some(field) = message
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+            {
+                key = if key == field || key.ends_with(&format!(".{field}")) {
+                    key
+                } else if key == "." || key.is_empty() {
+                    field.to_owned()
+                } else {
+                    format!("{key}.{field}")
+                };
+            }
+            if key == "." {
+                key.clear();
+            }
+            err(key, message)
+        })?;
+    compile(def, text, origin).map_err(|(key, message)| err(key, message))
+}
+
+/// Replaces `{settings.NAME}` in every string: alone in its string the setting keeps its type.
+fn substitute(
+    v: &mut toml::Value,
+    settings: &toml::Table,
+    path: &mut Vec<String>,
+) -> Result<(), (String, String)> {
+    match v {
+        toml::Value::String(s) if s.contains("{settings.") => {
+            let lookup = |name: &str| {
+                settings.get(name).cloned().ok_or_else(|| {
+                    (
+                        path.join("."),
+                        format!("{{settings.{name}}} names no key of [settings]"),
+                    )
+                })
+            };
+            let trimmed = s.trim();
+            if let Some(name) = trimmed
+                .strip_prefix("{settings.")
+                .and_then(|r| r.strip_suffix('}'))
+                .filter(|n| !n.contains('{') && !n.contains('}'))
+            {
+                *v = lookup(name)?;
+                return Ok(());
+            }
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(at) = rest.find("{settings.") {
+                out.push_str(&rest[..at]);
+                let after = &rest[at + "{settings.".len()..];
+                let end = after
+                    .find('}')
+                    .ok_or_else(|| (path.join("."), "unclosed {settings.".to_owned()))?;
+                match lookup(&after[..end])? {
+                    toml::Value::String(s) => out.push_str(&s),
+                    other => out.push_str(&other.to_string()),
+                }
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                path.push(k.clone());
+                substitute(v, settings, path)?;
+                path.pop();
+            }
+        }
+        toml::Value::Array(a) => {
+            for (i, v) in a.iter_mut().enumerate() {
+                path.push(i.to_string());
+                substitute(v, settings, path)?;
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+type Fail = (String, String);
+
+fn compile(def: Definition, text: &str, origin: Origin) -> Result<Dialect, Fail> {
+    let f = |k: &str, m: String| (k.to_owned(), m);
+    if def.name.is_empty()
+        || !def
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(f(
+            "name",
+            format!(
+                "{:?}: a name is lowercase letters, digits, - and _",
+                def.name
+            ),
+        ));
+    }
+    if def.endpoints.is_empty() {
+        return Err(f("endpoints", "a dialect has at least one endpoint".into()));
+    }
+    let mut endpoints = Vec::new();
+    for (name, e) in &def.endpoints {
+        let at = |k: &str| format!("endpoints.{name}.{k}");
+        check_path(&e.path).map_err(|m| (at("path"), m))?;
+        if let Some(other) = endpoints
+            .iter()
+            .find(|o: &&Endpoint| o.path == e.path && o.method == e.method)
+        {
+            return Err((
+                at("path"),
+                format!(
+                    "{} {} is also endpoint {}",
+                    e.method.as_str(),
+                    e.path,
+                    other.name
+                ),
+            ));
+        }
+        let mut inputs = Vec::new();
+        for (input, raw) in &e.inputs {
+            let (raw, optional) = match raw.strip_suffix('?') {
+                Some(r) => (r, true),
+                None => (raw.as_str(), false),
+            };
+            let key = at(&format!("inputs.{}", input.as_str()));
+            let source = parse_source(raw).map_err(|m| (key.clone(), m))?;
+            if matches!(source, Source::Body(_)) && e.body == BodyKind::Empty {
+                return Err((
+                    key,
+                    format!("{raw} reads the body of an endpoint whose body = \"empty\""),
+                ));
+            }
+            inputs.push(InputSource {
+                input: *input,
+                source,
+                optional,
+            });
+        }
+        let has = |i: Input| e.inputs.contains_key(&i);
+        let needs: &[Input] = match e.grant {
+            Grant::Password => &[Input::Username, Input::Password],
+            Grant::RefreshToken => &[Input::RefreshToken],
+            Grant::ClientCredentials => &[],
+        };
+        for n in needs {
+            if !has(*n) {
+                return Err((
+                    at("inputs"),
+                    format!("grant {} needs the input {}", e.grant.as_str(), n.as_str()),
+                ));
+            }
+        }
+        if e.client_auth != ClientAuth::Inputs && (has(Input::ClientId) || has(Input::ClientSecret))
+        {
+            return Err((
+                at("client_auth"),
+                "client_auth reads the client from Authorization: Basic; inputs must not name \
+                 client_id or client_secret too"
+                    .into(),
+            ));
+        }
+        let names_client =
+            e.client_auth != ClientAuth::Inputs || has(Input::ClientId) || e.client.is_some();
+        if !names_client {
+            return Err((
+                at("client"),
+                "the endpoint must name its client: a client_id input, client_auth = \"basic\", \
+                 or a bound client"
+                    .into(),
+            ));
+        }
+        let mut require = Vec::new();
+        for (raw, value) in &e.require {
+            let key = at(&format!("require.{raw}"));
+            let source = parse_source(raw).map_err(|m| (key.clone(), m))?;
+            if matches!(source, Source::Body(_)) && e.body == BodyKind::Empty {
+                return Err((
+                    key,
+                    format!("{raw} reads the body of an endpoint whose body = \"empty\""),
+                ));
+            }
+            require.push((source, value.clone()));
+        }
+        let known = |n: &str| ANSWER_FIELDS.contains(&n);
+        let response = Template::compile(&e.response.body, &known).map_err(|t| {
+            (
+                format!("{}.{}", at("response.body"), t.path.join("."))
+                    .trim_end_matches('.')
+                    .to_owned(),
+                t.message,
+            )
+        })?;
+        if !response.names().contains(&"access_token") {
+            return Err((
+                at("response.body"),
+                "the answer must carry {access_token} somewhere".into(),
+            ));
+        }
+        if !(200..300).contains(&e.response.status) {
+            return Err((
+                at("response.status"),
+                format!("{} is not a 2xx status", e.response.status),
+            ));
+        }
+        endpoints.push(Endpoint {
+            name: name.clone(),
+            method: e.method,
+            path: e.path.clone(),
+            grant: e.grant,
+            client: e.client.clone(),
+            client_auth: e.client_auth,
+            body: e.body,
+            inputs,
+            require,
+            status: e.response.status,
+            response_example: e.response.body.clone(),
+            response,
+            headers: headers(&e.response.headers, &at("response.headers"))?,
+        });
+    }
+    let errors = compile_errors(&def)?;
+    Ok(Dialect {
+        name: def.name,
+        title: def.title,
+        origin,
+        text: text.to_owned(),
+        endpoints,
+        errors,
+    })
+}
+
+fn compile_errors(def: &Definition) -> Result<Errors, Fail> {
+    let e = &def.errors;
+    for root in [Kind::Malformed, Kind::ServerError] {
+        if !e.cases.contains_key(&root) {
+            return Err((
+                "errors.cases".into(),
+                format!(
+                    "a case for {} is required (every refusal falls back to it or to {})",
+                    root.as_str(),
+                    if root == Kind::Malformed {
+                        "server_error"
+                    } else {
+                        "malformed"
+                    }
+                ),
+            ));
+        }
+    }
+    let value_names: Vec<&str> = e
+        .cases
+        .values()
+        .flat_map(|c| c.values.keys().map(String::as_str))
+        .collect();
+    let base = |n: &str| ERROR_FIELDS.contains(&n) && n != "message";
+    let known = |n: &str| ERROR_FIELDS.contains(&n) || value_names.contains(&n);
+    let body = Template::compile(&e.body, &known)
+        .map_err(|t| (join("errors.body", &t.path), t.message))?;
+    let mut cases = HashMap::new();
+    for (kind, c) in &e.cases {
+        let at = format!("errors.cases.{}", kind.as_str());
+        if let Some(s) = c.status
+            && !(400..600).contains(&s)
+        {
+            return Err((
+                format!("{at}.status"),
+                format!("{s} is not an error status"),
+            ));
+        }
+        let message = match &c.message {
+            None => None,
+            Some(Message::One(m)) => Some(m.clone()),
+            Some(Message::PerLanguage(m)) => {
+                let Some(lang) = &e.language else {
+                    return Err((
+                        format!("{at}.message"),
+                        "messages per language need errors.language to say which is sent".into(),
+                    ));
+                };
+                Some(m.get(lang).cloned().ok_or_else(|| {
+                    (
+                        format!("{at}.message"),
+                        format!("no message in language {lang:?}"),
+                    )
+                })?)
+            }
+        };
+        let message = message
+            .map(|m| Template::compile(&Value::String(m), &base))
+            .transpose()
+            .map_err(|t| (format!("{at}.message"), t.message))?;
+        let mut values = Vec::new();
+        for (k, v) in &c.values {
+            let t = Template::compile(v, &base)
+                .map_err(|t| (join(&format!("{at}.{k}"), &t.path), t.message))?;
+            values.push((k.clone(), t));
+        }
+        cases.insert(
+            *kind,
+            Case {
+                status: c.status,
+                headers: headers(&c.headers, &format!("{at}.headers"))?,
+                message,
+                values,
+            },
+        );
+    }
+    if e.http_status == StatusMode::Mirror {
+        let Some(path) = &e.mirror else {
+            return Err((
+                "errors.mirror".into(),
+                "http_status = \"mirror\" needs errors.mirror, the path of the body's status"
+                    .into(),
+            ));
+        };
+        match body.at(path) {
+            Some(Template::Const(v)) if v.as_u64().is_some_and(|s| (400..600).contains(&s)) => {}
+            Some(Template::Var(p)) if p.name == "status" => {}
+            _ => {
+                return Err((
+                    "errors.mirror".into(),
+                    format!("errors.body.{path} must be an error status or {{status}}"),
+                ));
+            }
+        }
+    }
+    Ok(Errors {
+        mode: e.http_status,
+        mirror: e.mirror.clone(),
+        body,
+        cases,
+    })
+}
+
+fn join(at: &str, path: &[String]) -> String {
+    if path.is_empty() {
+        at.to_owned()
+    } else {
+        format!("{at}.{}", path.join("."))
+    }
+}
+
+fn headers(
+    h: &indexmap::IndexMap<String, String>,
+    at: &str,
+) -> Result<Vec<(HeaderName, HeaderValue)>, Fail> {
+    h.iter()
+        .map(|(k, v)| {
+            let name = HeaderName::try_from(k.as_str())
+                .map_err(|_| (format!("{at}.{k}"), format!("{k:?} is not a header name")))?;
+            let value = HeaderValue::try_from(v.as_str())
+                .map_err(|_| (format!("{at}.{k}"), format!("{v:?} is not a header value")))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+fn check_path(p: &str) -> Result<(), String> {
+    let ok = p.starts_with('/')
+        && p.len() > 1
+        && !p.contains("//")
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{p:?}: a path starts with / and holds letters, digits, / - _ . ~ only"
+        ))
+    }
+}
+
+/// `body.a.b`, `header.NAME`, `authorization.SCHEME`.
+pub fn parse_source(raw: &str) -> Result<Source, String> {
+    let bad = || {
+        format!(
+            "{raw:?}: a source is body.NAME (nested body.a.b), header.NAME or authorization.SCHEME"
+        )
+    };
+    let (kind, rest) = raw.split_once('.').ok_or_else(bad)?;
+    match kind {
+        "body" => {
+            let path: Vec<String> = rest.split('.').map(str::to_owned).collect();
+            if path.iter().any(String::is_empty) {
+                return Err(bad());
+            }
+            Ok(Source::Body(path))
+        }
+        "header" => HeaderName::try_from(rest)
+            .map(Source::Header)
+            .map_err(|_| bad()),
+        "authorization"
+            if !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+        {
+            Ok(Source::Authorization(rest.to_owned()))
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line of a dotted key in the file, as far down the path as the file spells it (a key
+/// made by substitution or a default has the line of its nearest written parent).
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    use toml_edit::{Item, Value};
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut span = None;
+    let mut at: Option<&Item> = None;
+    for seg in key.split('.').filter(|s| !s.is_empty()) {
+        let next = match at {
+            None => doc.as_table().get_key_value(seg),
+            Some(Item::Table(t)) => t.get_key_value(seg),
+            Some(Item::Value(Value::InlineTable(t))) => t.get_key_value(seg),
+            _ => None,
+        };
+        let Some((k, item)) = next else { break };
+        span = k.span().or(span);
+        at = Some(item);
+    }
+    span.map(|s| line_at(text, s.start))
+}

@@ -1,0 +1,173 @@
+//! Reading a request as a definition's endpoint takes it: the body, the client's credentials,
+//! each input from where the definition says, the fixed values. Every failure is a
+//! [`Refused`], rendered by the dialect's own error template.
+
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+use crate::def::{BodyKind, ClientAuth, Input};
+use crate::load::{Endpoint, Source};
+use crate::refusal::{Kind, Refused};
+use crate::wire::{
+    Authorization, FormError, is_empty_body, json_object, parse_authorization, parse_form,
+    single_header,
+};
+
+/// What a request carried, ready to become an engine request.
+#[derive(Debug, Default)]
+pub struct Read {
+    /// By [`Input`], the values found (optional inputs may be absent).
+    pub inputs: Vec<(Input, String)>,
+    /// `Authorization: Basic` id and secret, with `client_auth = "basic"`.
+    pub basic: Option<(String, String)>,
+}
+
+impl Read {
+    pub fn get(&self, input: Input) -> Option<&str> {
+        self.inputs
+            .iter()
+            .find(|(i, _)| *i == input)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn take(&mut self, input: Input) -> Option<String> {
+        let at = self.inputs.iter().position(|(i, _)| *i == input)?;
+        Some(self.inputs.swap_remove(at).1)
+    }
+}
+
+/// Reads `headers` and `body` for `endpoint`.
+pub fn read(endpoint: &Endpoint, headers: &HeaderMap, body: &[u8]) -> Result<Read, Refused> {
+    let body = parse_body(endpoint.body, body)?;
+    let mut out = Read::default();
+    if endpoint.client_auth != ClientAuth::Inputs {
+        let auth = single_header(headers, "authorization").map_err(repeated)?;
+        match parse_authorization(auth, endpoint.client_auth == ClientAuth::BasicForm) {
+            Authorization::Basic { user, password } => out.basic = Some((user, password)),
+            _ => {
+                return Err(Refused::new(
+                    Kind::MissingCredentials,
+                    "client credentials are required in Authorization: Basic",
+                ));
+            }
+        }
+    }
+    for i in &endpoint.inputs {
+        match lookup(&i.source, headers, &body)? {
+            Some(Value::String(s)) if !s.is_empty() => out.inputs.push((i.input, s)),
+            None | Some(Value::Null) if i.optional => {}
+            None | Some(Value::Null) => return Err(missing(&i.source)),
+            Some(Value::String(_))
+                if matches!(i.source, Source::Header(_) | Source::Authorization(_)) =>
+            {
+                return Err(missing(&i.source));
+            }
+            Some(_) => {
+                return Err(Refused {
+                    field: Some(i.source.field_name()),
+                    ..Refused::new(
+                        Kind::Malformed,
+                        format!("{} must be a non-empty string", i.source.field_name()),
+                    )
+                });
+            }
+        }
+    }
+    for (source, want) in &endpoint.require {
+        match lookup(source, headers, &body)? {
+            None | Some(Value::Null) => {
+                return Err(Refused::field(Kind::MissingField, &source.field_name()));
+            }
+            Some(v) if &v == want => {}
+            Some(_) => return Err(Refused::field(Kind::WrongValue, &source.field_name())),
+        }
+    }
+    Ok(out)
+}
+
+fn missing(source: &Source) -> Refused {
+    match source {
+        Source::Authorization(scheme) => Refused::new(
+            Kind::MissingCredentials,
+            format!("credentials are required in Authorization: {scheme}"),
+        ),
+        s => Refused::field(Kind::MissingField, &s.field_name()),
+    }
+}
+
+fn repeated(e: crate::wire::RepeatedHeader) -> Refused {
+    Refused {
+        header: Some(e.0.to_owned()),
+        ..Refused::new(
+            Kind::RepeatedHeader,
+            format!("The {} header is repeated", e.0),
+        )
+    }
+}
+
+fn parse_body(kind: BodyKind, body: &[u8]) -> Result<Map<String, Value>, Refused> {
+    match kind {
+        BodyKind::Empty if is_empty_body(body) => Ok(Map::new()),
+        BodyKind::Empty => Err(Refused::new(
+            Kind::Malformed,
+            "The request body must be empty",
+        )),
+        BodyKind::Json => json_object(body).ok_or_else(|| {
+            Refused::new(
+                Kind::Malformed,
+                "The request body is not a valid JSON object",
+            )
+        }),
+        BodyKind::Form => match parse_form(body) {
+            Ok(form) => Ok(form
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect()),
+            Err(FormError::Repeated(name)) => Err(Refused {
+                field: Some(name.clone()),
+                ..Refused::new(Kind::Malformed, format!("the parameter {name} is repeated"))
+            }),
+            Err(e) => Err(Refused::new(Kind::Malformed, e.to_string())),
+        },
+    }
+}
+
+fn lookup(
+    source: &Source,
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+) -> Result<Option<Value>, Refused> {
+    Ok(match source {
+        Source::Body(path) => {
+            let mut at = body.get(&path[0]);
+            for seg in &path[1..] {
+                at = at.and_then(|v| v.get(seg));
+            }
+            at.cloned()
+        }
+        Source::Header(name) => {
+            let raw = headers.get_all(name);
+            let mut values = raw.iter();
+            let first = values.next();
+            if values.next().is_some() {
+                return Err(Refused {
+                    header: Some(name.as_str().to_owned()),
+                    ..Refused::new(
+                        Kind::RepeatedHeader,
+                        format!("The {name} header is repeated"),
+                    )
+                });
+            }
+            first
+                .and_then(|v| v.to_str().ok())
+                .map(|v| Value::String(v.trim().to_owned()))
+        }
+        Source::Authorization(scheme) => {
+            let auth = single_header(headers, "authorization").map_err(repeated)?;
+            auth.and_then(|a| std::str::from_utf8(a).ok())
+                .and_then(|a| a.trim().split_once(' '))
+                .filter(|(s, _)| s.eq_ignore_ascii_case(scheme))
+                .map(|(_, cred)| Value::String(cred.trim().to_owned()))
+        }
+    })
+}

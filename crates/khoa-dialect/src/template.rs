@@ -1,0 +1,508 @@
+//! JSON templates: a definition's answer bodies. A template is the JSON the partner's document
+//! shows, with values taken from the issued tokens or the refusal:
+//!
+//! - `"{expires_in}"`, a placeholder alone in its string, keeps the value's type: a number stays
+//!   a number. `"{expires_in?}"` leaves the member out when there is no value (a token answer
+//!   without a refresh token). `"{null}"` is JSON `null`, which TOML cannot write.
+//! - `"{code} {message}"`, placeholders among text, makes a string.
+//! - Filters, left to right after `|`: `string` (a number as text), `ms` (seconds as
+//!   milliseconds), `offset:+07:00` or `offset:Asia/Jakarta` (the time zone of a time),
+//!   `rfc3339`, `format:dd/MM/yyyy HH:mm:ss` (Java-style pattern letters `yyyy MM dd HH mm ss
+//!   SSS`, and `XXX` for the offset).
+//! - `{{` and `}}` are literal braces.
+//!
+//! Object members keep the order they are written in.
+
+use serde_json::{Map, Value};
+
+/// A compiled template.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Template {
+    Const(Value),
+    /// One placeholder: typed; omitted from its object when optional and absent.
+    Var(Placeholder),
+    /// Text with placeholders: a string.
+    Text(Vec<Piece>),
+    Object(Vec<(String, Template)>),
+    Array(Vec<Template>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Piece {
+    Lit(String),
+    Var(Placeholder),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placeholder {
+    pub name: String,
+    pub optional: bool,
+    pub filters: Vec<Filter>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Filter {
+    String,
+    Millis,
+    /// Seconds east of UTC.
+    Offset(i32),
+    Rfc3339,
+    Format(String),
+}
+
+/// A mistake in a template: the dotted path under the template's own key, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateError {
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+/// A time in a template's values: Unix seconds (or milliseconds, after `ms`) and an offset.
+#[derive(Clone, Copy, Debug)]
+struct Time {
+    secs: i64,
+    offset: i32,
+}
+
+impl Template {
+    /// Compiles `value`, accepting only the placeholder names `known` accepts.
+    pub fn compile(value: &Value, known: &dyn Fn(&str) -> bool) -> Result<Self, TemplateError> {
+        compile(value, known, &mut Vec::new())
+    }
+
+    /// Every placeholder name, for checks such as "the answer carries the access token".
+    pub fn names(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.collect(&mut out);
+        out
+    }
+
+    fn collect<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Template::Const(_) => {}
+            Template::Var(p) => out.push(&p.name),
+            Template::Text(pieces) => pieces.iter().for_each(|p| {
+                if let Piece::Var(v) = p {
+                    out.push(&v.name)
+                }
+            }),
+            Template::Object(m) => m.iter().for_each(|(_, t)| t.collect(out)),
+            Template::Array(a) => a.iter().for_each(|t| t.collect(out)),
+        }
+    }
+
+    /// Renders with `lookup` giving each placeholder's value (`None`: absent).
+    pub fn render(&self, lookup: &dyn Fn(&str) -> Option<Value>) -> Value {
+        self.render_opt(lookup).unwrap_or(Value::Null)
+    }
+
+    fn render_opt(&self, lookup: &dyn Fn(&str) -> Option<Value>) -> Option<Value> {
+        Some(match self {
+            Template::Const(v) => v.clone(),
+            Template::Var(p) => match lookup(&p.name) {
+                Some(v) => apply(v, &p.filters),
+                None if p.optional => return None,
+                None => Value::Null,
+            },
+            Template::Text(pieces) => {
+                let mut s = String::new();
+                for p in pieces {
+                    match p {
+                        Piece::Lit(l) => s.push_str(l),
+                        Piece::Var(p) => match lookup(&p.name).map(|v| apply(v, &p.filters)) {
+                            Some(Value::String(v)) => s.push_str(&v),
+                            Some(Value::Null) | None => {}
+                            Some(other) => s.push_str(&other.to_string()),
+                        },
+                    }
+                }
+                Value::String(s)
+            }
+            Template::Object(members) => {
+                let mut m = Map::with_capacity(members.len());
+                for (k, t) in members {
+                    if let Some(v) = t.render_opt(lookup) {
+                        m.insert(k.clone(), v);
+                    }
+                }
+                Value::Object(m)
+            }
+            Template::Array(items) => {
+                Value::Array(items.iter().map(|t| t.render(lookup)).collect())
+            }
+        })
+    }
+
+    /// The template at a dotted path of objects, for `errors.mirror`.
+    pub fn at(&self, path: &str) -> Option<&Template> {
+        let mut at = self;
+        for seg in path.split('.') {
+            let Template::Object(members) = at else {
+                return None;
+            };
+            at = &members.iter().find(|(k, _)| k == seg)?.1;
+        }
+        Some(at)
+    }
+}
+
+fn compile(
+    value: &Value,
+    known: &dyn Fn(&str) -> bool,
+    path: &mut Vec<String>,
+) -> Result<Template, TemplateError> {
+    let fail = |path: &Vec<String>, message: String| TemplateError {
+        path: path.clone(),
+        message,
+    };
+    Ok(match value {
+        Value::String(s) => {
+            let pieces = parse_text(s).map_err(|m| fail(path, m))?;
+            for p in &pieces {
+                if let Piece::Var(v) = p
+                    && v.name != "null"
+                    && !known(&v.name)
+                {
+                    return Err(fail(
+                        path,
+                        format!(
+                            "the template names {{{}}}, which this answer does not have",
+                            v.name
+                        ),
+                    ));
+                }
+            }
+            match pieces.as_slice() {
+                [] => Template::Const(Value::String(String::new())),
+                [Piece::Lit(l)] => Template::Const(Value::String(l.clone())),
+                [Piece::Var(v)] if v.name == "null" => Template::Const(Value::Null),
+                [Piece::Var(v)] => Template::Var(v.clone()),
+                _ => {
+                    if let Some(v) = pieces.iter().find_map(|p| match p {
+                        Piece::Var(v) if v.optional => Some(v),
+                        _ => None,
+                    }) {
+                        return Err(fail(
+                            path,
+                            format!(
+                                "{{{}?}} may only stand alone in its string: text around it \
+                                 cannot be left out",
+                                v.name
+                            ),
+                        ));
+                    }
+                    Template::Text(pieces)
+                }
+            }
+        }
+        Value::Object(m) => {
+            let mut members = Vec::with_capacity(m.len());
+            for (k, v) in m {
+                path.push(k.clone());
+                members.push((k.clone(), compile(v, known, path)?));
+                path.pop();
+            }
+            Template::Object(members)
+        }
+        Value::Array(a) => {
+            let mut items = Vec::with_capacity(a.len());
+            for (i, v) in a.iter().enumerate() {
+                path.push(i.to_string());
+                items.push(compile(v, known, path)?);
+                path.pop();
+            }
+            Template::Array(items)
+        }
+        other => Template::Const(other.clone()),
+    })
+}
+
+fn parse_text(s: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut lit = String::new();
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' if chars.peek().map(|p| p.1) == Some('{') => {
+                chars.next();
+                lit.push('{');
+            }
+            '}' if chars.peek().map(|p| p.1) == Some('}') => {
+                chars.next();
+                lit.push('}');
+            }
+            '{' => {
+                let rest = &s[i + 1..];
+                let end = rest
+                    .find('}')
+                    .ok_or_else(|| format!("unclosed {{ in \"{s}\" (write {{{{ for a brace)"))?;
+                let inner = &rest[..end];
+                for _ in 0..inner.chars().count() + 1 {
+                    chars.next();
+                }
+                if !lit.is_empty() {
+                    pieces.push(Piece::Lit(std::mem::take(&mut lit)));
+                }
+                pieces.push(Piece::Var(parse_placeholder(inner)?));
+            }
+            '}' => return Err(format!("stray }} in \"{s}\" (write }}}} for a brace)")),
+            c => lit.push(c),
+        }
+    }
+    if !lit.is_empty() {
+        pieces.push(Piece::Lit(lit));
+    }
+    Ok(pieces)
+}
+
+fn parse_placeholder(inner: &str) -> Result<Placeholder, String> {
+    let mut parts = inner.split('|');
+    let head = parts.next().unwrap_or_default().trim();
+    let (name, optional) = match head.strip_suffix('?') {
+        Some(n) => (n, true),
+        None => (head, false),
+    };
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err(format!("{{{inner}}} is not a placeholder name"));
+    }
+    let filters = parts.map(parse_filter).collect::<Result<_, _>>()?;
+    Ok(Placeholder {
+        name: name.to_owned(),
+        optional,
+        filters,
+    })
+}
+
+fn parse_filter(f: &str) -> Result<Filter, String> {
+    let (name, arg) = match f.split_once(':') {
+        Some((n, a)) => (n.trim(), Some(a)),
+        None => (f.trim(), None),
+    };
+    Ok(match (name, arg) {
+        ("string", None) => Filter::String,
+        ("ms", None) => Filter::Millis,
+        ("rfc3339", None) => Filter::Rfc3339,
+        ("offset", Some(a)) => Filter::Offset(parse_offset(a.trim())?),
+        ("format", Some(p)) if !p.is_empty() => Filter::Format(p.to_owned()),
+        _ => {
+            return Err(format!(
+                "unknown filter |{f} (string, ms, offset:+07:00, rfc3339, format:PATTERN)"
+            ));
+        }
+    })
+}
+
+/// `+07:00`, `-0530`, `Z`, `UTC`, or a time zone whose offset never changes. Zones with
+/// daylight saving time are refused: their offset depends on the date, which needs a time zone
+/// database khoa does not carry.
+pub fn parse_offset(s: &str) -> Result<i32, String> {
+    const FIXED: [(&str, i32); 8] = [
+        ("UTC", 0),
+        ("Etc/UTC", 0),
+        ("Asia/Ho_Chi_Minh", 7 * 3600),
+        ("Asia/Jakarta", 7 * 3600),
+        ("Asia/Bangkok", 7 * 3600),
+        ("Asia/Singapore", 8 * 3600),
+        ("Asia/Manila", 8 * 3600),
+        ("Asia/Tokyo", 9 * 3600),
+    ];
+    if s == "Z" {
+        return Ok(0);
+    }
+    if let Some((_, o)) = FIXED.iter().find(|(n, _)| *n == s) {
+        return Ok(*o);
+    }
+    let bad = || {
+        format!(
+            "offset {s:?} is not +HH:MM, Z or a fixed-offset zone ({})",
+            FIXED.map(|f| f.0).join(", ")
+        )
+    };
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let (h, m): (i32, i32) = (digits[..2].parse().unwrap(), digits[2..].parse().unwrap());
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
+fn apply(mut v: Value, filters: &[Filter]) -> Value {
+    let mut time: Option<Time> = None;
+    for f in filters {
+        let secs = time.map(|t| t.secs).or_else(|| v.as_i64());
+        match f {
+            Filter::String => {
+                v = match &v {
+                    Value::String(_) => v,
+                    other => Value::String(other.to_string()),
+                }
+            }
+            Filter::Millis => {
+                if let Some(n) = v.as_i64() {
+                    v = Value::from(n.saturating_mul(1000));
+                }
+            }
+            Filter::Offset(o) => {
+                if let Some(secs) = secs {
+                    time = Some(Time { secs, offset: *o });
+                }
+            }
+            Filter::Rfc3339 => {
+                if let Some(secs) = secs {
+                    let t = time.unwrap_or(Time { secs, offset: 0 });
+                    v = Value::String(format_time(t, "yyyy-MM-dd'T'HH:mm:ssXXX"));
+                }
+            }
+            Filter::Format(p) => {
+                if let Some(secs) = secs {
+                    let t = time.unwrap_or(Time { secs, offset: 0 });
+                    v = Value::String(format_time(t, p));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Formats a time with Java-style pattern letters (the patterns partner documents quote);
+/// text in single quotes is literal.
+fn format_time(t: Time, pattern: &str) -> String {
+    let local = t.secs + i64::from(t.offset);
+    let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
+    let (y, mo, d) = civil_from_days(days);
+    let mut out = String::new();
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let mut n = 1;
+        while i + n < chars.len() && chars[i + n] == c {
+            n += 1;
+        }
+        match c {
+            '\'' => {
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&c| c == '\'')
+                    .map_or(chars.len(), |p| i + 1 + p);
+                out.extend(&chars[i + 1..end]);
+                i = end + 1;
+                continue;
+            }
+            'y' => out.push_str(&format!("{y:04}")),
+            'M' => out.push_str(&format!("{mo:02}")),
+            'd' => out.push_str(&format!("{d:02}")),
+            'H' => out.push_str(&format!("{:02}", secs / 3600)),
+            'm' => out.push_str(&format!("{:02}", secs % 3600 / 60)),
+            's' => out.push_str(&format!("{:02}", secs % 60)),
+            'S' => out.push_str(&"0".repeat(n)),
+            'X' if t.offset == 0 => out.push('Z'),
+            'X' => {
+                let o = t.offset.abs();
+                let sign = if t.offset < 0 { '-' } else { '+' };
+                out.push_str(&format!("{sign}{:02}:{:02}", o / 3600, o % 3600 / 60));
+            }
+            c => (0..n).for_each(|_| out.push(c)),
+        }
+        i += n;
+    }
+    out
+}
+
+// Howard Hinnant's `civil_from_days` (proleptic Gregorian calendar).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(t: Value, vars: Value) -> Value {
+        let t = Template::compile(&t, &|_| true).unwrap();
+        t.render(&|n| vars.get(n).cloned())
+    }
+
+    #[test]
+    fn a_lone_placeholder_keeps_its_type_and_text_makes_a_string() {
+        let out = render(
+            json!({"ttl": "{expires_in}", "s": "{expires_in|string}", "d": "{code} {message}"}),
+            json!({"expires_in": 900, "code": -107, "message": "wrong"}),
+        );
+        assert_eq!(out, json!({"ttl": 900, "s": "900", "d": "-107 wrong"}));
+        assert_eq!(out.to_string(), r#"{"ttl":900,"s":"900","d":"-107 wrong"}"#);
+    }
+
+    #[test]
+    fn optional_members_are_left_out_and_null_is_written() {
+        let out = render(
+            json!({"a": "{access_token}", "r": "{refresh_token?}", "n": "{null}"}),
+            json!({"access_token": "x"}),
+        );
+        assert_eq!(out.to_string(), r#"{"a":"x","n":null}"#);
+    }
+
+    #[test]
+    fn times_render_in_every_documented_form() {
+        // 2026-12-07T10:00:00Z
+        let v = json!({"t": 1_796_637_600});
+        let out = render(
+            json!({
+                "unix": "{t}", "ms": "{t|ms}", "utc": "{t|rfc3339}",
+                "hcm": "{t|offset:Asia/Ho_Chi_Minh|rfc3339}",
+                "vn": "{t|offset:+07:00|format:dd/MM/yyyy HH:mm:ss}",
+            }),
+            v,
+        );
+        assert_eq!(out["unix"], 1_796_637_600);
+        assert_eq!(out["ms"], 1_796_637_600_000i64);
+        assert_eq!(out["utc"], "2026-12-07T10:00:00Z");
+        assert_eq!(out["hcm"], "2026-12-07T17:00:00+07:00");
+        assert_eq!(out["vn"], "07/12/2026 17:00:00");
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_their_path() {
+        let known = |n: &str| n == "access_token";
+        let e = Template::compile(&json!({"data": {"t": "{acces_token}"}}), &known).unwrap_err();
+        assert_eq!(e.path, ["data", "t"]);
+        assert!(e.message.contains("{acces_token}"), "{}", e.message);
+        for bad in [
+            "{access_token",
+            "x}",
+            "{access_token|nope}",
+            "a {access_token?}",
+        ] {
+            assert!(Template::compile(&json!(bad), &known).is_err(), "{bad}");
+        }
+        assert!(parse_offset("Europe/Berlin").is_err());
+        assert_eq!(parse_offset("-05:30"), Ok(-(5 * 3600 + 30 * 60)));
+    }
+
+    #[test]
+    fn braces_are_escaped_by_doubling() {
+        assert_eq!(render(json!("{{x}}"), json!({})), json!("{x}"));
+    }
+}

@@ -1,0 +1,199 @@
+//! The generic adapter: one handler for every endpoint of every dialect definition. Parse as
+//! the definition says, run the engine, render as the definition says. Rate limits, metrics
+//! labels and request logs apply exactly as for the built-in handlers, because they come from
+//! the same places (the limits, the telemetry middleware keyed on the route).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post, put};
+use khoa_core::error::{Detail, EngineError, ErrorCode};
+use khoa_core::grant::{ClientAuth, TokenRequest};
+use khoa_core::mint::IssuedTokens;
+use khoa_dialect::def::{ClientAuth as AuthFrom, Input, Method};
+use khoa_dialect::load::Endpoint;
+use khoa_dialect::read::{Read, read};
+use khoa_dialect::render::{Answer, Issued};
+use khoa_dialect::{Dialect, Kind, Refused};
+use secrecy::SecretString;
+
+use super::oauth2::no_store;
+use crate::error::ApiError;
+use crate::limits::{ClientIp, Limited};
+use crate::protocol;
+use crate::state::AppState;
+use crate::wire::{BodyError, body_bytes};
+
+/// The route of `dialect`'s endpoint number `index`.
+pub fn route(dialect: Arc<Dialect>, index: usize) -> MethodRouter<AppState> {
+    let method = dialect.endpoints[index].method;
+    let handler = move |State(state): State<AppState>,
+                        ClientIp(ip): ClientIp,
+                        headers: HeaderMap,
+                        body: Result<Bytes, BytesRejection>| {
+        let dialect = dialect.clone();
+        async move { serve(&state, &dialect, index, ip, &headers, body).await }
+    };
+    match method {
+        Method::Post => post(handler),
+        Method::Put => put(handler),
+    }
+}
+
+async fn serve(
+    state: &AppState,
+    dialect: &Dialect,
+    index: usize,
+    ip: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let endpoint = &dialect.endpoints[index];
+    if let Err(l) = state.limits.check_ip(ip) {
+        return refuse(dialect, rate_limited(l));
+    }
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return refuse(
+                dialect,
+                Refused::new(Kind::TooLarge, protocol::Refusal::TooLarge.description()),
+            );
+        }
+        Err(BodyError::Unreadable) => {
+            return refuse(
+                dialect,
+                Refused::new(Kind::Malformed, "The request body could not be read"),
+            );
+        }
+    };
+    let request = match read(endpoint, headers, &body) {
+        Ok(r) => token_request(endpoint, r),
+        Err(r) => return refuse(dialect, r),
+    };
+    if let Err(l) = state.limits.check_client(request.client.client_id()) {
+        return refuse(dialect, rate_limited(l));
+    }
+    match state.engine.token(&request).await {
+        Ok(t) => success(endpoint, &t, state.engine.now()),
+        Err(e) => refuse(dialect, from_engine(e)),
+    }
+}
+
+/// The engine request: the grant, the client as the endpoint names it, the inputs.
+fn token_request(endpoint: &Endpoint, mut read: Read) -> TokenRequest {
+    let secret = read.take(Input::ClientSecret).map(SecretString::from);
+    let client = match (endpoint.client_auth, read.basic.take()) {
+        (AuthFrom::Basic | AuthFrom::BasicForm, Some((client_id, password))) => ClientAuth::Basic {
+            client_id,
+            secret: SecretString::from(password),
+        },
+        _ => match (
+            read.take(Input::ClientId)
+                .or_else(|| endpoint.client.clone()),
+            secret,
+        ) {
+            (Some(client_id), Some(secret)) => ClientAuth::Post { client_id, secret },
+            (Some(client_id), None) => ClientAuth::IdOnly { client_id },
+            (None, _) => ClientAuth::None,
+        },
+    };
+    TokenRequest {
+        username: read.take(Input::Username),
+        password: read.take(Input::Password).map(SecretString::from),
+        refresh_token: read.take(Input::RefreshToken).map(SecretString::from),
+        scope: read.take(Input::Scope),
+        ..TokenRequest::new(endpoint.grant.as_str(), client)
+    }
+}
+
+fn success(endpoint: &Endpoint, t: &IssuedTokens, now: i64) -> Response {
+    let scope = t.scope.to_string();
+    let issued = Issued {
+        access_token: &t.access_token,
+        token_type: IssuedTokens::TOKEN_TYPE,
+        expires_in: t.expires_in,
+        refresh_token: t.refresh_token.as_deref(),
+        refresh_expires_in: t.refresh_expires_in,
+        otp_token: t.otp_token.as_deref(),
+        scope: Some(scope),
+        client_id: &t.client_id,
+        issued_at: now,
+    };
+    respond(endpoint.render(&issued), None)
+}
+
+fn rate_limited(l: Limited) -> Refused {
+    Refused::new(
+        Kind::RateLimited,
+        "Too many requests, retry after the seconds in Retry-After",
+    )
+    .with_retry_after(l.retry_after_secs)
+}
+
+/// The engine's refusal as a kind of the definition's error table.
+fn from_engine(e: EngineError) -> Refused {
+    match e {
+        EngineError::OAuth(o) => {
+            let kind = match (o.code, o.detail) {
+                (_, Detail::TemporarilyLocked { .. }) => Kind::Locked,
+                (_, Detail::AccountDisabled) => Kind::Disabled,
+                (ErrorCode::InvalidClient, _) => Kind::InvalidClient,
+                (ErrorCode::InvalidGrant, _) => Kind::InvalidGrant,
+                (ErrorCode::InvalidRequest, _) => Kind::InvalidRequest,
+                (ErrorCode::InvalidScope, _) => Kind::InvalidScope,
+                (ErrorCode::UnauthorizedClient, _) => Kind::UnauthorizedClient,
+                _ => Kind::OauthError,
+            };
+            Refused {
+                error: Some(o.code.as_str()),
+                retry_after: o.retry_after(),
+                ..Refused::new(kind, o.description.into_owned())
+            }
+        }
+        other => {
+            let (status, _, description) = ApiError::from(other).log();
+            let kind = if status == StatusCode::SERVICE_UNAVAILABLE {
+                Kind::Unavailable
+            } else {
+                Kind::ServerError
+            };
+            Refused::new(kind, description)
+        }
+    }
+}
+
+/// A refusal of the HTTP layer ([`crate::protocol`]) in the definition's shape.
+pub fn protocol_refusal(dialect: &Dialect, r: protocol::Refusal) -> Response {
+    let kind = match r {
+        protocol::Refusal::Malformed => Kind::Malformed,
+        protocol::Refusal::MethodNotAllowed => Kind::MethodNotAllowed,
+        protocol::Refusal::Timeout => Kind::Timeout,
+        protocol::Refusal::TooLarge => Kind::TooLarge,
+        protocol::Refusal::HeadersTooLarge => Kind::HeadersTooLarge,
+    };
+    refuse(dialect, Refused::new(kind, r.description()))
+}
+
+fn refuse(dialect: &Dialect, r: Refused) -> Response {
+    respond(dialect.refuse(&r), r.retry_after)
+}
+
+fn respond(a: Answer, retry_after: Option<u64>) -> Response {
+    let status = a.status;
+    let mut res = no_store((status, axum::Json(a.body)).into_response());
+    for (name, value) in a.headers {
+        res.headers_mut().insert(name, value);
+    }
+    // RFC 9110 §10.2.3: when to come back, as every built-in dialect's 429 and 503 say.
+    match (retry_after, status) {
+        (Some(secs), _) => super::set_retry_after(&mut res, secs),
+        (None, StatusCode::SERVICE_UNAVAILABLE) => super::set_retry_after(&mut res, 1),
+        _ => {}
+    }
+    res
+}
