@@ -44,6 +44,28 @@ pub enum Command {
     Audit(AuditCommand),
     /// Copy the SQLite database while the server runs (a consistent snapshot, verified).
     Backup(BackupArgs),
+    /// Dialect definitions: list what is served, show, check a file, print the JSON Schema.
+    #[command(subcommand)]
+    Dialect(DialectCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DialectCommand {
+    /// Every dialect: name, source (built-in or file), state, and its endpoints.
+    List,
+    /// Print a definition file as loaded from `dialects.dir`, a starting point to copy.
+    Show {
+        /// The dialect's name.
+        name: String,
+    },
+    /// Validate a definition file and print the endpoints it would serve; exit 1 naming the
+    /// file, the line and the key of the first mistake.
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print the JSON Schema of definition files, for editors that validate TOML.
+    Schema,
 }
 
 #[derive(Debug, Args)]

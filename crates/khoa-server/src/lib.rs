@@ -8,8 +8,11 @@
 //! - [`tls`]: native TLS (rustls on ring): the certificate and key files, reloaded on SIGHUP.
 //! - [`connections`]: the per-address connection cap, and which idle connection to close when
 //!   the accept loop runs out of slots.
-//! - [`dialects`]: one file per wire dialect, each parse → engine → render.
-//!   [`dialects::oauth2`] is RFC 6749 `/connect/token`.
+//! - [`dialects`]: one file per built-in wire dialect, each parse → engine → render
+//!   ([`dialects::oauth2`] is RFC 6749 `/connect/token`); the definition files of
+//!   `dialects.dir` ([`dialects::registry`]) served by one generic adapter
+//!   ([`dialects::generic`]).
+//! - [`dialect_cli`]: `khoa dialect list | show | check | schema`.
 //! - [`authorize`]: `/connect/authorize` (RFC 6749 §4.1 with PKCE): the server-rendered,
 //!   bilingual login page, its CSRF cookie, and the redirect back with the code.
 //! - [`userinfo`]: OpenID Connect `/connect/userinfo`.
@@ -40,6 +43,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod demo;
+pub mod dialect_cli;
 pub mod dialects;
 pub mod error;
 pub mod forward_auth;

@@ -73,6 +73,7 @@ async fn run() -> Result<()> {
             admin::audit(&*open_engine(&config, config.issuer()).await?, cmd).await?
         }
         Command::Backup(args) => khoa_server::backup::run(&config, args).await?,
+        Command::Dialect(cmd) => khoa_server::dialect_cli::run(&config, cmd)?,
         Command::Keys(cmd) => {
             let engine = open_engine(&config, config.issuer()).await?;
             admin::keys(&engine, cmd, &config.keys).await?

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Keys without a default value: in the example only as commented-out lines (`# key = …`).
 /// `master_key` is never serialised (a secret), the others serialise as null.
-const OPTIONAL: [&str; 7] = [
+const OPTIONAL: [&str; 8] = [
     "issuer",
     "master_key",
     "master_key_file",
@@ -19,6 +19,7 @@ const OPTIONAL: [&str; 7] = [
     "http.max_connections_per_ip",
     "tls.cert_file",
     "tls.key_file",
+    "dialects.dir",
 ];
 
 fn example_path() -> PathBuf {

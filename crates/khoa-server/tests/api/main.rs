@@ -25,6 +25,8 @@
 //! - `crash`: `khoa serve` killed with SIGKILL mid-load and restarted, again and again: every
 //!   token answered survives, and the SQLite file stays intact.
 //! - `demo_cli`, `cli_admin`: the `khoa` binary itself (`demo`, `serve` and the admin verbs).
+//! - `dialect_files`: dialects from definition files (`dialects.dir`): Casso from
+//!   `dialects/casso.toml`, an edited copy, the definitions start-up refuses, `khoa dialect`.
 //! - `revocation`: RFC 7009 revocation, RFC 7662 introspection over every dialect's tokens,
 //!   RFC 8414 / OpenID discovery.
 //! - `forward_auth`, `nginx`: `/auth/verify` on its own, and behind a real nginx running the
@@ -59,6 +61,7 @@ mod demo_cli;
 mod deploy;
 mod dialect_bankhub;
 mod dialect_derivative;
+mod dialect_files;
 mod dialect_partner;
 mod dialect_vietqr;
 mod errors;

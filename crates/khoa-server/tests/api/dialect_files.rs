@@ -1,0 +1,264 @@
+//! Dialects from definition files (`dialects.dir`), served by the generic adapter through the
+//! real server: Casso from `dialects/casso.toml` alone, a copy changed by its author, and the
+//! definitions start-up and `khoa dialect check` refuse.
+
+use std::path::{Path, PathBuf};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::cli::{fails, khoa, ok, run};
+use crate::helpers::{TestApp, cache_control, keys_in_order, spawn_app_with, test_config};
+
+const API_KEY: &str = "casso-api-key-0123456789abcdefghijklmnop";
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../dialects")
+        .join(name)
+}
+
+/// A directory holding these definition files.
+fn dialects_dir(files: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("definition written");
+    }
+    dir
+}
+
+fn casso_text() -> String {
+    std::fs::read_to_string(example("casso.toml")).expect("dialects/casso.toml")
+}
+
+async fn casso_app(text: String) -> (TestApp, tempfile::TempDir) {
+    let defs = dialects_dir(&[("casso.toml", text)]);
+    let dir = defs.path().to_owned();
+    let app = spawn_app_with(|c| c.dialects.dir = Some(dir)).await;
+    app.add_confidential_client_with_secret("casso", "read", API_KEY, |_| {})
+        .await;
+    (app, defs)
+}
+
+async fn body(res: reqwest::Response) -> Value {
+    res.json().await.expect("a JSON body")
+}
+
+#[tokio::test]
+async fn casso_serves_from_its_definition_file_alone() {
+    let (app, _defs) = casso_app(casso_text()).await;
+
+    let res = app
+        .post_json("/v1/token", &[], &json!({"code": API_KEY}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(cache_control(&res), Some("no-store"));
+    let b = body(res).await;
+    assert_eq!(keys_in_order(&b), ["access_token", "expires_in"]);
+    assert!(b["expires_in"].is_i64(), "a number, as Casso sends it: {b}");
+    // The token is an ordinary khoa token: the protected resource takes it.
+    let token = b["access_token"].as_str().unwrap();
+    assert_eq!(app.protected(token).await.status(), 200);
+
+    let res = app
+        .post_json("/v1/token", &[], &json!({"code": "wrong"}))
+        .await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.text().await.unwrap(),
+        r#"{"error":401,"message":"Unauthorized Access","data":null}"#
+    );
+    for bad in [r#"{}"#, r#"{"code": 5}"#, "not json", r#"["code"]"#] {
+        let res = app.post_json_raw("/v1/token", &[], bad).await;
+        assert_eq!(res.status(), 400, "{bad}");
+        assert_eq!(
+            body(res).await,
+            json!({"error": 400, "message": "Bad Request", "data": null}),
+            "{bad}"
+        );
+    }
+    // Refusals of the HTTP layer take the definition's shape too.
+    let res = app.send(Method::GET, "/v1/token", &[], None).await;
+    assert_eq!(res.status(), 405);
+    assert_eq!(body(res).await["error"], 405);
+    let huge = format!(
+        r#"{{"code": "{}"}}"#,
+        "x".repeat(app.config.http.max_body_bytes)
+    );
+    let res = app.post_json_raw("/v1/token", &[], &huge).await;
+    assert_eq!(res.status(), 413);
+    assert_eq!(body(res).await["error"], 413);
+}
+
+#[tokio::test]
+async fn an_edited_copy_serves_its_new_wire_shape_without_code() {
+    let text = casso_text()
+        .replace("path = \"/v1/token\"", "path = \"/casso/v2/token\"")
+        .replace(
+            "access_token = \"{access_token}\"",
+            "accessToken = \"{access_token}\"",
+        )
+        .replace(
+            "expires_in = \"{expires_in}\"",
+            "expiresIn = \"{expires_in|string}\"",
+        );
+    let (app, _defs) = casso_app(text).await;
+    let res = app
+        .post_json("/casso/v2/token", &[], &json!({"code": API_KEY}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let b = body(res).await;
+    assert_eq!(keys_in_order(&b), ["accessToken", "expiresIn"]);
+    assert!(b["expiresIn"].is_string(), "{b}");
+    let res = app
+        .post_json("/v1/token", &[], &json!({"code": API_KEY}))
+        .await;
+    assert_eq!(res.status(), 404, "the old path is gone");
+}
+
+/// What `khoa serve` would say about a `dialects.dir` holding these files.
+async fn start_refused(
+    files: &[(&str, String)],
+    tweak: impl FnOnce(&mut khoa_server::config::Config),
+) -> String {
+    let defs = dialects_dir(files);
+    let data = tempfile::tempdir().unwrap();
+    let mut config = test_config(data.path());
+    config.dialects.dir = Some(defs.path().to_owned());
+    tweak(&mut config);
+    let err = khoa_server::startup::App::build(config)
+        .await
+        .err()
+        .expect("start-up refuses the definitions");
+    assert!(
+        !data.path().join("khoa.db").exists(),
+        "a refused definition creates no database"
+    );
+    err.to_string()
+}
+
+#[tokio::test]
+async fn start_up_refuses_a_definition_naming_file_line_and_key() {
+    let text = casso_text().replace("body = \"json\"", "body = \"json\"\nbodi = \"form\"");
+    let e = start_refused(&[("casso.toml", text.clone())], |_| {}).await;
+    let line = text[..text.find("bodi").unwrap()].matches('\n').count() + 1;
+    assert!(e.contains("casso.toml"), "{e}");
+    assert!(e.contains(&format!("line {line}")), "{e}");
+    assert!(e.contains("key endpoints.token.bodi"), "{e}");
+}
+
+#[tokio::test]
+async fn start_up_refuses_a_path_another_dialect_serves() {
+    let e = start_refused(&[("casso.toml", casso_text())], |c| {
+        c.dialects.bankhub.enabled = true
+    })
+    .await;
+    assert!(e.contains("/v1/token") && e.contains("bankhub"), "{e}");
+    let e = start_refused(
+        &[
+            ("a.toml", casso_text()),
+            (
+                "b.toml",
+                casso_text().replace("name = \"casso\"", "name = \"other\""),
+            ),
+        ],
+        |_| {},
+    )
+    .await;
+    assert!(e.contains("b.toml") && e.contains("dialect casso"), "{e}");
+    let e = start_refused(
+        &[(
+            "x.toml",
+            casso_text().replace("path = \"/v1/token\"", "path = \"/healthz\""),
+        )],
+        |_| {},
+    )
+    .await;
+    assert!(e.contains("/healthz"), "{e}");
+}
+
+#[tokio::test]
+async fn start_up_refuses_a_built_in_name_and_a_missing_dir() {
+    let e = start_refused(
+        &[(
+            "bankhub.toml",
+            casso_text().replace("name = \"casso\"", "name = \"bankhub\""),
+        )],
+        |_| {},
+    )
+    .await;
+    assert!(e.contains("built-in"), "{e}");
+    let data = tempfile::tempdir().unwrap();
+    let mut config = test_config(data.path());
+    config.dialects.dir = Some(data.path().join("nope"));
+    let e = khoa_server::startup::App::build(config)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("dialects.dir") && e.contains("nope"), "{e}");
+}
+
+#[tokio::test]
+async fn dialect_check_prints_the_endpoints_or_the_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(
+        dir.path(),
+        &["dialect", "check", example("casso.toml").to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert!(out.contains("casso"), "{out}");
+    assert!(out.contains("POST /v1/token"), "{out}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        casso_text().replace("\"{expires_in}\"", "\"{expires}\""),
+    )
+    .unwrap();
+    let err = fails(
+        dir.path(),
+        &["dialect", "check", bad.to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert!(err.contains("bad.toml"), "{err}");
+    assert!(
+        err.contains("key endpoints.token.response.body.expires_in"),
+        "{err}"
+    );
+    assert!(err.contains("{expires}"), "{err}");
+    assert!(err.contains(", line "), "{err}");
+}
+
+#[tokio::test]
+async fn dialect_list_show_and_schema() {
+    let defs = dialects_dir(&[("casso.toml", casso_text())]);
+    let mut cmd = khoa();
+    cmd.env("KHOA_DIALECTS__DIR", defs.path());
+    let out = run(cmd, &["dialect", "list"], None).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    let line = |name: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {}", out.stdout))
+            .to_owned()
+    };
+    assert!(line("casso").contains("file") && line("casso").contains("POST /v1/token"));
+    assert!(line("oauth2").contains("built-in") && line("oauth2").contains("enabled"));
+    assert!(line("bankhub").contains("disabled"));
+
+    let mut cmd = khoa();
+    cmd.env("KHOA_DIALECTS__DIR", defs.path());
+    let shown = run(cmd, &["dialect", "show", "casso"], None).await;
+    assert_eq!(shown.stdout, casso_text());
+
+    let out = run(khoa(), &["dialect", "schema"], None).await;
+    let schema: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert!(schema["properties"]["endpoints"].is_object(), "{schema}");
+    let no = run(khoa(), &["dialect", "show", "nosuch"], None).await;
+    assert_eq!(no.status.code(), Some(1));
+    assert!(no.stderr.contains("no dialect nosuch"), "{}", no.stderr);
+}
