@@ -6,14 +6,19 @@ use anyhow::{Context, Result, bail};
 use crate::cli::DialectCommand;
 use crate::config::Config;
 use crate::dialects::{self, registry};
-use crate::startup::load_file_dialects;
+use crate::startup::load_defined_dialects;
 
 pub fn run(config: &Config, cmd: DialectCommand) -> Result<()> {
     match cmd {
         DialectCommand::List => list(config),
         DialectCommand::Show { name } => {
-            let files = load_file_dialects(config)?;
-            match files.iter().find(|d| d.name == name) {
+            let served = load_defined_dialects(config)?;
+            let built_ins = registry::built_ins(&config.dialects)?;
+            let found = served
+                .iter()
+                .find(|d| d.name == name)
+                .or_else(|| built_ins.iter().map(|(d, _)| d).find(|d| d.name == name));
+            match found {
                 Some(d) => print!("{}", d.text),
                 None if registry::BUILT_IN.contains(&name.as_str()) => bail!(
                     "{name} is a built-in dialect served by its own handler; it has no \
@@ -55,7 +60,8 @@ pub fn run(config: &Config, cmd: DialectCommand) -> Result<()> {
 }
 
 fn list(config: &Config) -> Result<()> {
-    let files = load_file_dialects(config)?;
+    let served = load_defined_dialects(config)?;
+    let built_ins = registry::built_ins(&config.dialects)?;
     println!("{:<12} {:<10} {:<9} ENDPOINTS", "NAME", "SOURCE", "STATE");
     // Every built-in with its configured paths, enabled or not.
     let mut all = config.dialects.clone();
@@ -67,6 +73,17 @@ fn list(config: &Config) -> Result<()> {
     let enabled = dialects::route_dialects(&config.dialects, &[]);
     let routes = dialects::route_dialects(&all, &[]);
     for name in registry::BUILT_IN {
+        if let Some((d, enabled)) = built_ins.iter().find(|(d, _)| d.name == name) {
+            // Served as configured, or replaced by a file of the same name.
+            let d = served.iter().find(|s| s.name == name).unwrap_or(d);
+            let source = match d.origin {
+                khoa_dialect::Origin::BuiltIn => "built-in",
+                khoa_dialect::Origin::File(_) => "file",
+            };
+            let state = if *enabled { "enabled" } else { "disabled" };
+            println!("{name:<12} {source:<10} {state:<9} {}", endpoints(d));
+            continue;
+        }
         let state = if enabled.iter().any(|r| r.dialect == name) {
             "enabled"
         } else {
@@ -83,20 +100,27 @@ fn list(config: &Config) -> Result<()> {
             paths.join(" ")
         );
     }
-    for d in &files {
-        let endpoints: Vec<String> = d
-            .endpoints
-            .iter()
-            .map(|e| format!("{} {}", e.method.as_str(), e.path))
-            .collect();
+    for d in served
+        .iter()
+        .filter(|d| !registry::BUILT_IN.contains(&d.name.as_str()))
+    {
         println!(
             "{:<12} {:<10} {:<9} {}",
             d.name,
             "file",
             "enabled",
-            endpoints.join(", ")
+            endpoints(d)
         );
         println!("{:<12} {}", "", d.origin);
     }
     Ok(())
+}
+
+fn endpoints(d: &khoa_dialect::Dialect) -> String {
+    let e: Vec<String> = d
+        .endpoints
+        .iter()
+        .map(|e| format!("{} {}", e.method.as_str(), e.path))
+        .collect();
+    e.join(", ")
 }

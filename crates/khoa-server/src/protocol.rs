@@ -174,7 +174,8 @@ mod tests {
     fn app() -> Router {
         let mut cfg = DialectsConfig::default();
         cfg.bankhub.enabled = true;
-        let renderers = dialects::route_dialects(&cfg, &[])
+        let defined = dialects::registry::load(&cfg, &[]).expect("the built-in definitions load");
+        let renderers = dialects::route_dialects(&cfg, &defined)
             .into_iter()
             .map(|r| (r.path, r.refuse))
             .collect();

@@ -184,7 +184,7 @@ impl App {
             _ => None,
         };
         // So is a definition file that does not validate.
-        let file_dialects = Arc::new(load_file_dialects(&config)?);
+        let defined_dialects = Arc::new(load_defined_dialects(&config)?);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -221,7 +221,7 @@ impl App {
                 limits: Arc::new(crate::limits::RateLimits::new(&config.rate_limit)),
                 config: Arc::new(config.clone()),
                 metrics,
-                file_dialects,
+                defined_dialects,
             },
             config,
             tls,
@@ -446,13 +446,11 @@ impl Serving {
     }
 }
 
-/// The definition files of `dialects.dir`, checked against every path khoa serves already.
-pub fn load_file_dialects(
+/// The dialects served from definitions (the enabled built-in ones, the files of
+/// `dialects.dir`), checked against every path khoa's other routes serve.
+pub fn load_defined_dialects(
     config: &Config,
 ) -> Result<Vec<Arc<khoa_dialect::Dialect>>, dialects::registry::RegistryError> {
-    let Some(dir) = &config.dialects.dir else {
-        return Ok(Vec::new());
-    };
     let mut taken: Vec<(String, String)> = dialects::route_dialects(&config.dialects, &[])
         .into_iter()
         .map(|r| (r.path, format!("the {} dialect", r.dialect)))
@@ -479,11 +477,11 @@ pub fn load_file_dialects(
             "khoa (forward_auth.path)".to_owned(),
         ));
     }
-    dialects::registry::load_dir(dir, &taken)
+    dialects::registry::load(&config.dialects, &taken)
 }
 
 pub fn router(state: AppState, config: &Config) -> Router {
-    let route_dialects = dialects::route_dialects(&config.dialects, &state.file_dialects);
+    let route_dialects = dialects::route_dialects(&config.dialects, &state.defined_dialects);
     state
         .metrics
         .declare_dialects(route_dialects.iter().map(|r| r.dialect));
@@ -507,7 +505,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         max_body_bytes: config.http.max_body_bytes,
         max_header_bytes: config.http.max_header_bytes,
     };
-    let files = state.file_dialects.clone();
+    let files = state.defined_dialects.clone();
     let mut router = Router::new();
     if config.metrics.enabled {
         router = router.route(&config.metrics.path, get(metrics::serve));

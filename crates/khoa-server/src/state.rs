@@ -15,6 +15,6 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     /// This server's counters (`GET /metrics`); the rate limiter reports to it.
     pub metrics: Arc<Metrics>,
-    /// The dialects of the definition files in `dialects.dir`.
-    pub file_dialects: Arc<Vec<Arc<khoa_dialect::Dialect>>>,
+    /// The dialects served from definitions: built-in ones and the files of `dialects.dir`.
+    pub defined_dialects: Arc<Vec<Arc<khoa_dialect::Dialect>>>,
 }

@@ -2,7 +2,6 @@
 //! engine → render); and every dialect loaded from a definition file ([`registry`]), served by
 //! one generic adapter ([`generic`]). None holds token logic.
 
-pub mod bankhub;
 pub mod derivative;
 pub mod generic;
 pub mod oauth2;
@@ -97,9 +96,6 @@ pub fn route_dialects(cfg: &DialectsConfig, files: &[Arc<Dialect>]) -> Vec<Diale
             derivative::refusal,
         );
     }
-    if cfg.bankhub.enabled {
-        add(&cfg.bankhub.path, "bankhub", bankhub::refusal);
-    }
     if cfg.partner.enabled {
         add(&cfg.partner.login_path, "partner", partner::refusal);
         add(&cfg.partner.refresh_path, "partner", partner::refusal);
@@ -153,9 +149,6 @@ pub fn routes(cfg: &DialectsConfig, files: &[Arc<Dialect>]) -> Router<AppState> 
                 &cfg.derivative.underlying_path,
                 post(derivative::underlying),
             );
-    }
-    if cfg.bankhub.enabled {
-        r = r.route(&cfg.bankhub.path, post(bankhub::token));
     }
     if cfg.partner.enabled {
         r = r

@@ -1,14 +1,17 @@
-//! The dialects loaded from definition files (`dialects.dir`): read once at start-up, refused
-//! with file, line and key when one does not validate, and served by [`super::generic`].
+//! The dialects served from definitions: the built-in ones embedded in the binary
+//! (`crates/khoa-server/dialects/*.toml`) and the files of `dialects.dir`, read once at
+//! start-up, refused with file, line and key when one does not validate, and served by
+//! [`super::generic`].
 //!
-//! The five built-in dialects are still handlers of their own beside this (moving them to
-//! built-in definitions is the next step of the dialects-as-data work); a file may therefore
-//! not take a built-in's name or any path khoa already serves.
+//! Of the five built-in dialects, those not yet moved to definitions are handlers of their
+//! own beside this; a file may not take their names, nor any path khoa already serves.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use khoa_dialect::{DefinitionError, Dialect, Origin};
+
+use crate::config::DialectsConfig;
 
 /// Why the definitions could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +52,93 @@ pub enum RegistryError {
 /// The names of the built-in dialects.
 pub const BUILT_IN: [&str; 5] = ["oauth2", "derivative", "bankhub", "partner", "vietqr"];
 
-/// Every `*.toml` of `dir` (sorted by name), loaded and checked against `taken`: the paths
-/// khoa already serves, each with what serves it.
-pub fn load_dir(
-    dir: &Path,
+/// The built-in dialects that are definitions, embedded in the binary. Each one's `[settings]`
+/// are the keys of its `[dialects.NAME]` configuration table besides `enabled`.
+const DEFINED: [(&str, &str); 1] = [("bankhub", include_str!("../../dialects/bankhub.toml"))];
+
+/// Every built-in definition with the operator's settings applied, and whether it is enabled.
+pub fn built_ins(cfg: &DialectsConfig) -> Result<Vec<(Arc<Dialect>, bool)>, RegistryError> {
+    DEFINED
+        .iter()
+        .map(|(name, text)| {
+            let (enabled, overrides) = configured(cfg, name);
+            let d = khoa_dialect::load(text, Origin::BuiltIn, &overrides)?;
+            Ok((Arc::new(d), enabled))
+        })
+        .collect()
+}
+
+/// `dialects.NAME.enabled`, and the keys of `[dialects.NAME]` the operator changed.
+fn configured(
+    cfg: &DialectsConfig,
+    name: &str,
+) -> (bool, serde_json::Map<String, serde_json::Value>) {
+    let table = |c: &DialectsConfig| match serde_json::to_value(c) {
+        Ok(serde_json::Value::Object(mut m)) => match m.remove(name) {
+            Some(serde_json::Value::Object(t)) => t,
+            _ => serde_json::Map::new(),
+        },
+        _ => serde_json::Map::new(),
+    };
+    let defaults = table(&DialectsConfig::default());
+    let mut given = table(cfg);
+    let enabled = given
+        .remove("enabled")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    given.retain(|k, v| k != "enabled" && defaults.get(k) != Some(v));
+    (enabled, given)
+}
+
+/// The definitions khoa serves: the enabled built-in ones, and every `*.toml` of `dialects.dir`
+/// (sorted by name; a file named like a built-in definition replaces it, and is served when
+/// that dialect is enabled). `taken` are the paths served by other routes, each with what
+/// serves it: a definition may not take one, nor a path of another definition.
+pub fn load(
+    cfg: &DialectsConfig,
     taken: &[(String, String)],
 ) -> Result<Vec<Arc<Dialect>>, RegistryError> {
+    let files = match &cfg.dir {
+        Some(dir) => load_dir(dir)?,
+        None => Vec::new(),
+    };
+    let mut served: Vec<Arc<Dialect>> = Vec::new();
+    for (d, enabled) in built_ins(cfg)? {
+        if !enabled {
+            continue;
+        }
+        match files.iter().find(|f| f.name == d.name) {
+            None => served.push(d),
+            // The replacement gets the operator's changed settings, as the built-in would.
+            Some(f) => {
+                let (_, overrides) = configured(cfg, &d.name);
+                let Origin::File(path) = &f.origin else {
+                    continue;
+                };
+                served.push(Arc::new(
+                    khoa_dialect::load(&f.text, f.origin.clone(), &overrides).map_err(|e| {
+                        RegistryError::Definition(DefinitionError {
+                            origin: path.display().to_string(),
+                            ..e
+                        })
+                    })?,
+                ));
+            }
+        }
+    }
+    served.extend(
+        files
+            .into_iter()
+            .filter(|f| !DEFINED.iter().any(|(n, _)| *n == f.name)),
+    );
+    let mut taken = taken.to_vec();
+    for d in &served {
+        check_paths(d, &mut taken)?;
+    }
+    Ok(served)
+}
+
+fn load_dir(dir: &Path) -> Result<Vec<Arc<Dialect>>, RegistryError> {
     let entries = std::fs::read_dir(dir).map_err(|source| RegistryError::Dir {
         dir: dir.to_owned(),
         source,
@@ -64,14 +148,33 @@ pub fn load_dir(
         .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
         .collect();
     files.sort();
-    let mut taken = taken.to_vec();
     let mut loaded: Vec<Arc<Dialect>> = Vec::new();
     for file in files {
-        let dialect = load_file(&file)?;
-        check(&dialect, &file, &loaded, &mut taken)?;
-        loaded.push(Arc::new(dialect));
+        let d = load_file(&file)?;
+        let defined = DEFINED.iter().any(|(n, _)| *n == d.name);
+        if BUILT_IN.contains(&d.name.as_str()) && !defined {
+            return Err(RegistryError::BuiltIn {
+                name: d.name.clone(),
+                file,
+            });
+        }
+        if let Some(other) = loaded.iter().find(|o| o.name == d.name) {
+            return Err(RegistryError::SameName {
+                name: d.name.clone(),
+                file,
+                other: origin_path(&other.origin),
+            });
+        }
+        loaded.push(Arc::new(d));
     }
     Ok(loaded)
+}
+
+fn origin_path(o: &Origin) -> PathBuf {
+    match o {
+        Origin::File(p) => p.clone(),
+        Origin::BuiltIn => PathBuf::from("built-in"),
+    }
 }
 
 /// One definition file, validated on its own (`khoa dialect check`).
@@ -87,32 +190,11 @@ pub fn load_file(file: &Path) -> Result<Dialect, RegistryError> {
     )?)
 }
 
-fn check(
-    d: &Dialect,
-    file: &Path,
-    loaded: &[Arc<Dialect>],
-    taken: &mut Vec<(String, String)>,
-) -> Result<(), RegistryError> {
-    if BUILT_IN.contains(&d.name.as_str()) {
-        return Err(RegistryError::BuiltIn {
-            name: d.name.clone(),
-            file: file.to_owned(),
-        });
-    }
-    if let Some(other) = loaded.iter().find(|o| o.name == d.name) {
-        return Err(RegistryError::SameName {
-            name: d.name.clone(),
-            file: file.to_owned(),
-            other: match &other.origin {
-                Origin::File(p) => p.clone(),
-                Origin::BuiltIn => PathBuf::from("built-in"),
-            },
-        });
-    }
+fn check_paths(d: &Dialect, taken: &mut Vec<(String, String)>) -> Result<(), RegistryError> {
     for e in &d.endpoints {
         if let Some((_, owner)) = taken.iter().find(|(p, _)| *p == e.path) {
             return Err(RegistryError::PathTaken {
-                file: file.to_owned(),
+                file: origin_path(&d.origin),
                 endpoint: e.name.clone(),
                 path: e.path.clone(),
                 owner: owner.clone(),
@@ -120,10 +202,7 @@ fn check(
         }
     }
     for e in &d.endpoints {
-        taken.push((
-            e.path.clone(),
-            format!("dialect {} ({})", d.name, file.display()),
-        ));
+        taken.push((e.path.clone(), format!("dialect {} ({})", d.name, d.origin)));
     }
     Ok(())
 }

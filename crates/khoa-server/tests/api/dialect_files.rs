@@ -182,7 +182,7 @@ async fn start_up_refuses_a_built_in_name_and_a_missing_dir() {
     let e = start_refused(
         &[(
             "bankhub.toml",
-            casso_text().replace("name = \"casso\"", "name = \"bankhub\""),
+            casso_text().replace("name = \"casso\"", "name = \"vietqr\""),
         )],
         |_| {},
     )
@@ -261,4 +261,59 @@ async fn dialect_list_show_and_schema() {
     let no = run(khoa(), &["dialect", "show", "nosuch"], None).await;
     assert_eq!(no.status.code(), Some(1));
     assert!(no.stderr.contains("no dialect nosuch"), "{}", no.stderr);
+}
+
+const BANKHUB: &str = include_str!("../../dialects/bankhub.toml");
+
+#[tokio::test]
+async fn a_file_named_like_a_built_in_definition_replaces_it() {
+    let text = BANKHUB
+        .replace(
+            "ttl = \"{expires_in}\"",
+            "expires_in_ms = \"{expires_in|ms}\"",
+        )
+        .replace("status = 201", "status = 200");
+    let defs = dialects_dir(&[("bankhub.toml", text)]);
+    let dir = defs.path().to_owned();
+    let app = spawn_app_with(|c| {
+        c.dialects.dir = Some(dir);
+        c.dialects.bankhub.enabled = true;
+        c.dialects.bankhub.path = "/hub/token".into();
+    })
+    .await;
+    let secret = app.add_confidential_client("hub", "read", |_| {}).await;
+    let res = app
+        .send(
+            Method::POST,
+            "/hub/token",
+            &[("authorization", &crate::helpers::basic_auth("hub", &secret))],
+            None,
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        200,
+        "the file's status, at the configured path"
+    );
+    let b = body(res).await;
+    assert_eq!(keys_in_order(&b), ["code", "access_token", "expires_in_ms"]);
+    assert_eq!(b["expires_in_ms"].as_i64().unwrap() % 1000, 0, "{b}");
+}
+
+#[tokio::test]
+async fn dialect_show_prints_a_built_in_definition() {
+    let out = run(khoa(), &["dialect", "show", "bankhub"], None).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, BANKHUB);
+    let list = run(khoa(), &["dialect", "list"], None).await;
+    let line = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("bankhub "))
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains("built-in") && line.contains("disabled") && line.contains("POST /v1/token"),
+        "{line}"
+    );
 }
