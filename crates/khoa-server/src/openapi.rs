@@ -20,9 +20,22 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::config::Config;
-use crate::dialects::derivative::Success as DerivativeToken;
 use crate::dialects::oauth2::{IntrospectionBody, TokenBody};
 use crate::dialects::partner::Success as PartnerToken;
+
+/// The derivative dialect's success body (its definition, `dialects/derivative.toml`), fields
+/// in the document's order.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "a schema: only its shape is used")]
+struct DerivativeToken {
+    access_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otp_token: Option<String>,
+    token_type: String,
+}
 use crate::state::AppState;
 use crate::wellknown::Metadata;
 

@@ -80,8 +80,35 @@ async fn serve(
     }
     match state.engine.token(&request).await {
         Ok(t) => success(endpoint, &t, state.engine.now()),
-        Err(e) => refuse(dialect, from_engine(e)),
+        Err(e) => {
+            let refused = from_engine(e);
+            if bound_client_refused(endpoint, &refused) {
+                tracing::error!(
+                    dialect = %dialect.name,
+                    endpoint = %endpoint.name,
+                    client = endpoint.client.as_deref().unwrap_or_default(),
+                    error = refused.error.unwrap_or_default(),
+                    "the dialect's bound client refused the request: create it, or allow it \
+                     this grant and scope"
+                );
+            }
+            refuse(dialect, refused)
+        }
     }
+}
+
+/// Whether the engine refused the client the endpoint is bound to, which the caller did not
+/// choose: the operator's mistake, logged as one.
+fn bound_client_refused(endpoint: &Endpoint, r: &Refused) -> bool {
+    let bound = endpoint.client.is_some()
+        && endpoint.client_auth == AuthFrom::Inputs
+        && endpoint.input(Input::ClientId).is_none()
+        && endpoint.input(Input::ClientSecret).is_none();
+    bound
+        && matches!(
+            r.kind,
+            Kind::InvalidClient | Kind::UnauthorizedClient | Kind::InvalidScope
+        )
 }
 
 /// The engine request: the grant, the client as the endpoint names it, the inputs.

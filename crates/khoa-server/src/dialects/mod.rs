@@ -2,7 +2,6 @@
 //! engine → render); and every dialect loaded from a definition file ([`registry`]), served by
 //! one generic adapter ([`generic`]). None holds token logic.
 
-pub mod derivative;
 pub mod generic;
 pub mod oauth2;
 pub mod partner;
@@ -84,18 +83,6 @@ pub fn route_dialects(cfg: &DialectsConfig, files: &[Arc<Dialect>]) -> Vec<Diale
             add(p, "oauth2", oauth2::refusal);
         }
     }
-    if cfg.derivative.enabled {
-        add(
-            &cfg.derivative.derivative_path,
-            "derivative",
-            derivative::refusal,
-        );
-        add(
-            &cfg.derivative.underlying_path,
-            "derivative",
-            derivative::refusal,
-        );
-    }
     if cfg.partner.enabled {
         add(&cfg.partner.login_path, "partner", partner::refusal);
         add(&cfg.partner.refresh_path, "partner", partner::refusal);
@@ -137,17 +124,6 @@ pub fn routes(cfg: &DialectsConfig, files: &[Arc<Dialect>]) -> Router<AppState> 
             .route(
                 &cfg.oauth2.revocation_list_path,
                 axum::routing::get(oauth2::revoked_jwts),
-            );
-    }
-    if cfg.derivative.enabled {
-        r = r
-            .route(
-                &cfg.derivative.derivative_path,
-                post(derivative::derivative),
-            )
-            .route(
-                &cfg.derivative.underlying_path,
-                post(derivative::underlying),
             );
     }
     if cfg.partner.enabled {
