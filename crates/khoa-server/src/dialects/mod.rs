@@ -88,7 +88,6 @@ pub fn route_dialects(cfg: &DialectsConfig, files: &[Arc<Dialect>]) -> Vec<Diale
         add(&cfg.partner.refresh_path, "partner", partner::refusal);
     }
     if cfg.vietqr.enabled {
-        add(&cfg.vietqr.token_path(), "vietqr", vietqr::refusal);
         add(
             &cfg.vietqr.transaction_sync_path,
             "vietqr",
@@ -132,12 +131,10 @@ pub fn routes(cfg: &DialectsConfig, files: &[Arc<Dialect>]) -> Router<AppState> 
             .route(&cfg.partner.refresh_path, post(partner::refresh));
     }
     if cfg.vietqr.enabled {
-        r = r
-            .route(&cfg.vietqr.token_path(), post(vietqr::token_generate))
-            .route(
-                &cfg.vietqr.transaction_sync_path,
-                post(vietqr::transaction_sync),
-            );
+        r = r.route(
+            &cfg.vietqr.transaction_sync_path,
+            post(vietqr::transaction_sync),
+        );
     }
     r
 }

@@ -54,9 +54,10 @@ pub const BUILT_IN: [&str; 5] = ["oauth2", "derivative", "bankhub", "partner", "
 
 /// The built-in dialects that are definitions, embedded in the binary. Each one's `[settings]`
 /// are the keys of its `[dialects.NAME]` configuration table besides `enabled`.
-const DEFINED: [(&str, &str); 2] = [
+const DEFINED: [(&str, &str); 3] = [
     ("derivative", include_str!("../../dialects/derivative.toml")),
     ("bankhub", include_str!("../../dialects/bankhub.toml")),
+    ("vietqr", include_str!("../../dialects/vietqr.toml")),
 ];
 
 /// Every built-in definition with the operator's settings applied, and whether it is enabled.
