@@ -148,7 +148,30 @@ pub struct Endpoint {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, serde_json::Value>")]
     pub require: IndexMap<String, serde_json::Value>,
+    /// The body is an envelope to open first; inputs named `body.…` are then read from what
+    /// it holds, and the key that opened it authenticates its client.
+    #[serde(default)]
+    pub envelope: Option<Envelope>,
     pub response: Response,
+}
+
+/// An encrypted body. The ciphers are code, registered by name.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub kind: EnvelopeKind,
+    /// The header naming whose key opens it (a partner code).
+    pub key_header: String,
+    /// The member of the JSON body holding the ciphertext.
+    pub field: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvelopeKind {
+    /// `hex(IV ‖ AES-256-CBC(JSON object))` under the partner's key (`khoa partner add`), one
+    /// identical refusal for every way it fails to open.
+    Aes256CbcHex,
 }
 
 /// The answer to a request the engine granted.

@@ -7,7 +7,9 @@ use std::fmt;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
-use crate::def::{BodyKind, ClientAuth, Definition, Grant, Input, Message, Method, StatusMode};
+use crate::def::{
+    BodyKind, ClientAuth, Definition, EnvelopeKind, Grant, Input, Message, Method, StatusMode,
+};
 use crate::refusal::Kind;
 use crate::template::Template;
 
@@ -94,6 +96,14 @@ impl Source {
     }
 }
 
+/// A compiled [`crate::def::Envelope`].
+#[derive(Clone, Debug)]
+pub struct EnvelopeSpec {
+    pub kind: EnvelopeKind,
+    pub key_header: HeaderName,
+    pub field: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct InputSource {
     pub input: Input,
@@ -113,6 +123,7 @@ pub struct Endpoint {
     pub body: BodyKind,
     pub inputs: Vec<InputSource>,
     pub require: Vec<(Source, Value)>,
+    pub envelope: Option<EnvelopeSpec>,
     pub status: u16,
     /// The success body as written, for the OpenAPI document's example.
     pub response_example: Value,
@@ -401,8 +412,40 @@ fn compile(def: Definition, text: &str, origin: Origin) -> Result<Dialect, Fail>
                     .into(),
             ));
         }
-        let names_client =
-            e.client_auth != ClientAuth::Inputs || has(Input::ClientId) || e.client.is_some();
+        let envelope = match &e.envelope {
+            None => None,
+            Some(env) => {
+                if e.body != BodyKind::Json {
+                    return Err((
+                        at("envelope"),
+                        "an envelope is carried in a JSON body (body = \"json\")".into(),
+                    ));
+                }
+                if e.client_auth != ClientAuth::Inputs {
+                    return Err((
+                        at("envelope"),
+                        "the envelope's key authenticates the client: client_auth must stay \
+                         \"inputs\""
+                            .into(),
+                    ));
+                }
+                let key_header = HeaderName::try_from(env.key_header.as_str()).map_err(|_| {
+                    (
+                        at("envelope.key_header"),
+                        format!("{:?} is not a header name", env.key_header),
+                    )
+                })?;
+                Some(EnvelopeSpec {
+                    kind: env.kind,
+                    key_header,
+                    field: env.field.clone(),
+                })
+            }
+        };
+        let names_client = e.client_auth != ClientAuth::Inputs
+            || has(Input::ClientId)
+            || e.client.is_some()
+            || envelope.is_some();
         if !names_client {
             return Err((
                 at("client"),
@@ -454,6 +497,7 @@ fn compile(def: Definition, text: &str, origin: Origin) -> Result<Dialect, Fail>
             body: e.body,
             inputs,
             require,
+            envelope,
             status: e.response.status,
             response_example: e.response.body.clone(),
             response,

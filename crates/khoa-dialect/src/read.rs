@@ -6,7 +6,7 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use crate::def::{BodyKind, ClientAuth, Input};
-use crate::load::{Endpoint, Source};
+use crate::load::{Endpoint, EnvelopeSpec, Source};
 use crate::refusal::{Kind, Refused};
 use crate::wire::{
     Authorization, FormError, is_empty_body, json_object, parse_authorization, parse_form,
@@ -39,6 +39,59 @@ impl Read {
 /// Reads `headers` and `body` for `endpoint`.
 pub fn read(endpoint: &Endpoint, headers: &HeaderMap, body: &[u8]) -> Result<Read, Refused> {
     let body = parse_body(endpoint.body, body)?;
+    read_from(endpoint, headers, &body)
+}
+
+/// The key header of an envelope endpoint: who the envelope says it is from.
+pub fn envelope_key(env: &EnvelopeSpec, headers: &HeaderMap) -> Result<String, Refused> {
+    let raw = headers.get_all(&env.key_header);
+    let mut values = raw.iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Refused {
+            header: Some(env.key_header.as_str().to_owned()),
+            ..Refused::new(
+                Kind::RepeatedHeader,
+                format!("the {} header is repeated", env.key_header),
+            )
+        });
+    }
+    first
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| Refused {
+            header: Some(env.key_header.as_str().to_owned()),
+            ..Refused::new(
+                Kind::MissingCredentials,
+                format!("the {} header is required", env.key_header),
+            )
+        })
+}
+
+/// The ciphertext of an envelope body: the string at `env.field` of a JSON object. An empty
+/// string is a ciphertext that does not open, not a malformed body: answered like one, it
+/// would be the one bad ciphertext with an answer of its own.
+pub fn envelope_data(env: &EnvelopeSpec, body: &[u8]) -> Result<String, Refused> {
+    match json_object(body).as_ref().and_then(|o| o.get(&env.field)) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(Refused::new(
+            Kind::Malformed,
+            format!(
+                "the body must be a JSON object with a string field \"{}\"",
+                env.field
+            ),
+        )),
+    }
+}
+
+/// Reads the inputs of `endpoint` from `headers` and an already parsed (or opened) body.
+pub fn read_from(
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+) -> Result<Read, Refused> {
     let mut out = Read::default();
     if endpoint.client_auth != ClientAuth::Inputs {
         let auth = single_header(headers, "authorization").map_err(repeated)?;
@@ -53,7 +106,7 @@ pub fn read(endpoint: &Endpoint, headers: &HeaderMap, body: &[u8]) -> Result<Rea
         }
     }
     for i in &endpoint.inputs {
-        match lookup(&i.source, headers, &body)? {
+        match lookup(&i.source, headers, body)? {
             Some(Value::String(s)) if !s.is_empty() => out.inputs.push((i.input, s)),
             None | Some(Value::Null) if i.optional => {}
             None | Some(Value::Null) => return Err(missing(&i.source)),
@@ -66,7 +119,7 @@ pub fn read(endpoint: &Endpoint, headers: &HeaderMap, body: &[u8]) -> Result<Rea
                 return Err(Refused {
                     field: Some(i.source.field_name()),
                     ..Refused::new(
-                        Kind::Malformed,
+                        Kind::InvalidField,
                         format!("{} must be a non-empty string", i.source.field_name()),
                     )
                 });
@@ -74,7 +127,7 @@ pub fn read(endpoint: &Endpoint, headers: &HeaderMap, body: &[u8]) -> Result<Rea
         }
     }
     for (source, want) in &endpoint.require {
-        match lookup(source, headers, &body)? {
+        match lookup(source, headers, body)? {
             None | Some(Value::Null) => {
                 return Err(Refused::field(Kind::MissingField, &source.field_name()));
             }

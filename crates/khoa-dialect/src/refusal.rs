@@ -16,6 +16,8 @@ pub enum Kind {
     Malformed,
     /// A required input is absent (`{field}` names it).
     MissingField,
+    /// An input holds something other than a non-empty string (`{field}` names it).
+    InvalidField,
     /// An input that must hold a fixed value holds another (`{field}` names it).
     WrongValue,
     /// A credential header is sent twice (`{header}` names it).
@@ -57,9 +59,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 22] = [
         Kind::Malformed,
         Kind::MissingField,
+        Kind::InvalidField,
         Kind::WrongValue,
         Kind::RepeatedHeader,
         Kind::TooLarge,
@@ -88,6 +91,7 @@ impl Kind {
             Malformed | ServerError => return None,
             MissingField | WrongValue | RepeatedHeader | TooLarge | MethodNotAllowed | Timeout
             | HeadersTooLarge => Malformed,
+            InvalidField => MissingField,
             Locked | Disabled => InvalidGrant,
             MissingCredentials | Envelope => InvalidClient,
             InvalidClient | InvalidGrant | InvalidRequest | InvalidScope | UnauthorizedClient => {
@@ -102,8 +106,9 @@ impl Kind {
     pub fn status(self) -> u16 {
         use Kind::*;
         match self {
-            Malformed | MissingField | WrongValue | RepeatedHeader | InvalidGrant | Locked
-            | Disabled | InvalidRequest | InvalidScope | UnauthorizedClient | OauthError => 400,
+            Malformed | MissingField | InvalidField | WrongValue | RepeatedHeader
+            | InvalidGrant | Locked | Disabled | InvalidRequest | InvalidScope
+            | UnauthorizedClient | OauthError => 400,
             TooLarge => 413,
             MethodNotAllowed => 405,
             Timeout => 408,
@@ -135,6 +140,7 @@ impl Kind {
         match self {
             Malformed => "malformed",
             MissingField => "missing_field",
+            InvalidField => "invalid_field",
             WrongValue => "wrong_value",
             RepeatedHeader => "repeated_header",
             TooLarge => "too_large",

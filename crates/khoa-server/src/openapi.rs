@@ -21,7 +21,19 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::config::Config;
 use crate::dialects::oauth2::{IntrospectionBody, TokenBody};
-use crate::dialects::partner::Success as PartnerToken;
+
+/// The partner dialect's success body (its definition, `dialects/partner.toml`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "a schema: only its shape is used")]
+struct PartnerToken {
+    access_token: String,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_expires_in: Option<i64>,
+    token_type: String,
+}
 
 /// The derivative dialect's success body (its definition, `dialects/derivative.toml`), fields
 /// in the document's order.

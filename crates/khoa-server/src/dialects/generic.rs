@@ -14,9 +14,10 @@ use axum::routing::{MethodRouter, post, put};
 use khoa_core::error::{Detail, EngineError, ErrorCode};
 use khoa_core::grant::{ClientAuth, TokenRequest};
 use khoa_core::mint::IssuedTokens;
-use khoa_dialect::def::{ClientAuth as AuthFrom, Input, Method};
-use khoa_dialect::load::Endpoint;
-use khoa_dialect::read::{Read, read};
+use khoa_core::partner::EnvelopeError;
+use khoa_dialect::def::{ClientAuth as AuthFrom, EnvelopeKind, Input, Method};
+use khoa_dialect::load::{Endpoint, EnvelopeSpec};
+use khoa_dialect::read::{Read, envelope_data, envelope_key, read, read_from};
 use khoa_dialect::render::{Answer, Issued};
 use khoa_dialect::{Dialect, Kind, Refused};
 use secrecy::SecretString;
@@ -26,7 +27,7 @@ use crate::error::ApiError;
 use crate::limits::{ClientIp, Limited};
 use crate::protocol;
 use crate::state::AppState;
-use crate::wire::{BodyError, body_bytes};
+use crate::wire::{BodyError, body_bytes, json_object};
 
 /// The route of `dialect`'s endpoint number `index`.
 pub fn route(dialect: Arc<Dialect>, index: usize) -> MethodRouter<AppState> {
@@ -53,7 +54,21 @@ async fn serve(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let endpoint = &dialect.endpoints[index];
+    // An envelope names its sender in a header: read it first, so that its partner's rate
+    // limit applies before any decryption is spent on the request.
+    let sender = match &endpoint.envelope {
+        Some(env) => match envelope_key(env, headers) {
+            Ok(code) => Some(code),
+            Err(r) => return refuse(dialect, r),
+        },
+        None => None,
+    };
     if let Err(l) = state.limits.check_ip(ip) {
+        return refuse(dialect, rate_limited(l));
+    }
+    if let Some(code) = &sender
+        && let Err(l) = state.limits.check_partner(code)
+    {
         return refuse(dialect, rate_limited(l));
     }
     let body = match body_bytes(body) {
@@ -71,8 +86,18 @@ async fn serve(
             );
         }
     };
-    let request = match read(endpoint, headers, &body) {
-        Ok(r) => token_request(endpoint, r),
+    let read = match (&endpoint.envelope, &sender) {
+        (Some(env), Some(code)) => {
+            open(state, env, code, &body)
+                .await
+                .and_then(|(client, payload)| {
+                    Ok((Some(client), read_from(endpoint, headers, &payload)?))
+                })
+        }
+        _ => read(endpoint, headers, &body).map(|r| (None, r)),
+    };
+    let request = match read.and_then(|(attested, r)| token_request(endpoint, r, attested)) {
+        Ok(r) => r,
         Err(r) => return refuse(dialect, r),
     };
     if let Err(l) = state.limits.check_client(request.client.client_id()) {
@@ -111,9 +136,62 @@ fn bound_client_refused(endpoint: &Endpoint, r: &Refused) -> bool {
         )
 }
 
-/// The engine request: the grant, the client as the endpoint names it, the inputs.
-fn token_request(endpoint: &Endpoint, mut read: Read) -> TokenRequest {
+/// Opens an envelope from `sender`: the client its key authenticates, and what it holds.
+async fn open(
+    state: &AppState,
+    env: &EnvelopeSpec,
+    sender: &str,
+    body: &[u8],
+) -> Result<(String, serde_json::Map<String, serde_json::Value>), Refused> {
+    let data = envelope_data(env, body)?;
+    let envelope_failed = || Refused::new(Kind::Envelope, "the envelope could not be opened");
+    match env.kind {
+        EnvelopeKind::Aes256CbcHex => {
+            let opened =
+                state
+                    .engine
+                    .partners()
+                    .open(sender, &data)
+                    .await
+                    .map_err(|e| match e {
+                        EnvelopeError::Unavailable(m) => from_engine(EngineError::Unavailable(m)),
+                        EnvelopeError::UnknownPartner | EnvelopeError::Undecryptable => {
+                            envelope_failed()
+                        }
+                    })?;
+            // Not JSON after decryption is answered like a decryption failure: telling them
+            // apart would let a forger learn when the padding was right.
+            let payload = json_object(&opened.plaintext).ok_or_else(envelope_failed)?;
+            Ok((opened.partner.client_id, payload))
+        }
+    }
+}
+
+/// The engine request: the grant, the client as the endpoint names it (or as the envelope's
+/// key vouches for it), the inputs.
+fn token_request(
+    endpoint: &Endpoint,
+    mut read: Read,
+    attested: Option<String>,
+) -> Result<TokenRequest, Refused> {
     let secret = read.take(Input::ClientSecret).map(SecretString::from);
+    if let Some(client_id) = attested {
+        // The request may name a client only if it is the one the key belongs to.
+        if read
+            .take(Input::ClientId)
+            .is_some_and(|named| named != client_id)
+        {
+            return Err(Refused::new(
+                Kind::InvalidClient,
+                "client authentication failed",
+            ));
+        }
+        let client = match secret {
+            Some(secret) => ClientAuth::Post { client_id, secret },
+            None => ClientAuth::Attested { client_id },
+        };
+        return Ok(grant_request(endpoint, read, client));
+    }
     let client = match (endpoint.client_auth, read.basic.take()) {
         (AuthFrom::Basic | AuthFrom::BasicForm, Some((client_id, password))) => ClientAuth::Basic {
             client_id,
@@ -129,6 +207,10 @@ fn token_request(endpoint: &Endpoint, mut read: Read) -> TokenRequest {
             (None, _) => ClientAuth::None,
         },
     };
+    Ok(grant_request(endpoint, read, client))
+}
+
+fn grant_request(endpoint: &Endpoint, mut read: Read, client: ClientAuth) -> TokenRequest {
     TokenRequest {
         username: read.take(Input::Username),
         password: read.take(Input::Password).map(SecretString::from),

@@ -4,7 +4,6 @@
 
 pub mod generic;
 pub mod oauth2;
-pub mod partner;
 pub mod registry;
 pub mod vietqr;
 
@@ -83,10 +82,6 @@ pub fn route_dialects(cfg: &DialectsConfig, files: &[Arc<Dialect>]) -> Vec<Diale
             add(p, "oauth2", oauth2::refusal);
         }
     }
-    if cfg.partner.enabled {
-        add(&cfg.partner.login_path, "partner", partner::refusal);
-        add(&cfg.partner.refresh_path, "partner", partner::refusal);
-    }
     if cfg.vietqr.enabled {
         add(
             &cfg.vietqr.transaction_sync_path,
@@ -124,11 +119,6 @@ pub fn routes(cfg: &DialectsConfig, files: &[Arc<Dialect>]) -> Router<AppState> 
                 &cfg.oauth2.revocation_list_path,
                 axum::routing::get(oauth2::revoked_jwts),
             );
-    }
-    if cfg.partner.enabled {
-        r = r
-            .route(&cfg.partner.login_path, post(partner::login))
-            .route(&cfg.partner.refresh_path, post(partner::refresh));
     }
     if cfg.vietqr.enabled {
         r = r.route(

@@ -54,9 +54,10 @@ pub const BUILT_IN: [&str; 5] = ["oauth2", "derivative", "bankhub", "partner", "
 
 /// The built-in dialects that are definitions, embedded in the binary. Each one's `[settings]`
 /// are the keys of its `[dialects.NAME]` configuration table besides `enabled`.
-const DEFINED: [(&str, &str); 3] = [
+const DEFINED: [(&str, &str); 4] = [
     ("derivative", include_str!("../../dialects/derivative.toml")),
     ("bankhub", include_str!("../../dialects/bankhub.toml")),
+    ("partner", include_str!("../../dialects/partner.toml")),
     ("vietqr", include_str!("../../dialects/vietqr.toml")),
 ];
 

@@ -182,7 +182,7 @@ async fn start_up_refuses_a_built_in_name_and_a_missing_dir() {
     let e = start_refused(
         &[(
             "bankhub.toml",
-            casso_text().replace("name = \"casso\"", "name = \"partner\""),
+            casso_text().replace("name = \"casso\"", "name = \"oauth2\""),
         )],
         |_| {},
     )
