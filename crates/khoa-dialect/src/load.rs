@@ -542,6 +542,20 @@ fn compile_errors(def: &Definition) -> Result<Errors, Fail> {
     let known = |n: &str| ERROR_FIELDS.contains(&n) || value_names.contains(&n);
     let body = Template::compile(&e.body, &known)
         .map_err(|t| (join("errors.body", &t.path), t.message))?;
+    // A case's own values exist for the body to name: one it never names is a typo
+    // (`mesage = …`, `stauts = 401`) that would otherwise load and do nothing.
+    let named = body.names();
+    for (kind, c) in &e.cases {
+        if let Some(k) = c.values.keys().find(|k| !named.contains(&k.as_str())) {
+            return Err((
+                format!("errors.cases.{}.{k}", kind.as_str()),
+                format!(
+                    "errors.body names no {{{k}}}: a case holds status, headers, message, and \
+                     values the body names"
+                ),
+            ));
+        }
+    }
     let mut cases = HashMap::new();
     for (kind, c) in &e.cases {
         let at = format!("errors.cases.{}", kind.as_str());

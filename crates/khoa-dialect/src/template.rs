@@ -287,13 +287,54 @@ fn parse_filter(f: &str) -> Result<Filter, String> {
         ("ms", None) => Filter::Millis,
         ("rfc3339", None) => Filter::Rfc3339,
         ("offset", Some(a)) => Filter::Offset(parse_offset(a.trim())?),
-        ("format", Some(p)) if !p.is_empty() => Filter::Format(p.to_owned()),
+        ("format", Some(p)) if !p.is_empty() => {
+            check_pattern(p)?;
+            Filter::Format(p.to_owned())
+        }
         _ => {
             return Err(format!(
                 "unknown filter |{f} (string, ms, offset:+07:00, rfc3339, format:PATTERN)"
             ));
         }
     })
+}
+
+/// Refuses pattern letters [`format_time`] does not implement, rather than copying them into
+/// every answer: `yyyy` (or `yy`), `MM`, `dd`, `HH`, `mm`, `ss`, `S…`, `XXX`; text in quotes.
+fn check_pattern(p: &str) -> Result<(), String> {
+    let chars: Vec<char> = p.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let mut n = 1;
+        while i + n < chars.len() && chars[i + n] == c {
+            n += 1;
+        }
+        let ok = match c {
+            '\'' => {
+                let end = chars[i + 1..].iter().position(|&q| q == '\'');
+                let Some(end) = end else {
+                    return Err(format!("format:{p}: unclosed quote"));
+                };
+                i += end + 2;
+                continue;
+            }
+            'y' => n == 2 || n == 4,
+            'M' | 'd' | 'H' | 'm' | 's' => n == 2,
+            'S' => n <= 9,
+            'X' => n == 3,
+            c => !c.is_ascii_alphabetic(),
+        };
+        if !ok {
+            return Err(format!(
+                "format:{p}: {} is not a pattern khoa writes (yyyy or yy, MM, dd, HH, mm, ss, \
+                 S…, XXX; quote literal text with ')",
+                chars[i..i + n].iter().collect::<String>()
+            ));
+        }
+        i += n;
+    }
+    Ok(())
 }
 
 /// `+07:00`, `-0530`, `Z`, `UTC`, or a time zone whose offset never changes. Zones with
@@ -401,6 +442,7 @@ fn format_time(t: Time, pattern: &str) -> String {
                 i = end + 1;
                 continue;
             }
+            'y' if n == 2 => out.push_str(&format!("{:02}", y.rem_euclid(100))),
             'y' => out.push_str(&format!("{y:04}")),
             'M' => out.push_str(&format!("{mo:02}")),
             'd' => out.push_str(&format!("{d:02}")),
@@ -473,6 +515,7 @@ mod tests {
                 "unix": "{t}", "ms": "{t|ms}", "utc": "{t|rfc3339}",
                 "hcm": "{t|offset:Asia/Ho_Chi_Minh|rfc3339}",
                 "vn": "{t|offset:+07:00|format:dd/MM/yyyy HH:mm:ss}",
+                "short": "{t|format:yyMMdd'T'HHmmss}",
             }),
             v,
         );
@@ -481,6 +524,7 @@ mod tests {
         assert_eq!(out["utc"], "2026-12-07T10:00:00Z");
         assert_eq!(out["hcm"], "2026-12-07T17:00:00+07:00");
         assert_eq!(out["vn"], "07/12/2026 17:00:00");
+        assert_eq!(out["short"], "261207T100000");
     }
 
     #[test]

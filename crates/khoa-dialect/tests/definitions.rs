@@ -169,3 +169,26 @@ fn the_schema_names_every_top_level_key() {
         assert!(props.contains_key(k), "{k}");
     }
 }
+
+#[test]
+fn a_case_value_the_body_never_names_is_refused() {
+    let e = refused(&with(
+        "invalid_client = { message = \"Unauthorized Access\" }",
+        "invalid_client = { mesage = \"Unauthorized Access\" }",
+    ));
+    assert_eq!(e.key, "errors.cases.invalid_client.mesage", "{e}");
+}
+
+#[test]
+fn an_envelope_needs_a_json_body() {
+    let e = refused(&with(
+        "body = \"json\"",
+        "body = \"form\"\nenvelope = { kind = \"aes256_cbc_hex\", key_header = \"Partner-Code\", field = \"data\" }",
+    ));
+    assert_eq!(e.key, "endpoints.token.envelope", "{e}");
+    let e = refused(&with(
+        "body = \"json\"",
+        "envelope = { kind = \"rot13\", key_header = \"Partner-Code\", field = \"data\" }",
+    ));
+    assert!(e.key.starts_with("endpoints.token.envelope"), "{e}");
+}

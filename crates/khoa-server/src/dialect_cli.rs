@@ -1,12 +1,12 @@
 //! `khoa dialect …`: what the registry serves, and a definition file checked the way start-up
-//! checks it.
+//! checks it: valid on its own, and on no path this configuration already serves.
 
 use anyhow::{Context, Result, bail};
 
 use crate::cli::DialectCommand;
 use crate::config::Config;
 use crate::dialects::{self, registry};
-use crate::startup::load_defined_dialects;
+use crate::startup::{load_defined_dialects, reserved_paths};
 
 pub fn run(config: &Config, cmd: DialectCommand) -> Result<()> {
     match cmd {
@@ -37,7 +37,8 @@ pub fn run(config: &Config, cmd: DialectCommand) -> Result<()> {
             Ok(())
         }
         DialectCommand::Check { file } => {
-            let d = registry::load_file(&file)?;
+            let served = load_defined_dialects(config)?;
+            let d = registry::check_file(&file, &served, &reserved_paths(config))?;
             println!("{} ({}): valid", d.name, file.display());
             for e in &d.endpoints {
                 println!(

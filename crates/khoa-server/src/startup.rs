@@ -451,6 +451,11 @@ impl Serving {
 pub fn load_defined_dialects(
     config: &Config,
 ) -> Result<Vec<Arc<khoa_dialect::Dialect>>, dialects::registry::RegistryError> {
+    dialects::registry::load(&config.dialects, &reserved_paths(config))
+}
+
+/// The paths of khoa's routes that are not definitions, each with what serves it.
+pub fn reserved_paths(config: &Config) -> Vec<(String, String)> {
     let mut taken: Vec<(String, String)> = dialects::route_dialects(&config.dialects, &[])
         .into_iter()
         .map(|r| (r.path, format!("the {} dialect", r.dialect)))
@@ -477,7 +482,7 @@ pub fn load_defined_dialects(
             "khoa (forward_auth.path)".to_owned(),
         ));
     }
-    dialects::registry::load(&config.dialects, &taken)
+    taken
 }
 
 pub fn router(state: AppState, config: &Config) -> Router {

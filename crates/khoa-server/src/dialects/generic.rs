@@ -294,10 +294,12 @@ fn refuse(dialect: &Dialect, r: Refused) -> Response {
 
 fn respond(a: Answer, retry_after: Option<u64>) -> Response {
     let status = a.status;
-    let mut res = no_store((status, axum::Json(a.body)).into_response());
+    let mut res = (status, axum::Json(a.body)).into_response();
     for (name, value) in a.headers {
         res.headers_mut().insert(name, value);
     }
+    // Last, so that no definition can make a token answer cacheable (RFC 6749 §5.1).
+    let mut res = no_store(res);
     // RFC 9110 §10.2.3: when to come back, as every built-in dialect's 429 and 503 say.
     match (retry_after, status) {
         (Some(secs), _) => super::set_retry_after(&mut res, secs),

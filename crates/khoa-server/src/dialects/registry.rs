@@ -110,6 +110,15 @@ pub fn load(
     let mut served: Vec<Arc<Dialect>> = Vec::new();
     for (d, enabled) in built_ins(cfg)? {
         if !enabled {
+            if let Some(f) = files.iter().find(|f| f.name == d.name) {
+                tracing::warn!(
+                    file = %f.origin,
+                    "{} replaces the built-in dialect of that name, which is disabled: set \
+                     dialects.{}.enabled = true to serve it",
+                    f.origin,
+                    d.name
+                );
+            }
             continue;
         }
         match files.iter().find(|f| f.name == d.name) {
@@ -180,6 +189,34 @@ fn origin_path(o: &Origin) -> PathBuf {
         Origin::File(p) => p.clone(),
         Origin::BuiltIn => PathBuf::from("built-in"),
     }
+}
+
+/// `khoa dialect check`: a definition file as start-up would take it beside what this
+/// configuration serves: valid, not the name of a built-in handler, on no path already served
+/// (by khoa or by another dialect than the one it would replace).
+pub fn check_file(
+    file: &Path,
+    served: &[Arc<Dialect>],
+    reserved: &[(String, String)],
+) -> Result<Dialect, RegistryError> {
+    let d = load_file(file)?;
+    if BUILT_IN.contains(&d.name.as_str()) && !DEFINED.iter().any(|(n, _)| *n == d.name) {
+        return Err(RegistryError::BuiltIn {
+            name: d.name.clone(),
+            file: file.to_owned(),
+        });
+    }
+    let mut taken = reserved.to_vec();
+    for other in served.iter().filter(|o| o.name != d.name) {
+        for e in &other.endpoints {
+            taken.push((
+                e.path.clone(),
+                format!("dialect {} ({})", other.name, other.origin),
+            ));
+        }
+    }
+    check_paths(&d, &mut taken)?;
+    Ok(d)
 }
 
 /// One definition file, validated on its own (`khoa dialect check`).

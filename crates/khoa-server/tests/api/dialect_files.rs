@@ -317,3 +317,22 @@ async fn dialect_show_prints_a_built_in_definition() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn dialect_check_refuses_a_path_this_configuration_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = crate::cli::khoa_on(dir.path());
+    cmd.env("KHOA_DIALECTS__BANKHUB__ENABLED", "true");
+    let out = run(
+        cmd,
+        &["dialect", "check", example("casso.toml").to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("/v1/token") && out.stderr.contains("bankhub"),
+        "{}",
+        out.stderr
+    );
+}
