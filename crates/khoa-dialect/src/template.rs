@@ -299,26 +299,41 @@ fn parse_filter(f: &str) -> Result<Filter, String> {
     })
 }
 
-/// Refuses pattern letters [`format_time`] does not implement, rather than copying them into
-/// every answer: `yyyy` (or `yy`), `MM`, `dd`, `HH`, `mm`, `ss`, `S…`, `XXX`; text in quotes.
-fn check_pattern(p: &str) -> Result<(), String> {
+/// One piece of a time pattern: quoted text, or a run of one pattern letter (or other char).
+enum Run {
+    Text(String),
+    Letter(char, usize),
+}
+
+/// Splits a Java-style pattern into runs; text in single quotes is literal.
+fn runs(p: &str) -> Result<Vec<Run>, String> {
     let chars: Vec<char> = p.chars().collect();
+    let mut out = Vec::new();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        let mut n = 1;
-        while i + n < chars.len() && chars[i + n] == c {
-            n += 1;
+        if c == '\'' {
+            let end = chars[i + 1..]
+                .iter()
+                .position(|&q| q == '\'')
+                .ok_or_else(|| format!("format:{p}: unclosed quote"))?;
+            out.push(Run::Text(chars[i + 1..i + 1 + end].iter().collect()));
+            i += end + 2;
+            continue;
         }
+        let n = chars[i..].iter().take_while(|&&x| x == c).count();
+        out.push(Run::Letter(c, n));
+        i += n;
+    }
+    Ok(out)
+}
+
+/// Refuses pattern letters [`format_time`] does not implement, rather than copying them into
+/// every answer: `yyyy` (or `yy`), `MM`, `dd`, `HH`, `mm`, `ss`, `S…`, `XXX`; text in quotes.
+fn check_pattern(p: &str) -> Result<(), String> {
+    for run in runs(p)? {
+        let Run::Letter(c, n) = run else { continue };
         let ok = match c {
-            '\'' => {
-                let end = chars[i + 1..].iter().position(|&q| q == '\'');
-                let Some(end) = end else {
-                    return Err(format!("format:{p}: unclosed quote"));
-                };
-                i += end + 2;
-                continue;
-            }
             'y' => n == 2 || n == 4,
             'M' | 'd' | 'H' | 'm' | 's' => n == 2,
             'S' => n <= 9,
@@ -329,10 +344,9 @@ fn check_pattern(p: &str) -> Result<(), String> {
             return Err(format!(
                 "format:{p}: {} is not a pattern khoa writes (yyyy or yy, MM, dd, HH, mm, ss, \
                  S…, XXX; quote literal text with ')",
-                chars[i..i + n].iter().collect::<String>()
+                String::from(c).repeat(n)
             ));
         }
-        i += n;
     }
     Ok(())
 }
@@ -417,31 +431,22 @@ fn apply(mut v: Value, filters: &[Filter]) -> Value {
     v
 }
 
-/// Formats a time with Java-style pattern letters (the patterns partner documents quote);
-/// text in single quotes is literal.
+/// Formats a time with Java-style pattern letters (the patterns partner documents quote),
+/// checked at load by [`check_pattern`].
 fn format_time(t: Time, pattern: &str) -> String {
     let local = t.secs + i64::from(t.offset);
     let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
     let (y, mo, d) = civil_from_days(days);
     let mut out = String::new();
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let mut n = 1;
-        while i + n < chars.len() && chars[i + n] == c {
-            n += 1;
-        }
-        match c {
-            '\'' => {
-                let end = chars[i + 1..]
-                    .iter()
-                    .position(|&c| c == '\'')
-                    .map_or(chars.len(), |p| i + 1 + p);
-                out.extend(&chars[i + 1..end]);
-                i = end + 1;
+    for run in runs(pattern).unwrap_or_default() {
+        let (c, n) = match run {
+            Run::Text(t) => {
+                out.push_str(&t);
                 continue;
             }
+            Run::Letter(c, n) => (c, n),
+        };
+        match c {
             'y' if n == 2 => out.push_str(&format!("{:02}", y.rem_euclid(100))),
             'y' => out.push_str(&format!("{y:04}")),
             'M' => out.push_str(&format!("{mo:02}")),
@@ -458,7 +463,6 @@ fn format_time(t: Time, pattern: &str) -> String {
             }
             c => (0..n).for_each(|_| out.push(c)),
         }
-        i += n;
     }
     out
 }
