@@ -53,7 +53,7 @@ pub enum Command {
 pub enum DialectCommand {
     /// Every dialect: name, source (built-in or file), state, and its endpoints.
     List,
-    /// Print a definition file as loaded from `dialects.dir`, a starting point to copy.
+    /// Print a dialect's definition (built-in or from `dialects.dir`), a starting point to copy.
     Show {
         /// The dialect's name.
         name: String,

@@ -22,7 +22,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use crate::config::Config;
 use crate::dialects::oauth2::{IntrospectionBody, TokenBody};
 
-/// The partner dialect's success body (its definition, `dialects/partner.toml`).
+/// The partner dialect's success body (its definition, `crates/khoa-server/dialects/partner.toml`).
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code, reason = "a schema: only its shape is used")]
 struct PartnerToken {
@@ -35,7 +35,7 @@ struct PartnerToken {
     token_type: String,
 }
 
-/// The derivative dialect's success body (its definition, `dialects/derivative.toml`), fields
+/// The derivative dialect's success body (its definition, `crates/khoa-server/dialects/derivative.toml`), fields
 /// in the document's order.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code, reason = "a schema: only its shape is used")]

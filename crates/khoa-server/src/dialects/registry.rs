@@ -35,7 +35,7 @@ pub enum RegistryError {
         other: PathBuf,
     },
     #[error(
-        "{}: {name} is a built-in dialect; replacing a built-in from a file is not supported yet \
+        "{}: {name} is a built-in dialect served by its own handler, which no file can replace \
          (give the file and its `name` another name)",
         .file.display()
     )]
