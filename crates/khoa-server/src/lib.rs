@@ -25,7 +25,8 @@
 //! - [`protocol`]: the middleware that answers refusals of the HTTP layer (405, 408, 413, 431)
 //!   in the shape of the dialect that owns the path, and refuses an oversized declared body or
 //!   head before the body is read.
-//! - [`openapi`]: the OpenAPI 3.1 document of every public endpoint, at `/openapi.json`.
+//! - [`openapi`]: the OpenAPI 3.1 document of every public endpoint, at `/openapi.json`;
+//!   [`openapi_defined`] generates the operations of definition files from the definitions.
 //! - [`telemetry`]: the request middleware: request id (`X-Request-Id`), one log line per
 //!   request, HTTP metrics.
 //! - [`metrics`]: `GET /metrics` (Prometheus text format): the registry, store timing, the
@@ -52,6 +53,7 @@ pub mod limits;
 pub mod master_key;
 pub mod metrics;
 pub mod openapi;
+pub mod openapi_defined;
 pub mod protocol;
 pub mod resource;
 pub mod startup;

@@ -55,7 +55,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 
 /// Serves the document for this server's configuration.
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
-    match document(&state.config).to_json() {
+    match document(&state.config, &state.defined_dialects).to_json() {
         Ok(json) => {
             let mut res = json.into_response();
             let h = res.headers_mut();
@@ -74,8 +74,12 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
 }
 
 /// The document as `config` serves it: operations at their configured paths, disabled
-/// dialects left out.
-pub fn document(config: &Config) -> utoipa::openapi::OpenApi {
+/// dialects left out; the dialects of definition files (`defined`, those loaded from a file)
+/// documented from their definitions.
+pub fn document(
+    config: &Config,
+    defined: &[std::sync::Arc<khoa_dialect::Dialect>],
+) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     let d = &config.dialects;
     let at = |on: bool, path: &str| on.then(|| path.to_owned());
@@ -129,6 +133,15 @@ pub fn document(config: &Config) -> utoipa::openapi::OpenApi {
         };
         if let Some(target) = target {
             doc.paths.paths.insert(target, item);
+        }
+    }
+    for d in defined
+        .iter()
+        .filter(|d| matches!(d.origin, khoa_dialect::Origin::File(_)))
+    {
+        // A file replacing a built-in replaces its hand-written operations too.
+        for (path, item) in crate::openapi_defined::path_items(d) {
+            doc.paths.paths.insert(path, item);
         }
     }
     add_protocol_refusals(&mut doc);
@@ -994,7 +1007,7 @@ mod tests {
         let mut config = Config::default();
         config.dialects.bankhub.enabled = true;
         config.dialects.bankhub.path = "/hub/token".into();
-        let doc = document(&config);
+        let doc = document(&config, &[]);
         let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
         assert!(paths.contains(&"/hub/token"));
         assert!(!paths.contains(&"/v1/token"));

@@ -267,7 +267,10 @@ const BANKHUB: &str = include_str!("../../dialects/bankhub.toml");
 
 #[tokio::test]
 async fn a_file_named_like_a_built_in_definition_replaces_it() {
+    // The acceptance of dialects as data: a built-in's definition, copied, with another path
+    // and another answer field, and no code.
     let text = BANKHUB
+        .replace("path = \"/v1/token\"", "path = \"/hub/v2/token\"")
         .replace(
             "ttl = \"{expires_in}\"",
             "expires_in_ms = \"{expires_in|ms}\"",
@@ -278,26 +281,30 @@ async fn a_file_named_like_a_built_in_definition_replaces_it() {
     let app = spawn_app_with(|c| {
         c.dialects.dir = Some(dir);
         c.dialects.bankhub.enabled = true;
-        c.dialects.bankhub.path = "/hub/token".into();
     })
     .await;
     let secret = app.add_confidential_client("hub", "read", |_| {}).await;
     let res = app
         .send(
             Method::POST,
-            "/hub/token",
+            "/hub/v2/token",
             &[("authorization", &crate::helpers::basic_auth("hub", &secret))],
             None,
         )
         .await;
-    assert_eq!(
-        res.status(),
-        200,
-        "the file's status, at the configured path"
-    );
+    assert_eq!(res.status(), 200, "the file's status, at the file's path");
     let b = body(res).await;
     assert_eq!(keys_in_order(&b), ["code", "access_token", "expires_in_ms"]);
     assert_eq!(b["expires_in_ms"].as_i64().unwrap() % 1000, 0, "{b}");
+    let old = app
+        .send(
+            Method::POST,
+            "/v1/token",
+            &[("authorization", &crate::helpers::basic_auth("hub", &secret))],
+            None,
+        )
+        .await;
+    assert_eq!(old.status(), 404, "the built-in's path is not served");
 }
 
 #[tokio::test]
@@ -335,4 +342,39 @@ async fn dialect_check_refuses_a_path_this_configuration_serves() {
         "{}",
         out.stderr
     );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_a_file_dialect_from_its_definition() {
+    let (app, _defs) = casso_app(casso_text()).await;
+    let doc = body(app.send(Method::GET, "/openapi.json", &[], None).await).await;
+    let op = &doc["paths"]["/v1/token"]["post"];
+    assert_eq!(op["tags"], json!(["casso"]), "{op}");
+    let request = &op["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(request["required"], json!(["code"]), "{request}");
+    assert_eq!(request["properties"]["code"]["type"], "string");
+    let ok = &op["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(
+        ok["required"],
+        json!(["access_token", "expires_in"]),
+        "{ok}"
+    );
+    assert_eq!(
+        ok["properties"]["expires_in"]["type"],
+        json!(["integer", "null"])
+    );
+    for status in ["400", "401", "405", "413", "429", "500", "503"] {
+        let e = &op["responses"][status]["content"]["application/json"]["schema"];
+        assert_eq!(
+            e["properties"]["error"]["type"],
+            json!(["integer", "null"]),
+            "{status}: {e}"
+        );
+        assert_eq!(e["properties"]["data"]["type"], "null", "{status}: {e}");
+    }
+    // What the document says is what the server answers.
+    let res = app
+        .post_json("/v1/token", &[], &json!({"code": "wrong"}))
+        .await;
+    assert!(op["responses"][res.status().as_str()].is_object());
 }
