@@ -153,6 +153,10 @@ pub struct DemoArgs {
     /// Allow listening on a non-loopback address.
     #[arg(long)]
     pub allow_remote: bool,
+    /// A directory of dialect definitions (`*.toml`) to serve beside the built-in ones, as
+    /// `dialects.dir` does for `khoa serve`; a curl line is printed for each endpoint.
+    #[arg(long, value_name = "DIR")]
+    pub dialects: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

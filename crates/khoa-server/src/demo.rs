@@ -77,6 +77,10 @@ pub async fn run(args: DemoArgs, base: Config) -> Result<()> {
         None => fresh_dir()?,
     };
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let mut base = base;
+    if args.dialects.is_some() {
+        base.dialects.dir = args.dialects;
+    }
     let config = demo_config(Config {
         listen: args.listen,
         database_url: format!("sqlite://{}", data.join("khoa.db").display()),
@@ -91,6 +95,23 @@ pub async fn run(args: DemoArgs, base: Config) -> Result<()> {
     seed(&app.state().engine).await?;
     write_demo_json(&data, &base_url, &dialects)?;
     print_instructions(&base_url, &data, &dialects);
+    for d in app.state().defined_dialects.iter() {
+        if let khoa_dialect::Origin::File(file) = &d.origin {
+            println!();
+            println!("# {} ({}), from {}:", d.name, d.title, file.display());
+            for e in &d.endpoints {
+                if let Some(c) = &e.client {
+                    println!(
+                        "# (its client first: KHOA_DATABASE_URL=sqlite://{}/khoa.db \
+                         KHOA_MASTER_KEY_FILE={}/master.key khoa client add {c})",
+                        data.display(),
+                        data.display()
+                    );
+                }
+                println!("{}", curl_line(&base_url, e));
+            }
+        }
+    }
     app.run(shutdown_signal()).await?;
     Ok(())
 }
@@ -424,4 +445,67 @@ fn print_instructions(base: &str, data: &Path, d: &DialectsConfig) {
     );
     println!();
     println!("Press Ctrl-C to stop.");
+}
+
+/// A curl line for an endpoint of a definition file: its method and path, each input where the
+/// definition reads it, with the input's name in capitals to fill in (fixed values as they
+/// must be).
+pub fn curl_line(base: &str, e: &khoa_dialect::load::Endpoint) -> String {
+    use khoa_dialect::def::{BodyKind, ClientAuth};
+    use khoa_dialect::load::Source;
+    let mut line = format!("curl -X {} '{base}{}'", e.method.as_str(), e.path);
+    if e.client_auth != ClientAuth::Inputs {
+        line.push_str(" --user 'CLIENT_ID:CLIENT_SECRET'");
+    }
+    let mut body = serde_json::Map::new();
+    let mut put = |path: &[String], value: serde_json::Value| {
+        let mut at = &mut body;
+        for seg in &path[..path.len() - 1] {
+            at = at
+                .entry(seg.clone())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()))
+                .as_object_mut()
+                .expect("an object on the way");
+        }
+        at.insert(path[path.len() - 1].clone(), value);
+    };
+    let sources = e
+        .inputs
+        .iter()
+        .map(|i| (&i.source, i.input.as_str().to_uppercase().into()))
+        .chain(e.require.iter().map(|(s, v)| (s, v.clone())));
+    for (source, value) in sources {
+        match source {
+            Source::Body(path) if e.envelope.is_none() => put(path, value),
+            Source::Body(_) => {}
+            Source::Header(h) => {
+                line.push_str(&format!(" -H '{h}: {}'", value.as_str().unwrap_or("VALUE")))
+            }
+            Source::Authorization(scheme) => line.push_str(&format!(
+                " -H 'Authorization: {scheme} {}'",
+                value.as_str().unwrap_or("VALUE")
+            )),
+        }
+    }
+    if let Some(env) = &e.envelope {
+        line.push_str(&format!(" -H '{}: KEY'", env.key_header));
+        put(std::slice::from_ref(&env.field), "ENVELOPE".into());
+    }
+    match e.body {
+        BodyKind::Json => line.push_str(&format!(
+            " -H 'Content-Type: application/json' -d '{}'",
+            serde_json::Value::Object(body)
+        )),
+        BodyKind::Form => {
+            for (k, v) in body {
+                let v = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
+                line.push_str(&format!(" --data-urlencode '{k}={v}'"));
+            }
+        }
+        BodyKind::Empty => {}
+    }
+    line
 }

@@ -251,3 +251,68 @@ async fn cli_admin_verbs_manage_clients_users_and_keys_of_the_served_database() 
     )
     .await;
 }
+
+#[tokio::test]
+async fn khoa_demo_serves_a_dialects_dir_and_prints_its_curl_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = dir.path().join("dialects");
+    std::fs::create_dir(&defs).unwrap();
+    // Casso's own path is the bank hub's, which the demo serves: moved for the demo.
+    let casso = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dialects/casso.toml"),
+    )
+    .unwrap()
+    .replace("path = \"/v1/token\"", "path = \"/casso/v1/token\"");
+    std::fs::write(defs.join("casso.toml"), casso).unwrap();
+    let mut child = khoa()
+        .args(["demo", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--dialects")
+        .arg(&defs)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("khoa demo starts");
+    let log = collect_stderr(&mut child);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let found = tokio::time::timeout(TIMEOUT, async {
+        let mut base = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line.strip_prefix("khoa demo listening on ") {
+                base = Some(url.to_owned());
+            }
+            if line.contains("/casso/v1/token") {
+                return base.map(|b| (b, line));
+            }
+        }
+        None
+    })
+    .await;
+    let Ok(Some((base, curl))) = found else {
+        let _ = child.kill().await;
+        panic!(
+            "no casso curl line; stderr:\n{}",
+            log.await.unwrap_or_default()
+        );
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    assert_eq!(
+        curl,
+        format!(
+            "curl -X POST '{base}/casso/v1/token' -H 'Content-Type: application/json' \
+             -d '{{\"code\":\"CLIENT_SECRET\"}}'"
+        )
+    );
+    // The endpoint is served, in its definition's shape (its client is not registered yet).
+    let res = reqwest::Client::new()
+        .post(format!("{base}/casso/v1/token"))
+        .json(&serde_json::json!({"code": "CLIENT_SECRET"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["message"], "Unauthorized Access");
+    let _ = child.kill().await;
+}
