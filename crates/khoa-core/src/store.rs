@@ -443,6 +443,38 @@ pub trait PartnerStore: Send + Sync {
     async fn delete_partner(&self, code: &str) -> Result<bool, StoreError>;
 }
 
+/// A public key a client signs its requests with (a signature dialect verifies against it).
+/// Public, so stored as is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientKey {
+    pub client_id: String,
+    /// The key's name among the client's keys.
+    pub kid: String,
+    /// The signature algorithm: `RS256` (RSASSA-PKCS1-v1_5 with SHA-256).
+    pub alg: String,
+    /// DER SubjectPublicKeyInfo.
+    pub public_key: Vec<u8>,
+    pub created_at: UnixTime,
+}
+
+/// Clients' verification keys, and the signatures already used (each is accepted once).
+#[async_trait]
+pub trait ClientKeyStore: Send + Sync {
+    /// `Conflict("client_key")` when the client already has a key of that `kid`.
+    async fn add_client_key(&self, key: &ClientKey) -> Result<(), StoreError>;
+    /// The client's keys, newest first.
+    async fn client_keys(&self, client_id: &str) -> Result<Vec<ClientKey>, StoreError>;
+    async fn delete_client_key(&self, client_id: &str, kid: &str) -> Result<bool, StoreError>;
+    /// Records a signature (by its digest) until `expires_at`, forgetting those expired by
+    /// `now`; `false` when it was already recorded: a replay. Atomic across nodes.
+    async fn use_signature(
+        &self,
+        digest: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+}
+
 /// When repeated failed sign-ins lock an account: after `threshold` failures in a row the
 /// account is locked for `base_secs`, and every further failure doubles the lock, up to
 /// `max_secs`. A failure more than `max_secs` after the previous one starts the count anew,
@@ -588,6 +620,7 @@ pub struct PoolConnections {
 /// The stores of one backend, chosen once at start-up from the database URL.
 #[derive(Clone)]
 pub struct Stores {
+    pub client_keys: Arc<dyn ClientKeyStore>,
     pub users: Arc<dyn UserStore>,
     pub clients: Arc<dyn ClientStore>,
     pub tokens: Arc<dyn TokenStore>,

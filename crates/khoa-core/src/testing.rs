@@ -28,6 +28,8 @@ struct Inner {
     codes: HashMap<String, AuthCodeState>,
     login_failures: HashMap<String, LoginFailures>,
     audit: Vec<AuditEvent>,
+    client_keys: Vec<ClientKey>,
+    used_signatures: HashMap<String, UnixTime>,
 }
 
 #[derive(Clone, Default)]
@@ -37,6 +39,7 @@ impl MemoryStore {
     pub fn stores() -> Stores {
         let m = MemoryStore::default();
         Stores {
+            client_keys: Arc::new(m.clone()),
             users: Arc::new(m.clone()),
             clients: Arc::new(m.clone()),
             tokens: Arc::new(m.clone()),
@@ -394,6 +397,50 @@ impl PartnerStore for MemoryStore {
     }
     async fn delete_partner(&self, code: &str) -> Result<bool, StoreError> {
         Ok(self.lock().partners.remove(code).is_some())
+    }
+}
+
+#[async_trait]
+impl ClientKeyStore for MemoryStore {
+    async fn add_client_key(&self, key: &ClientKey) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if g.client_keys
+            .iter()
+            .any(|k| k.client_id == key.client_id && k.kid == key.kid)
+        {
+            return Err(StoreError::Conflict("client_key".into()));
+        }
+        g.client_keys.insert(0, key.clone());
+        Ok(())
+    }
+    async fn client_keys(&self, client_id: &str) -> Result<Vec<ClientKey>, StoreError> {
+        let g = self.lock();
+        Ok(g.client_keys
+            .iter()
+            .filter(|k| k.client_id == client_id)
+            .cloned()
+            .collect())
+    }
+    async fn delete_client_key(&self, client_id: &str, kid: &str) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let before = g.client_keys.len();
+        g.client_keys
+            .retain(|k| !(k.client_id == client_id && k.kid == kid));
+        Ok(g.client_keys.len() != before)
+    }
+    async fn use_signature(
+        &self,
+        digest: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        g.used_signatures.retain(|_, exp| *exp > now);
+        if g.used_signatures.contains_key(digest) {
+            return Ok(false);
+        }
+        g.used_signatures.insert(digest.to_owned(), expires_at);
+        Ok(true)
     }
 }
 

@@ -6,6 +6,7 @@
 //! themselves — conditional updates and unique indexes — not by anything held in a process.
 
 mod audit;
+mod client_keys;
 mod clients;
 mod codes;
 mod keys;
@@ -56,6 +57,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         "PostgreSQL store ready"
     );
     Ok(Stores {
+        client_keys: Arc::new(client_keys::PgClientKeys(pool.clone())),
         users: Arc::new(users::PgUsers(pool.clone())),
         clients: Arc::new(clients::PgClients(pool.clone())),
         tokens: Arc::new(tokens::PgTokens(pool.clone())),
@@ -142,6 +144,11 @@ fn migrator() -> Migrator {
             "audit_events_lean",
             include_str!("../../migrations/postgres/0007_audit_events_lean.sql"),
         ),
+        (
+            9,
+            "client_keys",
+            include_str!("../../migrations/postgres/0009_client_keys.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
@@ -196,6 +203,7 @@ const CONFLICTS: &[(&str, &str)] = &[
     ("signing_keys_pkey", "kid"),
     ("partners_pkey", "partner_code"),
     ("partner_keys_pkey", "key_id"),
+    ("client_keys_pkey", "client_key"),
 ];
 
 /// SQLSTATEs that say "the database is away or busy; the same request may succeed later"

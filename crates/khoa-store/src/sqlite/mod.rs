@@ -13,6 +13,7 @@
 
 mod audit;
 pub(crate) mod backup;
+mod client_keys;
 mod clients;
 mod codes;
 mod keys;
@@ -83,6 +84,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         writer,
     };
     Ok(Stores {
+        client_keys: Arc::new(client_keys::SqliteClientKeys(db.clone())),
         users: Arc::new(users::SqliteUsers(db.clone())),
         clients: Arc::new(clients::SqliteClients(db.clone())),
         tokens: Arc::new(tokens::SqliteTokens(db.clone())),
@@ -196,6 +198,11 @@ fn migrator() -> Migrator {
             8,
             "readiness_probe",
             include_str!("../../migrations/sqlite/0008_readiness_probe.sql"),
+        ),
+        (
+            9,
+            "client_keys",
+            include_str!("../../migrations/sqlite/0009_client_keys.sql"),
         ),
     ];
     Migrator::with_migrations(

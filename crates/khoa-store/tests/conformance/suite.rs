@@ -11,10 +11,10 @@ use khoa_core::model::{
 };
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{
-    AccessRecord, AuditEvent, AuditFilter, AuditKind, AuthCode, Family, IfKeyPending, Issuance,
-    KeySchedule, LockoutPolicy, LoginAttempt, LoginFailures, NewUser, Partner, PartnerKey,
-    RedeemOutcome, RefreshRecord, RevokedJwt, RotateOutcome, Rotation, SigningKeyRecord,
-    StoreError, Stores,
+    AccessRecord, AuditEvent, AuditFilter, AuditKind, AuthCode, ClientKey, Family, IfKeyPending,
+    Issuance, KeySchedule, LockoutPolicy, LoginAttempt, LoginFailures, NewUser, Partner,
+    PartnerKey, RedeemOutcome, RefreshRecord, RevokedJwt, RotateOutcome, Rotation,
+    SigningKeyRecord, StoreError, Stores,
 };
 use khoa_store::StoreOptions;
 use tokio::sync::Barrier;
@@ -71,6 +71,9 @@ macro_rules! conformance_tests {
             audit_events_filter_by_subject_client_kind_and_time,
             audit_purge_removes_old_events_in_batches,
             readiness_reports_the_pool,
+            client_keys_round_trip_newest_first_and_a_taken_kid_is_a_conflict,
+            a_signature_is_used_once_until_it_expires,
+            of_concurrent_uses_of_one_signature_exactly_one_wins,
         );
         $crate::suite::conformance_tests!(@db $fresh;
             writes_survive_a_reconnect,
@@ -1803,4 +1806,69 @@ pub async fn readiness_reports_the_pool(stores: &Stores) {
         pool.open >= 1 && pool.idle <= pool.open && pool.open <= pool.max,
         "{pool:?}"
     );
+}
+
+fn client_key(client: &str, kid: &str, created_at: UnixTime) -> ClientKey {
+    ClientKey {
+        client_id: client.into(),
+        kid: kid.into(),
+        alg: "RS256".into(),
+        public_key: vec![0x30, 0x82, kid.len() as u8],
+        created_at,
+    }
+}
+
+pub async fn client_keys_round_trip_newest_first_and_a_taken_kid_is_a_conflict(stores: &Stores) {
+    let s = &stores.client_keys;
+    s.add_client_key(&client_key("snap", "k1", 100))
+        .await
+        .unwrap();
+    s.add_client_key(&client_key("snap", "k2", 200))
+        .await
+        .unwrap();
+    s.add_client_key(&client_key("other", "k1", 100))
+        .await
+        .unwrap();
+    let keys = s.client_keys("snap").await.unwrap();
+    assert_eq!(
+        keys,
+        vec![client_key("snap", "k2", 200), client_key("snap", "k1", 100)]
+    );
+    assert!(matches!(
+        s.add_client_key(&client_key("snap", "k1", 300)).await,
+        Err(StoreError::Conflict(c)) if c == "client_key"
+    ));
+    assert!(s.delete_client_key("snap", "k1").await.unwrap());
+    assert!(!s.delete_client_key("snap", "k1").await.unwrap());
+    assert_eq!(s.client_keys("snap").await.unwrap().len(), 1);
+    assert!(s.client_keys("nobody").await.unwrap().is_empty());
+}
+
+pub async fn a_signature_is_used_once_until_it_expires(stores: &Stores) {
+    let s = &stores.client_keys;
+    assert!(s.use_signature("d1", 1_000, 500).await.unwrap());
+    assert!(
+        !s.use_signature("d1", 1_000, 600).await.unwrap(),
+        "a replay"
+    );
+    assert!(s.use_signature("d2", 1_000, 600).await.unwrap());
+    // Once expired it is forgotten (the freshness window refuses it by then anyway).
+    assert!(s.use_signature("d1", 2_000, 1_000).await.unwrap());
+}
+
+pub async fn of_concurrent_uses_of_one_signature_exactly_one_wins(stores: &Stores) {
+    let barrier = Arc::new(Barrier::new(8));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (s, b) = (stores.client_keys.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            b.wait().await;
+            s.use_signature("same", 1_000, 10).await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
 }
