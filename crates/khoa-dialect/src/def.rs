@@ -152,7 +152,42 @@ pub struct Endpoint {
     /// it holds, and the key that opened it authenticates its client.
     #[serde(default)]
     pub envelope: Option<Envelope>,
+    /// The request is signed with a key registered for its client (`khoa client key add`);
+    /// a valid, fresh, first-seen signature authenticates the client.
+    #[serde(default)]
+    pub signature: Option<Signature>,
     pub response: Response,
+}
+
+/// A request signature. The schemes are code, registered by name.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    pub kind: SignatureKind,
+    /// The header carrying the signature, base64.
+    pub header: String,
+    /// What is signed: text with sources as placeholders, such as
+    /// `{header.X-CLIENT-KEY}|{header.X-TIMESTAMP}`.
+    pub payload: String,
+    /// The source of the signing time, RFC 3339 / ISO 8601 with an offset
+    /// (`2026-12-07T17:00:00+07:00`).
+    pub timestamp: String,
+    /// How far the signing time may be from now, either way; a signature is accepted once
+    /// within it.
+    #[serde(default = "five_minutes")]
+    pub window_secs: u64,
+}
+
+fn five_minutes() -> u64 {
+    300
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureKind {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (`SHA256withRSA`), verified with the client's
+    /// registered public key.
+    RsaSha256,
 }
 
 /// An encrypted body. The ciphers are code, registered by name.

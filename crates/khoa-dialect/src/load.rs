@@ -8,7 +8,8 @@ use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::def::{
-    BodyKind, ClientAuth, Definition, EnvelopeKind, Grant, Input, Message, Method, StatusMode,
+    BodyKind, ClientAuth, Definition, EnvelopeKind, Grant, Input, Message, Method, SignatureKind,
+    StatusMode,
 };
 use crate::refusal::Kind;
 use crate::template::Template;
@@ -70,7 +71,8 @@ pub struct Dialect {
 pub enum Source {
     /// A member of the body, nested by dots.
     Body(Vec<String>),
-    Header(HeaderName),
+    /// The header, and its name as the definition spells it (for messages).
+    Header(HeaderName, String),
     /// The credentials of `Authorization: SCHEME credentials` (case-insensitive scheme).
     Authorization(String),
 }
@@ -79,7 +81,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Body(path) => write!(f, "body.{}", path.join(".")),
-            Source::Header(h) => write!(f, "header.{h}"),
+            Source::Header(_, spelled) => write!(f, "header.{spelled}"),
             Source::Authorization(s) => write!(f, "authorization.{s}"),
         }
     }
@@ -90,7 +92,7 @@ impl Source {
     pub fn field_name(&self) -> String {
         match self {
             Source::Body(path) => path.join("."),
-            Source::Header(h) => h.as_str().to_owned(),
+            Source::Header(_, spelled) => spelled.clone(),
             Source::Authorization(_) => "Authorization".to_owned(),
         }
     }
@@ -102,6 +104,18 @@ pub struct EnvelopeSpec {
     pub kind: EnvelopeKind,
     pub key_header: HeaderName,
     pub field: String,
+}
+
+/// A compiled [`crate::def::Signature`].
+#[derive(Clone, Debug)]
+pub struct SignatureSpec {
+    pub kind: SignatureKind,
+    /// Where the signature is: a [`Source::Header`].
+    pub header: Source,
+    /// Placeholders are sources (`header.X-TIMESTAMP`).
+    pub payload: Template,
+    pub timestamp: Source,
+    pub window_secs: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -124,6 +138,7 @@ pub struct Endpoint {
     pub inputs: Vec<InputSource>,
     pub require: Vec<(Source, Value)>,
     pub envelope: Option<EnvelopeSpec>,
+    pub signature: Option<SignatureSpec>,
     pub status: u16,
     /// The success body as written, for the OpenAPI document's example.
     pub response_example: Value,
@@ -442,6 +457,50 @@ fn compile(def: Definition, text: &str, origin: Origin) -> Result<Dialect, Fail>
                 })
             }
         };
+        let signature = match &e.signature {
+            None => None,
+            Some(sig) => {
+                if envelope.is_some() || e.client_auth != ClientAuth::Inputs {
+                    return Err((
+                        at("signature"),
+                        "a signature authenticates the client itself: no envelope, and \
+                         client_auth stays \"inputs\""
+                            .into(),
+                    ));
+                }
+                if !has(Input::ClientId) && e.client.is_none() {
+                    return Err((
+                        at("signature"),
+                        "the signature is verified with a key of the request's client: the \
+                         endpoint needs a client_id input or a bound client"
+                            .into(),
+                    ));
+                }
+                let header = HeaderName::try_from(sig.header.as_str())
+                    .map(|h| Source::Header(h, sig.header.clone()))
+                    .map_err(|_| {
+                        (
+                            at("signature.header"),
+                            format!("{:?} is not a header name", sig.header),
+                        )
+                    })?;
+                let is_source = |n: &str| parse_source(n).is_ok();
+                let payload = Template::compile(&Value::String(sig.payload.clone()), &is_source)
+                    .map_err(|t| (at("signature.payload"), t.message))?;
+                let timestamp =
+                    parse_source(&sig.timestamp).map_err(|m| (at("signature.timestamp"), m))?;
+                if sig.window_secs == 0 {
+                    return Err((at("signature.window_secs"), "must be at least 1".into()));
+                }
+                Some(SignatureSpec {
+                    kind: sig.kind,
+                    header,
+                    payload,
+                    timestamp,
+                    window_secs: sig.window_secs,
+                })
+            }
+        };
         let names_client = e.client_auth != ClientAuth::Inputs
             || has(Input::ClientId)
             || e.client.is_some()
@@ -498,6 +557,7 @@ fn compile(def: Definition, text: &str, origin: Origin) -> Result<Dialect, Fail>
             inputs,
             require,
             envelope,
+            signature,
             status: e.response.status,
             response_example: e.response.body.clone(),
             response,
@@ -687,7 +747,7 @@ pub fn parse_source(raw: &str) -> Result<Source, String> {
             Ok(Source::Body(path))
         }
         "header" => HeaderName::try_from(rest)
-            .map(Source::Header)
+            .map(|h| Source::Header(h, rest.to_owned()))
             .map_err(|_| bad()),
         "authorization"
             if !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>

@@ -6,7 +6,7 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use crate::def::{BodyKind, ClientAuth, Input};
-use crate::load::{Endpoint, EnvelopeSpec, Source};
+use crate::load::{Endpoint, EnvelopeSpec, SignatureSpec, Source};
 use crate::refusal::{Kind, Refused};
 use crate::wire::{
     Authorization, FormError, is_empty_body, json_object, parse_authorization, parse_form,
@@ -20,6 +20,17 @@ pub struct Read {
     pub inputs: Vec<(Input, String)>,
     /// `Authorization: Basic` id and secret, with `client_auth = "basic"`.
     pub basic: Option<(String, String)>,
+    /// What a signature endpoint's request signed, to verify.
+    pub signed: Option<Signed>,
+}
+
+/// A request signature as it arrived: the bytes, what they sign, and when.
+#[derive(Debug)]
+pub struct Signed {
+    pub signature: Vec<u8>,
+    pub payload: String,
+    /// Unix seconds.
+    pub timestamp: i64,
 }
 
 impl Read {
@@ -111,7 +122,7 @@ pub fn read_from(
             None | Some(Value::Null) if i.optional => {}
             None | Some(Value::Null) => return Err(missing(&i.source)),
             Some(Value::String(_))
-                if matches!(i.source, Source::Header(_) | Source::Authorization(_)) =>
+                if matches!(i.source, Source::Header(..) | Source::Authorization(_)) =>
             {
                 return Err(missing(&i.source));
             }
@@ -125,6 +136,9 @@ pub fn read_from(
                 });
             }
         }
+    }
+    if let Some(sig) = &endpoint.signature {
+        out.signed = Some(signed(sig, headers, body)?);
     }
     for (source, want) in &endpoint.require {
         match lookup(source, headers, body)? {
@@ -198,7 +212,7 @@ fn lookup(
             }
             at.cloned()
         }
-        Source::Header(name) => {
+        Source::Header(name, _) => {
             let raw = headers.get_all(name);
             let mut values = raw.iter();
             let first = values.next();
@@ -222,5 +236,66 @@ fn lookup(
                 .filter(|(s, _)| s.eq_ignore_ascii_case(scheme))
                 .map(|(_, cred)| Value::String(cred.trim().to_owned()))
         }
+    })
+}
+
+fn signed(
+    sig: &SignatureSpec,
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+) -> Result<Signed, Refused> {
+    use base64::Engine as _;
+    let raw = match lookup(&sig.header, headers, body)? {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        _ => return Err(Refused::field(Kind::MissingField, &sig.header.field_name())),
+    };
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(raw.as_bytes())
+        .map_err(|_| Refused::new(Kind::BadSignature, "the signature is not base64"))?;
+    let stamp = match lookup(&sig.timestamp, headers, body)? {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        _ => {
+            return Err(Refused::field(
+                Kind::MissingField,
+                &sig.timestamp.field_name(),
+            ));
+        }
+    };
+    let timestamp = crate::template::parse_rfc3339(&stamp).ok_or_else(|| Refused {
+        field: Some(sig.timestamp.field_name()),
+        ..Refused::new(
+            Kind::InvalidField,
+            format!(
+                "{} must be a time such as 2026-12-07T17:00:00+07:00",
+                sig.timestamp.field_name()
+            ),
+        )
+    })?;
+    let missing = std::cell::RefCell::new(None);
+    let payload = sig.payload.render(&|name| {
+        let value = crate::load::parse_source(name)
+            .ok()
+            .and_then(|s| lookup(&s, headers, body).ok().flatten());
+        if value.is_none() {
+            missing.borrow_mut().get_or_insert_with(|| name.to_owned());
+        }
+        value
+    });
+    if let Some(name) = missing.into_inner() {
+        let field = crate::load::parse_source(&name)
+            .map(|s| s.field_name())
+            .unwrap_or(name);
+        return Err(Refused::field(Kind::MissingField, &field));
+    }
+    let Value::String(payload) = payload else {
+        return Err(Refused::new(
+            Kind::BadSignature,
+            "the signed payload is not text",
+        ));
+    };
+    Ok(Signed {
+        signature,
+        payload,
+        timestamp,
     })
 }

@@ -50,6 +50,12 @@ pub enum Kind {
     OauthError,
     /// An envelope did not open (unknown key, bad ciphertext): one answer for every cause.
     Envelope,
+    /// A request signature that does not verify with any key of the client (or no key).
+    BadSignature,
+    /// A signing time outside the freshness window.
+    StaleSignature,
+    /// A signature already accepted once.
+    ReplayedSignature,
     /// 429: over a rate limit (`Retry-After` says when to come back).
     RateLimited,
     /// 503: the database cannot be reached; retry shortly.
@@ -59,7 +65,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 22] = [
+    pub const ALL: [Kind; 25] = [
         Kind::Malformed,
         Kind::MissingField,
         Kind::InvalidField,
@@ -79,6 +85,9 @@ impl Kind {
         Kind::UnauthorizedClient,
         Kind::OauthError,
         Kind::Envelope,
+        Kind::BadSignature,
+        Kind::StaleSignature,
+        Kind::ReplayedSignature,
         Kind::RateLimited,
         Kind::Unavailable,
         Kind::ServerError,
@@ -93,7 +102,9 @@ impl Kind {
             | HeadersTooLarge => Malformed,
             InvalidField => MissingField,
             Locked | Disabled => InvalidGrant,
-            MissingCredentials | Envelope => InvalidClient,
+            MissingCredentials | Envelope | BadSignature | StaleSignature | ReplayedSignature => {
+                InvalidClient
+            }
             InvalidClient | InvalidGrant | InvalidRequest | InvalidScope | UnauthorizedClient => {
                 OauthError
             }
@@ -113,7 +124,8 @@ impl Kind {
             MethodNotAllowed => 405,
             Timeout => 408,
             HeadersTooLarge => 431,
-            MissingCredentials | InvalidClient | Envelope => 401,
+            MissingCredentials | InvalidClient | Envelope | BadSignature | StaleSignature
+            | ReplayedSignature => 401,
             RateLimited => 429,
             Unavailable => 503,
             ServerError => 500,
@@ -124,7 +136,8 @@ impl Kind {
     pub fn oauth_code(self) -> &'static str {
         use Kind::*;
         match self {
-            MissingCredentials | InvalidClient | Envelope => "invalid_client",
+            MissingCredentials | InvalidClient | Envelope | BadSignature | StaleSignature
+            | ReplayedSignature => "invalid_client",
             InvalidGrant | Locked | Disabled => "invalid_grant",
             InvalidScope => "invalid_scope",
             UnauthorizedClient => "unauthorized_client",
@@ -157,6 +170,9 @@ impl Kind {
             UnauthorizedClient => "unauthorized_client",
             OauthError => "oauth_error",
             Envelope => "envelope",
+            BadSignature => "bad_signature",
+            StaleSignature => "stale_signature",
+            ReplayedSignature => "replayed_signature",
             RateLimited => "rate_limited",
             Unavailable => "unavailable",
             ServerError => "server_error",

@@ -467,7 +467,56 @@ fn format_time(t: Time, pattern: &str) -> String {
     out
 }
 
-// Howard Hinnant's `civil_from_days` (proleptic Gregorian calendar).
+/// Unix seconds of an RFC 3339 time (`2026-12-07T17:00:00+07:00`, `…Z`, fractions of a second
+/// ignored), the form signature timestamps take; `None` for anything else.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        o => i64::from(
+            parse_offset(o)
+                .ok()
+                .filter(|_| o.len() == 6 && &o[3..4] == ":")?,
+        ),
+    };
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}
+
+// Howard Hinnant's `days_from_civil` / `civil_from_days` (proleptic Gregorian calendar).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -547,6 +596,27 @@ mod tests {
         }
         assert!(parse_offset("Europe/Berlin").is_err());
         assert_eq!(parse_offset("-05:30"), Ok(-(5 * 3600 + 30 * 60)));
+    }
+
+    #[test]
+    fn signing_times_parse_with_their_offset() {
+        assert_eq!(
+            parse_rfc3339("2026-12-07T17:00:00+07:00"),
+            Some(1_796_637_600)
+        );
+        assert_eq!(parse_rfc3339("2026-12-07T10:00:00Z"), Some(1_796_637_600));
+        assert_eq!(
+            parse_rfc3339("2026-12-07T10:00:00.123Z"),
+            Some(1_796_637_600)
+        );
+        for bad in [
+            "2026-12-07 10:00",
+            "2026-13-07T10:00:00Z",
+            "2026-12-07T10:00:00",
+            "x",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub async fn client(engine: &Engine, cmd: ClientCommand) -> Result<()> {
     let clients = &engine.stores().clients;
     match cmd {
         ClientCommand::Add(args) => add_client(engine, args).await,
+        ClientCommand::Key(cmd) => client_key(engine, cmd).await,
         ClientCommand::List => {
             for c in clients.list_clients().await? {
                 println!(
@@ -615,6 +616,69 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+async fn client_key(engine: &Engine, cmd: crate::cli::ClientKeyCommand) -> Result<()> {
+    use crate::cli::ClientKeyCommand;
+    use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+    let keys = &engine.stores().client_keys;
+    let known = |client_id: String| async move {
+        match engine.stores().clients.find_client(&client_id).await? {
+            Some(_) => Ok::<_, anyhow::Error>(client_id),
+            None => bail!("no client {client_id}"),
+        }
+    };
+    match cmd {
+        ClientKeyCommand::Add {
+            client_id,
+            public_key,
+            kid,
+        } => {
+            let client_id = known(client_id).await?;
+            let pem = std::fs::read_to_string(&public_key)
+                .with_context(|| format!("reading {}", public_key.display()))?;
+            let key = rsa::RsaPublicKey::from_public_key_pem(pem.trim()).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not an RSA public key in PEM (-----BEGIN PUBLIC KEY-----): {e}",
+                    public_key.display()
+                )
+            })?;
+            let der = key
+                .to_public_key_der()
+                .map_err(|e| anyhow::anyhow!("encoding the key: {e}"))?
+                .into_vec();
+            let kid = kid.unwrap_or_else(|| {
+                use sha2::Digest as _;
+                hex::encode(&sha2::Sha256::digest(&der)[..8])
+            });
+            keys.add_client_key(&khoa_core::store::ClientKey {
+                client_id: client_id.clone(),
+                kid: kid.clone(),
+                alg: "RS256".into(),
+                public_key: der,
+                created_at: engine.now(),
+            })
+            .await
+            .map_err(|e| plain(format!("key {kid} of client {client_id}"))(e.into()))?;
+            println!("kid: {kid}");
+            Ok(())
+        }
+        ClientKeyCommand::List { client_id } => {
+            let client_id = known(client_id).await?;
+            println!("{:<20} {:<6} CREATED_AT", "KID", "ALG");
+            for k in keys.client_keys(&client_id).await? {
+                println!("{:<20} {:<6} {}", k.kid, k.alg, format_time(k.created_at));
+            }
+            Ok(())
+        }
+        ClientKeyCommand::Remove { client_id, kid } => {
+            if !keys.delete_client_key(&client_id, &kid).await? {
+                bail!("no key {kid} of client {client_id}");
+            }
+            println!("removed key {kid} of client {client_id}");
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -176,6 +176,28 @@ pub enum ClientCommand {
     },
     /// Delete a client.
     Remove { client_id: String },
+    /// Public keys a client signs its requests with, for signature dialects (SNAP).
+    #[command(subcommand)]
+    Key(ClientKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientKeyCommand {
+    /// Register an RSA public key (PEM `PUBLIC KEY`, as `openssl rsa -pubout` writes it).
+    Add {
+        client_id: String,
+        /// The PEM file.
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        /// The key's name among the client's keys (default: the first 16 hex digits of its
+        /// SHA-256).
+        #[arg(long)]
+        kid: Option<String>,
+    },
+    /// List a client's keys, newest first.
+    List { client_id: String },
+    /// Remove one key.
+    Remove { client_id: String, kid: String },
 }
 
 #[derive(Debug, Args)]

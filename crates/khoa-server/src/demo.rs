@@ -478,7 +478,7 @@ pub fn curl_line(base: &str, e: &khoa_dialect::load::Endpoint) -> String {
         match source {
             Source::Body(path) if e.envelope.is_none() => put(path, value),
             Source::Body(_) => {}
-            Source::Header(h) => {
+            Source::Header(_, h) => {
                 line.push_str(&format!(" -H '{h}: {}'", value.as_str().unwrap_or("VALUE")))
             }
             Source::Authorization(scheme) => line.push_str(&format!(

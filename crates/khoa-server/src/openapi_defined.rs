@@ -37,11 +37,26 @@ fn operation(d: &Dialect, e: &Endpoint) -> Value {
     for (source, required, fixed) in sources {
         match source {
             Source::Body(path) => body.insert(path, required, fixed),
-            Source::Header(h) => parameters.push(json!({
-                "name": h.as_str(), "in": "header", "required": required,
+            Source::Header(_, h) => parameters.push(json!({
+                "name": h, "in": "header", "required": required,
                 "schema": { "type": "string" },
             })),
             Source::Authorization(_) => {}
+        }
+    }
+    if let Some(sig) = &e.signature {
+        for (source, what) in [
+            (&sig.header, "The request signature, base64"),
+            (&sig.timestamp, "The signing time, RFC 3339"),
+        ] {
+            if let Source::Header(_, h) = source
+                && !parameters.iter().any(|p| p["name"] == h.as_str())
+            {
+                parameters.push(json!({
+                    "name": h, "in": "header", "required": true,
+                    "schema": { "type": "string" }, "description": what,
+                }));
+            }
         }
     }
     if let Some(env) = &e.envelope {

@@ -27,6 +27,8 @@
 //! - `demo_cli`, `cli_admin`: the `khoa` binary itself (`demo`, `serve` and the admin verbs).
 //! - `dialect_files`: dialects from definition files (`dialects.dir`): Casso from
 //!   `dialects/casso.toml`, an edited copy, the definitions start-up refuses, `khoa dialect`.
+//! - `dialect_snap`: SNAP from `dialects/snap.toml`: signed requests, wrong, missing, stale and
+//!   replayed signatures, `khoa client key`.
 //! - `revocation`: RFC 7009 revocation, RFC 7662 introspection over every dialect's tokens,
 //!   RFC 8414 / OpenID discovery.
 //! - `forward_auth`, `nginx`: `/auth/verify` on its own, and behind a real nginx running the
@@ -63,6 +65,7 @@ mod dialect_bankhub;
 mod dialect_derivative;
 mod dialect_files;
 mod dialect_partner;
+mod dialect_snap;
 mod dialect_vietqr;
 mod errors;
 mod example_config;
