@@ -316,7 +316,11 @@ mod tests {
 
     #[test]
     fn every_named_conflict_is_a_constraint_of_the_schema() {
-        let schema = include_str!("../../migrations/postgres/0001_init.sql");
+        let schema = [
+            include_str!("../../migrations/postgres/0001_init.sql"),
+            include_str!("../../migrations/postgres/0009_client_keys.sql"),
+        ]
+        .concat();
         for (constraint, _) in CONFLICTS {
             assert!(
                 schema.contains(&format!("CONSTRAINT {constraint} ")),
