@@ -152,6 +152,12 @@ pub async fn client(engine: &Engine, cmd: ClientCommand) -> Result<()> {
             if !clients.delete_client(&client_id).await? {
                 bail!("no client {client_id}");
             }
+            // Its signature keys go too: a client made later under the same id must not
+            // inherit them.
+            let keys = &engine.stores().client_keys;
+            for k in keys.client_keys(&client_id).await? {
+                keys.delete_client_key(&client_id, &k.kid).await?;
+            }
             audited(engine, "client.remove", None, Some(&client_id), json!({})).await;
             println!("removed client {client_id}");
             Ok(())

@@ -270,6 +270,34 @@ async fn client_key_add_registers_a_pem_public_key() {
     .await;
     assert!(e.contains("not an RSA public key"), "{e}");
     ok(dir.path(), &["client", "key", "remove", CLIENT, "k1"], None).await;
+    // Removing the client removes its keys: a new client of that id starts with none.
+    std::fs::write(
+        &file,
+        new_key()
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    ok(
+        dir.path(),
+        &[
+            "client",
+            "key",
+            "add",
+            CLIENT,
+            "--public-key",
+            path,
+            "--kid",
+            "k2",
+        ],
+        None,
+    )
+    .await;
+    ok(dir.path(), &["client", "remove", CLIENT], None).await;
+    ok(dir.path(), &["client", "add", CLIENT], None).await;
+    let list = ok(dir.path(), &["client", "key", "list", CLIENT], None).await;
+    assert_eq!(list.lines().count(), 1, "only the header line: {list}");
     let e = fails(dir.path(), &["client", "key", "remove", CLIENT, "k1"], None).await;
     assert!(e.contains("no key k1"), "{e}");
 }
