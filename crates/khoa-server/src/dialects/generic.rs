@@ -15,13 +15,12 @@ use khoa_core::error::{Detail, EngineError, ErrorCode};
 use khoa_core::grant::{ClientAuth, TokenRequest};
 use khoa_core::mint::IssuedTokens;
 use khoa_core::partner::EnvelopeError;
-use khoa_dialect::def::{ClientAuth as AuthFrom, EnvelopeKind, Input, Method, SignatureKind};
-use khoa_dialect::load::{Endpoint, EnvelopeSpec, SignatureSpec};
-use khoa_dialect::read::{Read, Signed, envelope_data, envelope_key, read, read_from};
+use khoa_dialect::def::{ClientAuth as AuthFrom, EnvelopeKind, Input, Method};
+use khoa_dialect::load::{Endpoint, EnvelopeSpec};
+use khoa_dialect::read::{Read, envelope_data, envelope_key, read, read_from};
 use khoa_dialect::render::{Answer, Issued};
 use khoa_dialect::{Dialect, Kind, Refused};
 use secrecy::SecretString;
-use sha2::Digest as _;
 
 use super::oauth2::no_store;
 use crate::error::ApiError;
@@ -112,7 +111,7 @@ async fn serve(
             if let Err(l) = state.limits.check_client(Some(&client)) {
                 return refuse(dialect, rate_limited(l));
             }
-            match verify(state, spec, signed, &client).await {
+            match super::signature::verify(state, spec, signed, &client).await {
                 Ok(()) => Some(client),
                 Err(r) => return refuse(dialect, r),
             }
@@ -160,73 +159,6 @@ fn bound_client_refused(endpoint: &Endpoint, r: &Refused) -> bool {
             r.kind,
             Kind::InvalidClient | Kind::UnauthorizedClient | Kind::InvalidScope
         )
-}
-
-/// Checks a signed request: fresh, made with a key registered for `client`, and never seen
-/// before (recorded until it would be stale anyway, on every node).
-async fn verify(
-    state: &AppState,
-    spec: &SignatureSpec,
-    signed: &Signed,
-    client: &str,
-) -> Result<(), Refused> {
-    let now = state.engine.now();
-    let window = i64::try_from(spec.window_secs).unwrap_or(i64::MAX);
-    if (now - signed.timestamp).abs() > window {
-        return Err(Refused::new(
-            Kind::StaleSignature,
-            "the signing time is outside the accepted window",
-        ));
-    }
-    let keys = state
-        .engine
-        .stores()
-        .client_keys
-        .client_keys(client)
-        .await
-        .map_err(|e| from_engine(e.into()))?;
-    let verified = match spec.kind {
-        SignatureKind::RsaSha256 => keys
-            .iter()
-            .filter(|k| k.alg == "RS256")
-            .any(|k| rsa_sha256_verifies(&k.public_key, signed)),
-    };
-    if !verified {
-        return Err(Refused::new(
-            Kind::BadSignature,
-            "the signature does not verify",
-        ));
-    }
-    let digest = hex::encode(sha2::Sha256::digest(&signed.signature));
-    let first = state
-        .engine
-        .stores()
-        .client_keys
-        .use_signature(&digest, signed.timestamp + window, now)
-        .await
-        .map_err(|e| from_engine(e.into()))?;
-    if !first {
-        return Err(Refused::new(
-            Kind::ReplayedSignature,
-            "the signature was already used",
-        ));
-    }
-    Ok(())
-}
-
-/// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 §8.2) over the payload, with a DER SPKI key.
-fn rsa_sha256_verifies(spki: &[u8], signed: &Signed) -> bool {
-    use rsa::pkcs8::DecodePublicKey;
-    use rsa::signature::Verifier;
-    let Ok(key) = rsa::RsaPublicKey::from_public_key_der(spki) else {
-        return false;
-    };
-    let Ok(signature) = rsa::pkcs1v15::Signature::try_from(signed.signature.as_slice()) else {
-        return false;
-    };
-    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key)
-        .verify(signed.payload.as_bytes(), &signature)
-        .is_ok()
 }
 
 /// Opens an envelope from `sender`: the client its key authenticates, and what it holds.
@@ -338,7 +270,7 @@ fn rate_limited(l: Limited) -> Refused {
 }
 
 /// The engine's refusal as a kind of the definition's error table.
-fn from_engine(e: EngineError) -> Refused {
+pub(super) fn from_engine(e: EngineError) -> Refused {
     match e {
         EngineError::OAuth(o) => {
             let kind = match (o.code, o.detail) {

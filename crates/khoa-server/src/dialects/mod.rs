@@ -5,6 +5,7 @@
 pub mod generic;
 pub mod oauth2;
 pub mod registry;
+pub mod signature;
 pub mod vietqr;
 
 use std::sync::Arc;
