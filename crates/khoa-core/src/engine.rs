@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::audit::{Auditor, token_ref};
 use crate::authorize::{AuthorizeError, AuthorizeRequest, CsrfGuard, IssuedCode, ValidAuthorize};
 use crate::client_cache::ClientCache;
+use crate::client_key::ClientKeys;
 use crate::clock::{Clock, Random};
 use crate::error::{Detail, EngineError, ErrorCode, OAuthError};
 use crate::grant::authorization_code::AuthorizationCodeGrant;
@@ -103,6 +104,7 @@ pub struct Engine {
     clients: ClientCache,
     keys: Arc<KeyRingHandle>,
     partners: Partners,
+    client_keys: ClientKeys,
     revocations: RevocationList,
     password_grant: PasswordGrant,
     client_credentials_grant: ClientCredentialsGrant,
@@ -132,6 +134,13 @@ impl Engine {
         let clients = ClientCache::new(stores.clients.clone(), config.client_cache_secs);
         let partners = Partners {
             store: stores.partners.clone(),
+            clients: stores.clients.clone(),
+            master: master.clone(),
+            clock: clock.clone(),
+            random: random.clone(),
+        };
+        let client_keys = ClientKeys {
+            store: stores.client_keys.clone(),
             clients: stores.clients.clone(),
             master: master.clone(),
             clock: clock.clone(),
@@ -186,12 +195,18 @@ impl Engine {
             clients,
             keys,
             partners,
+            client_keys,
         })
     }
 
     /// The partners of the encrypted dialect (seed 002).
     pub fn partners(&self) -> &Partners {
         &self.partners
+    }
+
+    /// The keys clients sign their requests with (the signature dialects).
+    pub fn client_keys(&self) -> &ClientKeys {
+        &self.client_keys
     }
 
     pub fn config(&self) -> &EngineConfig {

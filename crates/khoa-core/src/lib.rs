@@ -25,6 +25,7 @@
 //! - [`master_key`]: the key everything at rest is sealed under.
 //! - [`envelope`]: the AES-256-CBC partner envelope of seed 002.
 //! - [`partner`]: partners of the encrypted dialect: sealed AES keys, rotation, opening.
+//! - [`client_key`]: the keys clients sign requests with: RSA public keys, sealed HMAC secrets.
 //! - [`password`]: Argon2id on a bounded blocking pool.
 //! - [`client_cache`]: clients cached for a few seconds, off the hot path.
 //! - [`clock`]: injectable time and randomness.
@@ -33,6 +34,7 @@
 pub mod audit;
 pub mod authorize;
 pub mod client_cache;
+pub mod client_key;
 pub mod clock;
 pub mod engine;
 pub mod envelope;

@@ -443,18 +443,33 @@ pub trait PartnerStore: Send + Sync {
     async fn delete_partner(&self, code: &str) -> Result<bool, StoreError>;
 }
 
-/// A public key a client signs its requests with (a signature dialect verifies against it).
-/// Public, so stored as is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A key a client signs its requests with (a signature dialect verifies against it); written
+/// and read through [`crate::client_key::ClientKeys`], which seals what must be sealed.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientKey {
     pub client_id: String,
     /// The key's name among the client's keys.
     pub kid: String,
-    /// The signature algorithm: `RS256` (RSASSA-PKCS1-v1_5 with SHA-256).
+    /// What the key is ([`crate::client_key::KeyAlg`]): `RS256`, an RSA public key; `HMAC`, a
+    /// shared secret for either hash.
     pub alg: String,
-    /// DER SubjectPublicKeyInfo.
-    pub public_key: Vec<u8>,
+    /// `RS256`: the DER SubjectPublicKeyInfo, public, stored as is. `HMAC`: the secret sealed
+    /// under the master key (`nonce || AES-256-GCM`), never in the clear. The column is still
+    /// called `public_key` (migration 0009): one column holds either.
+    pub material: Vec<u8>,
     pub created_at: UnixTime,
+}
+
+/// Never the material: a sealed secret is no business of a log line either.
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientKey")
+            .field("client_id", &self.client_id)
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Clients' verification keys, and the signatures already used (each is accepted once).

@@ -35,6 +35,9 @@ pub enum Method {
     Post,
     #[serde(rename = "PUT")]
     Put,
+    /// Only for `operation = "revoked_jwts"`, which reads its query string.
+    #[serde(rename = "GET")]
+    Get,
 }
 
 impl Method {
@@ -42,6 +45,43 @@ impl Method {
         match self {
             Method::Post => "POST",
             Method::Put => "PUT",
+            Method::Get => "GET",
+        }
+    }
+}
+
+/// What an endpoint does. Each operation is code, chosen by name; everything around it (the
+/// path, where its inputs and the client's credentials are read, every refusal's answer) is
+/// the definition's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Runs `grant` and answers `response` with the issued tokens.
+    #[default]
+    Token,
+    /// RFC 7009 revocation of the `token` input: 200 with an empty body, whether or not the
+    /// token existed.
+    Revoke,
+    /// RFC 7662 introspection of the `token` input: the token's metadata, or
+    /// `{"active": false}` alone.
+    Introspect,
+    /// khoa's JWT revocation list (`GET`, `?since=` unix seconds): `{"until", "revoked":
+    /// [{"jti", "exp"}]}`, for resource servers that verify JWTs offline.
+    RevokedJwts,
+    /// A protected API: the request's `Authorization: Bearer` token must be one khoa issued
+    /// and still valid; `response` is answered, its templates naming request values
+    /// (`{body.NAME}`) and the token's `{client_id}`, `{subject}`, `{scope}`.
+    Resource,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Token => "token",
+            Operation::Revoke => "revoke",
+            Operation::Introspect => "introspect",
+            Operation::RevokedJwts => "revoked_jwts",
+            Operation::Resource => "resource",
         }
     }
 }
@@ -56,6 +96,9 @@ pub enum Grant {
     ClientCredentials,
     /// RFC 6749 §6: needs a `refresh_token` input.
     RefreshToken,
+    /// The grant the request names in its `grant_type` input: one endpoint for every grant
+    /// khoa has (RFC 6749 §3.2), `unsupported_grant_type` for any other.
+    Request,
 }
 
 impl Grant {
@@ -64,6 +107,7 @@ impl Grant {
             Grant::Password => "password",
             Grant::ClientCredentials => "client_credentials",
             Grant::RefreshToken => "refresh_token",
+            Grant::Request => "request",
         }
     }
 }
@@ -94,6 +138,9 @@ pub enum ClientAuth {
     Basic,
     /// `Authorization: Basic` with id and secret form-encoded first (RFC 6749 §2.3.1).
     BasicForm,
+    /// RFC 6749 §2.3: `Authorization: Basic` (form-encoded), or the `client_id` and
+    /// `client_secret` inputs, or `client_id` alone for a public client; never two methods.
+    Rfc6749,
 }
 
 /// The engine inputs an endpoint can read.
@@ -106,9 +153,33 @@ pub enum Input {
     Password,
     RefreshToken,
     Scope,
+    /// The grant of `grant = "request"`.
+    GrantType,
+    /// RFC 6749 §4.1.3: the authorization code, its redirect URI, and the PKCE verifier.
+    Code,
+    RedirectUri,
+    CodeVerifier,
+    /// The token of `operation = "revoke"` / `"introspect"`, and its hint.
+    Token,
+    TokenTypeHint,
 }
 
 impl Input {
+    pub const ALL: [Input; 12] = [
+        Input::ClientId,
+        Input::ClientSecret,
+        Input::Username,
+        Input::Password,
+        Input::RefreshToken,
+        Input::Scope,
+        Input::GrantType,
+        Input::Code,
+        Input::RedirectUri,
+        Input::CodeVerifier,
+        Input::Token,
+        Input::TokenTypeHint,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Input::ClientId => "client_id",
@@ -117,6 +188,12 @@ impl Input {
             Input::Password => "password",
             Input::RefreshToken => "refresh_token",
             Input::Scope => "scope",
+            Input::GrantType => "grant_type",
+            Input::Code => "code",
+            Input::RedirectUri => "redirect_uri",
+            Input::CodeVerifier => "code_verifier",
+            Input::Token => "token",
+            Input::TokenTypeHint => "token_type_hint",
         }
     }
 }
@@ -129,7 +206,11 @@ pub struct Endpoint {
     pub method: Method,
     /// The path, from `/`; unique among every loaded dialect.
     pub path: String,
-    pub grant: Grant,
+    #[serde(default)]
+    pub operation: Operation,
+    /// The grant of `operation = "token"` (required there, refused elsewhere).
+    #[serde(default)]
+    pub grant: Option<Grant>,
     /// The client this endpoint acts for when the request names none (a public client whose
     /// token policy its logins get).
     #[serde(default)]
@@ -156,7 +237,13 @@ pub struct Endpoint {
     /// a valid, fresh, first-seen signature authenticates the client.
     #[serde(default)]
     pub signature: Option<Signature>,
-    pub response: Response,
+    /// The answer of `operation = "token"` and `"resource"`; the other operations answer as
+    /// their RFC says.
+    #[serde(default)]
+    pub response: Option<Response>,
+    /// This endpoint's own error answers, when they differ from the dialect's `[errors]`.
+    #[serde(default)]
+    pub errors: Option<Errors>,
 }
 
 /// A request signature. The schemes are code, registered by name.
@@ -188,6 +275,10 @@ pub enum SignatureKind {
     /// RSASSA-PKCS1-v1_5 with SHA-256 (`SHA256withRSA`), verified with the client's
     /// registered public key.
     RsaSha256,
+    /// HMAC-SHA256 (RFC 2104) with a secret the client shares with khoa, sealed at rest.
+    HmacSha256,
+    /// HMAC-SHA512 (RFC 2104) with a secret the client shares with khoa, sealed at rest.
+    HmacSha512,
 }
 
 /// An encrypted body. The ciphers are code, registered by name.
@@ -199,6 +290,14 @@ pub struct Envelope {
     pub key_header: String,
     /// The member of the JSON body holding the ciphertext.
     pub field: String,
+    /// Seconds a partner's previous key keeps opening envelopes after `khoa partner
+    /// rotate-key` (that verb's default).
+    #[serde(default = "one_day")]
+    pub key_overlap_secs: u64,
+}
+
+fn one_day() -> u64 {
+    86_400
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

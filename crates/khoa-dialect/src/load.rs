@@ -8,8 +8,8 @@ use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::def::{
-    BodyKind, ClientAuth, Definition, EnvelopeKind, Grant, Input, Message, Method, SignatureKind,
-    StatusMode,
+    BodyKind, ClientAuth, Definition, EnvelopeKind, Grant, Input, Message, Method, Operation,
+    SignatureKind, StatusMode,
 };
 use crate::refusal::Kind;
 use crate::template::Template;
@@ -62,6 +62,8 @@ pub struct Dialect {
     pub origin: Origin,
     /// The file as written, for `khoa dialect show`.
     pub text: String,
+    /// `[settings]`, with the operator's overrides applied.
+    pub settings: serde_json::Map<String, Value>,
     pub endpoints: Vec<Endpoint>,
     pub errors: Errors,
 }
@@ -104,6 +106,7 @@ pub struct EnvelopeSpec {
     pub kind: EnvelopeKind,
     pub key_header: HeaderName,
     pub field: String,
+    pub key_overlap_secs: u64,
 }
 
 /// A compiled [`crate::def::Signature`].
@@ -131,7 +134,9 @@ pub struct Endpoint {
     pub name: String,
     pub method: Method,
     pub path: String,
-    pub grant: Grant,
+    pub operation: Operation,
+    /// The grant of a `token` operation.
+    pub grant: Option<Grant>,
     pub client: Option<String>,
     pub client_auth: ClientAuth,
     pub body: BodyKind,
@@ -140,10 +145,13 @@ pub struct Endpoint {
     pub envelope: Option<EnvelopeSpec>,
     pub signature: Option<SignatureSpec>,
     pub status: u16,
-    /// The success body as written, for the OpenAPI document's example.
+    /// The success body as written, for the OpenAPI document's example (null for the
+    /// operations whose answer is their RFC's).
     pub response_example: Value,
     pub response: Template,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// This endpoint's own error answers, instead of the dialect's.
+    pub errors: Option<Errors>,
 }
 
 impl Endpoint {
@@ -168,8 +176,11 @@ pub struct Errors {
     pub cases: HashMap<Kind, Case>,
 }
 
+/// What the answer of a `resource` endpoint may name besides request values (`body.NAME`).
+pub const RESOURCE_FIELDS: [&str; 3] = ["client_id", "subject", "scope"];
+
 /// What a success template may name.
-pub const ANSWER_FIELDS: [&str; 11] = [
+pub const ANSWER_FIELDS: [&str; 12] = [
     "access_token",
     "token_type",
     "expires_in",
@@ -181,6 +192,7 @@ pub const ANSWER_FIELDS: [&str; 11] = [
     "issued_at",
     "expires_at",
     "refresh_expires_at",
+    "id_token",
 ];
 
 /// What an error template may name besides the cases' own values.
@@ -257,6 +269,10 @@ pub fn load(
             substitute(v, &settings, &mut vec![k.clone()]).map_err(|(key, m)| err(key, m))?;
         }
     }
+    let resolved = match serde_json::to_value(&settings) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
     doc.insert("settings".into(), toml::Value::Table(settings));
     let def: Definition =
         serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
@@ -281,7 +297,9 @@ pub fn load(
             }
             err(key, message)
         })?;
-    compile(def, text, origin).map_err(|(key, message)| err(key, message))
+    let mut d = compile(def, text, origin).map_err(|(key, message)| err(key, message))?;
+    d.settings = resolved;
+    Ok(d)
 }
 
 /// Replaces `{settings.NAME}` in every string: alone in its string the setting keeps its type.
@@ -405,25 +423,37 @@ fn compile(def: Definition, text: &str, origin: Origin) -> Result<Dialect, Fail>
             });
         }
         let has = |i: Input| e.inputs.contains_key(&i);
-        let needs: &[Input] = match e.grant {
-            Grant::Password => &[Input::Username, Input::Password],
-            Grant::RefreshToken => &[Input::RefreshToken],
-            Grant::ClientCredentials => &[],
+        check_operation(e, &at)?;
+        let needs: &[Input] = match (e.operation, e.grant) {
+            (Operation::Token, Some(Grant::Password)) => &[Input::Username, Input::Password],
+            (Operation::Token, Some(Grant::RefreshToken)) => &[Input::RefreshToken],
+            (Operation::Token, Some(Grant::Request)) => &[Input::GrantType],
+            (Operation::Revoke | Operation::Introspect, _) => &[Input::Token],
+            _ => &[],
         };
         for n in needs {
             if !has(*n) {
                 return Err((
                     at("inputs"),
-                    format!("grant {} needs the input {}", e.grant.as_str(), n.as_str()),
+                    format!(
+                        "{} needs the input {}",
+                        match e.grant {
+                            Some(g) if e.operation == Operation::Token =>
+                                format!("grant {}", g.as_str()),
+                            _ => format!("operation {}", e.operation.as_str()),
+                        },
+                        n.as_str()
+                    ),
                 ));
             }
         }
-        if e.client_auth != ClientAuth::Inputs && (has(Input::ClientId) || has(Input::ClientSecret))
+        if matches!(e.client_auth, ClientAuth::Basic | ClientAuth::BasicForm)
+            && (has(Input::ClientId) || has(Input::ClientSecret))
         {
             return Err((
                 at("client_auth"),
                 "client_auth reads the client from Authorization: Basic; inputs must not name \
-                 client_id or client_secret too"
+                 client_id or client_secret too (client_auth = \"rfc6749\" takes either)"
                     .into(),
             ));
         }
@@ -454,6 +484,7 @@ fn compile(def: Definition, text: &str, origin: Origin) -> Result<Dialect, Fail>
                     kind: env.kind,
                     key_header,
                     field: env.field.clone(),
+                    key_overlap_secs: env.key_overlap_secs,
                 })
             }
         };
@@ -489,6 +520,24 @@ fn compile(def: Definition, text: &str, origin: Origin) -> Result<Dialect, Fail>
                     .map_err(|t| (at("signature.payload"), t.message))?;
                 let timestamp =
                     parse_source(&sig.timestamp).map_err(|m| (at("signature.timestamp"), m))?;
+                if e.body == BodyKind::Empty {
+                    let reads_body = |n: &str| matches!(parse_source(n), Ok(Source::Body(_)));
+                    if let Some(n) = payload.names().into_iter().find(|n| reads_body(n)) {
+                        return Err((
+                            at("signature.payload"),
+                            format!("{{{n}}} reads the body of an endpoint whose body = \"empty\""),
+                        ));
+                    }
+                    if matches!(timestamp, Source::Body(_)) {
+                        return Err((
+                            at("signature.timestamp"),
+                            format!(
+                                "{} reads the body of an endpoint whose body = \"empty\"",
+                                sig.timestamp
+                            ),
+                        ));
+                    }
+                }
                 if sig.window_secs == 0 {
                     return Err((at("signature.window_secs"), "must be at least 1".into()));
                 }
@@ -505,7 +554,7 @@ fn compile(def: Definition, text: &str, origin: Origin) -> Result<Dialect, Fail>
             || has(Input::ClientId)
             || e.client.is_some()
             || envelope.is_some();
-        if !names_client {
+        if !names_client && e.operation != Operation::Resource {
             return Err((
                 at("client"),
                 "the endpoint must name its client: a client_id input, client_auth = \"basic\", \
@@ -525,31 +574,64 @@ fn compile(def: Definition, text: &str, origin: Origin) -> Result<Dialect, Fail>
             }
             require.push((source, value.clone()));
         }
-        let known = |n: &str| ANSWER_FIELDS.contains(&n);
-        let response = Template::compile(&e.response.body, &known).map_err(|t| {
-            (
-                format!("{}.{}", at("response.body"), t.path.join("."))
-                    .trim_end_matches('.')
-                    .to_owned(),
-                t.message,
-            )
-        })?;
-        if !response.names().contains(&"access_token") {
-            return Err((
-                at("response.body"),
-                "the answer must carry {access_token} somewhere".into(),
-            ));
-        }
-        if !(200..300).contains(&e.response.status) {
-            return Err((
-                at("response.status"),
-                format!("{} is not a 2xx status", e.response.status),
-            ));
-        }
+        let (status, response_example, response, response_headers) = match &e.response {
+            None => (200, Value::Null, Template::Const(Value::Null), Vec::new()),
+            Some(r) => {
+                let resource = e.operation == Operation::Resource;
+                let known = |n: &str| {
+                    if resource {
+                        RESOURCE_FIELDS.contains(&n)
+                            || matches!(parse_source(n), Ok(Source::Body(_)))
+                    } else {
+                        ANSWER_FIELDS.contains(&n)
+                    }
+                };
+                let response = Template::compile(&r.body, &known).map_err(|t| {
+                    (
+                        format!("{}.{}", at("response.body"), t.path.join("."))
+                            .trim_end_matches('.')
+                            .to_owned(),
+                        t.message,
+                    )
+                })?;
+                if !resource && !response.names().contains(&"access_token") {
+                    return Err((
+                        at("response.body"),
+                        "the answer must carry {access_token} somewhere".into(),
+                    ));
+                }
+                if resource
+                    && e.body == BodyKind::Empty
+                    && response.names().iter().any(|n| n.starts_with("body."))
+                {
+                    return Err((
+                        at("response.body"),
+                        "the answer names request values of an endpoint whose body = \"empty\""
+                            .into(),
+                    ));
+                }
+                if !(200..300).contains(&r.status) {
+                    return Err((
+                        at("response.status"),
+                        format!("{} is not a 2xx status", r.status),
+                    ));
+                }
+                let h = headers(&r.headers, &at("response.headers"))?;
+                (r.status, r.body.clone(), response, h)
+            }
+        };
+        let errors = e
+            .errors
+            .as_ref()
+            .map(|errors| {
+                compile_errors(errors).map_err(|(k, m)| (format!("{}.{k}", at("errors")), m))
+            })
+            .transpose()?;
         endpoints.push(Endpoint {
             name: name.clone(),
             method: e.method,
             path: e.path.clone(),
+            operation: e.operation,
             grant: e.grant,
             client: e.client.clone(),
             client_auth: e.client_auth,
@@ -558,29 +640,100 @@ fn compile(def: Definition, text: &str, origin: Origin) -> Result<Dialect, Fail>
             require,
             envelope,
             signature,
-            status: e.response.status,
-            response_example: e.response.body.clone(),
+            status,
+            response_example,
             response,
-            headers: headers(&e.response.headers, &at("response.headers"))?,
+            headers: response_headers,
+            errors,
         });
     }
-    let errors = compile_errors(&def)?;
+    let errors = compile_errors(&def.errors).map_err(|(k, m)| (format!("errors.{k}"), m))?;
     Ok(Dialect {
         name: def.name,
         title: def.title,
         origin,
         text: text.to_owned(),
+        settings: serde_json::Map::new(),
         endpoints,
         errors,
     })
 }
 
-fn compile_errors(def: &Definition) -> Result<Errors, Fail> {
-    let e = &def.errors;
+/// Which keys each operation takes and needs.
+fn check_operation(e: &crate::def::Endpoint, at: &dyn Fn(&str) -> String) -> Result<(), Fail> {
+    let op = e.operation.as_str();
+    let refuse = |key: &str, m: String| Err((at(key), m));
+    match e.operation {
+        Operation::Token if e.grant.is_none() => {
+            return refuse("grant", "a token endpoint names the grant it runs".into());
+        }
+        Operation::Token if e.response.is_none() => {
+            return refuse("response", "a token endpoint needs its answer".into());
+        }
+        Operation::Resource if e.response.is_none() => {
+            return refuse("response", "a resource endpoint needs its answer".into());
+        }
+        Operation::Token => {}
+        _ if e.grant.is_some() => {
+            return refuse("grant", format!("operation {op} runs no grant"));
+        }
+        Operation::Revoke | Operation::Introspect | Operation::RevokedJwts
+            if e.response.is_some() =>
+        {
+            return refuse(
+                "response",
+                format!("operation {op} answers as its RFC says: it takes no response"),
+            );
+        }
+        _ => {}
+    }
+    if e.operation != Operation::Token && (e.envelope.is_some() || e.signature.is_some()) {
+        return refuse(
+            if e.envelope.is_some() {
+                "envelope"
+            } else {
+                "signature"
+            },
+            "envelopes and signatures authenticate token requests only".into(),
+        );
+    }
+    match (
+        e.operation == Operation::RevokedJwts,
+        e.method == Method::Get,
+    ) {
+        (true, false) => return refuse("method", "operation revoked_jwts is a GET".into()),
+        (false, true) => {
+            return refuse(
+                "method",
+                format!("GET is for operation revoked_jwts, not {op}"),
+            );
+        }
+        _ => {}
+    }
+    if e.operation == Operation::RevokedJwts {
+        if e.body != BodyKind::Empty || !e.inputs.is_empty() {
+            return refuse(
+                "inputs",
+                "operation revoked_jwts reads ?since= and the client's Authorization: Basic \
+                 only: body = \"empty\" and no inputs"
+                    .into(),
+            );
+        }
+        if e.client_auth == ClientAuth::Inputs {
+            return refuse(
+                "client_auth",
+                "operation revoked_jwts authenticates its client with HTTP Basic".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn compile_errors(e: &crate::def::Errors) -> Result<Errors, Fail> {
     for root in [Kind::Malformed, Kind::ServerError] {
         if !e.cases.contains_key(&root) {
             return Err((
-                "errors.cases".into(),
+                "cases".into(),
                 format!(
                     "a case for {} is required (every refusal falls back to it or to {})",
                     root.as_str(),
@@ -600,15 +753,15 @@ fn compile_errors(def: &Definition) -> Result<Errors, Fail> {
         .collect();
     let base = |n: &str| ERROR_FIELDS.contains(&n) && n != "message";
     let known = |n: &str| ERROR_FIELDS.contains(&n) || value_names.contains(&n);
-    let body = Template::compile(&e.body, &known)
-        .map_err(|t| (join("errors.body", &t.path), t.message))?;
+    let body =
+        Template::compile(&e.body, &known).map_err(|t| (join("body", &t.path), t.message))?;
     // A case's own values exist for the body to name: one it never names is a typo
     // (`mesage = …`, `stauts = 401`) that would otherwise load and do nothing.
     let named = body.names();
     for (kind, c) in &e.cases {
         if let Some(k) = c.values.keys().find(|k| !named.contains(&k.as_str())) {
             return Err((
-                format!("errors.cases.{}.{k}", kind.as_str()),
+                format!("cases.{}.{k}", kind.as_str()),
                 format!(
                     "errors.body names no {{{k}}}: a case holds status, headers, message, and \
                      values the body names"
@@ -618,7 +771,7 @@ fn compile_errors(def: &Definition) -> Result<Errors, Fail> {
     }
     let mut cases = HashMap::new();
     for (kind, c) in &e.cases {
-        let at = format!("errors.cases.{}", kind.as_str());
+        let at = format!("cases.{}", kind.as_str());
         if let Some(s) = c.status
             && !(400..600).contains(&s)
         {
@@ -668,7 +821,7 @@ fn compile_errors(def: &Definition) -> Result<Errors, Fail> {
     if e.http_status == StatusMode::Mirror {
         let Some(path) = &e.mirror else {
             return Err((
-                "errors.mirror".into(),
+                "mirror".into(),
                 "http_status = \"mirror\" needs errors.mirror, the path of the body's status"
                     .into(),
             ));
@@ -678,7 +831,7 @@ fn compile_errors(def: &Definition) -> Result<Errors, Fail> {
             Some(Template::Var(p)) if p.name == "status" => {}
             _ => {
                 return Err((
-                    "errors.mirror".into(),
+                    "mirror".into(),
                     format!("errors.body.{path} must be an error status or {{status}}"),
                 ));
             }

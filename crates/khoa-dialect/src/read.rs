@@ -9,8 +9,8 @@ use crate::def::{BodyKind, ClientAuth, Input};
 use crate::load::{Endpoint, EnvelopeSpec, SignatureSpec, Source};
 use crate::refusal::{Kind, Refused};
 use crate::wire::{
-    Authorization, FormError, is_empty_body, json_object, parse_authorization, parse_form,
-    single_header,
+    Authorization, FormError, content_type_is, is_empty_body, json_object, parse_authorization,
+    parse_form, single_header,
 };
 
 /// What a request carried, ready to become an engine request.
@@ -18,7 +18,7 @@ use crate::wire::{
 pub struct Read {
     /// By [`Input`], the values found (optional inputs may be absent).
     pub inputs: Vec<(Input, String)>,
-    /// `Authorization: Basic` id and secret, with `client_auth = "basic"`.
+    /// `Authorization: Basic` id and secret, with `client_auth = "basic"` (or "rfc6749").
     pub basic: Option<(String, String)>,
     /// What a signature endpoint's request signed, to verify.
     pub signed: Option<Signed>,
@@ -49,8 +49,41 @@ impl Read {
 
 /// Reads `headers` and `body` for `endpoint`.
 pub fn read(endpoint: &Endpoint, headers: &HeaderMap, body: &[u8]) -> Result<Read, Refused> {
-    let body = parse_body(endpoint.body, body)?;
+    let body = parse_body(endpoint.body, headers, body)?;
     read_from(endpoint, headers, &body)
+}
+
+/// The request values a `resource` endpoint's answer names (`{body.NAME}`), each as text: ""
+/// when absent, and a refusal (`invalid_field`) when it holds anything but a string (null
+/// included), which
+/// the answer would otherwise echo as something the caller did not send.
+pub fn request_values(
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, Value)>, Refused> {
+    let body = parse_body(endpoint.body, headers, body)?;
+    let mut out = Vec::new();
+    for name in endpoint.response.names() {
+        let Ok(source) = crate::load::parse_source(name) else {
+            continue;
+        };
+        let value = match lookup(&source, headers, &body)? {
+            None => Value::String(String::new()),
+            Some(Value::String(s)) => Value::String(s),
+            Some(_) => {
+                return Err(Refused {
+                    field: Some(source.field_name()),
+                    ..Refused::new(
+                        Kind::InvalidField,
+                        format!("{} must be a string", source.field_name()),
+                    )
+                });
+            }
+        };
+        out.push((name.to_owned(), value));
+    }
+    Ok(out)
 }
 
 /// The key header of an envelope endpoint: who the envelope says it is from.
@@ -104,15 +137,33 @@ pub fn read_from(
     body: &Map<String, Value>,
 ) -> Result<Read, Refused> {
     let mut out = Read::default();
-    if endpoint.client_auth != ClientAuth::Inputs {
-        let auth = single_header(headers, "authorization").map_err(repeated)?;
-        match parse_authorization(auth, endpoint.client_auth == ClientAuth::BasicForm) {
-            Authorization::Basic { user, password } => out.basic = Some((user, password)),
-            _ => {
-                return Err(Refused::new(
-                    Kind::MissingCredentials,
-                    "client credentials are required in Authorization: Basic",
-                ));
+    match endpoint.client_auth {
+        ClientAuth::Inputs => {}
+        ClientAuth::Basic | ClientAuth::BasicForm => {
+            let auth = single_header(headers, "authorization").map_err(repeated)?;
+            match parse_authorization(auth, endpoint.client_auth == ClientAuth::BasicForm) {
+                Authorization::Basic { user, password } => out.basic = Some((user, password)),
+                _ => {
+                    return Err(Refused::new(
+                        Kind::MissingCredentials,
+                        "client credentials are required in Authorization: Basic",
+                    ));
+                }
+            }
+        }
+        // RFC 6749 §2.3.1: Basic is optional beside the body's client_id, but an
+        // Authorization header that is not readable Basic is a failed authentication.
+        ClientAuth::Rfc6749 => {
+            let auth = single_header(headers, "authorization").map_err(repeated)?;
+            match parse_authorization(auth, true) {
+                Authorization::Basic { user, password } => out.basic = Some((user, password)),
+                Authorization::Absent => {}
+                _ => {
+                    return Err(Refused::new(
+                        Kind::InvalidClientBasic,
+                        "the Authorization header is not valid Basic credentials",
+                    ));
+                }
             }
         }
     }
@@ -172,7 +223,12 @@ fn repeated(e: crate::wire::RepeatedHeader) -> Refused {
     }
 }
 
-fn parse_body(kind: BodyKind, body: &[u8]) -> Result<Map<String, Value>, Refused> {
+fn parse_body(
+    kind: BodyKind,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Map<String, Value>, Refused> {
+    const FORM: &str = "application/x-www-form-urlencoded";
     match kind {
         BodyKind::Empty if is_empty_body(body) => Ok(Map::new()),
         BodyKind::Empty => Err(Refused::new(
@@ -185,6 +241,19 @@ fn parse_body(kind: BodyKind, body: &[u8]) -> Result<Map<String, Value>, Refused
                 "The request body is not a valid JSON object",
             )
         }),
+        BodyKind::Form
+            if !content_type_is(
+                headers
+                    .get(http::header::CONTENT_TYPE)
+                    .map(|v| v.as_bytes()),
+                FORM,
+            ) =>
+        {
+            Err(Refused::new(
+                Kind::Malformed,
+                format!("the request body must be {FORM}"),
+            ))
+        }
         BodyKind::Form => match parse_form(body) {
             Ok(form) => Ok(form
                 .into_iter()
@@ -271,16 +340,26 @@ fn signed(
             ),
         )
     })?;
+    // The first source that fails: absent, or refused as read (a repeated header).
     let missing = std::cell::RefCell::new(None);
+    let failed = std::cell::RefCell::new(None);
     let payload = sig.payload.render(&|name| {
-        let value = crate::load::parse_source(name)
-            .ok()
-            .and_then(|s| lookup(&s, headers, body).ok().flatten());
+        let value = match crate::load::parse_source(name).map(|s| lookup(&s, headers, body)) {
+            Ok(Ok(v)) => v,
+            Ok(Err(r)) => {
+                failed.borrow_mut().get_or_insert(r);
+                return None;
+            }
+            Err(_) => None,
+        };
         if value.is_none() {
             missing.borrow_mut().get_or_insert_with(|| name.to_owned());
         }
         value
     });
+    if let Some(r) = failed.into_inner() {
+        return Err(r);
+    }
     if let Some(name) = missing.into_inner() {
         let field = crate::load::parse_source(&name)
             .map(|s| s.field_name())

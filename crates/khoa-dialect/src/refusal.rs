@@ -34,6 +34,11 @@ pub enum Kind {
     MissingCredentials,
     /// The client is unknown or its authentication failed.
     InvalidClient,
+    /// `invalid_client` for a request that authenticated with HTTP Basic, which RFC 6749 §5.2
+    /// answers with a `WWW-Authenticate` challenge.
+    InvalidClientBasic,
+    /// The bearer token of a `resource` endpoint is missing, unknown, revoked or expired.
+    InvalidToken,
     /// The grant's credentials (password, refresh token) are refused.
     InvalidGrant,
     /// The account is locked after failed sign-ins (`Retry-After` says until when).
@@ -65,7 +70,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 25] = [
+    pub const ALL: [Kind; 27] = [
         Kind::Malformed,
         Kind::MissingField,
         Kind::InvalidField,
@@ -77,6 +82,8 @@ impl Kind {
         Kind::HeadersTooLarge,
         Kind::MissingCredentials,
         Kind::InvalidClient,
+        Kind::InvalidClientBasic,
+        Kind::InvalidToken,
         Kind::InvalidGrant,
         Kind::Locked,
         Kind::Disabled,
@@ -102,9 +109,8 @@ impl Kind {
             | HeadersTooLarge => Malformed,
             InvalidField => MissingField,
             Locked | Disabled => InvalidGrant,
-            MissingCredentials | Envelope | BadSignature | StaleSignature | ReplayedSignature => {
-                InvalidClient
-            }
+            MissingCredentials | InvalidClientBasic | InvalidToken | Envelope | BadSignature
+            | StaleSignature | ReplayedSignature => InvalidClient,
             InvalidClient | InvalidGrant | InvalidRequest | InvalidScope | UnauthorizedClient => {
                 OauthError
             }
@@ -124,8 +130,8 @@ impl Kind {
             MethodNotAllowed => 405,
             Timeout => 408,
             HeadersTooLarge => 431,
-            MissingCredentials | InvalidClient | Envelope | BadSignature | StaleSignature
-            | ReplayedSignature => 401,
+            MissingCredentials | InvalidClient | InvalidClientBasic | InvalidToken | Envelope
+            | BadSignature | StaleSignature | ReplayedSignature => 401,
             RateLimited => 429,
             Unavailable => 503,
             ServerError => 500,
@@ -136,8 +142,9 @@ impl Kind {
     pub fn oauth_code(self) -> &'static str {
         use Kind::*;
         match self {
-            MissingCredentials | InvalidClient | Envelope | BadSignature | StaleSignature
-            | ReplayedSignature => "invalid_client",
+            MissingCredentials | InvalidClient | InvalidClientBasic | Envelope | BadSignature
+            | StaleSignature | ReplayedSignature => "invalid_client",
+            InvalidToken => "invalid_token",
             InvalidGrant | Locked | Disabled => "invalid_grant",
             InvalidScope => "invalid_scope",
             UnauthorizedClient => "unauthorized_client",
@@ -162,6 +169,8 @@ impl Kind {
             HeadersTooLarge => "headers_too_large",
             MissingCredentials => "missing_credentials",
             InvalidClient => "invalid_client",
+            InvalidClientBasic => "invalid_client_basic",
+            InvalidToken => "invalid_token",
             InvalidGrant => "invalid_grant",
             Locked => "locked",
             Disabled => "disabled",

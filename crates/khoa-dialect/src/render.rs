@@ -5,7 +5,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::Value;
 
 use crate::def::StatusMode;
-use crate::load::{Dialect, Endpoint};
+use crate::load::{Dialect, Endpoint, Errors};
 use crate::refusal::{Kind, Refused};
 
 /// A rendered answer: status, extra headers, JSON body. The edge adds `Content-Type`,
@@ -28,6 +28,8 @@ pub struct Issued<'a> {
     pub otp_token: Option<&'a str>,
     pub scope: Option<String>,
     pub client_id: &'a str,
+    /// OpenID Connect Core §3.1.3.3, when the code was granted `openid`.
+    pub id_token: Option<&'a str>,
     /// Unix seconds.
     pub issued_at: i64,
 }
@@ -41,7 +43,9 @@ impl Issued<'_> {
             "refresh_token" => self.refresh_token?.into(),
             "refresh_expires_in" => self.refresh_expires_in?.into(),
             "otp_token" => self.otp_token?.into(),
-            "scope" => self.scope.clone().filter(|s| !s.is_empty())?.into(),
+            "id_token" => self.id_token?.into(),
+            // Space-separated, possibly empty: RFC 6749 §5.1 answers the granted scope.
+            "scope" => self.scope.clone()?.into(),
             "client_id" => self.client_id.into(),
             "issued_at" => self.issued_at.into(),
             "expires_at" => (self.issued_at + self.expires_in).into(),
@@ -62,11 +66,31 @@ impl Endpoint {
 }
 
 impl Dialect {
+    /// The error answers of endpoint number `index`: its own, or the dialect's.
+    pub fn errors_of(&self, index: usize) -> &Errors {
+        self.endpoints
+            .get(index)
+            .and_then(|e| e.errors.as_ref())
+            .unwrap_or(&self.errors)
+    }
+
+    /// The answer to a refusal at endpoint number `index`.
+    pub fn refuse_at(&self, index: usize, r: &Refused) -> Answer {
+        self.errors_of(index).refuse(r)
+    }
+
+    /// The answer to a refusal, as the dialect's `[errors]` give it.
+    pub fn refuse(&self, r: &Refused) -> Answer {
+        self.errors.refuse(r)
+    }
+}
+
+impl Errors {
     /// The case a refusal of `kind` is answered with, and the kind that owns it.
     pub fn case_for(&self, kind: Kind) -> (Kind, &crate::load::Case) {
         let mut at = kind;
         loop {
-            if let Some(c) = self.errors.cases.get(&at) {
+            if let Some(c) = self.cases.get(&at) {
                 return (at, c);
             }
             // The loader refuses a definition without both roots, so the walk ends.
@@ -110,8 +134,8 @@ impl Dialect {
                 n => base(n),
             }
         };
-        let body = self.errors.body.render(&lookup);
-        let status = match (self.errors.mode, &self.errors.mirror) {
+        let body = self.body.render(&lookup);
+        let status = match (self.mode, &self.mirror) {
             (StatusMode::Mirror, Some(path)) => path
                 .split('.')
                 .try_fold(&body, |v, seg| v.get(seg))

@@ -192,3 +192,153 @@ fn an_envelope_needs_a_json_body() {
     ));
     assert!(e.key.starts_with("endpoints.token.envelope"), "{e}");
 }
+
+#[test]
+fn each_operation_takes_only_its_own_keys() {
+    // A token endpoint names its grant.
+    let e = refused(&with("grant = \"client_credentials\"\n", ""));
+    assert_eq!(e.key, "endpoints.token.grant", "{e}");
+    // Revocation runs no grant, answers as RFC 7009 says, and needs the token.
+    let revoke = with(
+        "grant = \"client_credentials\"",
+        "operation = \"revoke\"\ngrant = \"client_credentials\"",
+    );
+    let e = refused(&revoke);
+    assert_eq!(e.key, "endpoints.token.grant", "{e}");
+    assert!(e.message.contains("operation revoke runs no grant"), "{e}");
+    let e = refused(&with(
+        "grant = \"client_credentials\"",
+        "operation = \"revoke\"",
+    ));
+    assert_eq!(e.key, "endpoints.token.response", "{e}");
+    // GET is the revocation list's alone, and the list is a GET.
+    let e = refused(&with(
+        "path = \"/v1/token\"",
+        "path = \"/v1/token\"\nmethod = \"GET\"",
+    ));
+    assert_eq!(e.key, "endpoints.token.method", "{e}");
+    // A resource has an answer, which may not name the token fields of a token answer.
+    let resource = with("grant = \"client_credentials\"", "operation = \"resource\"");
+    let e = refused(&resource);
+    assert_eq!(e.key, "endpoints.token.response.body.access_token", "{e}");
+    let ok = resource.replace(
+        "body = { access_token = \"{access_token}\", refresh_token = \"{refresh_token?}\", expires_in = \"{expires_in}\" }",
+        "body = { ok = true, who = \"{client_id}\", echo = \"{body.code}\" }",
+    );
+    let d = load(&ok, Origin::File("r.toml".into()), &Map::new()).expect("a resource loads");
+    assert_eq!(
+        d.endpoints[0].operation,
+        khoa_dialect::def::Operation::Resource
+    );
+    // "request" takes the grant from the grant_type input, which it needs.
+    let e = refused(&with(
+        "grant = \"client_credentials\"",
+        "grant = \"request\"",
+    ));
+    assert!(
+        e.message
+            .contains("grant request needs the input grant_type"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_resource_echoes_text_and_refuses_other_types() {
+    let text = with("grant = \"client_credentials\"", "operation = \"resource\"").replace(
+        "body = { access_token = \"{access_token}\", refresh_token = \"{refresh_token?}\", expires_in = \"{expires_in}\" }",
+        "body = { echo = \"{body.code}\" }",
+    );
+    let d = load(&text, Origin::File("r.toml".into()), &Map::new()).unwrap();
+    let e = &d.endpoints[0];
+    let h = HeaderMap::new();
+    let v = khoa_dialect::read::request_values(e, &h, br#"{"code":"x"}"#).unwrap();
+    assert_eq!(v, [("body.code".to_owned(), json!("x"))]);
+    let v = khoa_dialect::read::request_values(e, &h, br#"{}"#).unwrap();
+    assert_eq!(v, [("body.code".to_owned(), json!(""))]);
+    for bad in [r#"{"code":null}"#, r#"{"code":7}"#] {
+        let r = khoa_dialect::read::request_values(e, &h, bad.as_bytes()).unwrap_err();
+        assert_eq!(
+            (r.kind, r.field.as_deref()),
+            (Kind::InvalidField, Some("code"))
+        );
+    }
+}
+
+#[test]
+fn rfc6749_client_auth_takes_basic_or_the_form_and_refuses_another_scheme() {
+    let text = with(
+        "grant = \"client_credentials\"",
+        "grant = \"client_credentials\"\nclient_auth = \"rfc6749\"",
+    )
+    .replace("body = \"json\"", "body = \"form\"")
+    .replace(
+        "client_secret = \"body.code\"",
+        "client_id = \"body.client_id?\"\nclient_secret = \"body.client_secret?\"",
+    );
+    let d = load(&text, Origin::File("f.toml".into()), &Map::new()).expect("rfc6749 loads");
+    let e = &d.endpoints[0];
+    let mut h = HeaderMap::new();
+    h.insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().unwrap(),
+    );
+    let r = read(e, &h, b"client_id=a&client_secret=b").unwrap();
+    assert_eq!(r.get(khoa_dialect::def::Input::ClientId), Some("a"));
+    assert!(r.basic.is_none());
+    // Basic is form-decoded (RFC 6749 §2.3.1): "a%3Ab" is the id "a:b".
+    h.insert("authorization", "Basic YSUzQWI6cw==".parse().unwrap());
+    let r = read(e, &h, b"").unwrap();
+    assert_eq!(r.basic, Some(("a:b".to_owned(), "s".to_owned())));
+    h.insert("authorization", "Bearer x".parse().unwrap());
+    assert_eq!(read(e, &h, b"").unwrap_err().kind, Kind::InvalidClientBasic);
+    // A form endpoint takes only a form.
+    h.remove("authorization");
+    h.insert("content-type", "application/json".parse().unwrap());
+    let r = read(e, &h, b"{}").unwrap_err();
+    assert_eq!(r.kind, Kind::Malformed);
+    assert!(
+        r.description.contains("application/x-www-form-urlencoded"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_signature_of_a_bodiless_endpoint_may_not_sign_body_values() {
+    let text = with("body = \"json\"", "body = \"empty\"")
+        .replace("client_secret = \"body.code\"", "client_id = \"header.X-Client\"")
+        .replace(
+            "[endpoints.token.inputs]",
+            "signature = { kind = \"rsa_sha256\", header = \"X-Sig\", payload = \"{header.X-Client}|{body.x}\", timestamp = \"header.X-Time\" }\n\n[endpoints.token.inputs]",
+        );
+    let e = refused(&text);
+    assert_eq!(e.key, "endpoints.token.signature.payload", "{e}");
+    assert!(e.message.contains("{body.x} reads the body"), "{e}");
+    let e = refused(
+        &text
+            .replace("{body.x}", "{header.X-Time}")
+            .replace("timestamp = \"header.X-Time\"", "timestamp = \"body.t\""),
+    );
+    assert_eq!(e.key, "endpoints.token.signature.timestamp", "{e}");
+}
+
+#[test]
+fn a_repeated_header_in_a_signed_payload_is_refused_as_repeated() {
+    let text = with("body = \"json\"", "body = \"empty\"")
+        .replace("client_secret = \"body.code\"", "client_id = \"header.X-Client\"")
+        .replace(
+            "[endpoints.token.inputs]",
+            "signature = { kind = \"rsa_sha256\", header = \"X-Sig\", payload = \"{header.X-Client}|{header.X-Nonce}\", timestamp = \"header.X-Time\" }\n\n[endpoints.token.inputs]",
+        );
+    let d = load(&text, Origin::File("s.toml".into()), &Map::new()).expect("loads");
+    let mut h = HeaderMap::new();
+    h.insert("x-client", "c".parse().unwrap());
+    h.insert("x-sig", "AAAA".parse().unwrap());
+    h.insert("x-time", "2026-12-07T17:00:00+07:00".parse().unwrap());
+    h.append("x-nonce", "1".parse().unwrap());
+    h.append("x-nonce", "2".parse().unwrap());
+    let r = read(&d.endpoints[0], &h, b"").unwrap_err();
+    assert_eq!(
+        (r.kind, r.header.as_deref()),
+        (Kind::RepeatedHeader, Some("x-nonce"))
+    );
+}

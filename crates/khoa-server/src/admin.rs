@@ -9,6 +9,7 @@ use khoa_core::model::{Client, GrantType, TokenPolicy};
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::{AuditEvent, AuditFilter, AuditKind};
 use secrecy::SecretString;
+use secrecy::zeroize::Zeroizing;
 use serde_json::json;
 use std::io::BufRead;
 
@@ -422,23 +423,23 @@ pub async fn keys(engine: &Engine, cmd: KeysCommand, config: &KeysConfig) -> Res
     Ok(())
 }
 
-pub async fn partner(
-    engine: &Engine,
-    cmd: PartnerCommand,
-    dialect: &crate::config::PartnerDialect,
-) -> Result<()> {
+/// `khoa partner …`. `overlap` is how long a previous key keeps opening envelopes by default:
+/// the served envelope endpoints' `key_overlap_secs`, `None` when no served dialect opens
+/// envelopes ([`crate::dialects::registry::key_overlap_secs`]).
+pub async fn partner(engine: &Engine, cmd: PartnerCommand, overlap: Option<u64>) -> Result<()> {
     let partners = engine.partners();
-    let default_overlap = dialect.key_overlap_secs;
+    let default_overlap = i64::try_from(overlap.unwrap_or(86_400)).unwrap_or(i64::MAX);
     match cmd {
         PartnerCommand::Add {
             code,
             client_id,
             name,
         } => {
-            if !dialect.enabled {
+            if overlap.is_none() {
                 eprintln!(
-                    "warning: the partner dialect is disabled (dialects.partner.enabled = \
-                     false): this partner cannot log in until it is enabled"
+                    "warning: no served dialect opens envelopes (the built-in partner dialect \
+                     is off until dialects.partner.enabled = true): this partner cannot log in \
+                     until one is"
                 );
             }
             let name = name.unwrap_or_else(|| code.clone());
@@ -625,8 +626,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 async fn client_key(engine: &Engine, cmd: crate::cli::ClientKeyCommand) -> Result<()> {
-    use crate::cli::ClientKeyCommand;
-    use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+    use crate::cli::{ClientKeyCommand, KeyMaterialArgs};
     let keys = &engine.stores().client_keys;
     let known = |client_id: String| async move {
         match engine.stores().clients.find_client(&client_id).await? {
@@ -637,35 +637,38 @@ async fn client_key(engine: &Engine, cmd: crate::cli::ClientKeyCommand) -> Resul
     match cmd {
         ClientKeyCommand::Add {
             client_id,
-            public_key,
+            material,
             kid,
         } => {
-            let client_id = known(client_id).await?;
-            let pem = std::fs::read_to_string(&public_key)
-                .with_context(|| format!("reading {}", public_key.display()))?;
-            let key = rsa::RsaPublicKey::from_public_key_pem(pem.trim()).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: not an RSA public key in PEM (-----BEGIN PUBLIC KEY-----): {e}",
-                    public_key.display()
-                )
-            })?;
-            let der = key
-                .to_public_key_der()
-                .map_err(|e| anyhow::anyhow!("encoding the key: {e}"))?
-                .into_vec();
-            let kid = kid.unwrap_or_else(|| {
-                use sha2::Digest as _;
-                hex::encode(&sha2::Sha256::digest(&der)[..8])
-            });
-            keys.add_client_key(&khoa_core::store::ClientKey {
-                client_id: client_id.clone(),
-                kid: kid.clone(),
-                alg: "RS256".into(),
-                public_key: der,
-                created_at: engine.now(),
-            })
-            .await
-            .map_err(|e| plain(format!("key {kid} of client {client_id}"))(e.into()))?;
+            let added = match material {
+                KeyMaterialArgs {
+                    public_key: Some(file),
+                    hmac_secret_file: None,
+                } => {
+                    let der = read_public_key(&file)?;
+                    engine
+                        .client_keys()
+                        .add_public_key(&client_id, kid.clone(), der)
+                        .await
+                }
+                KeyMaterialArgs {
+                    public_key: None,
+                    hmac_secret_file: Some(file),
+                } => {
+                    let secret = read_hmac_secret(&file)?;
+                    engine
+                        .client_keys()
+                        .add_hmac_secret(&client_id, kid.clone(), &secret)
+                        .await
+                }
+                // clap's argument group already refuses these.
+                _ => bail!("give exactly one of --public-key and --hmac-secret-file"),
+            };
+            let what = match &kid {
+                Some(kid) => format!("key {kid} of client {client_id}"),
+                None => format!("this key of client {client_id}"),
+            };
+            let kid = added.map_err(plain(what))?;
             println!("kid: {kid}");
             Ok(())
         }
@@ -685,6 +688,36 @@ async fn client_key(engine: &Engine, cmd: crate::cli::ClientKeyCommand) -> Resul
             Ok(())
         }
     }
+}
+
+/// An RSA public key in PEM (`-----BEGIN PUBLIC KEY-----`), as DER SPKI.
+fn read_public_key(file: &std::path::Path) -> Result<Vec<u8>> {
+    use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+    let pem =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let key = rsa::RsaPublicKey::from_public_key_pem(pem.trim()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not an RSA public key in PEM (-----BEGIN PUBLIC KEY-----): {e}",
+            file.display()
+        )
+    })?;
+    Ok(key
+        .to_public_key_der()
+        .map_err(|e| anyhow::anyhow!("encoding the key: {e}"))?
+        .into_vec())
+}
+
+/// The file's bytes without one final line ending (`echo` and editors add one; the partner's
+/// secret does not have it). Held zeroized; named in errors by the file, never by content.
+fn read_hmac_secret(file: &std::path::Path) -> Result<Zeroizing<Vec<u8>>> {
+    let mut secret =
+        Zeroizing::new(std::fs::read(file).with_context(|| format!("reading {}", file.display()))?);
+    let len = secret
+        .strip_suffix(b"\r\n")
+        .or_else(|| secret.strip_suffix(b"\n"))
+        .map_or(secret.len(), <[u8]>::len);
+    secret.truncate(len);
+    Ok(secret)
 }
 
 #[cfg(test)]

@@ -176,21 +176,22 @@ pub enum ClientCommand {
     },
     /// Delete a client.
     Remove { client_id: String },
-    /// Public keys a client signs its requests with, for signature dialects (SNAP).
+    /// Keys a client signs its requests with, for signature dialects (SNAP): RSA public keys
+    /// and HMAC secrets.
     #[command(subcommand)]
     Key(ClientKeyCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ClientKeyCommand {
-    /// Register an RSA public key (PEM `PUBLIC KEY`, as `openssl rsa -pubout` writes it).
+    /// Register an RSA public key (PEM `PUBLIC KEY`, as `openssl rsa -pubout` writes it) or
+    /// an HMAC shared secret (stored sealed under the master key).
     Add {
         client_id: String,
-        /// The PEM file.
-        #[arg(long, value_name = "FILE")]
-        public_key: PathBuf,
-        /// The key's name among the client's keys (default: the first 16 hex digits of its
-        /// SHA-256).
+        #[command(flatten)]
+        material: KeyMaterialArgs,
+        /// The key's name among the client's keys (default: the first 16 hex digits of a
+        /// public key's SHA-256; 16 random hex digits for a secret).
         #[arg(long)]
         kid: Option<String>,
     },
@@ -198,6 +199,20 @@ pub enum ClientKeyCommand {
     List { client_id: String },
     /// Remove one key.
     Remove { client_id: String, kid: String },
+}
+
+/// What `client key add` registers: exactly one of the two.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct KeyMaterialArgs {
+    /// An RSA public key, PEM: for `rsa_sha256` signatures.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// A file holding the secret shared with the client (its bytes, without a final line
+    /// ending; at least 32): for `hmac_sha256` and `hmac_sha512` signatures. A file, never
+    /// an argument, so that it stays out of shell history and `ps`.
+    #[arg(long, value_name = "FILE")]
+    pub hmac_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

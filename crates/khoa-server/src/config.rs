@@ -7,6 +7,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use khoa_core::password::PasswordParams;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -178,160 +179,56 @@ impl Default for AuthorizeConfig {
     }
 }
 
-/// Per-dialect settings. Token policy (format, lifetimes, refresh, otp) belongs to the client a
-/// dialect is bound to (`khoa client add …`); what is here is the wire: paths, bindings, error
-/// rendering.
+/// `[dialects]`: `dir`, and a table per dialect, `[dialects.NAME]`, holding `enabled` and any
+/// of the definition's `[settings]` (`khoa dialect show NAME` lists them). Which names and
+/// settings exist is for the loaded definitions to say, so start-up
+/// ([`crate::dialects::registry`]) refuses a table or a setting that none has. Token policy
+/// (format, lifetimes, refresh, otp) belongs to the client a dialect is bound to (`khoa client
+/// add …`); what is here is the wire: paths, bindings, error rendering.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct DialectsConfig {
     /// A directory of dialect definitions (`*.toml`, docs/dialects.md), each served beside
-    /// the built-in dialects. `KHOA_DIALECTS__DIR`.
+    /// the built-in dialects; a file named like a built-in replaces it. `KHOA_DIALECTS__DIR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
-    pub oauth2: OAuth2Dialect,
-    pub derivative: DerivativeDialect,
-    pub bankhub: BankhubDialect,
-    pub partner: PartnerDialect,
-    pub vietqr: VietqrDialect,
+    /// `[dialects.NAME]`, by name.
+    #[serde(flatten)]
+    pub tables: BTreeMap<String, DialectTable>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OAuth2Dialect {
-    pub enabled: bool,
-    /// RFC 6749 §3.2 token endpoint.
-    pub token_path: String,
-    /// RFC 7009 revocation endpoint.
-    pub revocation_path: String,
-    /// RFC 7662 introspection endpoint.
-    pub introspection_path: String,
-    /// khoa's JWT revocation list (`GET`, confidential clients), polled by resource servers
-    /// that verify JWTs offline so that they refuse revoked ones too.
-    pub revocation_list_path: String,
+/// One `[dialects.NAME]` table.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct DialectTable {
+    /// Serve the dialect. Built-ins other than `oauth2` are off until enabled; definition
+    /// files are on unless disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Values for the definition's `[settings]`.
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
-impl Default for OAuth2Dialect {
-    fn default() -> Self {
-        OAuth2Dialect {
-            enabled: true,
-            token_path: "/connect/token".into(),
-            revocation_path: "/connect/revocation".into(),
-            introspection_path: "/connect/introspect".into(),
-            revocation_list_path: "/connect/revoked-jwts".into(),
-        }
+impl DialectsConfig {
+    /// Turns the dialect `name` on.
+    pub fn enable(&mut self, name: &str) -> &mut Self {
+        self.tables.entry(name.to_owned()).or_default().enabled = Some(true);
+        self
     }
-}
 
-/// How the derivative dialect picks the HTTP status of its error envelope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusMode {
-    /// 400 for malformed requests, 401 for bad credentials, 429 when rate-limited.
-    #[default]
-    Semantic,
-    /// The HTTP status equals the envelope's `s` (500, as the document shows).
-    Mirror,
-}
-
-/// Language of human-readable error text where a dialect offers a choice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Language {
-    #[default]
-    Vi,
-    En,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DerivativeDialect {
-    pub enabled: bool,
-    pub derivative_path: String,
-    pub underlying_path: String,
-    /// Public client whose policy derivative-account logins get.
-    pub derivative_client: String,
-    /// Public client whose policy underlying-account logins get.
-    pub underlying_client: String,
-    pub http_status: StatusMode,
-    pub language: Language,
-    /// The envelope's `source`.
-    pub source: String,
-}
-
-impl Default for DerivativeDialect {
-    fn default() -> Self {
-        DerivativeDialect {
-            enabled: false,
-            derivative_path: "/oapi/auth/gen-secret-key/derivative".into(),
-            underlying_path: "/oapi/auth/gen-secret-key/underlying".into(),
-            derivative_client: "oapi-derivative".into(),
-            underlying_client: "oapi-underlying".into(),
-            http_status: StatusMode::Semantic,
-            language: Language::Vi,
-            source: "oapi-bridge-fno".into(),
-        }
+    /// Turns the dialect `name` off.
+    pub fn disable(&mut self, name: &str) -> &mut Self {
+        self.tables.entry(name.to_owned()).or_default().enabled = Some(false);
+        self
     }
-}
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BankhubDialect {
-    pub enabled: bool,
-    pub path: String,
-}
-
-impl Default for BankhubDialect {
-    fn default() -> Self {
-        BankhubDialect {
-            enabled: false,
-            path: "/v1/token".into(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PartnerDialect {
-    pub enabled: bool,
-    pub login_path: String,
-    pub refresh_path: String,
-    /// Seconds an old partner key keeps working after `khoa partner rotate-key`.
-    pub key_overlap_secs: i64,
-}
-
-impl Default for PartnerDialect {
-    fn default() -> Self {
-        PartnerDialect {
-            enabled: false,
-            login_path: "/openapi/v1/auth/login".into(),
-            refresh_path: "/openapi/v1/auth/refresh".into(),
-            key_overlap_secs: 24 * 3600,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct VietqrDialect {
-    pub enabled: bool,
-    /// The `<basepath>` of `POST /<basepath>/api/token_generate`.
-    pub base_path: String,
-    /// The sample Transaction Sync API the token guards (VietQR's contract).
-    pub transaction_sync_path: String,
-}
-
-impl Default for VietqrDialect {
-    fn default() -> Self {
-        VietqrDialect {
-            enabled: false,
-            base_path: "vqr".into(),
-            transaction_sync_path: "/bank/api/transaction-sync".into(),
-        }
-    }
-}
-
-impl VietqrDialect {
-    pub fn token_path(&self) -> String {
-        format!("/{}/api/token_generate", self.base_path.trim_matches('/'))
+    /// Sets one of the definition's settings, as `[dialects.NAME] KEY = VALUE` would.
+    pub fn set(&mut self, name: &str, key: &str, value: impl Into<serde_json::Value>) -> &mut Self {
+        self.tables
+            .entry(name.to_owned())
+            .or_default()
+            .settings
+            .insert(key.to_owned(), value.into());
+        self
     }
 }
 
@@ -810,44 +707,11 @@ impl Config {
         if l.threshold > 0 && l.max_secs < l.base_secs {
             return invalid("lockout.max_secs", "must be at least lockout.base_secs");
         }
-        let d = &self.dialects;
-        let paths = [
-            ("dialects.oauth2.token_path", &d.oauth2.token_path),
-            ("dialects.oauth2.revocation_path", &d.oauth2.revocation_path),
-            (
-                "dialects.oauth2.introspection_path",
-                &d.oauth2.introspection_path,
-            ),
-            (
-                "dialects.oauth2.revocation_list_path",
-                &d.oauth2.revocation_list_path,
-            ),
-            (
-                "dialects.derivative.derivative_path",
-                &d.derivative.derivative_path,
-            ),
-            (
-                "dialects.derivative.underlying_path",
-                &d.derivative.underlying_path,
-            ),
-            ("dialects.bankhub.path", &d.bankhub.path),
-            ("dialects.partner.login_path", &d.partner.login_path),
-            ("dialects.partner.refresh_path", &d.partner.refresh_path),
-            (
-                "dialects.vietqr.transaction_sync_path",
-                &d.vietqr.transaction_sync_path,
-            ),
-        ];
         if !self.metrics.path.starts_with('/') || self.metrics.path.contains(char::is_whitespace) {
             return invalid("metrics.path", "must be an absolute path without spaces");
         }
-        for (key, path) in paths {
-            if !path.starts_with('/') || path.contains(char::is_whitespace) {
-                return invalid(key, "must be an absolute path without spaces");
-            }
-        }
         // Two routes on one path would make the router panic at start-up; say which keys clash.
-        let vietqr_token = d.vietqr.token_path();
+        // The dialects' paths are checked against these and each other when they are loaded.
         let fixed = [
             "/healthz",
             "/readyz",
@@ -859,36 +723,19 @@ impl Config {
             "/connect/userinfo",
         ];
         let mut seen: Vec<(&str, &str)> = fixed.iter().map(|p| ("a built-in route", *p)).collect();
-        let configured = paths
-            .iter()
-            .map(|(k, p)| (*k, p.as_str()))
-            .chain([("dialects.vietqr.base_path", vietqr_token.as_str())])
-            .chain(
-                self.forward_auth
-                    .enabled
-                    .then_some(("forward_auth.path", self.forward_auth.path.as_str())),
-            )
-            .chain(
-                self.metrics
-                    .enabled
-                    .then_some(("metrics.path", self.metrics.path.as_str())),
-            );
-        for (key, path) in configured {
+        let configured = [
+            self.forward_auth
+                .enabled
+                .then_some(("forward_auth.path", self.forward_auth.path.as_str())),
+            self.metrics
+                .enabled
+                .then_some(("metrics.path", self.metrics.path.as_str())),
+        ];
+        for (key, path) in configured.into_iter().flatten() {
             if let Some((other, _)) = seen.iter().find(|(_, p)| *p == path) {
                 return invalid(key, &format!("{path} is already the path of {other}"));
             }
             seen.push((key, path));
-        }
-        if d.vietqr.base_path.trim_matches('/').is_empty()
-            || d.vietqr.base_path.contains(char::is_whitespace)
-        {
-            return invalid(
-                "dialects.vietqr.base_path",
-                "must be a non-empty path segment",
-            );
-        }
-        if d.partner.key_overlap_secs < 0 {
-            return invalid("dialects.partner.key_overlap_secs", "must not be negative");
         }
         if !(1..=600).contains(&self.authorize.code_ttl_secs) {
             return invalid(
@@ -1106,6 +953,16 @@ mod tests {
                 e.contains("did you mean KHOA_DIALECTS__BANKHUB__ENABLED?"),
                 "{e}"
             );
+            jail.clear_env();
+
+            // A table of another name is a definition file's: loaded here, checked against
+            // the definitions at start-up (dialects::registry).
+            jail.set_env("KHOA_DIALECTS__CASSO__CLIENT", "casso-prod");
+            jail.set_env("KHOA_DIALECTS__CASSO__ENABLED", "false");
+            let c = Config::load(None).expect("a file dialect's table loads");
+            let casso = &c.dialects.tables["casso"];
+            assert_eq!(casso.enabled, Some(false));
+            assert_eq!(casso.settings["client"], "casso-prod");
             Ok(())
         });
     }
@@ -1138,13 +995,8 @@ mod tests {
     }
 
     #[test]
-    fn two_routes_on_one_path_are_refused_naming_both() {
-        let mut c = Config::default();
-        c.dialects.oauth2.introspection_path = "/connect/token".into();
-        let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("dialects.oauth2.introspection_path"), "{e}");
-        assert!(e.contains("dialects.oauth2.token_path"), "{e}");
-
+    fn a_route_on_a_built_in_path_is_refused_naming_its_key() {
+        // Two dialect endpoints on one path: dialects::registry's tests.
         let mut c = Config::default();
         c.forward_auth.enabled = true;
         c.forward_auth.path = "/healthz".into();

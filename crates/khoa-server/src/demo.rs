@@ -13,7 +13,8 @@ use secrecy::SecretString;
 use std::path::{Path, PathBuf};
 
 use crate::cli::DemoArgs;
-use crate::config::{Config, DialectsConfig};
+use crate::config::Config;
+use crate::dialects::registry;
 use crate::resource::PROTECTED_RESOURCE_PATH;
 use crate::startup::{App, shutdown_signal};
 
@@ -53,16 +54,38 @@ pub const PARTNER_PASSWORD: &str = "Merchant@123";
 pub const VIETQR_USERNAME: &str = "customer-vietqrtest-user2468";
 pub const VIETQR_PASSWORD: &str = "Y3VzdG9tZXItdmlldHFydGVzdC11c2VyMjQ2OA==";
 
-/// The demo's configuration: every dialect on, at its documented path.
+/// The demo's configuration: every built-in dialect on, at its documented path.
 pub fn demo_config(base: Config) -> Config {
     let mut c = base;
-    let d = &mut c.dialects;
-    d.oauth2.enabled = true;
-    d.derivative.enabled = true;
-    d.bankhub.enabled = true;
-    d.partner.enabled = true;
-    d.vietqr.enabled = true;
+    for name in registry::built_in_names() {
+        c.dialects.enable(name);
+    }
     c
+}
+
+/// What the demo serves, to find its paths and settings by dialect and endpoint.
+struct Served<'a>(&'a [std::sync::Arc<khoa_dialect::Dialect>]);
+
+impl Served<'_> {
+    fn dialect(&self, name: &str) -> Option<&khoa_dialect::Dialect> {
+        self.0.iter().find(|d| d.name == name).map(|d| d.as_ref())
+    }
+
+    /// The path of `dialect`'s `endpoint`, as the loaded definition has it.
+    fn path(&self, dialect: &str, endpoint: &str) -> String {
+        self.dialect(dialect)
+            .and_then(|d| d.endpoints.iter().find(|e| e.name == endpoint))
+            .map(|e| e.path.clone())
+            .unwrap_or_default()
+    }
+
+    fn setting(&self, dialect: &str, key: &str) -> Option<String> {
+        self.dialect(dialect)?
+            .settings
+            .get(key)?
+            .as_str()
+            .map(str::to_owned)
+    }
 }
 
 pub async fn run(args: DemoArgs, base: Config) -> Result<()> {
@@ -89,12 +112,12 @@ pub async fn run(args: DemoArgs, base: Config) -> Result<()> {
         issuer: None,
         ..base
     });
-    let dialects = config.dialects.clone();
     let app = App::build(config).await?;
     let base_url = format!("http://{}", app.local_addr());
-    seed(&app.state().engine).await?;
-    write_demo_json(&data, &base_url, &dialects)?;
-    print_instructions(&base_url, &data, &dialects);
+    let served = Served(&app.state().defined_dialects);
+    seed_served(&app.state().engine, &served).await?;
+    write_demo_json(&data, &base_url, &served)?;
+    print_instructions(&base_url, &data, &served);
     for d in app.state().defined_dialects.iter() {
         if let khoa_dialect::Origin::File(file) = &d.origin {
             println!();
@@ -126,11 +149,19 @@ fn fresh_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Creates the demo principals of every dialect; on a reused data directory they already
-/// exist, which is fine.
+/// Creates the demo principals of every dialect, as the built-in definitions bind them; on a
+/// reused data directory they already exist, which is fine.
 pub async fn seed(engine: &Engine) -> Result<()> {
+    let built_ins: Vec<_> = registry::built_ins(&Default::default())?
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    seed_served(engine, &Served(&built_ins)).await
+}
+
+async fn seed_served(engine: &Engine, served: &Served<'_>) -> Result<()> {
     seed_oauth2(engine).await?;
-    seed_derivative(engine).await?;
+    seed_derivative(engine, served).await?;
     seed_bankhub(engine).await?;
     seed_partner(engine).await?;
     seed_vietqr(engine).await?;
@@ -203,7 +234,7 @@ async fn seed_oauth2(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
-async fn seed_derivative(engine: &Engine) -> Result<()> {
+async fn seed_derivative(engine: &Engine, served: &Served<'_>) -> Result<()> {
     let policy = TokenPolicy {
         access_format: AccessTokenFormat::Account,
         access_ttl: 28_800,
@@ -214,12 +245,15 @@ async fn seed_derivative(engine: &Engine) -> Result<()> {
         ..TokenPolicy::default()
     };
     let grants = [GrantType::Password, GrantType::RefreshToken];
-    let cfg = crate::config::DerivativeDialect::default();
-    for (id, name) in [
-        (&cfg.derivative_client, "derivative accounts (seed 000)"),
-        (&cfg.underlying_client, "underlying accounts (seed 000)"),
+    // The clients the derivative definition binds its two account types to.
+    for (key, name) in [
+        ("derivative_client", "derivative accounts (seed 000)"),
+        ("underlying_client", "underlying accounts (seed 000)"),
     ] {
-        let c = client(id, name, &grants, "trading", policy.clone());
+        let Some(id) = served.setting("derivative", key) else {
+            continue;
+        };
+        let c = client(&id, name, &grants, "trading", policy.clone());
         ignore_existing(engine.create_client(c, false, None).await)?;
     }
     let password = SecretString::from(DERIVATIVE_PASSWORD);
@@ -309,11 +343,11 @@ fn ignore_existing<T>(r: Result<T, EngineError>) -> Result<()> {
 
 /// What `DATA_DIR/demo.json` holds: one object per dialect with its path(s) and the credential
 /// fields its document names.
-pub fn demo_json(base_url: &str, d: &DialectsConfig) -> serde_json::Value {
+fn demo_json(base_url: &str, d: &Served<'_>) -> serde_json::Value {
     serde_json::json!({
         "base_url": base_url,
         "oauth2": {
-            "path": d.oauth2.token_path,
+            "path": d.path("oauth2", "token"),
             "client_id": OAUTH2_PUBLIC_CLIENT,
             "username": OAUTH2_USERNAME,
             "password": OAUTH2_PASSWORD,
@@ -333,20 +367,20 @@ pub fn demo_json(base_url: &str, d: &DialectsConfig) -> serde_json::Value {
             },
         },
         "derivative": {
-            "path": d.derivative.derivative_path,
-            "underlying_path": d.derivative.underlying_path,
+            "path": d.path("derivative", "derivative"),
+            "underlying_path": d.path("derivative", "underlying"),
             "username": DERIVATIVE_USERNAME,
             "password": DERIVATIVE_PASSWORD,
         },
         "bankhub": {
-            "path": d.bankhub.path,
+            "path": d.path("bankhub", "token"),
             "client_id": BANKHUB_CLIENT,
             "client_secret": BANKHUB_SECRET,
         },
         "partner": {
-            "path": d.partner.refresh_path,
-            "login_path": d.partner.login_path,
-            "refresh_path": d.partner.refresh_path,
+            "path": d.path("partner", "refresh"),
+            "login_path": d.path("partner", "login"),
+            "refresh_path": d.path("partner", "refresh"),
             "partner_code": PARTNER_CODE,
             "key_hex": PARTNER_KEY_HEX,
             "username": PARTNER_USERNAME,
@@ -355,15 +389,15 @@ pub fn demo_json(base_url: &str, d: &DialectsConfig) -> serde_json::Value {
             "client_secret": PARTNER_CLIENT_SECRET,
         },
         "vietqr": {
-            "path": d.vietqr.token_path(),
-            "transaction_sync_path": d.vietqr.transaction_sync_path,
+            "path": d.path("vietqr", "token_generate"),
+            "transaction_sync_path": d.path("vietqr", "transaction_sync"),
             "username": VIETQR_USERNAME,
             "password": VIETQR_PASSWORD,
         },
     })
 }
 
-fn write_demo_json(dir: &Path, base_url: &str, d: &DialectsConfig) -> Result<()> {
+fn write_demo_json(dir: &Path, base_url: &str, d: &Served<'_>) -> Result<()> {
     let path = dir.join("demo.json");
     let text = serde_json::to_string_pretty(&demo_json(base_url, d))?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
@@ -382,8 +416,8 @@ pub fn authorize_url(base: &str) -> String {
     )
 }
 
-fn print_instructions(base: &str, data: &Path, d: &DialectsConfig) {
-    let token = &d.oauth2.token_path;
+fn print_instructions(base: &str, data: &Path, d: &Served<'_>) {
+    let token = d.path("oauth2", "token");
     println!("khoa demo listening on {base}");
     println!(
         "data directory: {} (credentials in demo.json)",
@@ -418,13 +452,13 @@ fn print_instructions(base: &str, data: &Path, d: &DialectsConfig) {
     );
     println!(
         "curl -X POST '{base}{}' -H 'Content-Type: application/json' -d '{{\"username\": \"{DERIVATIVE_USERNAME}\", \"password\": \"{DERIVATIVE_PASSWORD}\"}}'",
-        d.derivative.derivative_path
+        d.path("derivative", "derivative")
     );
     println!();
     println!("# seed 001 (bank hub token):");
     println!(
         "curl --request POST --url {base}{} --user '{BANKHUB_CLIENT}:{BANKHUB_SECRET}'",
-        d.bankhub.path
+        d.path("bankhub", "token")
     );
     println!();
     println!(
@@ -432,7 +466,8 @@ fn print_instructions(base: &str, data: &Path, d: &DialectsConfig) {
     );
     println!(
         "#   POST {base}{} and {base}{} with {{\"data\": hex(IV || AES-256-CBC(json))}}; login json:",
-        d.partner.login_path, d.partner.refresh_path
+        d.path("partner", "login"),
+        d.path("partner", "refresh")
     );
     println!(
         "#   {{\"username\":\"{PARTNER_USERNAME}\",\"password\":\"{PARTNER_PASSWORD}\",\"client_id\":\"{PARTNER_CLIENT}\",\"client_secret\":\"{PARTNER_CLIENT_SECRET}\"}}"
@@ -441,7 +476,7 @@ fn print_instructions(base: &str, data: &Path, d: &DialectsConfig) {
     println!("# seed 003 (VietQR token_generate, the document's Java sample credential):");
     println!(
         "curl -X POST {base}{} -u '{VIETQR_USERNAME}:{VIETQR_PASSWORD}' -H 'Content-Type: application/json' -d '{{}}'",
-        d.vietqr.token_path()
+        d.path("vietqr", "token_generate")
     );
     println!();
     println!("Press Ctrl-C to stop.");

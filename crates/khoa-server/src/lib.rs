@@ -8,10 +8,12 @@
 //! - [`tls`]: native TLS (rustls on ring): the certificate and key files, reloaded on SIGHUP.
 //! - [`connections`]: the per-address connection cap, and which idle connection to close when
 //!   the accept loop runs out of slots.
-//! - [`dialects`]: one file per built-in wire dialect, each parse → engine → render
-//!   ([`dialects::oauth2`] is RFC 6749 `/connect/token`); the definition files of
-//!   `dialects.dir` ([`dialects::registry`]) served by one generic adapter
-//!   ([`dialects::generic`]).
+//! - [`dialects`]: every wire dialect is a definition ([`dialects::registry`]: the five
+//!   built-in ones embedded from `crates/khoa-server/dialects/*.toml`, and the files of
+//!   `dialects.dir`), served by one generic adapter ([`dialects::generic`]: parse → engine →
+//!   render); what a definition can name that needs code is in [`dialects::operations`]
+//!   (revocation, introspection, the JWT revocation list, a protected resource) and
+//!   [`dialects::signature`].
 //! - [`dialect_cli`]: `khoa dialect list | show | check | schema`.
 //! - [`authorize`]: `/connect/authorize` (RFC 6749 §4.1 with PKCE): the server-rendered,
 //!   bilingual login page, its CSRF cookie, and the redirect back with the code.
@@ -26,7 +28,7 @@
 //!   in the shape of the dialect that owns the path, and refuses an oversized declared body or
 //!   head before the body is read.
 //! - [`openapi`]: the OpenAPI 3.1 document of every public endpoint, at `/openapi.json`;
-//!   [`openapi_defined`] generates the operations of definition files from the definitions.
+//!   [`openapi_defined`] generates every dialect's operations from its definition.
 //! - [`telemetry`]: the request middleware: request id (`X-Request-Id`), one log line per
 //!   request, HTTP metrics.
 //! - [`metrics`]: `GET /metrics` (Prometheus text format): the registry, store timing, the

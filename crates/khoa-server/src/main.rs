@@ -67,7 +67,9 @@ async fn run() -> Result<()> {
         }
         Command::Partner(cmd) => {
             let engine = open_engine(&config, config.issuer()).await?;
-            admin::partner(&engine, cmd, &config.dialects.partner).await?
+            let served = khoa_server::startup::load_defined_dialects(&config)?;
+            let overlap = khoa_server::dialects::registry::key_overlap_secs(&served);
+            admin::partner(&engine, cmd, overlap).await?
         }
         Command::Audit(cmd) => {
             admin::audit(&*open_engine(&config, config.issuer()).await?, cmd).await?

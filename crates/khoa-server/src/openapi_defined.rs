@@ -1,9 +1,10 @@
-//! The OpenAPI operations of the dialects served from definition files, generated from the
-//! definitions themselves: each endpoint's request (body members and headers it reads, fixed
-//! values), its success body and its error body, with the status of every case. So a dialect
-//! an operator writes is documented, and fuzzed, like the built-in ones.
+//! The OpenAPI operations of every served dialect, generated from its definition: each
+//! endpoint's request (body members, headers and query it reads, fixed values), its success
+//! body (the template's, or the RFC's for the standard operations) and its error body, with the
+//! status of every case. So a dialect an operator writes is documented, and fuzzed, exactly
+//! like the built-in ones.
 
-use khoa_dialect::def::{BodyKind, Method};
+use khoa_dialect::def::{BodyKind, ClientAuth, Method, Operation};
 use khoa_dialect::load::{ANSWER_FIELDS, Endpoint, Source};
 use khoa_dialect::template::{Filter, Template};
 use khoa_dialect::{Dialect, Kind};
@@ -14,11 +15,13 @@ pub fn path_items(dialect: &Dialect) -> Vec<(String, utoipa::openapi::PathItem)>
     dialect
         .endpoints
         .iter()
-        .filter_map(|e| {
-            let op = operation(dialect, e);
+        .enumerate()
+        .filter_map(|(index, e)| {
+            let op = operation(dialect, index, e);
             let method = match e.method {
                 Method::Post => "post",
                 Method::Put => "put",
+                Method::Get => "get",
             };
             let item = serde_json::from_value(json!({ method: op })).ok()?;
             Some((e.path.clone(), item))
@@ -26,7 +29,7 @@ pub fn path_items(dialect: &Dialect) -> Vec<(String, utoipa::openapi::PathItem)>
         .collect()
 }
 
-fn operation(d: &Dialect, e: &Endpoint) -> Value {
+fn operation(d: &Dialect, index: usize, e: &Endpoint) -> Value {
     let mut body = Schema::default();
     let mut parameters = Vec::new();
     let sources = e
@@ -69,12 +72,26 @@ fn operation(d: &Dialect, e: &Endpoint) -> Value {
         body = Schema::default();
         body.insert(std::slice::from_ref(&env.field), true, None);
     }
+    if e.operation == Operation::RevokedJwts {
+        parameters.push(json!({
+            "name": "since", "in": "query", "required": false,
+            "schema": { "type": "integer" }, "description": "Unix seconds; 0 when absent",
+        }));
+    }
     let mut op = json!({
         "tags": [d.name],
         "summary": format!("{} ({})", e.name, d.title),
         "operationId": format!("{}_{}", d.name, e.name),
-        "responses": responses(d, e),
+        "responses": responses(d, index, e),
     });
+    match (e.operation, e.client_auth) {
+        (Operation::Resource, _) => op["security"] = json!([{ "bearer": [] }]),
+        (_, ClientAuth::Basic | ClientAuth::BasicForm) => {
+            op["security"] = json!([{ "client_basic": [] }])
+        }
+        (_, ClientAuth::Rfc6749) => op["security"] = json!([{}, { "client_basic": [] }]),
+        (_, ClientAuth::Inputs) => {}
+    }
     if !parameters.is_empty() {
         op["parameters"] = Value::Array(parameters);
     }
@@ -92,18 +109,48 @@ fn operation(d: &Dialect, e: &Endpoint) -> Value {
     op
 }
 
-fn responses(d: &Dialect, e: &Endpoint) -> Value {
+fn responses(d: &Dialect, index: usize, e: &Endpoint) -> Value {
     let mut out = Map::new();
-    out.insert(
-        e.status.to_string(),
-        json!({
+    let success = match e.operation {
+        Operation::Token => json!({
             "description": "Tokens issued",
             "content": { "application/json": { "schema": schema_of(&e.response, &answer_type) } },
         }),
-    );
-    let error_schema = schema_of(&d.errors.body, &error_type);
+        Operation::Resource => json!({
+            "description": "Accepted",
+            "content": { "application/json": { "schema": schema_of(&e.response, &|_| "string") } },
+        }),
+        Operation::Revoke => json!({
+            "description": "Revoked, or no such token (RFC 7009 §2.2): an empty body",
+        }),
+        Operation::Introspect => json!({
+            "description": "RFC 7662 §2.2: the token's metadata, or {\"active\": false} alone",
+            "content": { "application/json": { "schema": introspection_schema() } },
+        }),
+        Operation::RevokedJwts => json!({
+            "description": "The JWTs revoked since `since`: poll again with `since` a little \
+                before `until`",
+            "content": { "application/json": { "schema": {
+                "type": "object", "required": ["until", "revoked"],
+                "additionalProperties": false,
+                "properties": {
+                    "until": { "type": "integer" },
+                    "revoked": { "type": "array", "items": {
+                        "type": "object", "required": ["jti", "exp"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "jti": { "type": "string" }, "exp": { "type": "integer" },
+                        },
+                    } },
+                },
+            } } },
+        }),
+    };
+    out.insert(e.status.to_string(), success);
+    let errors = d.errors_of(index);
+    let error_schema = schema_of(&errors.body, &error_type);
     for kind in Kind::ALL {
-        let status = d.refuse(&khoa_dialect::Refused::new(kind, "")).status;
+        let status = errors.refuse(&khoa_dialect::Refused::new(kind, "")).status;
         out.entry(status.as_u16().to_string()).or_insert_with(|| {
             json!({
                 "description": format!("Refused ({} and others)", kind.as_str()),
@@ -112,6 +159,20 @@ fn responses(d: &Dialect, e: &Endpoint) -> Value {
         });
     }
     Value::Object(out)
+}
+
+/// RFC 7662 §2.2's members, as [`crate::dialects::operations`] answers them.
+fn introspection_schema() -> Value {
+    let text = json!({ "type": "string" });
+    let int = json!({ "type": "integer" });
+    json!({
+        "type": "object", "required": ["active"], "additionalProperties": false,
+        "properties": {
+            "active": { "type": "boolean" },
+            "scope": text, "client_id": text, "sub": text, "exp": int, "iat": int,
+            "token_type": text, "token_use": text, "aud": text, "iss": text, "jti": text,
+        },
+    })
 }
 
 /// The JSON type a success template's field renders as.

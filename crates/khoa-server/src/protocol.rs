@@ -30,7 +30,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::config::DialectsConfig;
 use crate::dialects::{self, RenderRefusal};
 
 /// A refusal made by the HTTP layer rather than by a dialect's handler.
@@ -85,10 +84,10 @@ impl Refusal {
 /// What [`shape`] needs: each route's renderer and the two limits it checks.
 #[derive(Clone)]
 pub struct Protocol {
-    /// By route template (`MatchedPath`); paths of no dialect use [`dialects::oauth2::refusal`],
-    /// the `{"error", "error_description"}` shape of khoa's own endpoints.
+    /// By route template (`MatchedPath`); paths of no dialect use
+    /// [`dialects::standard_refusal`], the `{"error", "error_description"}` shape of khoa's own
+    /// endpoints.
     pub renderers: Arc<HashMap<String, RenderRefusal>>,
-    pub dialects: Arc<DialectsConfig>,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
 }
@@ -106,8 +105,8 @@ pub async fn shape(State(p): State<Protocol>, request: Request, next: Next) -> R
         .get::<MatchedPath>()
         .and_then(|m| p.renderers.get(m.as_str()).cloned());
     let render = |refusal| match &route {
-        Some(render) => render(&p.dialects, refusal),
-        None => dialects::oauth2::refusal(&p.dialects, refusal),
+        Some(render) => render(refusal),
+        None => dialects::standard_refusal(refusal),
     };
     if let Some(refusal) = refuse_head(&p, &request) {
         return render(refusal);
@@ -172,24 +171,20 @@ mod tests {
     use tower::ServiceExt;
 
     fn app() -> Router {
-        let mut cfg = DialectsConfig::default();
-        cfg.bankhub.enabled = true;
+        let mut cfg = crate::config::DialectsConfig::default();
+        cfg.enable("bankhub");
         let defined = dialects::registry::load(&cfg, &[]).expect("the built-in definitions load");
-        let renderers = dialects::route_dialects(&cfg, &defined)
+        let renderers = dialects::route_dialects(&defined)
             .into_iter()
             .map(|r| (r.path, r.refuse))
             .collect();
         let p = Protocol {
             renderers: Arc::new(renderers),
-            dialects: Arc::new(cfg.clone()),
             max_body_bytes: 1024,
             max_header_bytes: 8192,
         };
         Router::new()
-            .route(
-                &cfg.bankhub.path,
-                post(|| async { "never for these tests" }),
-            )
+            .route("/v1/token", post(|| async { "never for these tests" }))
             .route("/mine", post(|| async { "never for these tests" }))
             .layer(axum::middleware::from_fn_with_state(p, shape))
     }

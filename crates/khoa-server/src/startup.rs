@@ -456,10 +456,7 @@ pub fn load_defined_dialects(
 
 /// The paths of khoa's routes that are not definitions, each with what serves it.
 pub fn reserved_paths(config: &Config) -> Vec<(String, String)> {
-    let mut taken: Vec<(String, String)> = dialects::route_dialects(&config.dialects, &[])
-        .into_iter()
-        .map(|r| (r.path, format!("the {} dialect", r.dialect)))
-        .collect();
+    let mut taken: Vec<(String, String)> = Vec::new();
     let own = [
         resource::PROTECTED_RESOURCE_PATH,
         authorize::AUTHORIZE_PATH,
@@ -486,7 +483,7 @@ pub fn reserved_paths(config: &Config) -> Vec<(String, String)> {
 }
 
 pub fn router(state: AppState, config: &Config) -> Router {
-    let route_dialects = dialects::route_dialects(&config.dialects, &state.defined_dialects);
+    let route_dialects = dialects::route_dialects(&state.defined_dialects);
     state
         .metrics
         .declare_dialects(route_dialects.iter().map(|r| r.dialect));
@@ -506,7 +503,6 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .map(|r| (r.path, r.refuse))
                 .collect(),
         ),
-        dialects: Arc::new(config.dialects.clone()),
         max_body_bytes: config.http.max_body_bytes,
         max_header_bytes: config.http.max_header_bytes,
     };
@@ -516,7 +512,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         router = router.route(&config.metrics.path, get(metrics::serve));
     }
     router
-        .merge(dialects::routes(&config.dialects, &files))
+        .merge(dialects::routes(&files))
         .merge(forward_auth::routes(&config.forward_auth))
         .route(
             resource::PROTECTED_RESOURCE_PATH,

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use khoa_core::scope::OPENID;
 
-use crate::dialects::oauth2::no_store;
+use crate::dialects::no_store;
 use crate::error::ApiError;
 use crate::resource::authenticate;
 use crate::state::AppState;

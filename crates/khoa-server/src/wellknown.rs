@@ -89,16 +89,16 @@ const INTROSPECTION_AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_se
 impl Metadata {
     pub fn of(state: &AppState) -> Metadata {
         let issuer = state.engine.config().issuer.clone();
-        let oauth2 = &state.config.dialects.oauth2;
-        let at = |path: &str| Some(format!("{issuer}{path}"));
-        let on = |path: &str| if oauth2.enabled { at(path) } else { None };
+        // Wherever the served definitions put the standard endpoints.
+        let paths = crate::dialects::registry::standard_paths(&state.defined_dialects);
+        let on = |path: &Option<String>| path.as_ref().map(|p| format!("{issuer}{p}"));
         let grants = khoa_core::model::GrantType::ALL.map(|g| g.as_str());
         Metadata {
-            token_endpoint: on(&oauth2.token_path),
+            token_endpoint: on(&paths.token),
             jwks_uri: format!("{issuer}{JWKS_PATH}"),
-            revocation_endpoint: on(&oauth2.revocation_path),
-            introspection_endpoint: on(&oauth2.introspection_path),
-            khoa_revocation_list_endpoint: on(&oauth2.revocation_list_path),
+            revocation_endpoint: on(&paths.revocation),
+            introspection_endpoint: on(&paths.introspection),
+            khoa_revocation_list_endpoint: on(&paths.revocation_list),
             authorization_endpoint: format!("{issuer}{}", crate::authorize::AUTHORIZE_PATH),
             userinfo_endpoint: format!("{issuer}{}", crate::userinfo::USERINFO_PATH),
             response_types_supported: vec!["code"],
@@ -106,17 +106,19 @@ impl Metadata {
             code_challenge_methods_supported: vec!["S256"],
             authorization_response_iss_parameter_supported: true,
             ui_locales_supported: vec!["vi", "en"],
-            grant_types_supported: if oauth2.enabled {
+            grant_types_supported: if paths.token.is_some() {
                 grants.to_vec()
             } else {
                 Vec::new()
             },
             token_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS.to_vec(),
-            revocation_endpoint_auth_methods_supported: oauth2
-                .enabled
+            revocation_endpoint_auth_methods_supported: paths
+                .revocation
+                .is_some()
                 .then(|| CLIENT_AUTH_METHODS.to_vec()),
-            introspection_endpoint_auth_methods_supported: oauth2
-                .enabled
+            introspection_endpoint_auth_methods_supported: paths
+                .introspection
+                .is_some()
                 .then(|| INTROSPECTION_AUTH_METHODS.to_vec()),
             token_signing_alg_values_supported: vec![khoa_core::keys::ALG],
             issuer,

@@ -55,6 +55,9 @@ enum Node {
     Table(BTreeMap<String, Node>),
     /// An array of tables (`[[forward_auth.routes]]`), each with these keys.
     Tables(BTreeMap<String, Node>),
+    /// `[dialects]`: these keys (`dir`, the built-in dialects' tables) are checked here; a
+    /// table of another name is a definition file's, checked when the files are loaded.
+    Dialects(BTreeMap<String, Node>),
 }
 
 pub(super) struct Schema {
@@ -73,6 +76,16 @@ impl Schema {
                 Node::Tables(table(&to_json(&ForwardAuthRoute::default()))),
             );
         }
+        // `[dialects.NAME]` has `enabled` and the definition's settings.
+        let mut dialects = BTreeMap::from([("dir".to_owned(), Node::Leaf)]);
+        for (name, settings) in crate::dialects::registry::built_in_settings() {
+            let keys = std::iter::once("enabled".to_owned())
+                .chain(settings)
+                .map(|k| (k, Node::Leaf))
+                .collect();
+            dialects.insert(name.to_owned(), Node::Table(keys));
+        }
+        root.insert("dialects".into(), Node::Dialects(dialects));
         Schema { root }
     }
 
@@ -100,6 +113,17 @@ impl Schema {
                 (None, _) => return Err(self.unknown(known, path, origin)),
                 (Some(Node::Table(inner)), Value::Dict(_, dict)) => {
                     self.walk(inner, dict, path, origin)?
+                }
+                (Some(Node::Dialects(inner)), Value::Dict(_, dict)) => {
+                    for (name, value) in dict {
+                        if let (Some(Node::Table(keys)), Value::Dict(_, table)) =
+                            (inner.get(name.as_str()), value)
+                        {
+                            path.push(name);
+                            self.walk(keys, table, path, origin)?;
+                            path.pop();
+                        }
+                    }
                 }
                 (Some(Node::Tables(inner)), Value::Array(_, items)) => {
                     for item in items {
@@ -147,7 +171,7 @@ impl Schema {
                 if key == name {
                     return true;
                 }
-                if let Node::Table(inner) | Node::Tables(inner) = node
+                if let Node::Table(inner) | Node::Tables(inner) | Node::Dialects(inner) = node
                     && find(inner, name, path)
                 {
                     return true;

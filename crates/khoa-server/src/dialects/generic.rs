@@ -6,23 +6,25 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::RawQuery;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, post, put};
+use axum::routing::{MethodRouter, get, post, put};
 use khoa_core::error::{Detail, EngineError, ErrorCode};
 use khoa_core::grant::{ClientAuth, TokenRequest};
 use khoa_core::mint::IssuedTokens;
 use khoa_core::partner::EnvelopeError;
-use khoa_dialect::def::{ClientAuth as AuthFrom, EnvelopeKind, Input, Method};
+use khoa_dialect::def::{ClientAuth as AuthFrom, EnvelopeKind, Grant, Input, Method, Operation};
 use khoa_dialect::load::{Endpoint, EnvelopeSpec};
 use khoa_dialect::read::{Read, envelope_data, envelope_key, read, read_from};
 use khoa_dialect::render::{Answer, Issued};
 use khoa_dialect::{Dialect, Kind, Refused};
 use secrecy::SecretString;
 
-use super::oauth2::no_store;
+use super::no_store;
+use super::operations;
 use crate::error::ApiError;
 use crate::limits::{ClientIp, Limited};
 use crate::protocol;
@@ -34,57 +36,79 @@ pub fn route(dialect: Arc<Dialect>, index: usize) -> MethodRouter<AppState> {
     let method = dialect.endpoints[index].method;
     let handler = move |State(state): State<AppState>,
                         ClientIp(ip): ClientIp,
+                        RawQuery(query): RawQuery,
                         headers: HeaderMap,
                         body: Result<Bytes, BytesRejection>| {
         let dialect = dialect.clone();
-        async move { serve(&state, &dialect, index, ip, &headers, body).await }
+        async move {
+            let at = At {
+                dialect: &dialect,
+                index,
+            };
+            match at.endpoint().operation {
+                Operation::Resource => operations::resource(&state, at, &headers, body).await,
+                Operation::RevokedJwts => {
+                    operations::revoked_jwts(&state, at, ip, &headers, query.as_deref()).await
+                }
+                _ => serve(&state, at, ip, &headers, body).await,
+            }
+        }
     };
     match method {
         Method::Post => post(handler),
         Method::Put => put(handler),
+        Method::Get => get(handler),
     }
 }
 
+/// An endpoint of a dialect: what is served, and whose error answers its refusals get.
+#[derive(Clone, Copy)]
+pub struct At<'a> {
+    pub dialect: &'a Dialect,
+    pub index: usize,
+}
+
+impl At<'_> {
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.dialect.endpoints[self.index]
+    }
+
+    /// The refusal, in this endpoint's error shape.
+    pub fn refuse(&self, r: Refused) -> Response {
+        respond(self.dialect.refuse_at(self.index, &r), r.retry_after)
+    }
+}
+
+/// A token, revocation or introspection request: limits, body, inputs, the client, then the
+/// engine.
 async fn serve(
     state: &AppState,
-    dialect: &Dialect,
-    index: usize,
+    at: At<'_>,
     ip: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let endpoint = &dialect.endpoints[index];
+    let (dialect, endpoint) = (at.dialect, at.endpoint());
     // An envelope names its sender in a header: read it first, so that its partner's rate
     // limit applies before any decryption is spent on the request.
     let sender = match &endpoint.envelope {
         Some(env) => match envelope_key(env, headers) {
             Ok(code) => Some(code),
-            Err(r) => return refuse(dialect, r),
+            Err(r) => return at.refuse(r),
         },
         None => None,
     };
     if let Err(l) = state.limits.check_ip(ip) {
-        return refuse(dialect, rate_limited(l));
+        return at.refuse(rate_limited(l));
     }
     if let Some(code) = &sender
         && let Err(l) = state.limits.check_partner(code)
     {
-        return refuse(dialect, rate_limited(l));
+        return at.refuse(rate_limited(l));
     }
-    let body = match body_bytes(body) {
+    let body = match read_body(body) {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => {
-            return refuse(
-                dialect,
-                Refused::new(Kind::TooLarge, protocol::Refusal::TooLarge.description()),
-            );
-        }
-        Err(BodyError::Unreadable) => {
-            return refuse(
-                dialect,
-                Refused::new(Kind::Malformed, "The request body could not be read"),
-            );
-        }
+        Err(r) => return at.refuse(r),
     };
     let read = match (&endpoint.envelope, &sender) {
         (Some(env), Some(code)) => {
@@ -98,7 +122,7 @@ async fn serve(
     };
     let (attested, read) = match read {
         Ok(r) => r,
-        Err(r) => return refuse(dialect, r),
+        Err(r) => return at.refuse(r),
     };
     let attested = match (&endpoint.signature, &read.signed) {
         (Some(spec), Some(signed)) => {
@@ -109,29 +133,46 @@ async fn serve(
                 .unwrap_or_default();
             // The client's own rate limit before any key is fetched or RSA run for it.
             if let Err(l) = state.limits.check_client(Some(&client)) {
-                return refuse(dialect, rate_limited(l));
+                return at.refuse(rate_limited(l));
             }
             match super::signature::verify(state, spec, signed, &client).await {
                 Ok(()) => Some(client),
-                Err(r) => return refuse(dialect, r),
+                Err(r) => return at.refuse(r),
             }
         }
         _ => attested,
     };
-    let request = match token_request(endpoint, read, attested) {
-        Ok(r) => r,
-        Err(r) => return refuse(dialect, r),
+    let mut read = read;
+    let client = match client_of(endpoint, &mut read, attested) {
+        Ok(c) => c,
+        Err(r) => return at.refuse(r),
     };
     // A signed request's client was counted before its signature was checked.
     if endpoint.signature.is_none()
-        && let Err(l) = state.limits.check_client(request.client.client_id())
+        && let Err(l) = state.limits.check_client(client.client_id())
     {
-        return refuse(dialect, rate_limited(l));
+        return at.refuse(rate_limited(l));
     }
+    let basic = client.used_basic();
+    let refused = |e: EngineError| at.refuse(with_basic(from_engine(e), basic));
+    match endpoint.operation {
+        Operation::Revoke => {
+            return operations::revoke(state, &client, &mut read)
+                .await
+                .unwrap_or_else(refused);
+        }
+        Operation::Introspect => {
+            return operations::introspect(state, &client, &mut read)
+                .await
+                .unwrap_or_else(refused);
+        }
+        _ => {}
+    }
+    let request = grant_request(endpoint, read, client);
     match state.engine.token(&request).await {
         Ok(t) => success(endpoint, &t, state.engine.now()),
         Err(e) => {
-            let refused = from_engine(e);
+            let refused = with_basic(from_engine(e), basic);
             if bound_client_refused(endpoint, &refused) {
                 tracing::error!(
                     dialect = %dialect.name,
@@ -142,7 +183,7 @@ async fn serve(
                      this grant and scope"
                 );
             }
-            refuse(dialect, refused)
+            at.refuse(refused)
         }
     }
 }
@@ -192,13 +233,13 @@ async fn open(
     }
 }
 
-/// The engine request: the grant, the client as the endpoint names it (or as the envelope's
-/// key vouches for it), the inputs.
-fn token_request(
+/// The client as the endpoint names it, or as the envelope's key or the signature vouches
+/// for it.
+fn client_of(
     endpoint: &Endpoint,
-    mut read: Read,
+    read: &mut Read,
     attested: Option<String>,
-) -> Result<TokenRequest, Refused> {
+) -> Result<ClientAuth, Refused> {
     let secret = read.take(Input::ClientSecret).map(SecretString::from);
     if let Some(client_id) = attested {
         // The request may name a client only if it is the one the key belongs to.
@@ -211,18 +252,34 @@ fn token_request(
                 "client authentication failed",
             ));
         }
-        let client = match secret {
+        return Ok(match secret {
             Some(secret) => ClientAuth::Post { client_id, secret },
             None => ClientAuth::Attested { client_id },
-        };
-        return Ok(grant_request(endpoint, read, client));
+        });
     }
-    let client = match (endpoint.client_auth, read.basic.take()) {
-        (AuthFrom::Basic | AuthFrom::BasicForm, Some((client_id, password))) => ClientAuth::Basic {
+    if let Some((client_id, password)) = read.basic.take() {
+        // RFC 6749 §2.3: one authentication method per request.
+        if endpoint.client_auth == AuthFrom::Rfc6749 {
+            if secret.is_some() {
+                return Err(Refused::new(
+                    Kind::InvalidRequest,
+                    "use one client authentication method, not two",
+                ));
+            }
+            if read.get(Input::ClientId).is_some_and(|id| id != client_id) {
+                return Err(Refused::new(
+                    Kind::InvalidRequest,
+                    "client_id does not match the Basic credentials",
+                ));
+            }
+        }
+        return Ok(ClientAuth::Basic {
             client_id,
             secret: SecretString::from(password),
-        },
-        _ => match (
+        });
+    }
+    Ok(
+        match (
             read.take(Input::ClientId)
                 .or_else(|| endpoint.client.clone()),
             secret,
@@ -231,17 +288,45 @@ fn token_request(
             (Some(client_id), None) => ClientAuth::IdOnly { client_id },
             (None, _) => ClientAuth::None,
         },
-    };
-    Ok(grant_request(endpoint, read, client))
+    )
+}
+
+/// RFC 6749 §5.2: a failed Basic authentication is answered with a challenge, which the
+/// definition gives as the case of `invalid_client_basic`.
+pub(super) fn with_basic(mut r: Refused, basic: bool) -> Refused {
+    if basic && r.kind == Kind::InvalidClient {
+        r.kind = Kind::InvalidClientBasic;
+    }
+    r
+}
+
+/// The request body, or the refusal of one too large or unreadable.
+pub(super) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Refused> {
+    body_bytes(body).map_err(|e| match e {
+        BodyError::TooLarge => {
+            Refused::new(Kind::TooLarge, protocol::Refusal::TooLarge.description())
+        }
+        BodyError::Unreadable => {
+            Refused::new(Kind::Malformed, "The request body could not be read")
+        }
+    })
 }
 
 fn grant_request(endpoint: &Endpoint, mut read: Read, client: ClientAuth) -> TokenRequest {
+    let grant_type = match endpoint.grant {
+        Some(Grant::Request) | None => read.take(Input::GrantType),
+        Some(g) => Some(g.as_str().to_owned()),
+    };
     TokenRequest {
+        grant_type,
         username: read.take(Input::Username),
         password: read.take(Input::Password).map(SecretString::from),
         refresh_token: read.take(Input::RefreshToken).map(SecretString::from),
         scope: read.take(Input::Scope),
-        ..TokenRequest::new(endpoint.grant.as_str(), client)
+        code: read.take(Input::Code).map(SecretString::from),
+        redirect_uri: read.take(Input::RedirectUri),
+        code_verifier: read.take(Input::CodeVerifier).map(SecretString::from),
+        ..TokenRequest::new("", client)
     }
 }
 
@@ -256,12 +341,13 @@ fn success(endpoint: &Endpoint, t: &IssuedTokens, now: i64) -> Response {
         otp_token: t.otp_token.as_deref(),
         scope: Some(scope),
         client_id: &t.client_id,
+        id_token: t.id_token.as_deref(),
         issued_at: now,
     };
     respond(endpoint.render(&issued), None)
 }
 
-fn rate_limited(l: Limited) -> Refused {
+pub(super) fn rate_limited(l: Limited) -> Refused {
     Refused::new(
         Kind::RateLimited,
         "Too many requests, retry after the seconds in Retry-After",
@@ -301,8 +387,8 @@ pub(super) fn from_engine(e: EngineError) -> Refused {
     }
 }
 
-/// A refusal of the HTTP layer ([`crate::protocol`]) in the definition's shape.
-pub fn protocol_refusal(dialect: &Dialect, r: protocol::Refusal) -> Response {
+/// A refusal of the HTTP layer ([`crate::protocol`]) in the shape of endpoint `index`.
+pub fn protocol_refusal(dialect: &Dialect, index: usize, r: protocol::Refusal) -> Response {
     let kind = match r {
         protocol::Refusal::Malformed => Kind::Malformed,
         protocol::Refusal::MethodNotAllowed => Kind::MethodNotAllowed,
@@ -310,14 +396,10 @@ pub fn protocol_refusal(dialect: &Dialect, r: protocol::Refusal) -> Response {
         protocol::Refusal::TooLarge => Kind::TooLarge,
         protocol::Refusal::HeadersTooLarge => Kind::HeadersTooLarge,
     };
-    refuse(dialect, Refused::new(kind, r.description()))
+    At { dialect, index }.refuse(Refused::new(kind, r.description()))
 }
 
-fn refuse(dialect: &Dialect, r: Refused) -> Response {
-    respond(dialect.refuse(&r), r.retry_after)
-}
-
-fn respond(a: Answer, retry_after: Option<u64>) -> Response {
+pub(super) fn respond(a: Answer, retry_after: Option<u64>) -> Response {
     let status = a.status;
     let mut res = (status, axum::Json(a.body)).into_response();
     for (name, value) in a.headers {

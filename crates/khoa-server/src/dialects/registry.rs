@@ -1,15 +1,15 @@
-//! The dialects served from definitions: the built-in ones embedded in the binary
-//! (`crates/khoa-server/dialects/*.toml`) and the files of `dialects.dir`, read once at
-//! start-up, refused with file, line and key when one does not validate, and served by
-//! [`super::generic`].
-//!
-//! Of the five built-in dialects, those not yet moved to definitions are handlers of their
-//! own beside this; a file may not take their names, nor any path khoa already serves.
+//! Every dialect khoa serves, and the one place that knows them by name: the five built-in
+//! definitions embedded in the binary (`crates/khoa-server/dialects/*.toml`) and the files of
+//! `dialects.dir`, read once at start-up with the operator's `[dialects.NAME]` settings applied,
+//! refused with file, line and key when one does not validate, and served by
+//! [`super::generic`]. A file named like a built-in replaces it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use khoa_dialect::def::{Grant, Operation};
 use khoa_dialect::{DefinitionError, Dialect, Origin};
+use serde_json::Value;
 
 use crate::config::DialectsConfig;
 
@@ -34,71 +34,171 @@ pub enum RegistryError {
         file: PathBuf,
         other: PathBuf,
     },
+    /// A `[dialects.NAME]` table or key that no loaded definition has.
+    #[error("{key}: {message}")]
+    Config { key: String, message: String },
     #[error(
-        "{}: {name} is a built-in dialect served by its own handler, which no file can replace \
-         (give the file and its `name` another name)",
+        "{}: endpoint {endpoint} of dialect {dialect} is at {path}, which {owner} already serves",
         .file.display()
     )]
-    BuiltIn { name: String, file: PathBuf },
-    #[error("{}: endpoint {endpoint} is at {path}, which {owner} already serves", .file.display())]
     PathTaken {
         file: PathBuf,
+        dialect: String,
         endpoint: String,
         path: String,
         owner: String,
     },
 }
 
-/// The names of the built-in dialects.
-pub const BUILT_IN: [&str; 5] = ["oauth2", "derivative", "bankhub", "partner", "vietqr"];
-
-/// The built-in dialects that are definitions, embedded in the binary. Each one's `[settings]`
-/// are the keys of its `[dialects.NAME]` configuration table besides `enabled`.
-const DEFINED: [(&str, &str); 4] = [
-    ("derivative", include_str!("../../dialects/derivative.toml")),
-    ("bankhub", include_str!("../../dialects/bankhub.toml")),
-    ("partner", include_str!("../../dialects/partner.toml")),
-    ("vietqr", include_str!("../../dialects/vietqr.toml")),
+/// The built-in dialects, embedded in the binary, and whether each is served when the
+/// configuration does not say. Each one's `[settings]` are the keys of its `[dialects.NAME]`
+/// configuration table besides `enabled`.
+const DEFINED: [(&str, &str, bool); 5] = [
+    ("oauth2", include_str!("../../dialects/oauth2.toml"), true),
+    (
+        "derivative",
+        include_str!("../../dialects/derivative.toml"),
+        false,
+    ),
+    (
+        "bankhub",
+        include_str!("../../dialects/bankhub.toml"),
+        false,
+    ),
+    (
+        "partner",
+        include_str!("../../dialects/partner.toml"),
+        false,
+    ),
+    ("vietqr", include_str!("../../dialects/vietqr.toml"), false),
 ];
+
+/// The names of the built-in dialects.
+pub fn built_in_names() -> impl Iterator<Item = &'static str> {
+    DEFINED.iter().map(|(n, _, _)| *n)
+}
+
+fn is_built_in(name: &str) -> bool {
+    built_in_names().any(|n| n == name)
+}
+
+/// Each built-in dialect's setting names, for the configuration's key check.
+pub fn built_in_settings() -> Vec<(&'static str, Vec<String>)> {
+    DEFINED
+        .iter()
+        .map(|(name, text, _)| {
+            let keys = khoa_dialect::load(text, Origin::BuiltIn, &serde_json::Map::new())
+                .map(|d| d.settings.keys().cloned().collect())
+                .unwrap_or_default();
+            (*name, keys)
+        })
+        .collect()
+}
 
 /// Every built-in definition with the operator's settings applied, and whether it is enabled.
 pub fn built_ins(cfg: &DialectsConfig) -> Result<Vec<(Arc<Dialect>, bool)>, RegistryError> {
     DEFINED
         .iter()
-        .map(|(name, text)| {
-            let (enabled, overrides) = configured(cfg, name);
-            let d = khoa_dialect::load(text, Origin::BuiltIn, &overrides)?;
-            Ok((Arc::new(d), enabled))
+        .map(|(name, text, on)| {
+            let d = configure(cfg, text, Origin::BuiltIn, name)?;
+            Ok((d, enabled(cfg, name, *on)))
         })
         .collect()
 }
 
-/// `dialects.NAME.enabled`, and the keys of `[dialects.NAME]` the operator changed.
-fn configured(
+fn enabled(cfg: &DialectsConfig, name: &str, default: bool) -> bool {
+    cfg.tables
+        .get(name)
+        .and_then(|t| t.enabled)
+        .unwrap_or(default)
+}
+
+/// Loads `text` with the settings of `[dialects.NAME]`, each checked against the definition's
+/// own: a setting it does not have, or a value of another type, names the configuration key.
+fn configure(
     cfg: &DialectsConfig,
+    text: &str,
+    origin: Origin,
     name: &str,
-) -> (bool, serde_json::Map<String, serde_json::Value>) {
-    let table = |c: &DialectsConfig| match serde_json::to_value(c) {
-        Ok(serde_json::Value::Object(mut m)) => match m.remove(name) {
-            Some(serde_json::Value::Object(t)) => t,
-            _ => serde_json::Map::new(),
-        },
-        _ => serde_json::Map::new(),
+) -> Result<Arc<Dialect>, RegistryError> {
+    let plain = khoa_dialect::load(text, origin.clone(), &serde_json::Map::new())?;
+    let Some(table) = cfg.tables.get(name).filter(|t| !t.settings.is_empty()) else {
+        return Ok(Arc::new(plain));
     };
-    let defaults = table(&DialectsConfig::default());
-    let mut given = table(cfg);
-    let enabled = given
-        .remove("enabled")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    given.retain(|k, v| k != "enabled" && defaults.get(k) != Some(v));
-    (enabled, given)
+    let mut overrides = serde_json::Map::new();
+    for (key, given) in &table.settings {
+        let config_key = format!("dialects.{name}.{key}");
+        let Some(default) = plain.settings.get(key) else {
+            let known: Vec<&str> = std::iter::once("enabled")
+                .chain(plain.settings.keys().map(String::as_str))
+                .collect();
+            return Err(RegistryError::Config {
+                message: format!(
+                    "dialect {name} ({}) has no setting {key}; its keys: {}{}",
+                    plain.origin,
+                    known.join(", "),
+                    nearest(key, known.iter().copied())
+                        .map(|k| format!("; did you mean dialects.{name}.{k}?"))
+                        .unwrap_or_default()
+                ),
+                key: config_key,
+            });
+        };
+        let value = match (default, given) {
+            // An environment variable's `8080` or `true` where the setting is text.
+            (Value::String(_), Value::Number(n)) => Value::String(n.to_string()),
+            (Value::String(_), Value::Bool(b)) => Value::String(b.to_string()),
+            (d, g) if std::mem::discriminant(d) == std::mem::discriminant(g) => g.clone(),
+            (d, g) => {
+                return Err(RegistryError::Config {
+                    message: format!(
+                        "is {}, where dialect {name}'s setting is {} (default {d})",
+                        type_name(g),
+                        type_name(d)
+                    ),
+                    key: config_key,
+                });
+            }
+        };
+        if &value != default {
+            overrides.insert(key.clone(), value);
+        }
+    }
+    // The definition loaded as written: what fails now is the operator's values.
+    khoa_dialect::load(text, origin, &overrides)
+        .map(Arc::new)
+        .map_err(|e| RegistryError::Config {
+            key: format!("dialects.{name}"),
+            message: format!("these settings do not fit the definition: {e}"),
+        })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "empty",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a table",
+    }
+}
+
+/// The candidate closest to `name`, if it is close enough to be a typo.
+fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(2);
+    candidates
+        .map(|c| (strsim::levenshtein(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c)
 }
 
 /// The definitions khoa serves: the enabled built-in ones, and every `*.toml` of `dialects.dir`
-/// (sorted by name; a file named like a built-in definition replaces it, and is served when
-/// that dialect is enabled). `taken` are the paths served by other routes, each with what
-/// serves it: a definition may not take one, nor a path of another definition.
+/// (sorted by name; a file named like a built-in replaces it, and is served when that dialect
+/// is enabled; any other file is served unless `[dialects.NAME] enabled = false`), each with
+/// its `[dialects.NAME]` settings. `taken` are the paths served by other routes, each with
+/// what serves it: a definition may not take one, nor a path of another definition.
 pub fn load(
     cfg: &DialectsConfig,
     taken: &[(String, String)],
@@ -107,44 +207,56 @@ pub fn load(
         Some(dir) => load_dir(dir)?,
         None => Vec::new(),
     };
+    if let Some(name) = cfg
+        .tables
+        .keys()
+        .find(|n| !is_built_in(n) && !files.iter().any(|f| &f.name == *n))
+    {
+        let names: Vec<&str> = built_in_names()
+            .map(|n| -> &str { n })
+            .chain(files.iter().map(|f| f.name.as_str()))
+            .collect();
+        return Err(RegistryError::Config {
+            key: format!("dialects.{name}"),
+            message: format!(
+                "no dialect {name} is built in{}; the dialects are {}{}",
+                if cfg.dir.is_some() {
+                    " or defined in dialects.dir"
+                } else {
+                    " (and dialects.dir is not set)"
+                },
+                names.join(", "),
+                nearest(name, names.iter().copied())
+                    .map(|n| format!("; did you mean dialects.{n}?"))
+                    .unwrap_or_default()
+            ),
+        });
+    }
     let mut served: Vec<Arc<Dialect>> = Vec::new();
-    for (d, enabled) in built_ins(cfg)? {
-        if !enabled {
-            if let Some(f) = files.iter().find(|f| f.name == d.name) {
+    for (name, text, on) in DEFINED {
+        let file = files.iter().find(|f| f.name == name);
+        if !enabled(cfg, name, on) {
+            if let Some(f) = file {
                 tracing::warn!(
                     file = %f.origin,
                     "{} replaces the built-in dialect of that name, which is disabled: set \
-                     dialects.{}.enabled = true to serve it",
+                     dialects.{name}.enabled = true to serve it",
                     f.origin,
-                    d.name
                 );
             }
             continue;
         }
-        match files.iter().find(|f| f.name == d.name) {
-            None => served.push(d),
-            // The replacement gets the operator's changed settings, as the built-in would.
-            Some(f) => {
-                let (_, overrides) = configured(cfg, &d.name);
-                let Origin::File(path) = &f.origin else {
-                    continue;
-                };
-                served.push(Arc::new(
-                    khoa_dialect::load(&f.text, f.origin.clone(), &overrides).map_err(|e| {
-                        RegistryError::Definition(DefinitionError {
-                            origin: path.display().to_string(),
-                            ..e
-                        })
-                    })?,
-                ));
-            }
+        served.push(match file {
+            None => configure(cfg, text, Origin::BuiltIn, name)?,
+            // The replacement gets the operator's settings, as the built-in would.
+            Some(f) => configure(cfg, &f.text, f.origin.clone(), name)?,
+        });
+    }
+    for f in files {
+        if !is_built_in(&f.name) && enabled(cfg, &f.name, true) {
+            served.push(configure(cfg, &f.text, f.origin.clone(), &f.name)?);
         }
     }
-    served.extend(
-        files
-            .into_iter()
-            .filter(|f| !DEFINED.iter().any(|(n, _)| *n == f.name)),
-    );
     let mut taken = taken.to_vec();
     for d in &served {
         check_paths(d, &mut taken)?;
@@ -165,13 +277,6 @@ fn load_dir(dir: &Path) -> Result<Vec<Arc<Dialect>>, RegistryError> {
     let mut loaded: Vec<Arc<Dialect>> = Vec::new();
     for file in files {
         let d = load_file(&file)?;
-        let defined = DEFINED.iter().any(|(n, _)| *n == d.name);
-        if BUILT_IN.contains(&d.name.as_str()) && !defined {
-            return Err(RegistryError::BuiltIn {
-                name: d.name.clone(),
-                file,
-            });
-        }
         if let Some(other) = loaded.iter().find(|o| o.name == d.name) {
             return Err(RegistryError::SameName {
                 name: d.name.clone(),
@@ -192,20 +297,14 @@ fn origin_path(o: &Origin) -> PathBuf {
 }
 
 /// `khoa dialect check`: a definition file as start-up would take it beside what this
-/// configuration serves: valid, not the name of a built-in handler, on no path already served
-/// (by khoa or by another dialect than the one it would replace).
+/// configuration serves: valid, on no path already served (by khoa or by another dialect than
+/// the one it would replace).
 pub fn check_file(
     file: &Path,
     served: &[Arc<Dialect>],
     reserved: &[(String, String)],
 ) -> Result<Dialect, RegistryError> {
     let d = load_file(file)?;
-    if BUILT_IN.contains(&d.name.as_str()) && !DEFINED.iter().any(|(n, _)| *n == d.name) {
-        return Err(RegistryError::BuiltIn {
-            name: d.name.clone(),
-            file: file.to_owned(),
-        });
-    }
     let mut taken = reserved.to_vec();
     for other in served.iter().filter(|o| o.name != d.name) {
         for e in &other.endpoints {
@@ -237,6 +336,7 @@ fn check_paths(d: &Dialect, taken: &mut Vec<(String, String)>) -> Result<(), Reg
         if let Some((_, owner)) = taken.iter().find(|(p, _)| *p == e.path) {
             return Err(RegistryError::PathTaken {
                 file: origin_path(&d.origin),
+                dialect: d.name.clone(),
                 endpoint: e.name.clone(),
                 path: e.path.clone(),
                 owner: owner.clone(),
@@ -247,6 +347,43 @@ fn check_paths(d: &Dialect, taken: &mut Vec<(String, String)>) -> Result<(), Reg
         taken.push((e.path.clone(), format!("dialect {} ({})", d.name, d.origin)));
     }
     Ok(())
+}
+
+/// Where the standard OAuth 2.0 endpoints are served, for the discovery documents: the first
+/// served endpoint of each operation (the token endpoint is the one that takes every grant).
+#[derive(Debug, Default)]
+pub struct StandardPaths {
+    pub token: Option<String>,
+    pub revocation: Option<String>,
+    pub introspection: Option<String>,
+    pub revocation_list: Option<String>,
+}
+
+pub fn standard_paths(served: &[Arc<Dialect>]) -> StandardPaths {
+    let first = |want: &dyn Fn(&khoa_dialect::load::Endpoint) -> bool| {
+        served
+            .iter()
+            .flat_map(|d| &d.endpoints)
+            .find(|e| want(e))
+            .map(|e| e.path.clone())
+    };
+    StandardPaths {
+        token: first(&|e| e.operation == Operation::Token && e.grant == Some(Grant::Request)),
+        revocation: first(&|e| e.operation == Operation::Revoke),
+        introspection: first(&|e| e.operation == Operation::Introspect),
+        revocation_list: first(&|e| e.operation == Operation::RevokedJwts),
+    }
+}
+
+/// How long a partner's previous key keeps opening envelopes after `khoa partner
+/// rotate-key`: the longest overlap among the served endpoints that open envelopes, `None`
+/// when none is served.
+pub fn key_overlap_secs(served: &[Arc<Dialect>]) -> Option<u64> {
+    served
+        .iter()
+        .flat_map(|d| &d.endpoints)
+        .filter_map(|e| e.envelope.as_ref().map(|env| env.key_overlap_secs))
+        .max()
 }
 
 /// A dialect's name as a metrics label, which is `&'static`: each distinct name is leaked once
@@ -263,4 +400,112 @@ pub fn label(name: &str) -> &'static str {
     let n: &'static str = Box::leak(name.to_owned().into_boxed_str());
     names.push(n);
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(cfg: &DialectsConfig) -> String {
+        load(cfg, &[]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn two_endpoints_on_one_path_are_refused_naming_both() {
+        let mut cfg = DialectsConfig::default();
+        cfg.set("oauth2", "introspection_path", "/connect/token");
+        let e = refusal(&cfg);
+        assert!(e.starts_with("dialects.oauth2: these settings"), "{e}");
+        assert!(e.contains("endpoints.introspection.path"), "{e}");
+        assert!(e.contains("/connect/token is also endpoint token"), "{e}");
+
+        let mut cfg = DialectsConfig::default();
+        cfg.enable("bankhub")
+            .set("bankhub", "path", "/connect/token");
+        let e = refusal(&cfg);
+        assert!(e.contains("bankhub") && e.contains("/connect/token"), "{e}");
+    }
+
+    #[test]
+    fn a_table_of_no_dialect_is_refused_with_the_nearest_name() {
+        let mut cfg = DialectsConfig::default();
+        cfg.enable("bankhb");
+        let e = refusal(&cfg);
+        assert!(e.starts_with("dialects.bankhb: no dialect bankhb"), "{e}");
+        assert!(e.contains("did you mean dialects.bankhub?"), "{e}");
+    }
+
+    #[test]
+    fn a_setting_the_definition_lacks_is_refused_with_the_nearest_key() {
+        let mut cfg = DialectsConfig::default();
+        cfg.enable("bankhub").set("bankhub", "pth", "/x");
+        let e = refusal(&cfg);
+        assert!(
+            e.starts_with("dialects.bankhub.pth: dialect bankhub"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean dialects.bankhub.path?"), "{e}");
+    }
+
+    #[test]
+    fn a_setting_of_the_wrong_type_is_refused_and_text_takes_numbers() {
+        let mut cfg = DialectsConfig::default();
+        cfg.enable("partner")
+            .set("partner", "key_overlap_secs", "a day");
+        let e = refusal(&cfg);
+        assert!(
+            e.starts_with("dialects.partner.key_overlap_secs: is a string"),
+            "{e}"
+        );
+
+        // An environment variable's KHOA_DIALECTS__VIETQR__BASE_PATH=2468 arrives a number.
+        let mut cfg = DialectsConfig::default();
+        cfg.enable("vietqr").set("vietqr", "base_path", 2468);
+        let served = load(&cfg, &[]).unwrap();
+        let paths = standard_paths(&served);
+        assert_eq!(paths.token.as_deref(), Some("/connect/token"));
+        let vietqr = served.iter().find(|d| d.name == "vietqr").unwrap();
+        assert_eq!(vietqr.endpoints[0].path, "/2468/api/token_generate");
+    }
+
+    #[test]
+    fn a_setting_that_breaks_the_definition_names_the_table() {
+        let mut cfg = DialectsConfig::default();
+        cfg.enable("partner").set("partner", "key_overlap_secs", -1);
+        let e = refusal(&cfg);
+        assert!(
+            e.starts_with("dialects.partner: these settings do not fit"),
+            "{e}"
+        );
+
+        let mut cfg = DialectsConfig::default();
+        cfg.enable("vietqr").set("vietqr", "base_path", "");
+        let e = refusal(&cfg);
+        assert!(
+            e.starts_with("dialects.vietqr: these settings do not fit"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn oauth2_is_served_by_default_and_can_be_turned_off() {
+        let served = load(&DialectsConfig::default(), &[]).unwrap();
+        let names: Vec<&str> = served.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["oauth2"]);
+        let mut cfg = DialectsConfig::default();
+        cfg.disable("oauth2");
+        assert!(load(&cfg, &[]).unwrap().is_empty());
+        assert!(standard_paths(&[]).token.is_none());
+    }
+
+    #[test]
+    fn the_partner_key_overlap_comes_from_the_served_envelopes() {
+        assert_eq!(
+            key_overlap_secs(&load(&DialectsConfig::default(), &[]).unwrap()),
+            None
+        );
+        let mut cfg = DialectsConfig::default();
+        cfg.enable("partner").set("partner", "key_overlap_secs", 60);
+        assert_eq!(key_overlap_secs(&load(&cfg, &[]).unwrap()), Some(60));
+    }
 }

@@ -441,7 +441,7 @@ async fn partner_add_warns_when_the_partner_dialect_is_disabled() {
     );
     assert!(
         off.stderr
-            .contains("warning: the partner dialect is disabled"),
+            .contains("warning: no served dialect opens envelopes"),
         "{}",
         off.stderr
     );

@@ -2,7 +2,6 @@
 //! `ACCOUNT||KEYID||…` token layout, the OTP token that mutating requests must carry, and the
 //! `OAPI_FNO_…` error envelope for every refusal, byte for byte.
 
-use khoa_server::config::{Language, StatusMode};
 use khoa_server::demo::{DERIVATIVE_PASSWORD, DERIVATIVE_USERNAME};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -372,7 +371,10 @@ async fn a_body_over_the_limit_is_code_minus_102_with_413() {
 
 #[tokio::test]
 async fn mirror_status_mode_answers_the_same_envelopes_with_http_500() {
-    let app = spawn_demo_app_with(|c| c.dialects.derivative.http_status = StatusMode::Mirror).await;
+    let app = spawn_demo_app_with(|c| {
+        c.dialects.set("derivative", "http_status", "mirror");
+    })
+    .await;
 
     let wrong = login(&app, DERIVATIVE_USERNAME, "not-the-password").await;
     let malformed = app.post_json_raw(DERIVATIVE_PATH, &[], "{").await;
@@ -393,7 +395,10 @@ async fn mirror_status_mode_answers_the_same_envelopes_with_http_500() {
 
 #[tokio::test]
 async fn english_language_keeps_the_numeric_codes() {
-    let app = spawn_demo_app_with(|c| c.dialects.derivative.language = Language::En).await;
+    let app = spawn_demo_app_with(|c| {
+        c.dialects.set("derivative", "language", "en");
+    })
+    .await;
 
     let wrong = login(&app, DERIVATIVE_USERNAME, "not-the-password").await;
     let malformed = app.post_json_raw(DERIVATIVE_PATH, &[], "{").await;

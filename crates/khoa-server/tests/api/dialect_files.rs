@@ -150,7 +150,7 @@ async fn start_up_refuses_a_definition_naming_file_line_and_key() {
 #[tokio::test]
 async fn start_up_refuses_a_path_another_dialect_serves() {
     let e = start_refused(&[("casso.toml", casso_text())], |c| {
-        c.dialects.bankhub.enabled = true
+        c.dialects.enable("bankhub");
     })
     .await;
     assert!(e.contains("/v1/token") && e.contains("bankhub"), "{e}");
@@ -178,16 +178,18 @@ async fn start_up_refuses_a_path_another_dialect_serves() {
 }
 
 #[tokio::test]
-async fn start_up_refuses_a_built_in_name_and_a_missing_dir() {
-    let e = start_refused(
-        &[(
-            "bankhub.toml",
-            casso_text().replace("name = \"casso\"", "name = \"oauth2\""),
-        )],
-        |_| {},
-    )
-    .await;
-    assert!(e.contains("built-in"), "{e}");
+async fn even_oauth2_is_a_definition_a_file_replaces_and_a_missing_dir_is_refused() {
+    // Every built-in is a definition: a file of its name replaces it, OAuth 2.0's included.
+    let defs = dialects_dir(&[(
+        "mine.toml",
+        casso_text().replace("name = \"casso\"", "name = \"oauth2\""),
+    )]);
+    let dir = defs.path().to_owned();
+    let app = spawn_app_with(|c| c.dialects.dir = Some(dir)).await;
+    let res = app.token(&[("grant_type", "client_credentials")]).await;
+    assert_eq!(res.status(), 404, "the built-in token endpoint is replaced");
+    let res = app.post_json("/v1/token", &[], &json!({"code": "x"})).await;
+    assert_eq!(res.status(), 401, "the file's endpoint answers");
     let data = tempfile::tempdir().unwrap();
     let mut config = test_config(data.path());
     config.dialects.dir = Some(data.path().join("nope"));
@@ -280,7 +282,7 @@ async fn a_file_named_like_a_built_in_definition_replaces_it() {
     let dir = defs.path().to_owned();
     let app = spawn_app_with(|c| {
         c.dialects.dir = Some(dir);
-        c.dialects.bankhub.enabled = true;
+        c.dialects.enable("bankhub");
     })
     .await;
     let secret = app.add_confidential_client("hub", "read", |_| {}).await;
@@ -377,4 +379,47 @@ async fn the_openapi_document_describes_a_file_dialect_from_its_definition() {
         .post_json("/v1/token", &[], &json!({"code": "wrong"}))
         .await;
     assert!(op["responses"][res.status().as_str()].is_object());
+}
+
+#[tokio::test]
+async fn a_files_settings_come_from_its_configuration_table() {
+    let defs = dialects_dir(&[("casso.toml", casso_text())]);
+    let dir = defs.path().to_owned();
+    // `[dialects.casso] client = "casso-prod"`: the endpoint is bound to that client now.
+    let app = spawn_app_with(|c| {
+        c.dialects.dir = Some(dir);
+        c.dialects.set("casso", "client", "casso-prod");
+    })
+    .await;
+    app.add_confidential_client_with_secret("casso-prod", "read", API_KEY, |_| {})
+        .await;
+    let res = app
+        .post_json("/v1/token", &[], &json!({"code": API_KEY}))
+        .await;
+    assert_eq!(res.status(), 200, "the configured client's secret is taken");
+
+    // `enabled = false` leaves the file unserved.
+    let dir = defs.path().to_owned();
+    let off = spawn_app_with(|c| {
+        c.dialects.dir = Some(dir);
+        c.dialects.disable("casso");
+    })
+    .await;
+    let res = off
+        .post_json("/v1/token", &[], &json!({"code": API_KEY}))
+        .await;
+    assert_eq!(res.status(), 404);
+
+    // A setting the file does not have, and a table of no dialect, stop start-up.
+    let e = start_refused(&[("casso.toml", casso_text())], |c| {
+        c.dialects.set("casso", "clinet", "x");
+    })
+    .await;
+    assert!(e.contains("dialects.casso.clinet"), "{e}");
+    assert!(e.contains("did you mean dialects.casso.client?"), "{e}");
+    let e = start_refused(&[("casso.toml", casso_text())], |c| {
+        c.dialects.enable("caso");
+    })
+    .await;
+    assert!(e.contains("did you mean dialects.casso?"), "{e}");
 }

@@ -521,7 +521,10 @@ async fn cli_partner_verbs_add_list_rotate_and_remove() {
     assert_eq!(listed.matches("valid until").count(), 1, "{listed}");
 
     // What the CLI wrote is what the server opens envelopes with: both keys, in the overlap.
-    let app = spawn_app_in_with(dir, |c| c.dialects.partner.enabled = true).await;
+    let app = spawn_app_in_with(dir, |c| {
+        c.dialects.enable("partner");
+    })
+    .await;
     app.add_user("merchant", "merchant's password", None).await;
     let payload = json!({
         "username": "merchant",

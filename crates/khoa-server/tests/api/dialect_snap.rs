@@ -11,7 +11,7 @@ use rsa::{RsaPrivateKey, pkcs1v15::SigningKey};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::cli::{fails, migrated, ok};
+use crate::cli::{fails, khoa_on, migrated, ok, run};
 use crate::helpers::{TestApp, keys_in_order, spawn_app_with};
 
 const CLIENT: &str = "snap-merchant";
@@ -66,7 +66,7 @@ async fn snap_app() -> Snap {
             client_id: CLIENT.into(),
             kid: "k1".into(),
             alg: "RS256".into(),
-            public_key: der,
+            material: der,
             created_at: 0,
         })
         .await
@@ -300,4 +300,151 @@ async fn client_key_add_registers_a_pem_public_key() {
     assert_eq!(list.lines().count(), 1, "only the header line: {list}");
     let e = fails(dir.path(), &["client", "key", "remove", CLIENT, "k1"], None).await;
     assert!(e.contains("no key k1"), "{e}");
+}
+
+#[tokio::test]
+async fn client_key_add_seals_an_hmac_secret_and_never_shows_it() {
+    let dir = migrated().await;
+    ok(dir.path(), &["client", "add", CLIENT], None).await;
+    let secret = "s3cr3t-shared-with-the-partner-7f2a9c41";
+    let file = dir.path().join("client.secret");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let path = file.to_str().unwrap();
+    let pem_file = dir.path().join("client.pub.pem");
+    std::fs::write(
+        &pem_file,
+        new_key()
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    let pem = pem_file.to_str().unwrap();
+
+    let out = ok(
+        dir.path(),
+        &[
+            "client",
+            "key",
+            "add",
+            CLIENT,
+            "--kid",
+            "h1",
+            "--hmac-secret-file",
+            path,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.trim(), "kid: h1");
+    // Without --kid, a random one: nothing derived from the secret.
+    let out = ok(
+        dir.path(),
+        &["client", "key", "add", CLIENT, "--hmac-secret-file", path],
+        None,
+    )
+    .await;
+    let kid = out.trim().strip_prefix("kid: ").unwrap().to_owned();
+    assert_eq!(kid.len(), 16, "{out}");
+    assert!(!out.contains(secret));
+
+    let list = ok(dir.path(), &["client", "key", "list", CLIENT], None).await;
+    assert_eq!(list.lines().count(), 3, "{list}");
+    assert!(
+        list.lines().all(|l| !l.contains("RS256")) && list.matches("HMAC").count() == 2,
+        "{list}"
+    );
+    assert!(list.contains("h1 ") && list.contains(&kid), "{list}");
+    assert!(
+        !list.contains(secret) && !list.contains(&hex::encode(secret)),
+        "{list}"
+    );
+
+    // Sealed at rest: not in the database file or its log, in any spelling.
+    let mut db = std::fs::read(dir.path().join("khoa.db")).unwrap();
+    db.extend(std::fs::read(dir.path().join("khoa.db-wal")).unwrap_or_default());
+    for needle in [secret.to_owned(), hex::encode(secret)] {
+        assert!(
+            !db.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} is in the database"
+        );
+    }
+
+    // Exactly one of the two options: a usage error either way, naming them.
+    let both = run(
+        khoa_on(dir.path()),
+        &[
+            "client",
+            "key",
+            "add",
+            CLIENT,
+            "--public-key",
+            pem,
+            "--hmac-secret-file",
+            path,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(both.status.code(), Some(2), "{}", both.stderr);
+    assert!(
+        both.stderr.contains("cannot be used with"),
+        "{}",
+        both.stderr
+    );
+    let neither = run(
+        khoa_on(dir.path()),
+        &["client", "key", "add", CLIENT, "--kid", "h3"],
+        None,
+    )
+    .await;
+    assert_eq!(neither.status.code(), Some(2), "{}", neither.stderr);
+    assert!(
+        neither.stderr.contains("--public-key") && neither.stderr.contains("--hmac-secret-file"),
+        "{}",
+        neither.stderr
+    );
+    assert!(both.stdout.is_empty() && neither.stdout.is_empty());
+    assert!(!both.stderr.contains(secret));
+
+    // A short secret, a taken kid, an unknown client: refused, the secret never echoed.
+    std::fs::write(&file, "short\n").unwrap();
+    let e = fails(
+        dir.path(),
+        &["client", "key", "add", CLIENT, "--hmac-secret-file", path],
+        None,
+    )
+    .await;
+    assert!(e.contains("at least 32"), "{e}");
+    assert!(!e.contains("short"), "{e}");
+    std::fs::write(&file, secret).unwrap();
+    let e = fails(
+        dir.path(),
+        &[
+            "client",
+            "key",
+            "add",
+            CLIENT,
+            "--kid",
+            "h1",
+            "--hmac-secret-file",
+            path,
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        e.contains("key h1 of client") && e.contains("already exists"),
+        "{e}"
+    );
+    let e = fails(
+        dir.path(),
+        &["client", "key", "add", "nosuch", "--hmac-secret-file", path],
+        None,
+    )
+    .await;
+    assert!(e.contains("no client nosuch") && !e.contains(secret), "{e}");
+    ok(dir.path(), &["client", "key", "remove", CLIENT, "h1"], None).await;
+    let list = ok(dir.path(), &["client", "key", "list", CLIENT], None).await;
+    assert_eq!(list.lines().count(), 2, "{list}");
 }

@@ -61,6 +61,14 @@ fn the_example_config_loads_and_lists_every_key_with_its_default() {
         .expect("khoa.example.toml is TOML");
     let example = keys_of(&example);
     let mut defaults = keys_of(&serde_json::to_value(Config::default()).unwrap());
+    // `[dialects.NAME]` holds what the built-in definitions have: `enabled` and settings.
+    let built_ins = khoa_server::dialects::registry::built_ins(&Default::default()).unwrap();
+    for (d, enabled) in built_ins {
+        defaults.insert(format!("dialects.{}.enabled", d.name), Value::Bool(enabled));
+        for (key, value) in &d.settings {
+            defaults.insert(format!("dialects.{}.{key}", d.name), value.clone());
+        }
+    }
 
     // The keys without a default: listed above, commented out in the example.
     let unlisted: Vec<&String> = defaults

@@ -29,6 +29,8 @@
 //!   `dialects/casso.toml`, an edited copy, the definitions start-up refuses, `khoa dialect`.
 //! - `dialect_snap`: SNAP from `dialects/snap.toml`: signed requests, wrong, missing, stale and
 //!   replayed signatures, `khoa client key`.
+//! - `dialect_hmac`: HMAC-SHA512 and HMAC-SHA256 signatures with a secret sealed by `khoa
+//!   client key add --hmac-secret-file`; RSA keys and secrets never standing in for each other.
 //! - `revocation`: RFC 7009 revocation, RFC 7662 introspection over every dialect's tokens,
 //!   RFC 8414 / OpenID discovery.
 //! - `forward_auth`, `nginx`: `/auth/verify` on its own, and behind a real nginx running the
@@ -64,6 +66,7 @@ mod deploy;
 mod dialect_bankhub;
 mod dialect_derivative;
 mod dialect_files;
+mod dialect_hmac;
 mod dialect_partner;
 mod dialect_snap;
 mod dialect_vietqr;

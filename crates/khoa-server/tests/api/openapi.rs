@@ -49,7 +49,7 @@ async fn openapi_json_is_openapi_3_1_and_lists_every_route_the_demo_serves() {
         "{}",
         doc["openapi"]
     );
-    for scheme in ["client_basic", "bankhub_basic", "vietqr_basic", "bearer"] {
+    for scheme in ["client_basic", "bearer"] {
         assert!(
             doc["components"]["securitySchemes"][scheme].is_object(),
             "{scheme}"
@@ -57,24 +57,23 @@ async fn openapi_json_is_openapi_3_1_and_lists_every_route_the_demo_serves() {
     }
 
     // What `startup::router` and `dialects::routes` register for this configuration.
-    let d = &app.config.dialects;
     let mut expected = BTreeSet::new();
     let mut add = |methods: &[&str], path: &str| {
         for m in methods {
             expected.insert((m.to_string(), path.to_owned()));
         }
     };
-    add(&["POST"], &d.oauth2.token_path);
-    add(&["POST"], &d.oauth2.revocation_path);
-    add(&["POST"], &d.oauth2.introspection_path);
-    add(&["GET"], &d.oauth2.revocation_list_path);
-    add(&["POST"], &d.derivative.derivative_path);
-    add(&["POST"], &d.derivative.underlying_path);
-    add(&["POST"], &d.bankhub.path);
-    add(&["POST"], &d.partner.login_path);
-    add(&["POST"], &d.partner.refresh_path);
-    add(&["POST"], &d.vietqr.token_path());
-    add(&["POST"], &d.vietqr.transaction_sync_path);
+    add(&["POST"], "/connect/token");
+    add(&["POST"], "/connect/revocation");
+    add(&["POST"], "/connect/introspect");
+    add(&["GET"], "/connect/revoked-jwts");
+    add(&["POST"], "/oapi/auth/gen-secret-key/derivative");
+    add(&["POST"], "/oapi/auth/gen-secret-key/underlying");
+    add(&["POST"], "/v1/token");
+    add(&["POST"], "/openapi/v1/auth/login");
+    add(&["POST"], "/openapi/v1/auth/refresh");
+    add(&["POST"], "/vqr/api/token_generate");
+    add(&["POST"], "/bank/api/transaction-sync");
     add(
         &["GET", "POST", "PUT", "PATCH", "DELETE"],
         "/api/protected-resource",
@@ -104,9 +103,10 @@ async fn openapi_json_is_openapi_3_1_and_lists_every_route_the_demo_serves() {
 #[tokio::test]
 async fn openapi_json_follows_configured_paths_and_leaves_disabled_dialects_out() {
     let app = spawn_demo_app_with(|c| {
-        c.dialects.bankhub.path = "/hub/v2/token".into();
-        c.dialects.vietqr.base_path = "partner-vqr".into();
-        c.dialects.partner.enabled = false;
+        c.dialects
+            .set("bankhub", "path", "/hub/v2/token")
+            .set("vietqr", "base_path", "partner-vqr")
+            .disable("partner");
     })
     .await;
     let ops = operations(&document(&app).await);

@@ -443,7 +443,10 @@ async fn discovery_lists_the_enabled_endpoints_grants_and_methods() {
 
 #[tokio::test]
 async fn discovery_omits_the_oauth2_endpoints_when_that_dialect_is_off() {
-    let app = crate::helpers::spawn_app_with(|c| c.dialects.oauth2.enabled = false).await;
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.dialects.disable("oauth2");
+    })
+    .await;
 
     let res = app
         .send(

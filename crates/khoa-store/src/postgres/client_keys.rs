@@ -1,4 +1,4 @@
-//! Clients' public keys and the signatures already accepted, on PostgreSQL.
+//! Clients' signature keys (public keys, sealed HMAC secrets) and the signatures already accepted, on PostgreSQL.
 
 use async_trait::async_trait;
 use khoa_core::model::UnixTime;
@@ -19,7 +19,7 @@ impl ClientKeyStore for PgClientKeys {
         .bind(&k.client_id)
         .bind(&k.kid)
         .bind(&k.alg)
-        .bind(&k.public_key)
+        .bind(&k.material)
         .bind(k.created_at)
         .execute(&self.0)
         .await
@@ -42,7 +42,7 @@ impl ClientKeyStore for PgClientKeys {
                     client_id: get(row, "client_id")?,
                     kid: get(row, "kid")?,
                     alg: get(row, "alg")?,
-                    public_key: get(row, "public_key")?,
+                    material: get(row, "public_key")?,
                     created_at: get(row, "created_at")?,
                 })
             })

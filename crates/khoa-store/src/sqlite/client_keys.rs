@@ -1,4 +1,4 @@
-//! Clients' public keys and the signatures already accepted, on SQLite.
+//! Clients' signature keys (public keys, sealed HMAC secrets) and the signatures already accepted, on SQLite.
 
 use async_trait::async_trait;
 use khoa_core::model::UnixTime;
@@ -21,13 +21,7 @@ impl ClientKeyStore for SqliteClientKeys {
                      VALUES (?, ?, ?, ?, ?)",
                 )
                 .and_then(|mut insert| {
-                    insert.execute(params![
-                        k.client_id,
-                        k.kid,
-                        k.alg,
-                        k.public_key,
-                        k.created_at
-                    ])
+                    insert.execute(params![k.client_id, k.kid, k.alg, k.material, k.created_at])
                 })
                 .on_unique("client_key")
                 .map(drop)
@@ -51,7 +45,7 @@ impl ClientKeyStore for SqliteClientKeys {
                     client_id: get_w(row, "client_id")?,
                     kid: get_w(row, "kid")?,
                     alg: get_w(row, "alg")?,
-                    public_key: get_w(row, "public_key")?,
+                    material: get_w(row, "public_key")?,
                     created_at: get_w(row, "created_at")?,
                 });
             }

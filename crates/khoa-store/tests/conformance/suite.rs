@@ -1813,7 +1813,7 @@ fn client_key(client: &str, kid: &str, created_at: UnixTime) -> ClientKey {
         client_id: client.into(),
         kid: kid.into(),
         alg: "RS256".into(),
-        public_key: vec![0x30, 0x82, kid.len() as u8],
+        material: vec![0x30, 0x82, kid.len() as u8],
         created_at,
     }
 }
