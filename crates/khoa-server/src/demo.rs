@@ -131,6 +131,9 @@ pub async fn run(args: DemoArgs, base: Config) -> Result<()> {
                         data.display()
                     );
                 }
+                if let Some(hint) = signing_hint(e) {
+                    println!("{hint}");
+                }
                 println!("{}", curl_line(&base_url, e));
             }
         }
@@ -482,6 +485,35 @@ fn print_instructions(base: &str, data: &Path, d: &Served<'_>) {
     println!("Press Ctrl-C to stop.");
 }
 
+/// How to make the SIGNATURE of a signed endpoint's curl line: what is signed, with shell
+/// variables named like [`curl_line`]'s placeholders, and the openssl command that signs it.
+pub fn signing_hint(e: &khoa_dialect::load::Endpoint) -> Option<String> {
+    use khoa_dialect::def::SignatureKind;
+    use khoa_dialect::load::{Source, parse_source};
+    let sig = e.signature.as_ref()?;
+    let placeholder = |name: &str| {
+        let source = parse_source(name).ok()?;
+        let input = e.inputs.iter().find(|i| i.source == source);
+        let var = match (input, &source) {
+            (Some(i), _) => i.input.as_str().to_uppercase(),
+            _ if source == sig.timestamp => "TIMESTAMP".to_owned(),
+            (None, Source::Header(_, h)) => h.to_uppercase().replace('-', "_"),
+            _ => "VALUE".to_owned(),
+        };
+        Some(serde_json::Value::String(format!("${var}")))
+    };
+    let payload = sig.payload.render(&placeholder);
+    let payload = payload.as_str().unwrap_or_default();
+    let sign = match sig.kind {
+        SignatureKind::RsaSha256 => "openssl dgst -sha256 -sign client.key.pem",
+        SignatureKind::HmacSha256 => "openssl dgst -sha256 -hmac \"$SECRET\" -binary",
+        SignatureKind::HmacSha512 => "openssl dgst -sha512 -hmac \"$SECRET\" -binary",
+    };
+    Some(format!(
+        "# TIMESTAMP=$(date -Iseconds); SIGNATURE=$(printf '%s' \"{payload}\" | {sign} | base64 -w0)"
+    ))
+}
+
 /// A curl line for an endpoint of a definition file: its method and path, each input where the
 /// definition reads it, with the input's name in capitals to fill in (fixed values as they
 /// must be).
@@ -522,6 +554,15 @@ pub fn curl_line(base: &str, e: &khoa_dialect::load::Endpoint) -> String {
             )),
         }
     }
+    if let Some(sig) = &e.signature {
+        for (source, value) in [(&sig.timestamp, "TIMESTAMP"), (&sig.header, "SIGNATURE")] {
+            if let Source::Header(_, h) = source
+                && !line.contains(&format!(" -H '{h}: "))
+            {
+                line.push_str(&format!(" -H '{h}: {value}'"));
+            }
+        }
+    }
     if let Some(env) = &e.envelope {
         line.push_str(&format!(" -H '{}: KEY'", env.key_header));
         put(std::slice::from_ref(&env.field), "ENVELOPE".into());
@@ -543,4 +584,30 @@ pub fn curl_line(base: &str, e: &khoa_dialect::load::Endpoint) -> String {
         BodyKind::Empty => {}
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_endpoint_gets_its_signature_headers_and_how_to_sign() {
+        let text = include_str!("../../../dialects/snap.toml");
+        let d = khoa_dialect::load(text, khoa_dialect::Origin::BuiltIn, &Default::default())
+            .expect("snap.toml loads");
+        let e = &d.endpoints[0];
+        let line = curl_line("http://h", e);
+        assert!(line.contains(" -H 'X-CLIENT-KEY: CLIENT_ID'"), "{line}");
+        assert!(line.contains(" -H 'X-TIMESTAMP: TIMESTAMP'"), "{line}");
+        assert!(line.contains(" -H 'X-SIGNATURE: SIGNATURE'"), "{line}");
+        let hint = signing_hint(e).expect("a signed endpoint");
+        assert!(
+            hint.contains("printf '%s' \"$CLIENT_ID|$TIMESTAMP\" | openssl dgst -sha256 -sign"),
+            "{hint}"
+        );
+        let casso = include_str!("../../../dialects/casso.toml");
+        let d =
+            khoa_dialect::load(casso, khoa_dialect::Origin::BuiltIn, &Default::default()).unwrap();
+        assert!(signing_hint(&d.endpoints[0]).is_none());
+    }
 }

@@ -131,7 +131,7 @@ async fn serve(
                 .map(str::to_owned)
                 .or_else(|| endpoint.client.clone())
                 .unwrap_or_default();
-            // The client's own rate limit before any key is fetched or RSA run for it.
+            // The client's own rate limit before any key is fetched, unsealed or run for it.
             if let Err(l) = state.limits.check_client(Some(&client)) {
                 return at.refuse(rate_limited(l));
             }
