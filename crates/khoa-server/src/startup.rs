@@ -6,7 +6,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::routing::get;
 use hyper::body::Incoming;
-use khoa_core::clock::{OsRandom, SystemClock};
+use khoa_core::clock::{Clock, OsRandom, Random, SystemClock};
 use khoa_core::engine::{Engine, EngineConfig};
 use khoa_core::store::Stores;
 use std::future::Future;
@@ -119,7 +119,32 @@ pub fn check_database(config: &Config, on_missing: OnMissing) -> Result<bool, St
 /// CLI verbs.
 pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>, StartError> {
     check_database(config, OnMissing::Refuse)?;
-    open_engine_with(config, issuer, OnMissing::Refuse, |stores| stores).await
+    open_engine_with(
+        config,
+        issuer,
+        OnMissing::Refuse,
+        &Seam::default(),
+        |stores| stores,
+    )
+    .await
+}
+
+/// What the server takes from the world besides its configuration: the clock and the source
+/// of randomness. `App::build` uses the system's; a test passes a clock it advances instead of
+/// waiting for tokens to expire or locks to pass (STYLE 11).
+#[derive(Clone)]
+pub struct Seam {
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+}
+
+impl Default for Seam {
+    fn default() -> Self {
+        Seam {
+            clock: Arc::new(SystemClock),
+            random: Arc::new(OsRandom),
+        }
+    }
 }
 
 /// [`open_engine`] with the stores wrapped by `wrap` (the server's metrics) before the engine
@@ -128,6 +153,7 @@ async fn open_engine_with(
     config: &Config,
     issuer: String,
     on_missing: OnMissing,
+    seam: &Seam,
     wrap: impl FnOnce(Stores) -> Stores,
 ) -> Result<Arc<Engine>, StartError> {
     let master = crate::master_key::load(config, on_missing)?;
@@ -146,8 +172,8 @@ async fn open_engine_with(
         },
         stores,
         master,
-        Arc::new(SystemClock),
-        Arc::new(OsRandom),
+        seam.clock.clone(),
+        seam.random.clone(),
     )
     .await?;
     Ok(Arc::new(engine))
@@ -176,8 +202,14 @@ pub struct App {
 }
 
 impl App {
-    /// Binds `config.listen` (port 0 picks a free port) and opens everything the server needs.
+    /// Binds `config.listen` (port 0 picks a free port) and opens everything the server needs,
+    /// on the system clock and randomness.
     pub async fn build(config: Config) -> Result<App, StartError> {
+        Self::build_with(config, Seam::default()).await
+    }
+
+    /// [`App::build`] with the clock and randomness given.
+    pub async fn build_with(config: Config, seam: Seam) -> Result<App, StartError> {
         // First: a TLS mistake is refused before a database is created for nothing.
         let tls = match (&config.tls.cert_file, &config.tls.key_file) {
             (Some(cert), Some(key)) => Some(TlsCerts::load(cert, key)?),
@@ -209,7 +241,7 @@ impl App {
             );
         }
         let metrics = Arc::new(Metrics::new());
-        let engine = open_engine_with(&config, issuer, OnMissing::Create, |s| {
+        let engine = open_engine_with(&config, issuer, OnMissing::Create, &seam, |s| {
             metrics::instrument(s, &metrics)
         })
         .await?;

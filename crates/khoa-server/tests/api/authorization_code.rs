@@ -346,7 +346,7 @@ async fn an_expired_code_is_invalid_grant() {
     let code = code_for(&app, "web", &params("web", |_| {})).await;
 
     // The engine's clock is the system clock here: the code must outlive its one second.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.advance(3);
 
     oauth_error(
         exchange(&app, "web", &code, REDIRECT, VERIFIER).await,

@@ -6,7 +6,6 @@ use khoa_core::model::{AccessTokenFormat, RefreshIssuance};
 use khoa_server::demo::{BANKHUB_CLIENT, BANKHUB_SECRET};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
-use std::time::Duration;
 
 use crate::helpers::{
     TestApp, assert_invalid_token, assert_keys, dialect_token_body, is_lower_hex, json_body,
@@ -212,7 +211,7 @@ async fn an_expired_bank_hub_token_is_refused_with_401() {
     assert_eq!(app.protected(&token).await.status(), StatusCode::OK);
 
     // The engine's clock counts whole seconds: a 2 s token is certainly dead after 3 s.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.advance(3);
 
     assert_invalid_token(app.protected(&token).await).await;
     // …and, as the document says, calling /v1/token again gets a working one.

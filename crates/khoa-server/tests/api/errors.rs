@@ -546,7 +546,7 @@ async fn an_expired_jwt_is_401_with_a_bearer_challenge() {
     let jwt = body["access_token"].as_str().unwrap();
     assert_eq!(app.protected(jwt).await.status(), 200);
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.advance(3);
 
     assert_invalid_token(app.protected(jwt).await).await;
 }

@@ -5,11 +5,12 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use khoa_core::clock::AdvancedClock;
 use khoa_core::engine::Engine;
 use khoa_core::model::{Client, GrantType, TokenPolicy, User};
 use khoa_core::scope::ScopeSet;
 use khoa_server::config::{Config, PasswordHashConfig};
-use khoa_server::startup::App;
+use khoa_server::startup::{App, Seam};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode};
@@ -100,15 +101,18 @@ pub struct TestApp {
     pub dir: TempDir,
     pub config: Config,
     pub client: reqwest::Client,
+    /// The server's clock: the wall clock, moved forward by [`TestApp::advance`].
+    pub clock: Arc<AdvancedClock>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
 }
 
-/// An app that was stopped: its directory (database, master key) and config, ready to be
-/// started again.
+/// An app that was stopped: its directory (database, master key), config and clock, ready to
+/// be started again.
 pub struct StoppedApp {
     pub dir: TempDir,
     pub config: Config,
+    clock: Arc<AdvancedClock>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -129,8 +133,18 @@ pub async fn spawn_app_in(dir: TempDir) -> TestApp {
 }
 
 async fn start(dir: TempDir, config: Config) -> TestApp {
+    start_on(dir, config, Arc::new(AdvancedClock::new())).await
+}
+
+async fn start_on(dir: TempDir, config: Config, clock: Arc<AdvancedClock>) -> TestApp {
     config.validate().expect("the test configuration is valid");
-    let app = App::build(config.clone()).await.expect("the app builds");
+    let seam = Seam {
+        clock: clock.clone(),
+        ..Seam::default()
+    };
+    let app = App::build_with(config.clone(), seam)
+        .await
+        .expect("the app builds");
     let address = format!("http://{}", app.local_addr());
     let engine = app.state().engine.clone();
     let (shutdown, rx) = oneshot::channel::<()>();
@@ -147,6 +161,7 @@ async fn start(dir: TempDir, config: Config) -> TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("reqwest client"),
+        clock,
         shutdown,
         server,
     }
@@ -161,6 +176,12 @@ impl TestApp {
         self.engine.config().issuer.clone()
     }
 
+    /// Moves the server's clock `secs` forward: what a test does instead of sleeping until a
+    /// token expires, a window closes or a lock passes.
+    pub fn advance(&self, secs: i64) {
+        self.clock.advance(secs);
+    }
+
     /// Graceful shutdown: signal, wait for the server task to drain, release the database.
     pub async fn stop(self) -> StoppedApp {
         let TestApp {
@@ -168,6 +189,7 @@ impl TestApp {
             dir,
             mut config,
             client,
+            clock,
             shutdown,
             server,
             ..
@@ -183,7 +205,7 @@ impl TestApp {
             .expect("the server task does not panic")
             .expect("the server ends without an I/O error");
         drop(engine);
-        StoppedApp { dir, config }
+        StoppedApp { dir, config, clock }
     }
 
     // ---- requests ----
@@ -358,8 +380,8 @@ impl StoppedApp {
 
     /// A new `App` on the same directory, database and master key (a new port).
     pub async fn start(self) -> TestApp {
-        let StoppedApp { dir, config } = self;
-        start(dir, config).await
+        let StoppedApp { dir, config, clock } = self;
+        start_on(dir, config, clock).await
     }
 }
 

@@ -252,7 +252,6 @@ async fn nginx_auth_request_guards_an_upstream_with_khoa_forward_auth() {
     let short = access_token_of(
         &token_ok(app.password_grant(SHORT_CLIENT, USER, PASSWORD, None).await).await,
     );
-    let short_issued = Instant::now();
     let get = reqwest::Method::GET;
     let post = reqwest::Method::POST;
 
@@ -385,7 +384,7 @@ async fn nginx_auth_request_guards_an_upstream_with_khoa_forward_auth() {
     assert_eq!(seen["path"], "/bank/api/transaction-sync");
 
     // The short-lived token, once expired, is refused.
-    tokio::time::sleep(Duration::from_secs(3).saturating_sub(short_issued.elapsed())).await;
+    app.advance(3);
     let res = send(
         &nginx,
         get.clone(),
