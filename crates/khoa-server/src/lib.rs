@@ -38,6 +38,7 @@
 //! - [`master_key`]: loading or creating the master key.
 //! - [`cli`], [`admin`], [`demo`]: the command line, its admin verbs, and `khoa demo`.
 //! - [`backup`]: `khoa backup --to FILE`, the online copy of the SQLite database.
+//! - `router_tests`: the router tier, every dialect's refusal shapes through `oneshot`.
 
 pub mod admin;
 pub mod authorize;
@@ -58,6 +59,8 @@ pub mod openapi;
 pub mod openapi_defined;
 pub mod protocol;
 pub mod resource;
+#[cfg(test)]
+mod router_tests;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
