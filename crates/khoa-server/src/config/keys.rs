@@ -185,8 +185,12 @@ impl Schema {
     }
 }
 
-/// The candidate closest to `name` in edit distance, if it is close enough to be a typo.
-fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+/// The candidate closest to `name` in edit distance, if it is close enough to be a typo; also
+/// what [`crate::dialects::registry`] suggests for a `[dialects.NAME]` table or key.
+pub(crate) fn nearest<'a>(
+    name: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(2);
     candidates
         .map(|c| (strsim::levenshtein(name, c), c))

@@ -28,14 +28,19 @@ use super::no_store;
 use crate::resource::authenticate;
 use crate::state::AppState;
 
+/// The `token` input (required by the loader for these operations) and its hint.
+fn token_and_hint(read: &mut Read) -> (String, Option<String>) {
+    let token = read.take(Input::Token).unwrap_or_default();
+    (token, read.take(Input::TokenTypeHint))
+}
+
 /// RFC 7009 §2.2: revoked, or never valid: the same 200 either way.
 pub async fn revoke(
     state: &AppState,
     client: &ClientAuth,
     read: &mut Read,
 ) -> Result<Response, EngineError> {
-    let token = read.take(Input::Token).unwrap_or_default();
-    let hint = read.take(Input::TokenTypeHint);
+    let (token, hint) = token_and_hint(read);
     state.engine.revoke(client, &token, hint.as_deref()).await?;
     Ok(no_store(StatusCode::OK.into_response()))
 }
@@ -46,8 +51,7 @@ pub async fn introspect(
     client: &ClientAuth,
     read: &mut Read,
 ) -> Result<Response, EngineError> {
-    let token = read.take(Input::Token).unwrap_or_default();
-    let hint = read.take(Input::TokenTypeHint);
+    let (token, hint) = token_and_hint(read);
     let found = state
         .engine
         .introspect(client, &token, hint.as_deref())

@@ -12,6 +12,7 @@ use khoa_dialect::{DefinitionError, Dialect, Origin};
 use serde_json::Value;
 
 use crate::config::DialectsConfig;
+use crate::config::keys::nearest;
 
 /// Why the definitions could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -182,16 +183,6 @@ fn type_name(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "a table",
     }
-}
-
-/// The candidate closest to `name`, if it is close enough to be a typo.
-fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(2);
-    candidates
-        .map(|c| (strsim::levenshtein(name, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, c)| c)
 }
 
 /// The definitions khoa serves: the enabled built-in ones, and every `*.toml` of `dialects.dir`
