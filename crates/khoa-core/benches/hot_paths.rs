@@ -91,6 +91,7 @@ fn rotation(c: &mut Criterion) {
                     max_secs: 3600,
                 },
                 node: None,
+                operator: None,
             },
             MemoryStore::stores(),
             MasterKey::generate(&OsRandom),
@@ -115,8 +116,13 @@ fn rotation(c: &mut Criterion) {
             disabled: false,
             created_at: 0,
         };
-        engine.create_client(client, false, None).await.unwrap();
         engine
+            .admin()
+            .create_client(client, false, None)
+            .await
+            .unwrap();
+        engine
+            .admin()
             .create_user("alice", &SecretString::from("pw"), None)
             .await
             .unwrap();
@@ -132,7 +138,7 @@ fn rotation(c: &mut Criterion) {
             },
         )
     };
-    let first = rt.block_on(engine.token(&login)).unwrap();
+    let first = rt.block_on(engine.tokens().token(&login)).unwrap();
     let current = std::cell::RefCell::new(first.refresh_token.unwrap());
     c.bench_function("refresh/rotate", |b| {
         b.iter_batched(
@@ -146,7 +152,7 @@ fn rotation(c: &mut Criterion) {
                 )
             },
             |request| {
-                let issued = rt.block_on(engine.token(&request)).unwrap();
+                let issued = rt.block_on(engine.tokens().token(&request)).unwrap();
                 *current.borrow_mut() = issued.refresh_token.unwrap();
             },
             BatchSize::SmallInput,

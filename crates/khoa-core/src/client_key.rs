@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 use crate::clock::{Clock, Random};
 use crate::error::{EngineError, OAuthError};
 use crate::master_key::MasterKey;
+use crate::model::UnixTime;
 use crate::secret::random_hex;
 use crate::store::{ClientKey, ClientKeyStore, ClientStore};
 
@@ -34,6 +35,7 @@ impl KeyAlg {
 /// SHA-256's, and the floor khoa sets for operator-supplied client secrets as well.
 pub const MIN_HMAC_SECRET_LEN: usize = 32;
 
+#[derive(Clone)]
 pub struct ClientKeys {
     pub(crate) store: Arc<dyn ClientKeyStore>,
     pub(crate) clients: Arc<dyn ClientStore>,
@@ -130,6 +132,36 @@ impl ClientKeys {
             }
         }
         Ok(out)
+    }
+
+    /// The keys of `client_id`, newest first, material left sealed.
+    pub async fn list(&self, client_id: &str) -> Result<Vec<ClientKey>, EngineError> {
+        Ok(self.store.client_keys(client_id).await?)
+    }
+
+    /// Removes one key; `false` when `client_id` has no key `kid`.
+    pub async fn remove(&self, client_id: &str, kid: &str) -> Result<bool, EngineError> {
+        Ok(self.store.delete_client_key(client_id, kid).await?)
+    }
+
+    /// Removes every key of `client_id` (the client is going: a client made later under the
+    /// same id must not inherit them).
+    pub async fn remove_all(&self, client_id: &str) -> Result<(), EngineError> {
+        for k in self.store.client_keys(client_id).await? {
+            self.store.delete_client_key(client_id, &k.kid).await?;
+        }
+        Ok(())
+    }
+
+    /// Records a verified signature (named by its digest) as used until `until`; `false` when
+    /// it already was: a replay.
+    pub async fn use_signature(
+        &self,
+        digest: &str,
+        until: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, EngineError> {
+        Ok(self.store.use_signature(digest, until, now).await?)
     }
 }
 

@@ -50,6 +50,7 @@ fn config() -> EngineConfig {
             max_secs: 3600,
         },
         node: None,
+        operator: None,
     }
 }
 
@@ -181,13 +182,19 @@ impl Harness {
     }
 
     async fn public_client(&self, c: Client) {
-        let generated = self.engine.create_client(c, false, None).await.unwrap();
+        let generated = self
+            .engine
+            .admin()
+            .create_client(c, false, None)
+            .await
+            .unwrap();
         assert_eq!(generated, None);
     }
 
     /// Registers `c` as confidential with [`CLIENT_SECRET`].
     async fn confidential_client(&self, c: Client) {
         self.engine
+            .admin()
             .create_client(c, true, Some(secret(CLIENT_SECRET)))
             .await
             .unwrap();
@@ -195,6 +202,7 @@ impl Harness {
 
     async fn user(&self, username: &str, allowed_scopes: Option<&str>) -> User {
         self.engine
+            .admin()
             .create_user(username, &secret(PASSWORD), allowed_scopes.map(scopes))
             .await
             .unwrap()
@@ -211,21 +219,25 @@ impl Harness {
             scope: scope.map(str::to_owned),
             ..password_request(id_only(client_id), username, PASSWORD)
         };
-        self.engine.token(&request).await
+        self.engine.tokens().token(&request).await
     }
 
     async fn refresh(&self, client_id: &str, token: &str) -> Result<IssuedTokens, EngineError> {
-        self.engine.token(&refresh_request(client_id, token)).await
+        self.engine
+            .tokens()
+            .token(&refresh_request(client_id, token))
+            .await
     }
 
     async fn client_credentials(&self, auth: ClientAuth) -> Result<IssuedTokens, EngineError> {
         self.engine
+            .tokens()
             .token(&TokenRequest::new("client_credentials", auth))
             .await
     }
 
     async fn validate(&self, token: &str) -> Result<Principal, BearerError> {
-        self.engine.validate_bearer(token).await
+        self.engine.tokens().validate_bearer(token).await
     }
 }
 
@@ -277,11 +289,13 @@ async fn wrong_password_and_unknown_user_get_the_same_invalid_grant() {
 
     let wrong_password = oauth_error(
         h.engine
+            .tokens()
             .token(&password_request(id_only("app"), "alice", "@Password124"))
             .await,
     );
     let unknown_user = oauth_error(
         h.engine
+            .tokens()
             .token(&password_request(id_only("app"), "mallory", PASSWORD))
             .await,
     );
@@ -296,8 +310,7 @@ async fn disabled_user_with_the_right_password_gets_invalid_grant() {
     h.public_client(client("app")).await;
     h.user("alice", None).await;
     assert!(
-        h.engine
-            .stores()
+        h.stores
             .users
             .set_user_disabled("alice", true)
             .await
@@ -323,8 +336,8 @@ async fn password_grant_without_username_or_password_is_invalid_request() {
         ..password_request(id_only("app"), "alice", PASSWORD)
     };
 
-    let without_username = h.engine.token(&no_username).await;
-    let without_password = h.engine.token(&no_password).await;
+    let without_username = h.engine.tokens().token(&no_username).await;
+    let without_password = h.engine.tokens().token(&no_password).await;
 
     assert_eq!(error_code(without_username), ErrorCode::InvalidRequest);
     assert_eq!(error_code(without_password), ErrorCode::InvalidRequest);
@@ -470,7 +483,12 @@ async fn public_client_authenticates_by_client_id_alone() {
     let h = Harness::new().await;
     h.public_client(client("app")).await;
 
-    let authenticated = h.engine.authenticate_client(&id_only("app")).await.unwrap();
+    let authenticated = h
+        .engine
+        .tokens()
+        .authenticate_client(&id_only("app"))
+        .await
+        .unwrap();
 
     assert_eq!(authenticated.client_id, "app");
     assert!(authenticated.is_public());
@@ -483,6 +501,7 @@ async fn public_client_presenting_a_secret_is_invalid_client() {
 
     let result = h
         .engine
+        .tokens()
         .authenticate_client(&basic("app", CLIENT_SECRET))
         .await;
 
@@ -560,7 +579,7 @@ async fn disabled_client_is_invalid_client_even_with_the_right_secret() {
     .await;
 
     let confidential = h.client_credentials(basic("service", CLIENT_SECRET)).await;
-    let public = h.engine.authenticate_client(&id_only("app")).await;
+    let public = h.engine.tokens().authenticate_client(&id_only("app")).await;
 
     assert_eq!(error_code(confidential), ErrorCode::InvalidClient);
     assert_eq!(error_code(public), ErrorCode::InvalidClient);
@@ -591,7 +610,7 @@ async fn missing_grant_type_is_invalid_request() {
         ..TokenRequest::new("password", id_only("app"))
     };
 
-    let result = h.engine.token(&request).await;
+    let result = h.engine.tokens().token(&request).await;
 
     assert_eq!(error_code(result), ErrorCode::InvalidRequest);
 }
@@ -603,6 +622,7 @@ async fn unknown_grant_type_is_unsupported_grant_type() {
 
     let result = h
         .engine
+        .tokens()
         .token(&TokenRequest::new("implicit", id_only("app")))
         .await;
 
@@ -632,7 +652,7 @@ async fn client_credentials_never_issues_a_refresh_token() {
         ..TokenRequest::new("client_credentials", basic("service", CLIENT_SECRET))
     };
 
-    let tokens = h.engine.token(&request).await.unwrap();
+    let tokens = h.engine.tokens().token(&request).await.unwrap();
 
     assert_eq!(tokens.refresh_token, None);
     assert_eq!(tokens.refresh_expires_in, None);
@@ -916,7 +936,7 @@ async fn redeem_concurrently(h: &Harness, token: &str) -> Vec<Result<IssuedToken
             let request = request.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                engine.token(&request).await
+                engine.tokens().token(&request).await
             })
         })
         .collect();
@@ -973,7 +993,7 @@ async fn refresh_may_narrow_the_granted_scope() {
         ..refresh_request("app", refresh_token(&first))
     };
 
-    let narrowed = h.engine.token(&request).await.unwrap();
+    let narrowed = h.engine.tokens().token(&request).await.unwrap();
 
     assert_eq!(narrowed.scope.to_string(), "read");
     let principal = h.validate(&narrowed.access_token).await.unwrap();
@@ -992,7 +1012,7 @@ async fn refresh_may_not_widen_the_granted_scope() {
         ..refresh_request("app", refresh_token(&first))
     };
 
-    let widened = h.engine.token(&request).await;
+    let widened = h.engine.tokens().token(&request).await;
 
     assert_eq!(error_code(widened), ErrorCode::InvalidScope);
 }
@@ -1085,8 +1105,7 @@ async fn first_refresh_token_never_outlives_the_session_lifetime() {
 #[tokio::test]
 async fn refresh_for_a_user_disabled_meanwhile_is_invalid_grant() {
     let (h, first) = logged_in(TokenPolicy::default()).await;
-    h.engine
-        .stores()
+    h.stores
         .users
         .set_user_disabled("alice", true)
         .await
@@ -1109,6 +1128,7 @@ fn kid_of(jwt: &str) -> String {
 /// `rotate_signing_key` with the CLI's default lead, expecting it to be scheduled.
 async fn schedule_rotation(engine: &Engine, lead_secs: u64) -> (String, UnixTime, UnixTime) {
     match engine
+        .admin()
         .rotate_signing_key(KeyRotation::After { lead_secs })
         .await
         .unwrap()
@@ -1124,7 +1144,7 @@ async fn schedule_rotation(engine: &Engine, lead_secs: u64) -> (String, UnixTime
 
 fn published(engine: &Engine, now: UnixTime) -> Vec<String> {
     let jwks: serde_json::Value =
-        serde_json::from_str(&engine.key_ring().jwks(now).body).expect("JWKS is JSON");
+        serde_json::from_str(&engine.tokens().key_ring().jwks(now).body).expect("JWKS is JSON");
     jwks["keys"]
         .as_array()
         .expect("a key list")
@@ -1163,7 +1183,7 @@ async fn at_activation_the_new_key_signs_without_a_reload() {
     assert_ne!(kid_of(&before.access_token), new_kid);
     assert_eq!(kid_of(&after.access_token), new_kid);
     assert_eq!(
-        h.engine.key_ring().current_kid(h.clock.now()),
+        h.engine.tokens().key_ring().current_kid(h.clock.now()),
         Some(new_kid.as_str())
     );
     assert!(h.validate(&after.access_token).await.is_ok());
@@ -1194,7 +1214,13 @@ async fn the_old_keys_stay_published_for_the_longest_access_token_lifetime_plus_
     };
     h.public_client(with_policy("long", long)).await;
     h.public_client(client("app")).await;
-    let old_kid = h.engine.key_ring().current_kid(START).unwrap().to_owned();
+    let old_kid = h
+        .engine
+        .tokens()
+        .key_ring()
+        .current_kid(START)
+        .unwrap()
+        .to_owned();
 
     let (new_kid, activates_at, retire_at) = schedule_rotation(&h.engine, 600).await;
 
@@ -1236,12 +1262,7 @@ async fn a_token_of_a_retired_key_is_refused() {
         access_ttl: 60,
         ..TokenPolicy::default()
     };
-    h.engine
-        .stores()
-        .clients
-        .delete_client("long")
-        .await
-        .unwrap();
+    h.stores.clients.delete_client("long").await.unwrap();
     h.public_client(with_policy("short", short)).await;
     let (_, _, retire_at) = schedule_rotation(&h.engine, 0).await;
     assert!(retire_at < START + 7200, "the token outlives its key");
@@ -1262,6 +1283,7 @@ async fn a_rotation_is_refused_while_another_is_pending() {
 
     let second = h
         .engine
+        .admin()
         .rotate_signing_key(KeyRotation::After { lead_secs: 600 })
         .await
         .unwrap();
@@ -1272,7 +1294,7 @@ async fn a_rotation_is_refused_while_another_is_pending() {
             activates_at
         }
     );
-    assert_eq!(h.engine.stores().keys.list_keys().await.unwrap().len(), 2);
+    assert_eq!(h.stores.keys.list_keys().await.unwrap().len(), 2);
 
     // Once it has activated, the next rotation may be scheduled.
     h.advance(600);
@@ -1291,6 +1313,7 @@ async fn a_danger_immediate_rotation_signs_at_once_and_refuses_every_older_token
 
     let outcome = h
         .engine
+        .admin()
         .rotate_signing_key(KeyRotation::DangerImmediate)
         .await
         .unwrap();
@@ -1318,11 +1341,12 @@ async fn operator_client_secret_shorter_than_the_minimum_is_rejected() {
 
     let result = h
         .engine
+        .admin()
         .create_client(client("service"), true, Some(secret(&short)))
         .await;
 
     assert_eq!(error_code(result), ErrorCode::InvalidRequest);
-    let stored = h.engine.stores().clients.find_client("service").await;
+    let stored = h.stores.clients.find_client("service").await;
     assert_eq!(stored.unwrap(), None);
 }
 
@@ -1332,6 +1356,7 @@ async fn generated_client_secret_is_43_characters_and_authenticates() {
 
     let generated = h
         .engine
+        .admin()
         .create_client(client("service"), true, None)
         .await
         .unwrap()
@@ -1340,6 +1365,7 @@ async fn generated_client_secret_is_43_characters_and_authenticates() {
     assert_eq!(generated.chars().count(), 43);
     let authenticated = h
         .engine
+        .tokens()
         .authenticate_client(&basic("service", &generated))
         .await
         .unwrap();
@@ -1355,6 +1381,7 @@ async fn rotating_a_client_secret_invalidates_the_old_one() {
 
     let new_secret = h
         .engine
+        .admin()
         .rotate_client_secret("service", None)
         .await
         .unwrap()
@@ -1382,7 +1409,7 @@ async fn replay_asking_for_a_wider_scope_still_revokes_the_family() {
         scope: Some("admin".into()),
         ..refresh_request("app", refresh_token(&first))
     };
-    let replayed = h.engine.token(&replay).await;
+    let replayed = h.engine.tokens().token(&replay).await;
 
     assert_eq!(error_code(replayed), ErrorCode::InvalidGrant);
     let successor = h.refresh("app", refresh_token(&second)).await;
@@ -1432,10 +1459,10 @@ async fn a_public_client_cannot_be_given_a_secret_by_rotation() {
     let h = Harness::new().await;
     h.public_client(client("app")).await;
 
-    let rotated = h.engine.rotate_client_secret("app", None).await;
+    let rotated = h.engine.admin().rotate_client_secret("app", None).await;
 
     assert_eq!(error_code(rotated), ErrorCode::InvalidRequest);
-    let c = h.engine.stores().clients.find_client("app").await.unwrap();
+    let c = h.stores.clients.find_client("app").await.unwrap();
     assert!(c.unwrap().is_public());
 }
 
@@ -1444,7 +1471,7 @@ async fn a_key_rotated_in_by_another_node_is_picked_up_on_first_sight() {
     let h = Harness::new().await;
     let other_node = Engine::new(
         config(),
-        h.engine.stores().clone(),
+        h.stores.clone(),
         // Same database, same master key: a second node.
         h.engine_master_key(),
         h.clock.clone(),
@@ -1456,11 +1483,12 @@ async fn a_key_rotated_in_by_another_node_is_picked_up_on_first_sight() {
     h.advance(600);
     h.public_client(client("app")).await;
     other_node
+        .admin()
         .create_user("alice", &secret(PASSWORD), None)
         .await
         .unwrap();
     let request = password_request(id_only("app"), "alice", PASSWORD);
-    let tokens = other_node.token(&request).await.unwrap();
+    let tokens = other_node.tokens().token(&request).await.unwrap();
 
     // This node never reloaded its keys, yet the new kid is fetched when first seen.
     assert!(h.validate(&tokens.access_token).await.is_ok());
@@ -1480,7 +1508,7 @@ async fn a_secret_rotated_by_another_process_works_at_once_and_the_old_one_until
     // Another process (the CLI, another node) rotates the secret in the shared store.
     let other_node = Engine::new(
         config(),
-        h.engine.stores().clone(),
+        h.stores.clone(),
         h.engine_master_key(),
         h.clock.clone(),
         Arc::new(OsRandom),
@@ -1488,6 +1516,7 @@ async fn a_secret_rotated_by_another_process_works_at_once_and_the_old_one_until
     .await
     .unwrap();
     let new_secret = other_node
+        .admin()
         .rotate_client_secret("svc", None)
         .await
         .unwrap()
@@ -1510,7 +1539,7 @@ impl Harness {
     async fn sibling(&self) -> Engine {
         Engine::new(
             config(),
-            self.engine.stores().clone(),
+            self.stores.clone(),
             self.master.clone(),
             self.clock.clone(),
             Arc::new(OsRandom),
@@ -1530,6 +1559,7 @@ async fn revoking_a_jwt_access_token_refuses_it_at_once_on_this_node() {
     assert!(h.validate(&tokens.access_token).await.is_ok());
 
     h.engine
+        .tokens()
         .revoke(
             &id_only("app"),
             &tokens.access_token,
@@ -1550,16 +1580,23 @@ async fn revoking_a_jwt_access_token_refuses_it_at_once_on_this_node() {
 async fn a_jwt_revoked_on_one_node_is_refused_by_another_within_the_poll_interval() {
     let (h, tokens) = logged_in(TokenPolicy::default()).await;
     let other = h.sibling().await;
-    assert!(other.validate_bearer(&tokens.access_token).await.is_ok());
+    assert!(
+        other
+            .tokens()
+            .validate_bearer(&tokens.access_token)
+            .await
+            .is_ok()
+    );
 
     h.engine
+        .tokens()
         .revoke(&id_only("app"), &tokens.access_token, None)
         .await
         .unwrap();
     h.advance(crate::revocation::POLL_SECS);
 
     assert_eq!(
-        other.validate_bearer(&tokens.access_token).await,
+        other.tokens().validate_bearer(&tokens.access_token).await,
         Err(BearerError::Invalid("revoked"))
     );
 }
@@ -1570,6 +1607,7 @@ async fn revoking_a_refresh_token_kills_its_family_and_the_family_s_jwts() {
 
     // A wrong hint only costs a second lookup.
     h.engine
+        .tokens()
         .revoke(
             &id_only("app"),
             refresh_token(&tokens),
@@ -1590,6 +1628,7 @@ async fn revoking_an_opaque_access_token_deletes_it() {
     let (h, tokens) = logged_in(opaque_policy()).await;
 
     h.engine
+        .tokens()
         .revoke(&id_only("app"), &tokens.access_token, None)
         .await
         .unwrap();
@@ -1607,6 +1646,7 @@ async fn a_client_cannot_revoke_another_client_s_tokens_and_is_not_told() {
 
     let answer = h
         .engine
+        .tokens()
         .revoke(&id_only("intruder"), &tokens.access_token, None)
         .await;
 
@@ -1621,14 +1661,17 @@ async fn revocation_of_unknown_tokens_succeeds_but_needs_an_authenticated_client
 
     let unknown = h
         .engine
+        .tokens()
         .revoke(&basic("rs", CLIENT_SECRET), "no-such-token", None)
         .await;
     let forged = h
         .engine
+        .tokens()
         .revoke(&basic("rs", CLIENT_SECRET), "a.b.c", None)
         .await;
     let wrong_secret = h
         .engine
+        .tokens()
         .revoke(&basic("rs", "not-the-secret"), "no-such-token", None)
         .await;
 
@@ -1643,6 +1686,7 @@ async fn introspection_describes_an_active_jwt_access_token() {
 
     let found = h
         .engine
+        .tokens()
         .introspect(&basic("rs", CLIENT_SECRET), &tokens.access_token, None)
         .await
         .unwrap()
@@ -1668,9 +1712,17 @@ async fn introspection_reports_a_refresh_token_active_until_it_is_redeemed() {
     let rs = basic("rs", CLIENT_SECRET);
     let rt = refresh_token(&tokens);
 
-    let before = h.engine.introspect(&rs, rt, hinted("refresh_token")).await;
+    let before = h
+        .engine
+        .tokens()
+        .introspect(&rs, rt, hinted("refresh_token"))
+        .await;
     h.refresh("app", rt).await.unwrap();
-    let after = h.engine.introspect(&rs, rt, hinted("refresh_token")).await;
+    let after = h
+        .engine
+        .tokens()
+        .introspect(&rs, rt, hinted("refresh_token"))
+        .await;
 
     let before = before.unwrap().expect("active before redemption");
     assert_eq!(before.kind, crate::revocation::TokenKind::Refresh);
@@ -1684,17 +1736,29 @@ async fn introspection_reports_invalid_tokens_as_inactive() {
     h.confidential_client(client("rs")).await;
     let rs = basic("rs", CLIENT_SECRET);
     h.engine
+        .tokens()
         .revoke(&id_only("app"), &tokens.access_token, None)
         .await
         .unwrap();
 
     for token in [tokens.access_token.as_str(), "unknown", "x.y.z", ""] {
-        assert_eq!(h.engine.introspect(&rs, token, None).await.unwrap(), None);
+        assert_eq!(
+            h.engine
+                .tokens()
+                .introspect(&rs, token, None)
+                .await
+                .unwrap(),
+            None
+        );
     }
     let (h2, fresh) = logged_in(TokenPolicy::default()).await;
     h2.confidential_client(client("rs")).await;
     h2.advance(TokenPolicy::default().access_ttl);
-    let expired = h2.engine.introspect(&rs, &fresh.access_token, None).await;
+    let expired = h2
+        .engine
+        .tokens()
+        .introspect(&rs, &fresh.access_token, None)
+        .await;
     assert_eq!(expired.unwrap(), None);
 }
 
@@ -1704,10 +1768,12 @@ async fn introspection_is_refused_to_public_and_unauthenticated_clients() {
 
     let public = h
         .engine
+        .tokens()
         .introspect(&id_only("app"), &tokens.access_token, None)
         .await;
     let nobody = h
         .engine
+        .tokens()
         .introspect(&ClientAuth::None, &tokens.access_token, None)
         .await;
 
@@ -1727,9 +1793,13 @@ async fn a_jwt_shaped_refresh_token_is_introspected_and_revoked_as_a_refresh_tok
     let rt = refresh_token(&tokens);
     assert_eq!(rt.split('.').count(), 3);
 
-    let found = h.engine.introspect(&rs, rt, None).await.unwrap();
-    h.engine.revoke(&id_only("app"), rt, None).await.unwrap();
-    let after = h.engine.introspect(&rs, rt, None).await.unwrap();
+    let found = h.engine.tokens().introspect(&rs, rt, None).await.unwrap();
+    h.engine
+        .tokens()
+        .revoke(&id_only("app"), rt, None)
+        .await
+        .unwrap();
+    let after = h.engine.tokens().introspect(&rs, rt, None).await.unwrap();
 
     assert_eq!(
         found.map(|i| i.kind),
@@ -1784,17 +1854,24 @@ mod authorization_code {
     async fn code_for(h: &Harness, client_id: &str, scope: &str) -> String {
         let valid = h
             .engine
+            .authorization()
             .validate_authorize(&authorize_request(client_id, scope))
             .await
             .unwrap()
             .unwrap();
         let user = h
             .engine
+            .authorization()
             .sign_in("alice", &secret(PASSWORD))
             .await
             .unwrap()
             .expect("the right password signs in");
-        h.engine.issue_code(&valid, &user).await.unwrap().code
+        h.engine
+            .authorization()
+            .issue_code(&valid, &user)
+            .await
+            .unwrap()
+            .code
     }
 
     async fn harness() -> Harness {
@@ -1811,6 +1888,7 @@ mod authorization_code {
         let code = code_for(&h, "web", "openid offline_access").await;
         let tokens = h
             .engine
+            .tokens()
             .token(&exchange("web", &code, REDIRECT, VERIFIER))
             .await
             .unwrap();
@@ -1824,11 +1902,12 @@ mod authorization_code {
         assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
         assert_eq!(claims["auth_time"], START);
         h.engine
+            .tokens()
             .validate_bearer(&tokens.access_token)
             .await
             .unwrap();
         // An ID token is never an access token (its typ is JWT, not at+jwt).
-        assert_invalid(h.engine.validate_bearer(&id_token).await);
+        assert_invalid(h.engine.tokens().validate_bearer(&id_token).await);
     }
 
     #[tokio::test]
@@ -1844,12 +1923,13 @@ mod authorization_code {
             exchange("web", &code, REDIRECT, "short"),
         ] {
             assert_eq!(
-                error_code(h.engine.token(&request).await),
+                error_code(h.engine.tokens().token(&request).await),
                 ErrorCode::InvalidGrant
             );
         }
         // None of those consumed the code.
         h.engine
+            .tokens()
             .token(&exchange("web", &code, REDIRECT, VERIFIER))
             .await
             .unwrap();
@@ -1861,6 +1941,7 @@ mod authorization_code {
         let code = code_for(&h, "web", "read").await;
         let first = h
             .engine
+            .tokens()
             .token(&exchange("web", &code, REDIRECT, VERIFIER))
             .await
             .unwrap();
@@ -1868,14 +1949,19 @@ mod authorization_code {
             first.refresh_token.is_none(),
             "no offline_access, no refresh"
         );
-        h.engine.validate_bearer(&first.access_token).await.unwrap();
+        h.engine
+            .tokens()
+            .validate_bearer(&first.access_token)
+            .await
+            .unwrap();
 
         let again = h
             .engine
+            .tokens()
             .token(&exchange("web", &code, REDIRECT, VERIFIER))
             .await;
         assert_eq!(error_code(again), ErrorCode::InvalidGrant);
-        assert_invalid(h.engine.validate_bearer(&first.access_token).await);
+        assert_invalid(h.engine.tokens().validate_bearer(&first.access_token).await);
     }
 
     #[tokio::test]
@@ -1885,6 +1971,7 @@ mod authorization_code {
         h.advance(60);
         let late = h
             .engine
+            .tokens()
             .token(&exchange("web", &code, REDIRECT, VERIFIER))
             .await;
         assert_eq!(error_code(late), ErrorCode::InvalidGrant);
@@ -1895,7 +1982,10 @@ mod authorization_code {
         let h = harness().await;
         let code = code_for(&h, "web", "read").await;
         let request = exchange("web", &code, REDIRECT, VERIFIER);
-        let (a, b) = tokio::join!(h.engine.token(&request), h.engine.token(&request));
+        let (a, b) = tokio::join!(
+            h.engine.tokens().token(&request),
+            h.engine.tokens().token(&request)
+        );
         assert_eq!(usize::from(a.is_ok()) + usize::from(b.is_ok()), 1);
     }
 
@@ -1909,7 +1999,12 @@ mod authorization_code {
                 ..authorize_request("web", "read")
             },
         ] {
-            let outcome = h.engine.validate_authorize(&request).await.unwrap();
+            let outcome = h
+                .engine
+                .authorization()
+                .validate_authorize(&request)
+                .await
+                .unwrap();
             assert!(
                 matches!(outcome, Err(AuthorizeError::Page(_))),
                 "{outcome:?}"
@@ -1920,8 +2015,18 @@ mod authorization_code {
     #[tokio::test]
     async fn wrong_credentials_and_unknown_users_both_fail_to_sign_in() {
         let h = harness().await;
-        let wrong = h.engine.sign_in("alice", &secret("nope")).await.unwrap();
-        let unknown = h.engine.sign_in("bob", &secret(PASSWORD)).await.unwrap();
+        let wrong = h
+            .engine
+            .authorization()
+            .sign_in("alice", &secret("nope"))
+            .await
+            .unwrap();
+        let unknown = h
+            .engine
+            .authorization()
+            .sign_in("bob", &secret(PASSWORD))
+            .await
+            .unwrap();
         assert!(wrong.is_none() && unknown.is_none());
     }
 
@@ -1931,19 +2036,28 @@ mod authorization_code {
         h.user("carol", Some("read")).await;
         let valid = h
             .engine
+            .authorization()
             .validate_authorize(&authorize_request("web", "openid read"))
             .await
             .unwrap()
             .unwrap();
         let carol = h
             .engine
+            .authorization()
             .sign_in("carol", &secret(PASSWORD))
             .await
             .unwrap()
             .unwrap();
-        let code = h.engine.issue_code(&valid, &carol).await.unwrap().code;
+        let code = h
+            .engine
+            .authorization()
+            .issue_code(&valid, &carol)
+            .await
+            .unwrap()
+            .code;
         let tokens = h
             .engine
+            .tokens()
             .token(&exchange("web", &code, REDIRECT, VERIFIER))
             .await
             .unwrap();
@@ -1959,6 +2073,7 @@ async fn fail_logins(h: &Harness, username: &str, n: u32) {
     for _ in 0..n {
         let e = oauth_error(
             h.engine
+                .tokens()
                 .token(&password_request(id_only("app"), username, "wrong"))
                 .await,
         );
@@ -1970,6 +2085,7 @@ async fn fail_logins(h: &Harness, username: &str, n: u32) {
 async fn locked_for(h: &Harness, username: &str, password: &str) -> Option<u64> {
     match h
         .engine
+        .tokens()
         .token(&password_request(id_only("app"), username, password))
         .await
     {
@@ -1999,7 +2115,10 @@ async fn after_the_threshold_even_the_right_password_is_refused_until_the_lock_e
         .await
         .expect("the lock expired");
     // The success forgot the failures.
-    assert_eq!(h.engine.login_failures("alice").await.unwrap(), None);
+    assert_eq!(
+        h.engine.admin().login_failures("alice").await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -2037,7 +2156,13 @@ async fn failures_older_than_the_longest_lock_are_forgotten() {
     fail_logins(&h, "alice", 4).await;
     h.advance(3601);
     fail_logins(&h, "alice", 1).await;
-    let state = h.engine.login_failures("alice").await.unwrap().unwrap();
+    let state = h
+        .engine
+        .admin()
+        .login_failures("alice")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((state.failures, state.locked_until), (1, None));
 }
 
@@ -2050,11 +2175,13 @@ async fn unknown_usernames_are_counted_and_locked_alike() {
     fail_logins(&h, "alice", 5).await;
     let real = oauth_error(
         h.engine
+            .tokens()
             .token(&password_request(id_only("app"), "alice", PASSWORD))
             .await,
     );
     let unknown = oauth_error(
         h.engine
+            .tokens()
             .token(&password_request(id_only("app"), "nobody", PASSWORD))
             .await,
     );
@@ -2065,16 +2192,34 @@ async fn unknown_usernames_are_counted_and_locked_alike() {
 async fn the_operator_unlock_lifts_the_lock_at_once() {
     let h = lockout_harness().await;
     fail_logins(&h, "alice", 5).await;
-    assert!(h.engine.unlock_user("alice").await.unwrap());
+    assert!(
+        h.engine
+            .admin()
+            .unlock_user("alice")
+            .await
+            .unwrap()
+            .is_some()
+    );
     h.login("app", "alice", None).await.expect("unlocked");
-    assert!(!h.engine.unlock_user("alice").await.unwrap());
+    assert!(
+        h.engine
+            .admin()
+            .unlock_user("alice")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn the_login_form_is_locked_by_the_same_count() {
     let h = lockout_harness().await;
     fail_logins(&h, "alice", 5).await;
-    let locked = h.engine.sign_in("alice", &secret(PASSWORD)).await;
+    let locked = h
+        .engine
+        .authorization()
+        .sign_in("alice", &secret(PASSWORD))
+        .await;
     let e = oauth_error(locked);
     assert_eq!(
         e.retry_after(),
@@ -2094,7 +2239,7 @@ async fn wrong_guesses_at_once(
     for i in 0..count {
         let engine = engines[i % engines.len()].clone();
         let request = password_request(id_only("app"), username, &format!("wrong guess {i}"));
-        guesses.spawn(async move { engine.token(&request).await });
+        guesses.spawn(async move { engine.tokens().token(&request).await });
     }
     let mut checked = 0;
     let mut locked = Vec::new();
@@ -2126,7 +2271,13 @@ async fn of_sixteen_guesses_at_once_only_threshold_are_checked_and_the_lock_is_t
     // base_secs: refused guesses escalate nothing.
     assert_eq!(checked, 5, "passwords checked");
     assert_eq!(locked, vec![60; 11]);
-    let state = h.engine.login_failures("alice").await.unwrap().unwrap();
+    let state = h
+        .engine
+        .admin()
+        .login_failures("alice")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(state.failures, 5);
     assert_eq!(state.locked_until, Some(START + 60));
     assert_eq!(locked_for(&h, "alice", PASSWORD).await, Some(60));
@@ -2209,7 +2360,7 @@ mod audit {
             limit: 100,
             ..AuditFilter::default()
         };
-        h.engine.stores().audit.list_audit(&filter).await.unwrap()
+        h.stores.audit.list_audit(&filter).await.unwrap()
     }
 
     /// Every event's detail, none of which may contain `secret`.
@@ -2218,7 +2369,7 @@ mod audit {
             limit: 1000,
             ..AuditFilter::default()
         };
-        for e in h.engine.stores().audit.list_audit(&filter).await.unwrap() {
+        for e in h.stores.audit.list_audit(&filter).await.unwrap() {
             assert!(!e.detail.contains(secret), "{e:?} holds a secret");
             assert_ne!(e.subject.as_deref(), Some(secret));
         }
@@ -2277,9 +2428,9 @@ mod audit {
         h.user("alice", None).await;
 
         let request = password_request(id_only("app"), "alice", "wrong password");
-        h.engine.token(&request).await.unwrap_err();
+        h.engine.tokens().token(&request).await.unwrap_err();
         let request = password_request(id_only("app"), "mallory", "wrong password");
-        h.engine.token(&request).await.unwrap_err();
+        h.engine.tokens().token(&request).await.unwrap_err();
 
         let failures = events(&h, AuditKind::LoginFailure).await;
         let subjects: Vec<_> = failures.iter().map(|e| e.subject.as_deref()).collect();
@@ -2313,6 +2464,7 @@ mod audit {
             let engine = h.engine.clone();
             async move {
                 engine
+                    .authorization()
                     .sign_in_for(Some("web"), "alice", &secret(password))
                     .await
                     .unwrap()
@@ -2333,10 +2485,12 @@ mod audit {
     async fn revocation_and_key_rotation_are_recorded() {
         let (h, tokens) = logged_in(TokenPolicy::default()).await;
         h.engine
+            .tokens()
             .revoke(&id_only("app"), refresh_token(&tokens), None)
             .await
             .unwrap();
         h.engine
+            .tokens()
             .revoke(&id_only("app"), &tokens.access_token, None)
             .await
             .unwrap();
@@ -2349,6 +2503,7 @@ mod audit {
         );
 
         h.engine
+            .admin()
             .rotate_signing_key(KeyRotation::DangerImmediate)
             .await
             .unwrap();
@@ -2427,6 +2582,7 @@ async fn tokens_an_earlier_khoa_stored_under_their_plain_hash_still_work() {
     assert!(h.refresh("app", successor).await.is_ok());
 
     h.engine
+        .tokens()
         .revoke(&id_only("app"), &old_access, None)
         .await
         .unwrap();

@@ -123,9 +123,63 @@ pub enum EngineError {
     /// The thing to create already exists (administration only); names what collided.
     #[error("already exists: {0}")]
     Conflict(String),
-    /// Our fault. Logged with a correlation id; the client sees a generic 500.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Our fault. Logged with its cause and a correlation id; the client sees a generic 500.
+    #[error(transparent)]
+    Internal(InternalError),
+}
+
+impl EngineError {
+    /// An internal failure with nothing underneath (a broken invariant).
+    pub fn internal(context: impl Into<String>) -> Self {
+        EngineError::Internal(InternalError {
+            context: context.into(),
+            source: None,
+        })
+    }
+
+    /// An internal failure caused by `source`, kept so that the log line can say what
+    /// failed and where ([`std::error::Error::source`]).
+    pub fn internal_caused(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        EngineError::Internal(InternalError {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        })
+    }
+}
+
+/// What failed on our side, and why: `context` says what khoa was doing, `source` (when
+/// there is one) is the error of the layer below, not flattened to text.
+#[derive(Debug)]
+pub struct InternalError {
+    context: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl fmt::Display for InternalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "internal error: {}", self.context)
+    }
+}
+
+impl std::error::Error for InternalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+/// `error: its source: the source's source …`, the whole chain on one log line.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        line.push_str(": ");
+        line.push_str(&e.to_string());
+        next = e.source();
+    }
+    line
 }
 
 impl From<OAuthError> for EngineError {
@@ -139,7 +193,32 @@ impl From<StoreError> for EngineError {
         match e {
             StoreError::Unavailable(m) => EngineError::Unavailable(m),
             StoreError::Conflict(what) => EngineError::Conflict(what),
-            other => EngineError::Internal(other.to_string()),
+            other => EngineError::internal_caused("storage", other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_keeps_its_cause_for_the_log_line() {
+        let cause = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let e = EngineError::internal_caused("reading the signing keys", cause);
+        let source = std::error::Error::source(&e).expect("the cause is kept");
+        assert!(source.to_string().contains("EOF"), "{source}");
+        let line = chain(&e);
+        assert!(
+            line.starts_with("internal error: reading the signing keys: EOF"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_storage_failure_becomes_an_internal_error_caused_by_it() {
+        let e = EngineError::from(StoreError::Other("row 7 is corrupt".into()));
+        assert!(matches!(e, EngineError::Internal(_)));
+        assert!(chain(&e).ends_with("row 7 is corrupt"), "{}", chain(&e));
     }
 }

@@ -179,7 +179,8 @@ struct RingKey {
 /// The base64url of `{"alg":"EdDSA","typ":typ,"kid":kid}`.
 fn encoded_header(kid: &str, typ: &str) -> Result<String, EngineError> {
     let header = serde_json::json!({ "alg": ALG, "typ": typ, "kid": kid });
-    let header = serde_json::to_vec(&header).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let header = serde_json::to_vec(&header)
+        .map_err(|e| EngineError::internal_caused("encoding a JWT header", e))?;
     Ok(URL_SAFE_NO_PAD.encode(header))
 }
 
@@ -249,12 +250,12 @@ impl KeyRing {
                 continue;
             }
             if r.alg != ALG {
-                return Err(EngineError::Internal(format!(
+                return Err(EngineError::internal(format!(
                     "key {} has unsupported alg {}",
                     r.kid, r.alg
                 )));
             }
-            let bad = |what: &str| EngineError::Internal(format!("signing key {}: {what}", r.kid));
+            let bad = |what: &str| EngineError::internal(format!("signing key {}: {what}", r.kid));
             let jwk: serde_json::Value =
                 serde_json::from_str(&r.public_jwk).map_err(|_| bad("bad JWK"))?;
             let public: [u8; 32] = jwk["x"]
@@ -352,9 +353,9 @@ impl KeyRing {
     ) -> Result<String, EngineError> {
         let signer = self
             .signer(now)
-            .ok_or_else(|| EngineError::Internal("no current signing key".into()))?;
-        let payload =
-            serde_json::to_vec(claims).map_err(|e| EngineError::Internal(e.to_string()))?;
+            .ok_or_else(|| EngineError::internal("no current signing key"))?;
+        let payload = serde_json::to_vec(claims)
+            .map_err(|e| EngineError::internal_caused("encoding JWT claims", e))?;
         // Room for the header, the encoded payload and the signature: no regrowth.
         let mut token = String::with_capacity(128 + payload.len() * 4 / 3 + 90);
         match signer.headers.iter().find(|(t, _)| *t == typ) {

@@ -6,10 +6,16 @@
 //!
 //! - [`model`]: users, clients, grant types, per-client [`model::TokenPolicy`].
 //! - [`scope`]: RFC 6749 §3.3 scope sets.
-//! - [`error`]: [`error::OAuthError`] (RFC code + HTTP status) and [`error::EngineError`].
+//! - [`error`]: [`error::OAuthError`] (RFC code + HTTP status) and [`error::EngineError`],
+//!   whose internal failures keep their cause ([`error::chain`] prints it on one line).
 //! - [`store`]: the storage contract, one trait per aggregate, bundled in [`store::Stores`].
-//! - [`engine`]: [`engine::Engine`], the one entry point every dialect calls: client
-//!   authentication, grant dispatch, bearer validation, administration.
+//! - [`engine`]: [`engine::Engine`], a thin facade over four services split by purpose, each
+//!   holding only the stores it uses: `engine/tokens.rs` ([`engine::Tokens`]: client
+//!   authentication, grant dispatch, bearer validation, revocation, introspection),
+//!   `engine/authorization.rs` ([`engine::Authorization`]: authorize checks, sign-in, codes,
+//!   CSRF), `engine/admin.rs` ([`engine::Administration`]: clients, users, partners, keys,
+//!   with their `admin` audit events), `engine/maintenance.rs` ([`engine::Maintenance`]:
+//!   key reloads, purges, readiness).
 //! - [`grant`]: one module per grant (`authorization_code`, `password`, `client_credentials`,
 //!   `refresh_token`) behind [`grant::GrantHandler`]; the refresh module holds the rotation and
 //!   reuse rules, the code module PKCE and the single-use rule.

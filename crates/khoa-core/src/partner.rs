@@ -28,6 +28,7 @@ pub struct Opened {
     pub plaintext: Zeroizing<Vec<u8>>,
 }
 
+#[derive(Clone)]
 pub struct Partners {
     pub(crate) store: Arc<dyn PartnerStore>,
     pub(crate) clients: Arc<dyn ClientStore>,

@@ -69,12 +69,12 @@ impl PasswordHasher {
             params.parallelism,
             None,
         )
-        .map_err(|e| EngineError::Internal(format!("invalid Argon2 parameters: {e}")))?;
+        .map_err(|e| EngineError::internal_caused("invalid Argon2 parameters", e))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         let dummy = argon
             .hash_password(b"khoa dummy password, never valid", &salt)
-            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .map_err(|e| EngineError::internal_caused("hashing the dummy password", e))?
             .to_string();
         Ok(PasswordHasher {
             argon,
@@ -98,7 +98,7 @@ impl PasswordHasher {
             argon
                 .hash_password(password.expose_secret().as_bytes(), &salt)
                 .map(|h| h.to_string())
-                .map_err(|e| EngineError::Internal(e.to_string()))
+                .map_err(|e| EngineError::internal_caused("hashing a password", e))
         })
         .await
     }
@@ -212,7 +212,7 @@ async fn spawn_hash<T: Send + 'static>(
 ) -> Result<T, EngineError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| EngineError::Internal(format!("password task failed: {e}")))?
+        .map_err(|e| EngineError::internal_caused("password task failed", e))?
 }
 
 /// Verifies `password` against a PHC string with the parameters stored in it, reusing working
@@ -224,7 +224,7 @@ fn verify_phc(
     keep: usize,
 ) -> Result<bool, EngineError> {
     fn unreadable(e: impl std::fmt::Display) -> EngineError {
-        EngineError::Internal(format!("unreadable password hash: {e}"))
+        EngineError::internal(format!("unreadable password hash: {e}"))
     }
     let parsed = PasswordHash::new(phc).map_err(unreadable)?;
     let algorithm = Algorithm::try_from(parsed.algorithm).map_err(unreadable)?;
@@ -236,7 +236,7 @@ fn verify_phc(
         .unwrap_or_default();
     let expected = parsed
         .hash
-        .ok_or_else(|| EngineError::Internal("password hash without output".into()))?;
+        .ok_or_else(|| EngineError::internal("password hash without output"))?;
     let stored = Params::try_from(&parsed).map_err(unreadable)?;
     let params = Params::new(
         stored.m_cost(),
@@ -244,11 +244,11 @@ fn verify_phc(
         stored.p_cost(),
         Some(expected.len()),
     )
-    .map_err(|e| EngineError::Internal(format!("password hash parameters: {e}")))?;
+    .map_err(|e| EngineError::internal_caused("password hash parameters", e))?;
     let mut salt = [0u8; 64];
     let salt = parsed
         .salt
-        .ok_or_else(|| EngineError::Internal("password hash without salt".into()))?
+        .ok_or_else(|| EngineError::internal("password hash without salt"))?
         .decode_b64(&mut salt)
         .map_err(unreadable)?;
     let needed = params.block_count();
@@ -272,7 +272,7 @@ fn verify_phc(
             pool.push(memory);
         }
     }
-    result.map_err(|e| EngineError::Internal(format!("argon2: {e}")))?;
+    result.map_err(|e| EngineError::internal_caused("argon2", e))?;
     Ok(crate::secret::ct_eq(&out, expected.as_bytes()))
 }
 

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use khoa_core::clock::OsRandom;
 use khoa_core::engine::Engine;
+use khoa_core::grant::ClientAuth;
 use khoa_core::keys::{ACCESS_TOKEN_TYP, KeyRing, REFRESH_TOKEN_TYP, generate_key};
 use khoa_core::master_key::MasterKey;
 use khoa_core::mint::{KeyRotation, RotationOutcome};
@@ -100,11 +101,13 @@ async fn spawn_khoa() -> Khoa {
             created_at: 0,
         };
         engine
+            .admin()
             .create_client(client, true, Some(SecretString::from(SECRET)))
             .await
             .expect("client created");
     }
     engine
+        .admin()
         .create_user(USER, &SecretString::from(PASSWORD), None)
         .await
         .expect("user created");
@@ -184,6 +187,7 @@ impl Khoa {
     /// A token signed by khoa's current key over exactly these claims and this `typ`.
     fn sign(&self, typ: &str, claims: &Value) -> String {
         self.engine
+            .tokens()
             .key_ring()
             .sign(typ, claims, self.engine.now())
             .expect("khoa signs")
@@ -371,6 +375,7 @@ async fn key_rotation_is_seen_without_restart_and_refetches_stay_bounded() {
     // lead, it would usually have it already from a later JWKS fetch).
     let rotation = khoa
         .engine
+        .admin()
         .rotate_signing_key(KeyRotation::After { lead_secs: 0 })
         .await
         .expect("rotation");
@@ -418,6 +423,7 @@ async fn concurrent_requests_with_a_new_kid_share_one_refetch() {
     let auth = khoa.auth().build().unwrap();
     auth.prefetch_jwks().await.expect("khoa is up");
     khoa.engine
+        .admin()
         .rotate_signing_key(KeyRotation::After { lead_secs: 0 })
         .await
         .expect("rotation");
@@ -563,15 +569,15 @@ async fn revoked_and_unknown_opaque_tokens_are_refused() {
     let opaque = khoa.token(OPAQUE_CLIENT, "read").await;
     assert_eq!(call(&app, "/whoami", Some(&opaque)).await.0, StatusCode::OK);
 
-    let key = khoa_core::secret::stored_token_key(&opaque);
-    assert!(
-        khoa.engine
-            .stores()
-            .tokens
-            .revoke_access(&key)
-            .await
-            .unwrap()
-    );
+    let owner = ClientAuth::Basic {
+        client_id: OPAQUE_CLIENT.into(),
+        secret: SecretString::from(SECRET),
+    };
+    khoa.engine
+        .tokens()
+        .revoke(&owner, &opaque, Some("access_token"))
+        .await
+        .expect("the owner revokes its token");
 
     assert_invalid_token(&app, &opaque, "revoked opaque").await;
     assert_invalid_token(&app, "never-issued-by-khoa-0123456789", "unknown opaque").await;

@@ -1,13 +1,13 @@
 //! The admin verbs of the CLI, against the same database the server uses.
 
 use anyhow::{Context, Result, bail};
-use khoa_core::engine::Engine;
+use khoa_core::engine::{Engine, Unlocked};
 use khoa_core::error::EngineError;
 use khoa_core::keys::key_states;
 use khoa_core::mint::{KeyRotation, RotationOutcome};
 use khoa_core::model::{Client, GrantType, TokenPolicy};
 use khoa_core::scope::ScopeSet;
-use khoa_core::store::{AuditEvent, AuditFilter, AuditKind};
+use khoa_core::store::AuditFilter;
 use khoa_dialect::template::{civil_from_days, days_from_civil};
 use secrecy::SecretString;
 use secrecy::zeroize::Zeroizing;
@@ -33,27 +33,6 @@ fn read_secret_line(what: &str) -> Result<SecretString> {
         bail!("no {what} on standard input");
     }
     Ok(SecretString::from(trimmed.to_owned()))
-}
-
-/// Records an admin action in the audit trail and waits until it is durable (the process
-/// exits right after). `subject` is a username, `client_id` the client acted on.
-async fn audited(
-    engine: &Engine,
-    action: &str,
-    subject: Option<&str>,
-    client_id: Option<&str>,
-    mut detail: serde_json::Value,
-) {
-    detail["action"] = action.into();
-    // Who ran the command, as far as the shell says: a hint, not an authentication.
-    if let Ok(user) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
-        detail["os_user"] = user.into();
-    }
-    let mut event = AuditEvent::new(engine.now(), AuditKind::Admin, detail);
-    event.subject = subject.map(str::to_owned);
-    event.client_id = client_id.map(str::to_owned);
-    engine.audit().emit(event).await;
-    engine.audit().flush().await;
 }
 
 /// An engine refusal as an operator reads it: the object named, without the RFC 6749 code the
@@ -89,12 +68,12 @@ fn scopes(s: &str, what: &str) -> Result<ScopeSet> {
 }
 
 pub async fn client(engine: &Engine, cmd: ClientCommand) -> Result<()> {
-    let clients = &engine.stores().clients;
+    let admin = engine.admin();
     match cmd {
         ClientCommand::Add(args) => add_client(engine, args).await,
         ClientCommand::Key(cmd) => client_key(engine, cmd).await,
         ClientCommand::List => {
-            for c in clients.list_clients().await? {
+            for c in admin.list_clients().await? {
                 println!(
                     "{}\t{}\t{}\t{}",
                     c.client_id,
@@ -110,7 +89,7 @@ pub async fn client(engine: &Engine, cmd: ClientCommand) -> Result<()> {
             Ok(())
         }
         ClientCommand::Show { client_id } => {
-            let c = clients
+            let c = admin
                 .find_client(&client_id)
                 .await?
                 .with_context(|| format!("no client {client_id}"))?;
@@ -126,20 +105,10 @@ pub async fn client(engine: &Engine, cmd: ClientCommand) -> Result<()> {
                 .transpose()?;
             let from_stdin = given.is_some();
             let rotated = engine
+                .admin()
                 .rotate_client_secret(&client_id, given)
                 .await
                 .map_err(plain(format!("client {client_id}")))?;
-            if rotated.is_some() {
-                let detail = json!({ "secret": if from_stdin { "given" } else { "generated" } });
-                audited(
-                    engine,
-                    "client.rotate_secret",
-                    None,
-                    Some(&client_id),
-                    detail,
-                )
-                .await;
-            }
             match rotated {
                 None => bail!("no client {client_id}"),
                 Some(_) if from_stdin => println!("secret of {client_id} replaced"),
@@ -151,16 +120,10 @@ pub async fn client(engine: &Engine, cmd: ClientCommand) -> Result<()> {
             Ok(())
         }
         ClientCommand::Remove { client_id } => {
-            if !clients.delete_client(&client_id).await? {
+            // Its signature keys go too.
+            if !admin.remove_client(&client_id).await? {
                 bail!("no client {client_id}");
             }
-            // Its signature keys go too: a client made later under the same id must not
-            // inherit them.
-            let keys = &engine.stores().client_keys;
-            for k in keys.client_keys(&client_id).await? {
-                keys.delete_client_key(&client_id, &k.kid).await?;
-            }
-            audited(engine, "client.remove", None, Some(&client_id), json!({})).await;
             println!("removed client {client_id}");
             Ok(())
         }
@@ -230,16 +193,11 @@ async fn add_client(engine: &Engine, a: ClientAddArgs) -> Result<()> {
         disabled: false,
         created_at: 0,
     };
-    let detail = json!({
-        "public": a.public,
-        "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-        "scopes": client.allowed_scopes.to_string(),
-    });
     let generated = engine
+        .admin()
         .create_client(client, !a.public, secret)
         .await
         .map_err(plain(format!("client {}", a.client_id)))?;
-    audited(engine, "client.add", None, Some(&a.client_id), detail).await;
     println!("client_id: {}", a.client_id);
     if let Some(secret) = generated {
         println!("client_secret: {secret}");
@@ -274,7 +232,7 @@ fn print_client(c: &Client) {
 }
 
 pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
-    let users = &engine.stores().users;
+    let admin = engine.admin();
     match cmd {
         UserCommand::Add {
             username,
@@ -283,15 +241,14 @@ pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
             let allowed = s.as_deref().map(|s| scopes(s, "--scopes")).transpose()?;
             let password = read_new_password()?;
             let user = engine
+                .admin()
                 .create_user(&username, &password, allowed)
                 .await
                 .map_err(plain(format!("user {username}")))?;
-            let detail = json!({ "user_id": user.id });
-            audited(engine, "user.add", Some(&user.username), None, detail).await;
             println!("created user {} ({})", user.username, user.id);
         }
         UserCommand::List => {
-            for u in users.list_users().await? {
+            for u in admin.list_users().await? {
                 let scopes = u.allowed_scopes.map(|s| s.to_string());
                 println!(
                     "{}\t{}\t{}\t{}",
@@ -305,49 +262,34 @@ pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
         UserCommand::SetPassword { username } => {
             let password = read_new_password()?;
             let changed = engine
+                .admin()
                 .set_user_password(&username, &password)
                 .await
                 .map_err(plain(format!("user {username}")))?;
             if !changed {
                 bail!("no user {username}");
             }
-            audited(
-                engine,
-                "user.set_password",
-                Some(&username),
-                None,
-                json!({}),
-            )
-            .await;
             println!("password of {username} changed");
         }
         UserCommand::Disable { username, enable } => {
-            if !users.set_user_disabled(&username, !enable).await? {
+            if !admin.set_user_disabled(&username, !enable).await? {
                 bail!("no user {username}");
             }
-            let action = if enable {
-                "user.enable"
-            } else {
-                "user.disable"
-            };
-            audited(engine, action, Some(&username), None, json!({})).await;
             println!("{username} {}", if enable { "enabled" } else { "disabled" });
         }
         UserCommand::Remove { username } => {
-            if !users.delete_user(&username).await? {
+            if !admin.remove_user(&username).await? {
                 bail!("no user {username}");
             }
-            audited(engine, "user.remove", Some(&username), None, json!({})).await;
             println!("removed user {username}");
         }
         UserCommand::Unlock { username } => {
-            let state = engine.login_failures(&username).await?;
-            let locked = state.as_ref().is_some_and(|s| s.locked_at(engine.now()));
-            if engine.unlock_user(&username).await? {
-                let failures = state.map_or(0, |s| s.failures);
-                let detail = json!({ "failures": failures, "was_locked": locked });
-                audited(engine, "user.unlock", Some(&username), None, detail).await;
-                let was = if locked {
+            if let Some(Unlocked {
+                failures,
+                was_locked,
+            }) = admin.unlock_user(&username).await?
+            {
+                let was = if was_locked {
                     "unlocked"
                 } else {
                     "was not locked;"
@@ -364,7 +306,7 @@ pub async fn user(engine: &Engine, cmd: UserCommand) -> Result<()> {
 pub async fn keys(engine: &Engine, cmd: KeysCommand, config: &KeysConfig) -> Result<()> {
     match cmd {
         KeysCommand::List => {
-            let records = engine.stores().keys.list_keys().await?;
+            let records = engine.admin().list_signing_keys().await?;
             println!(
                 "{:<24}  {:<8}  {:<20}  RETIRES_AT",
                 "KID", "STATE", "ACTIVATES_AT"
@@ -401,14 +343,12 @@ pub async fn keys(engine: &Engine, cmd: KeysCommand, config: &KeysConfig) -> Res
                 }
                 KeyRotation::After { lead_secs: lead }
             };
-            match engine.rotate_signing_key(rotation).await? {
+            match engine.admin().rotate_signing_key(rotation).await? {
                 RotationOutcome::Scheduled {
                     kid,
                     activates_at,
                     old_keys_retire_at,
                 } => {
-                    let detail = json!({ "kid": kid, "immediate": danger_immediate });
-                    audited(engine, "keys.rotate", None, None, detail).await;
                     println!("next signing key: {kid}");
                     println!("activates_at: {activates_at}");
                     println!("previous keys retire_at: {old_keys_retire_at}");
@@ -428,7 +368,7 @@ pub async fn keys(engine: &Engine, cmd: KeysCommand, config: &KeysConfig) -> Res
 /// the served envelope endpoints' `key_overlap_secs`, `None` when no served dialect opens
 /// envelopes ([`crate::dialects::registry::key_overlap_secs`]).
 pub async fn partner(engine: &Engine, cmd: PartnerCommand, overlap: Option<u64>) -> Result<()> {
-    let partners = engine.partners();
+    let admin = engine.admin();
     let default_overlap = i64::try_from(overlap.unwrap_or(86_400)).unwrap_or(i64::MAX);
     match cmd {
         PartnerCommand::Add {
@@ -444,18 +384,16 @@ pub async fn partner(engine: &Engine, cmd: PartnerCommand, overlap: Option<u64>)
                 );
             }
             let name = name.unwrap_or_else(|| code.clone());
-            let key = partners
-                .create(&code, &name, &client_id, None)
+            let key = admin
+                .add_partner(&code, &name, &client_id, None)
                 .await
                 .map_err(plain(format!("partner {code}")))?;
-            let detail = json!({ "partner_code": code });
-            audited(engine, "partner.add", None, Some(&client_id), detail).await;
             println!("partner_code: {code}");
             println!("key_hex: {}", key.as_str());
             eprintln!("(shown once; khoa stores the key sealed under the master key)");
         }
         PartnerCommand::List => {
-            for p in partners.list().await? {
+            for p in admin.list_partners().await? {
                 println!("{}\t{}\t{}", p.code, p.client_id, p.name);
                 for k in p.keys {
                     let state = match k.expires_at {
@@ -471,26 +409,22 @@ pub async fn partner(engine: &Engine, cmd: PartnerCommand, overlap: Option<u64>)
             if overlap < 0 {
                 bail!("--overlap must not be negative");
             }
-            let rotated = partners
-                .rotate_key(&code, overlap)
+            let rotated = admin
+                .rotate_partner_key(&code, overlap)
                 .await
                 .map_err(plain(format!("partner {code}")))?;
             match rotated {
                 None => bail!("no partner {code}"),
                 Some(key) => {
-                    let detail = json!({ "partner_code": code, "overlap_secs": overlap });
-                    audited(engine, "partner.rotate_key", None, None, detail).await;
                     println!("key_hex: {}", key.as_str());
                     eprintln!("(shown once; previous keys stay valid for {overlap} s)");
                 }
             }
         }
         PartnerCommand::Remove { code } => {
-            if !partners.remove(&code).await? {
+            if !admin.remove_partner(&code).await? {
                 bail!("no partner {code}");
             }
-            let detail = json!({ "partner_code": code });
-            audited(engine, "partner.remove", None, None, detail).await;
             println!("removed partner {code}");
         }
     }
@@ -519,7 +453,7 @@ async fn audit_list(engine: &Engine, a: AuditListArgs) -> Result<()> {
         until: time("--until", &a.until)?,
         limit: a.limit,
     };
-    let events = engine.stores().audit.list_audit(&filter).await?;
+    let events = engine.admin().list_audit(&filter).await?;
     if a.json {
         for e in events {
             let detail: serde_json::Value =
@@ -606,13 +540,7 @@ fn format_time(t: i64) -> String {
 
 async fn client_key(engine: &Engine, cmd: crate::cli::ClientKeyCommand) -> Result<()> {
     use crate::cli::{ClientKeyCommand, KeyMaterialArgs};
-    let keys = &engine.stores().client_keys;
-    let known = |client_id: String| async move {
-        match engine.stores().clients.find_client(&client_id).await? {
-            Some(_) => Ok::<_, anyhow::Error>(client_id),
-            None => bail!("no client {client_id}"),
-        }
-    };
+    let admin = engine.admin();
     match cmd {
         ClientKeyCommand::Add {
             client_id,
@@ -625,9 +553,8 @@ async fn client_key(engine: &Engine, cmd: crate::cli::ClientKeyCommand) -> Resul
                     hmac_secret_file: None,
                 } => {
                     let der = read_public_key(&file)?;
-                    engine
-                        .client_keys()
-                        .add_public_key(&client_id, kid.clone(), der)
+                    admin
+                        .add_client_public_key(&client_id, kid.clone(), der)
                         .await
                 }
                 KeyMaterialArgs {
@@ -635,9 +562,8 @@ async fn client_key(engine: &Engine, cmd: crate::cli::ClientKeyCommand) -> Resul
                     hmac_secret_file: Some(file),
                 } => {
                     let secret = read_hmac_secret(&file)?;
-                    engine
-                        .client_keys()
-                        .add_hmac_secret(&client_id, kid.clone(), &secret)
+                    admin
+                        .add_client_hmac_secret(&client_id, kid.clone(), &secret)
                         .await
                 }
                 // clap's argument group already refuses these.
@@ -652,15 +578,18 @@ async fn client_key(engine: &Engine, cmd: crate::cli::ClientKeyCommand) -> Resul
             Ok(())
         }
         ClientKeyCommand::List { client_id } => {
-            let client_id = known(client_id).await?;
+            let keys = admin
+                .client_keys(&client_id)
+                .await?
+                .with_context(|| format!("no client {client_id}"))?;
             println!("{:<20} {:<6} CREATED_AT", "KID", "ALG");
-            for k in keys.client_keys(&client_id).await? {
+            for k in keys {
                 println!("{:<20} {:<6} {}", k.kid, k.alg, format_time(k.created_at));
             }
             Ok(())
         }
         ClientKeyCommand::Remove { client_id, kid } => {
-            if !keys.delete_client_key(&client_id, &kid).await? {
+            if !admin.remove_client_key(&client_id, &kid).await? {
                 bail!("no key {kid} of client {client_id}");
             }
             println!("removed key {kid} of client {client_id}");

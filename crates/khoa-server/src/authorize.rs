@@ -53,7 +53,12 @@ pub async fn show(
     let Ok(params) = params else {
         return error_page(lang, StatusCode::BAD_REQUEST, lang.t().malformed);
     };
-    match state.engine.validate_authorize(&request_of(&params)).await {
+    match state
+        .engine
+        .authorization()
+        .validate_authorize(&request_of(&params))
+        .await
+    {
         Err(e) => ApiError::from(e).into_response(),
         Ok(Err(refusal)) => refuse(&state, refusal, lang),
         Ok(Ok(valid)) => login_page(&state, &headers, &params, &valid, lang, None),
@@ -81,7 +86,12 @@ pub async fn submit(
     if !csrf_ok(&state, &headers, &form) {
         return error_page(lang, StatusCode::FORBIDDEN, lang.t().csrf);
     }
-    match state.engine.validate_authorize(&request_of(&form)).await {
+    match state
+        .engine
+        .authorization()
+        .validate_authorize(&request_of(&form))
+        .await
+    {
         Err(e) => ApiError::from(e).into_response(),
         Ok(Err(refusal)) => refuse(&state, refusal, lang),
         Ok(Ok(valid)) => sign_in(&state, &headers, &mut form, &valid, lang).await,
@@ -100,7 +110,12 @@ async fn sign_in(
     let username = form.remove("username").unwrap_or_default();
     let password = SecretString::from(form.remove("password").unwrap_or_default());
     let client = Some(valid.client.client_id.as_str());
-    let user = match state.engine.sign_in_for(client, &username, &password).await {
+    let user = match state
+        .engine
+        .authorization()
+        .sign_in_for(client, &username, &password)
+        .await
+    {
         Ok(Some(user)) => user,
         Ok(None) => {
             form.insert("username".into(), username);
@@ -118,7 +133,7 @@ async fn sign_in(
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
-    match state.engine.issue_code(valid, &user).await {
+    match state.engine.authorization().issue_code(valid, &user).await {
         Ok(issued) => {
             tracing::info!(client_id = %valid.client.client_id, "authorization code issued");
             let mut params = vec![("code", issued.code.as_str())];
@@ -174,6 +189,7 @@ fn csrf_ok(state: &AppState, headers: &HeaderMap, form: &HashMap<String, String>
     let token = form.get("csrf_token").map(String::as_str);
     state
         .engine
+        .authorization()
         .csrf()
         .verify(cookie(headers, CSRF_COOKIE), token)
 }
@@ -189,7 +205,7 @@ fn csrf_cookie(state: &AppState, headers: &HeaderMap) -> (String, bool) {
         {
             (c.to_owned(), false)
         }
-        _ => (state.engine.new_csrf_cookie(), true),
+        _ => (state.engine.authorization().new_csrf_cookie(), true),
     }
 }
 
@@ -313,7 +329,11 @@ fn login_page(
     message: Option<&str>,
 ) -> Response {
     let (cookie_value, set_cookie) = csrf_cookie(state, headers);
-    let token = state.engine.csrf().form_token(&cookie_value);
+    let token = state
+        .engine
+        .authorization()
+        .csrf()
+        .form_token(&cookie_value);
     let body = render_login(params, valid, lang, message, &token);
     let mut res = html(StatusCode::OK, body);
     if set_cookie {

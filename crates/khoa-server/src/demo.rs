@@ -202,7 +202,7 @@ async fn seed_oauth2(engine: &Engine) -> Result<()> {
             ..TokenPolicy::default()
         },
     );
-    ignore_existing(engine.create_client(public, false, None).await)?;
+    ignore_existing(engine.admin().create_client(public, false, None).await)?;
     let service = Client {
         default_scopes: ScopeSet::parse("hub-data").expect("valid"),
         ..client(
@@ -214,7 +214,12 @@ async fn seed_oauth2(engine: &Engine) -> Result<()> {
         )
     };
     let secret = SecretString::from(OAUTH2_SERVICE_SECRET);
-    ignore_existing(engine.create_client(service, true, Some(secret)).await)?;
+    ignore_existing(
+        engine
+            .admin()
+            .create_client(service, true, Some(secret))
+            .await,
+    )?;
     let web = Client {
         redirect_uris: vec![OAUTH2_WEB_REDIRECT_URI.to_owned()],
         ..client(
@@ -225,12 +230,13 @@ async fn seed_oauth2(engine: &Engine) -> Result<()> {
             TokenPolicy::default(),
         )
     };
-    ignore_existing(engine.create_client(web, false, None).await)?;
+    ignore_existing(engine.admin().create_client(web, false, None).await)?;
     // The document's user may also sign in to the web client with OpenID Connect.
     let allowed = ScopeSet::parse(&format!("{scopes} {OPENID}")).expect("valid scopes");
     let password = SecretString::from(OAUTH2_PASSWORD);
     ignore_existing(
         engine
+            .admin()
             .create_user(OAUTH2_USERNAME, &password, Some(allowed))
             .await,
     )?;
@@ -257,11 +263,12 @@ async fn seed_derivative(engine: &Engine, served: &Served<'_>) -> Result<()> {
             continue;
         };
         let c = client(&id, name, &grants, "trading", policy.clone());
-        ignore_existing(engine.create_client(c, false, None).await)?;
+        ignore_existing(engine.admin().create_client(c, false, None).await)?;
     }
     let password = SecretString::from(DERIVATIVE_PASSWORD);
     ignore_existing(
         engine
+            .admin()
             .create_user(DERIVATIVE_USERNAME, &password, None)
             .await,
     )?;
@@ -282,7 +289,7 @@ async fn seed_bankhub(engine: &Engine) -> Result<()> {
         },
     );
     let secret = SecretString::from(BANKHUB_SECRET);
-    ignore_existing(engine.create_client(c, true, Some(secret)).await)
+    ignore_existing(engine.admin().create_client(c, true, Some(secret)).await)
 }
 
 async fn seed_partner(engine: &Engine) -> Result<()> {
@@ -301,15 +308,20 @@ async fn seed_partner(engine: &Engine) -> Result<()> {
         },
     );
     let secret = SecretString::from(PARTNER_CLIENT_SECRET);
-    ignore_existing(engine.create_client(c, true, Some(secret)).await)?;
+    ignore_existing(engine.admin().create_client(c, true, Some(secret)).await)?;
     let password = SecretString::from(PARTNER_PASSWORD);
-    ignore_existing(engine.create_user(PARTNER_USERNAME, &password, None).await)?;
+    ignore_existing(
+        engine
+            .admin()
+            .create_user(PARTNER_USERNAME, &password, None)
+            .await,
+    )?;
     let mut key = [0u8; 32];
     hex::decode_to_slice(PARTNER_KEY_HEX, &mut key).expect("valid demo key");
     ignore_existing(
         engine
-            .partners()
-            .create(
+            .admin()
+            .add_partner(
                 PARTNER_CODE,
                 "TCONNECT demo partner",
                 PARTNER_CLIENT,
@@ -333,7 +345,7 @@ async fn seed_vietqr(engine: &Engine) -> Result<()> {
         },
     );
     let secret = SecretString::from(VIETQR_PASSWORD);
-    ignore_existing(engine.create_client(c, true, Some(secret)).await)
+    ignore_existing(engine.admin().create_client(c, true, Some(secret)).await)
 }
 
 fn ignore_existing<T>(r: Result<T, EngineError>) -> Result<()> {

@@ -15,10 +15,10 @@ pub async fn healthz() -> &'static str {
 /// failed for want of the database (a full disk), the store probes with a real write until one
 /// succeeds: a node whose every token request answers 503 must not be sent more of them.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.engine.stores().readiness.ping().await {
+    match state.engine.maintenance().ping().await {
         Ok(()) => (StatusCode::OK, "ready"),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
+            tracing::warn!(error = %khoa_core::error::chain(&e), "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
         }
     }

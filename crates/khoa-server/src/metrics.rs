@@ -271,17 +271,17 @@ impl Metrics {
     pub fn render(&self, state: &AppState) -> String {
         let engine = &state.engine;
         self.shed.inner().store(
-            engine.password_shed_total(),
+            engine.passwords().shed_total(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        if let Some(pool) = engine.stores().readiness.pool_connections() {
+        if let Some(pool) = engine.maintenance().pool_connections() {
             for (name, value) in [("open", pool.open), ("idle", pool.idle), ("max", pool.max)] {
                 self.db_pool
                     .get_or_create(&StateLabels { state: name })
                     .set(i64::from(value));
             }
         }
-        if let Some(batches) = engine.stores().readiness.write_batches() {
+        if let Some(batches) = engine.maintenance().write_batches() {
             let sqlite = BackendLabels { backend: "sqlite" };
             let counters = [
                 (&self.db_commits, batches.commits),

@@ -38,7 +38,7 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
             );
             res
         }
-        Err(e) => crate::error::ApiError::Internal(e.to_string()).into_response(),
+        Err(e) => crate::error::ApiError::Internal(Box::new(e)).into_response(),
     }
 }
 

@@ -81,7 +81,7 @@ pub async fn authenticate(
         }
         _ => return Err(reject("the Authorization header is not a bearer token")),
     };
-    match state.engine.validate_bearer(&token).await {
+    match state.engine.tokens().validate_bearer(&token).await {
         Ok(p) => Ok(p),
         Err(BearerError::Invalid(reason)) => {
             tracing::debug!(reason, "bearer token refused");

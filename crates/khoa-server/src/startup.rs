@@ -8,6 +8,7 @@ use axum::routing::get;
 use hyper::body::Incoming;
 use khoa_core::clock::{Clock, OsRandom, Random, SystemClock};
 use khoa_core::engine::{Engine, EngineConfig};
+use khoa_core::error::chain;
 use khoa_core::store::Stores;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -169,6 +170,10 @@ async fn open_engine_with(
             auth_code_ttl: config.authorize.code_ttl_secs,
             lockout: config.lockout_policy(),
             node: config.node.clone(),
+            // Named in the admin audit events of the CLI verbs and the demo's seeding.
+            operator: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .ok(),
         },
         stores,
         master,
@@ -389,7 +394,7 @@ impl App {
         }
         maintenance.abort();
         // Audit events are queued behind the answers they describe: commit the last ones.
-        engine.audit().flush().await;
+        engine.maintenance().flush_audit().await;
         tracing::info!("khoa stopped");
         Ok(())
     }
@@ -611,66 +616,46 @@ const RETIRED_KEY_RETENTION_SECS: i64 = 24 * 3600;
 async fn maintenance(state: AppState, config: Config) {
     let mut keys = tokio::time::interval(Duration::from_secs(config.keys.reload_secs));
     let mut purge = tokio::time::interval(Duration::from_secs(config.purge_interval_secs));
+    let work = state.engine.maintenance();
     loop {
         tokio::select! {
             _ = keys.tick() => {
-                if let Err(e) = state.engine.reload_keys().await {
-                    tracing::warn!(error = %e, "reloading signing keys failed");
+                if let Err(e) = work.reload_keys(state.engine.now()).await {
+                    tracing::warn!(error = %chain(&e), "reloading signing keys failed");
                 }
             }
             _ = purge.tick() => {
                 let now = state.engine.now();
-                loop {
-                    match state.engine.stores().tokens.purge_expired(now, 500).await {
-                        Ok(500) => continue,
-                        Ok(n) => { if n > 0 { tracing::debug!(deleted = n, "purged expired tokens"); } break }
-                        Err(e) => { tracing::warn!(error = %e, "purging expired tokens failed"); break }
-                    }
+                match work.purge_expired_tokens(now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(deleted = n, "purged expired tokens"),
+                    Err(e) => tracing::warn!(error = %chain(&e), "purging expired tokens failed"),
                 }
                 // A failure older than the longest lock no longer counts (LockoutPolicy), so
                 // its row only takes room; unknown usernames make such rows plentiful.
                 let forget_before = now - config.lockout.max_secs.max(0);
-                match state.engine.stores().login_failures.purge_login_failures(forget_before, now, 5000).await {
+                match work.purge_login_failures(forget_before, now).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(deleted = n, "purged old failed sign-ins"),
-                    Err(e) => tracing::warn!(error = %e, "purging old failed sign-ins failed"),
+                    Err(e) => tracing::warn!(error = %chain(&e), "purging old failed sign-ins failed"),
                 }
                 state.limits.retain_recent();
                 if config.audit.retention_days > 0 {
                     let before = now - i64::from(config.audit.retention_days) * 86_400;
-                    purge_audit(&state, before).await;
+                    match work.purge_audit(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, "purged audit events past the retention"),
+                        Err(e) => tracing::warn!(error = %chain(&e), "purging old audit events failed"),
+                    }
                 }
                 let retired_before = now - RETIRED_KEY_RETENTION_SECS;
-                match state.engine.stores().keys.delete_retired_keys(retired_before).await {
+                match work.delete_retired_keys(retired_before).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "deleted long-retired signing keys"),
-                    Err(e) => tracing::warn!(error = %e, "deleting retired signing keys failed"),
+                    Err(e) => tracing::warn!(error = %chain(&e), "deleting retired signing keys failed"),
                 }
             }
         }
-    }
-}
-
-/// Deletes audit events older than `before`, in small batches so that no single statement
-/// holds the database (or SQLite's one writer) for long.
-async fn purge_audit(state: &AppState, before: i64) {
-    let mut total = 0;
-    loop {
-        match state.engine.stores().audit.purge_audit(before, 500).await {
-            Ok(n) => {
-                total += n;
-                if n < 500 {
-                    break;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "purging old audit events failed");
-                break;
-            }
-        }
-    }
-    if total > 0 {
-        tracing::info!(deleted = total, "purged audit events past the retention");
     }
 }
 

@@ -21,7 +21,7 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
     if !principal.scope.contains(OPENID) {
         return insufficient_scope();
     }
-    match state.engine.userinfo(&principal).await {
+    match state.engine.tokens().userinfo(&principal).await {
         Ok(Some(user)) => no_store(
             axum::Json(serde_json::json!({
                 "sub": user.id,

@@ -13,7 +13,7 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// ones until their last token has expired. Caches may keep the document `max-age` seconds,
 /// which `khoa keys rotate` accounts for in its lead time; they revalidate with the `ETag`.
 pub async fn jwks(State(state): State<AppState>, request: HeaderMap) -> Response {
-    let ring = state.engine.key_ring();
+    let ring = state.engine.tokens().key_ring();
     let jwks = ring.jwks(state.engine.now());
     let mut res = if if_none_match(&request, &jwks.etag) {
         StatusCode::NOT_MODIFIED.into_response()
@@ -176,7 +176,7 @@ fn metadata_response(doc: Result<serde_json::Value, serde_json::Error>) -> Respo
             );
             res
         }
-        Err(e) => crate::error::ApiError::Internal(e.to_string()).into_response(),
+        Err(e) => crate::error::ApiError::Internal(Box::new(e)).into_response(),
     }
 }
 

@@ -196,7 +196,7 @@ impl RefreshTokenGrant {
             return Err(invalid());
         };
         let successor = open_successor(presented, sealed)
-            .ok_or_else(|| EngineError::Internal("sealed successor does not open".into()))?;
+            .ok_or_else(|| EngineError::internal("sealed successor does not open"))?;
         let next = self
             .tokens
             .find_refresh(successor_hash)

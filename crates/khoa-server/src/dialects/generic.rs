@@ -169,7 +169,7 @@ async fn serve(
         _ => {}
     }
     let request = grant_request(endpoint, read, client);
-    match state.engine.token(&request).await {
+    match state.engine.tokens().token(&request).await {
         Ok(t) => success(endpoint, &t, state.engine.now()),
         Err(e) => {
             let refused = with_basic(from_engine(e), basic);
@@ -213,18 +213,18 @@ async fn open(
     let envelope_failed = || Refused::new(Kind::Envelope, "the envelope could not be opened");
     match env.kind {
         EnvelopeKind::Aes256CbcHex => {
-            let opened =
-                state
-                    .engine
-                    .partners()
-                    .open(sender, &data)
-                    .await
-                    .map_err(|e| match e {
-                        EnvelopeError::Unavailable(m) => from_engine(EngineError::Unavailable(m)),
-                        EnvelopeError::UnknownPartner | EnvelopeError::Undecryptable => {
-                            envelope_failed()
-                        }
-                    })?;
+            let opened = state
+                .engine
+                .tokens()
+                .partners()
+                .open(sender, &data)
+                .await
+                .map_err(|e| match e {
+                    EnvelopeError::Unavailable(m) => from_engine(EngineError::Unavailable(m)),
+                    EnvelopeError::UnknownPartner | EnvelopeError::Undecryptable => {
+                        envelope_failed()
+                    }
+                })?;
             // Not JSON after decryption is answered like a decryption failure: telling them
             // apart would let a forger learn when the padding was right.
             let payload = json_object(&opened.plaintext).ok_or_else(envelope_failed)?;

@@ -41,7 +41,11 @@ pub async fn revoke(
     read: &mut Read,
 ) -> Result<Response, EngineError> {
     let (token, hint) = token_and_hint(read);
-    state.engine.revoke(client, &token, hint.as_deref()).await?;
+    state
+        .engine
+        .tokens()
+        .revoke(client, &token, hint.as_deref())
+        .await?;
     Ok(no_store(StatusCode::OK.into_response()))
 }
 
@@ -54,6 +58,7 @@ pub async fn introspect(
     let (token, hint) = token_and_hint(read);
     let found = state
         .engine
+        .tokens()
         .introspect(client, &token, hint.as_deref())
         .await?;
     Ok(no_store(
@@ -109,7 +114,7 @@ pub async fn revoked_jwts(
     if let Err(l) = state.limits.check_client(client.client_id()) {
         return at.refuse(rate_limited(l));
     }
-    match state.engine.revoked_jwts(&client, since).await {
+    match state.engine.tokens().revoked_jwts(&client, since).await {
         Ok((list, until)) => {
             let revoked: Vec<_> = list
                 .into_iter()

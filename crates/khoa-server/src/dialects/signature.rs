@@ -39,6 +39,7 @@ pub async fn verify(
     };
     let keys = state
         .engine
+        .tokens()
         .client_keys()
         .verifying(client, alg)
         .await
@@ -57,11 +58,11 @@ pub async fn verify(
     let digest = hex::encode(sha2::Sha256::digest(&signed.signature));
     let first = state
         .engine
-        .stores()
-        .client_keys
+        .tokens()
+        .client_keys()
         .use_signature(&digest, signed.timestamp + window, now)
         .await
-        .map_err(|e| from_engine(e.into()))?;
+        .map_err(from_engine)?;
     if !first {
         return Err(Refused::new(
             Kind::ReplayedSignature,

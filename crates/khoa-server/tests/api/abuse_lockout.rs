@@ -234,6 +234,7 @@ async fn sixteen_wrong_guesses_at_once_check_only_threshold_passwords_and_lock_f
     assert!((59..=60).contains(&secs), "Retry-After {secs}");
     let state = app
         .engine
+        .admin()
         .login_failures(OAUTH2_USERNAME)
         .await
         .unwrap()

@@ -13,7 +13,7 @@ async fn events(app: &crate::helpers::TestApp, kind: AuditKind) -> Vec<AuditEven
         limit: 100,
         ..AuditFilter::default()
     };
-    app.engine.stores().audit.list_audit(&filter).await.unwrap()
+    app.engine.admin().list_audit(&filter).await.unwrap()
 }
 
 #[tokio::test]
@@ -68,8 +68,7 @@ async fn each_token_flow_records_its_events_with_subject_and_client_and_no_secre
 
     let all = app
         .engine
-        .stores()
-        .audit
+        .admin()
         .list_audit(&AuditFilter {
             limit: 1000,
             ..AuditFilter::default()

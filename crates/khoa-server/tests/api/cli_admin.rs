@@ -505,8 +505,7 @@ async fn client_show_rotate_secret_and_remove_manage_a_confidential_client() {
     }
     let stored = app
         .engine
-        .stores()
-        .clients
+        .admin()
         .find_client("svc")
         .await
         .unwrap()

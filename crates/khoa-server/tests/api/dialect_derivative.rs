@@ -340,8 +340,7 @@ async fn a_disabled_account_with_the_right_password_is_code_minus_108() {
     let app = spawn_demo_app().await;
     assert!(
         app.engine
-            .stores()
-            .users
+            .admin()
             .set_user_disabled(DERIVATIVE_USERNAME, true)
             .await
             .unwrap()

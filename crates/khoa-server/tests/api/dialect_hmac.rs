@@ -290,6 +290,7 @@ async fn an_rsa_key_never_passes_for_a_secret_nor_a_secret_for_an_rsa_key() {
     h.app.add_confidential_client(CLIENT, "read", |_| {}).await;
     h.app
         .engine
+        .tokens()
         .client_keys()
         .add_public_key(CLIENT, Some("r1".into()), der.clone())
         .await

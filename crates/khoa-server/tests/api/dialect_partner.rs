@@ -132,6 +132,7 @@ async fn own_partner(app: &TestApp, code: &str, key: [u8; 32]) -> Value {
     let username = format!("merchant-of-{code}");
     app.add_user(&username, "merchant's password", None).await;
     app.engine
+        .tokens()
         .partners()
         .create(code, "our own partner", &client_id, Some(key))
         .await
@@ -424,6 +425,7 @@ async fn after_a_rotation_with_overlap_old_and_new_keys_both_work() {
 
     let new_hex = app
         .engine
+        .tokens()
         .partners()
         .rotate_key("OVERLAP", 3600)
         .await
@@ -445,6 +447,7 @@ async fn after_a_rotation_without_overlap_the_old_key_stops_at_once() {
 
     let new_hex = app
         .engine
+        .tokens()
         .partners()
         .rotate_key("NO_OVERLAP", 0)
         .await
@@ -466,6 +469,7 @@ async fn rotating_the_key_of_an_unknown_partner_finds_nothing() {
 
     let rotated = app
         .engine
+        .tokens()
         .partners()
         .rotate_key("NOBODY", 60)
         .await

@@ -60,15 +60,8 @@ async fn snap_app() -> Snap {
     let key = new_key();
     let der = key.to_public_key().to_public_key_der().unwrap().into_vec();
     app.engine
-        .stores()
-        .client_keys
-        .add_client_key(&khoa_core::store::ClientKey {
-            client_id: CLIENT.into(),
-            kid: "k1".into(),
-            alg: "RS256".into(),
-            material: der,
-            created_at: 0,
-        })
+        .admin()
+        .add_client_public_key(CLIENT, Some("k1".into()), der)
         .await
         .unwrap();
     Snap {

@@ -266,7 +266,8 @@ async fn a_revoked_session_is_refused_at_the_resource_and_at_transaction_sync() 
     let bearer = format!("Bearer {access}");
     assert_eq!(app.protected(&access).await.status(), StatusCode::OK);
     assert_eq!(sync(&app, Some(&bearer)).await.status(), StatusCode::OK);
-    let tokens = &app.engine.stores().tokens;
+    let database = app.database().await;
+    let tokens = &database.tokens;
     let family = tokens
         .find_access_token(&access)
         .await

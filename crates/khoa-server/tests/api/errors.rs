@@ -419,8 +419,7 @@ async fn a_disabled_user_can_no_longer_log_in_or_refresh() {
     .await;
     assert!(
         app.engine
-            .stores()
-            .users
+            .admin()
             .set_user_disabled(USER, true)
             .await
             .unwrap()

@@ -115,6 +115,19 @@ pub struct StoppedApp {
     clock: Arc<AdvancedClock>,
 }
 
+impl TestApp {
+    /// The server's database as another process sees it, for the few tests that must change
+    /// a row no verb changes (a session revoked behind the engine's back).
+    pub async fn database(&self) -> khoa_core::store::Stores {
+        khoa_store::connect(
+            &self.config.database_url,
+            &khoa_store::StoreOptions::default(),
+        )
+        .await
+        .expect("the test database opens")
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -326,6 +339,7 @@ impl TestApp {
         );
         tweak(&mut client);
         self.engine
+            .admin()
             .create_client(client, false, None)
             .await
             .expect("the public client is created");
@@ -341,6 +355,7 @@ impl TestApp {
         let mut client = client(id, scopes, GrantType::ALL.to_vec());
         tweak(&mut client);
         self.engine
+            .admin()
             .create_client(client, true, None)
             .await
             .expect("the confidential client is created")
@@ -358,6 +373,7 @@ impl TestApp {
         let mut client = client(id, scopes, GrantType::ALL.to_vec());
         tweak(&mut client);
         self.engine
+            .admin()
             .create_client(client, true, Some(SecretString::from(secret)))
             .await
             .expect("the confidential client is created");
@@ -367,6 +383,7 @@ impl TestApp {
     pub async fn add_user(&self, name: &str, password: &str, scopes: Option<&str>) -> User {
         let scopes = scopes.map(|s| ScopeSet::parse(s).expect("valid scopes"));
         self.engine
+            .admin()
             .create_user(name, &SecretString::from(password), scopes)
             .await
             .expect("the user is created")

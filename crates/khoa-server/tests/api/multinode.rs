@@ -135,6 +135,7 @@ fn client(id: &str, grant_types: Vec<GrantType>, policy: TokenPolicy) -> Client 
 async fn add_app(engine: &Engine, id: &str, policy: TokenPolicy) {
     let grants = vec![GrantType::Password, GrantType::RefreshToken];
     engine
+        .admin()
         .create_client(client(id, grants, policy), false, None)
         .await
         .expect("the public client is created");
@@ -145,6 +146,7 @@ async fn add_service(engine: &Engine, id: &str, access_format: AccessTokenFormat
     let grants = vec![GrantType::ClientCredentials];
     let secret = Some(SecretString::from(SERVICE_SECRET));
     engine
+        .admin()
         .create_client(client(id, grants, policy(access_format, 5)), true, secret)
         .await
         .expect("the confidential client is created");
@@ -152,6 +154,7 @@ async fn add_service(engine: &Engine, id: &str, access_format: AccessTokenFormat
 
 async fn add_alice(engine: &Engine) {
     engine
+        .admin()
         .create_user(USER, &SecretString::from(PASSWORD), None)
         .await
         .expect("alice is created");
@@ -904,6 +907,7 @@ async fn nothing_secret_is_stored_in_the_clear_in_postgresql() {
     add_service(&engine, "at-rest-service", AccessTokenFormat::Opaque).await;
     add_alice(&engine).await;
     let partner_key = engine
+        .tokens()
         .partners()
         .create("AT-REST-PARTNER", "at rest", "at-rest-service", None)
         .await

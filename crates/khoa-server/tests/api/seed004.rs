@@ -74,11 +74,12 @@ async fn seed_004_access_token_opens_the_protected_resource() {
     .await;
     let user = app
         .engine
-        .stores()
-        .users
-        .find_user_by_username(demo::OAUTH2_USERNAME)
+        .admin()
+        .list_users()
         .await
         .unwrap()
+        .into_iter()
+        .find(|u| u.username == demo::OAUTH2_USERNAME)
         .expect("the demo user exists");
 
     // Act
