@@ -1,7 +1,7 @@
 //! The admin verbs of the CLI, against the same database the server uses.
 
 use anyhow::{Context, Result, bail};
-use khoa_core::engine::{Engine, Unlocked};
+use khoa_core::engine::{Engine, NewClientKey, Unlocked};
 use khoa_core::error::EngineError;
 use khoa_core::keys::key_states;
 use khoa_core::mint::{KeyRotation, RotationOutcome};
@@ -554,7 +554,7 @@ async fn client_key(engine: &Engine, cmd: crate::cli::ClientKeyCommand) -> Resul
                 } => {
                     let der = read_public_key(&file)?;
                     admin
-                        .add_client_public_key(&client_id, kid.clone(), der)
+                        .add_client_key(&client_id, kid.clone(), NewClientKey::RsaPublicKey(der))
                         .await
                 }
                 KeyMaterialArgs {
@@ -563,7 +563,7 @@ async fn client_key(engine: &Engine, cmd: crate::cli::ClientKeyCommand) -> Resul
                 } => {
                     let secret = read_hmac_secret(&file)?;
                     admin
-                        .add_client_hmac_secret(&client_id, kid.clone(), &secret)
+                        .add_client_key(&client_id, kid.clone(), NewClientKey::HmacSecret(&secret))
                         .await
                 }
                 // clap's argument group already refuses these.

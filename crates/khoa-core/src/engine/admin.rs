@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::Auditor;
 use crate::client_cache::ClientCache;
-use crate::client_key::ClientKeys;
+use crate::client_key::{ClientKeys, KeyAlg};
 use crate::clock::{Clock, Random};
 use crate::error::{EngineError, OAuthError};
 use crate::grant::refresh_token::USER_ID_PREFIX;
@@ -50,6 +50,13 @@ pub struct Administration {
     pub(super) audit: Auditor,
     pub(super) audit_store: Arc<dyn AuditStore>,
     pub(super) operator: Option<String>,
+}
+
+/// A client key to add: an RSA public key as DER SPKI, stored as it is, or an HMAC shared
+/// secret, sealed under the master key.
+pub enum NewClientKey<'a> {
+    RsaPublicKey(Vec<u8>),
+    HmacSecret(&'a [u8]),
 }
 
 /// What `unlock_user` forgot.
@@ -194,35 +201,27 @@ impl Administration {
 
     // ---- the keys clients sign requests with ----
 
-    /// Adds an RSA public key (DER SPKI) of `client_id`; returns its kid.
-    pub async fn add_client_public_key(
+    /// Adds a key `client_id` signs its requests with; returns its kid.
+    pub async fn add_client_key(
         &self,
         client_id: &str,
         kid: Option<String>,
-        spki_der: Vec<u8>,
+        material: NewClientKey<'_>,
     ) -> Result<String, EngineError> {
-        let kid = self
-            .client_keys
-            .add_public_key(client_id, kid, spki_der)
-            .await?;
-        let detail = json!({ "kid": kid, "alg": "RS256" });
-        self.audited("client.key_add", None, Some(client_id), detail)
-            .await;
-        Ok(kid)
-    }
-
-    /// Adds an HMAC secret of `client_id`, sealed; returns its kid.
-    pub async fn add_client_hmac_secret(
-        &self,
-        client_id: &str,
-        kid: Option<String>,
-        secret: &[u8],
-    ) -> Result<String, EngineError> {
-        let kid = self
-            .client_keys
-            .add_hmac_secret(client_id, kid, secret)
-            .await?;
-        let detail = json!({ "kid": kid, "alg": "HMAC" });
+        let (kid, alg) = match material {
+            NewClientKey::RsaPublicKey(der) => {
+                let kid = self.client_keys.add_public_key(client_id, kid, der).await?;
+                (kid, KeyAlg::Rs256)
+            }
+            NewClientKey::HmacSecret(secret) => {
+                let kid = self
+                    .client_keys
+                    .add_hmac_secret(client_id, kid, secret)
+                    .await?;
+                (kid, KeyAlg::Hmac)
+            }
+        };
+        let detail = json!({ "kid": kid, "alg": alg.as_str() });
         self.audited("client.key_add", None, Some(client_id), detail)
             .await;
         Ok(kid)

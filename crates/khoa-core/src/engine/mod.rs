@@ -19,7 +19,7 @@ mod authorization;
 mod maintenance;
 mod tokens;
 
-pub use admin::{Administration, MIN_CLIENT_SECRET_LEN, Unlocked};
+pub use admin::{Administration, MIN_CLIENT_SECRET_LEN, NewClientKey, Unlocked};
 pub use authorization::Authorization;
 pub use maintenance::Maintenance;
 pub use tokens::{BearerError, Principal, Tokens};

@@ -61,7 +61,11 @@ async fn snap_app() -> Snap {
     let der = key.to_public_key().to_public_key_der().unwrap().into_vec();
     app.engine
         .admin()
-        .add_client_public_key(CLIENT, Some("k1".into()), der)
+        .add_client_key(
+            CLIENT,
+            Some("k1".into()),
+            khoa_core::engine::NewClientKey::RsaPublicKey(der),
+        )
         .await
         .unwrap();
     Snap {
