@@ -12,7 +12,7 @@ use khoa_dialect::{DefinitionError, Dialect, Origin};
 use serde_json::Value;
 
 use crate::config::DialectsConfig;
-use crate::config::keys::nearest;
+use crate::config::known_keys::nearest;
 
 /// Why the definitions could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub(crate) mod keys;
+pub(crate) mod known_keys;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -601,7 +601,7 @@ impl Config {
     /// alike, naming where it came from and the nearest valid key: a misspelt `lisen` or
     /// `enabeld` silently ignored would leave the default in force, the mistake unnoticed.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let schema = keys::Schema::of_defaults();
+        let schema = known_keys::Schema::of_defaults();
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             if !f.exists() {
@@ -613,7 +613,7 @@ impl Config {
             // `file_exact`: `Toml::file` would look for a relative path in every parent
             // directory too, and read a file the operator did not name.
             let toml = Toml::file_exact(f);
-            schema.check(&toml, &keys::Origin::File(f.to_path_buf()))?;
+            schema.check(&toml, &known_keys::Origin::File(f.to_path_buf()))?;
             fig = fig.merge(toml);
         }
         // The master key is taken verbatim: figment would read an all-digit hex key as a number.
@@ -621,12 +621,12 @@ impl Config {
         let env = Env::prefixed("KHOA_")
             .ignore(&["MASTER_KEY", "CONFIG"])
             .split("__");
-        schema.check(&env, &keys::Origin::Env)?;
+        schema.check(&env, &known_keys::Origin::Env)?;
         fig = fig.merge(env);
         if let Ok(key) = std::env::var("KHOA_MASTER_KEY") {
             fig = fig.merge(Serialized::default("master_key", key));
         }
-        let cfg: Config = fig.extract().map_err(keys::describe)?;
+        let cfg: Config = fig.extract().map_err(known_keys::describe)?;
         cfg.validate()?;
         Ok(cfg)
     }
