@@ -253,3 +253,118 @@ pub(super) fn describe(errors: figment::Error) -> ConfigError {
         .collect();
     ConfigError::Load(lines.join("\n"))
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "figment's Jail API returns its own error"
+)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    /// Loads `toml` (if any) as the config file under `jail`, and returns the refusal.
+    fn refusal(jail: &mut figment::Jail, toml: Option<&str>) -> String {
+        let file = toml.map(|t| {
+            jail.create_file("khoa.toml", t).unwrap();
+            Path::new("khoa.toml")
+        });
+        Config::load(file).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused_naming_the_file_and_the_nearest_key() {
+        figment::Jail::expect_with(|jail| {
+            let e = refusal(jail, Some("lisen = \"127.0.0.1:18091\"\n"));
+            assert!(e.contains("config file khoa.toml"), "{e}");
+            assert!(
+                e.contains("`lisen`") && e.contains("did you mean listen?"),
+                "{e}"
+            );
+
+            let e = refusal(jail, Some("[dialects.bankhub]\nenabeld = true\n"));
+            assert!(e.contains("`dialects.bankhub.enabeld`"), "{e}");
+            assert!(e.contains("did you mean dialects.bankhub.enabled?"), "{e}");
+
+            // The right name in the wrong table.
+            let e = refusal(jail, Some("max_body_bytes = 4096\n"));
+            assert!(e.contains("did you mean http.max_body_bytes?"), "{e}");
+
+            // Nothing near: refused all the same, without a guess.
+            let e = refusal(jail, Some("[http]\ncompletely_different = 1\n"));
+            assert!(e.contains("`http.completely_different`"), "{e}");
+            assert!(!e.contains("did you mean"), "{e}");
+
+            // Inside an array of tables too.
+            let e = refusal(
+                jail,
+                Some("[[forward_auth.routes]]\nprefix = \"/api\"\nscope = [\"a\"]\n"),
+            );
+            assert!(e.contains("`forward_auth.routes.scope`"), "{e}");
+            assert!(
+                e.contains("did you mean forward_auth.routes.scopes?"),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_khoa_variables_are_refused_naming_the_variable_and_the_nearest_one() {
+        figment::Jail::expect_with(|jail| {
+            // Not keys: the command line's --config, and the verbatim master key.
+            jail.set_env("KHOA_CONFIG", "elsewhere.toml");
+            jail.set_env("KHOA_MASTER_KEY", "00".repeat(32));
+            Config::load(None).unwrap();
+
+            jail.set_env("KHOA_LISEN", "127.0.0.1:18091");
+            let e = refusal(jail, None);
+            assert!(e.contains("environment variable KHOA_LISEN"), "{e}");
+            assert!(e.contains("did you mean KHOA_LISTEN?"), "{e}");
+            jail.clear_env();
+
+            jail.set_env("KHOA_DIALECTS__BANKHUB__ENABEL", "true");
+            let e = refusal(jail, None);
+            assert!(e.contains("KHOA_DIALECTS__BANKHUB__ENABEL"), "{e}");
+            assert!(
+                e.contains("did you mean KHOA_DIALECTS__BANKHUB__ENABLED?"),
+                "{e}"
+            );
+            jail.clear_env();
+
+            // A table of another name is a definition file's: loaded here, checked against
+            // the definitions at start-up (dialects::registry).
+            jail.set_env("KHOA_DIALECTS__CASSO__CLIENT", "casso-prod");
+            jail.set_env("KHOA_DIALECTS__CASSO__ENABLED", "false");
+            let c = Config::load(None).expect("a file dialect's table loads");
+            let casso = &c.dialects.tables["casso"];
+            assert_eq!(casso.enabled, Some(false));
+            assert_eq!(casso.settings["client"], "casso-prod");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_source_without_the_profile() {
+        figment::Jail::expect_with(|jail| {
+            let e = refusal(jail, Some("listen = \"localhost:8080\"\n"));
+            assert!(e.contains("config file khoa.toml, key `listen`"), "{e}");
+            assert!(
+                e.contains("an IP address and a port, such as 127.0.0.1:8080"),
+                "{e}"
+            );
+            assert!(!e.contains("default."), "{e}");
+
+            let e = refusal(jail, Some("[http]\nmax_body_bytes = \"big\"\n"));
+            assert!(e.contains("key `http.max_body_bytes`"), "{e}");
+            assert!(!e.contains("default."), "{e}");
+
+            jail.set_env("KHOA_LISTEN", "8080");
+            let e = refusal(jail, None);
+            assert!(e.contains("environment variable KHOA_LISTEN"), "{e}");
+            assert!(e.contains("`8080` is not an address to listen on"), "{e}");
+            Ok(())
+        });
+    }
+}
