@@ -44,6 +44,8 @@
 //! - [`backup`]: `khoa backup --to FILE`, the online copy of the SQLite database.
 //! - `router_tests`: the router tier, every dialect's refusal shapes through `oneshot`.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod authorize;
 pub mod backup;
