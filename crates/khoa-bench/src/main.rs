@@ -35,6 +35,8 @@
 //! - `stats.rs` — latencies, percentiles, counts by status; the table and the JSON.
 //! - `bound.rs` — the in-process bounds: Argon2id hashes and Ed25519 signatures per core.
 
+#![forbid(unsafe_code)]
+
 mod bound;
 mod cli;
 mod creds;

@@ -37,6 +37,8 @@
 //! - [`clock`]: injectable time and randomness.
 //! - [`testing`]: an in-memory store for unit tests of the engine (not a backend).
 
+#![forbid(unsafe_code)]
+
 pub mod audit;
 pub mod authorize;
 pub mod client_cache;

@@ -17,6 +17,8 @@
 //! - [`refusal`]: the kinds of refusal and their fallback tree.
 //! - [`wire`]: strict parsers for forms and `Authorization` headers.
 
+#![forbid(unsafe_code)]
+
 pub mod def;
 pub mod load;
 pub mod read;

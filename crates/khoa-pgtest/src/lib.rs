@@ -19,6 +19,8 @@
 //! up — by `Drop`, and by a small reaper process for the clusters that are never dropped (a
 //! `static` shared by a test binary) or whose test process is killed.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;

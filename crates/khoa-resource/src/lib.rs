@@ -89,6 +89,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod auth;
 mod claims;
 mod error;

@@ -6,8 +6,8 @@
 //! sends the browser back to the client with `303 See Other` (RFC 9700 §4.12: never 307, which
 //! would replay the password to the client).
 //!
-//! The page is plain HTML written here with every interpolated value escaped: no JavaScript,
-//! labels bound to their inputs, the `lang` attribute set, Vietnamese or English by
+//! The page is a maud template, which escapes every interpolated value: no JavaScript, labels
+//! bound to their inputs, the `lang` attribute set, Vietnamese or English by
 //! `ui_locales` (OpenID Connect Core §3.1.2.1) or `Accept-Language`.
 
 use axum::body::Bytes;
@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use khoa_core::authorize::{AuthorizeError, AuthorizeRequest, ValidAuthorize};
 use khoa_core::error::{EngineError, OAuthError};
+use maud::{DOCTYPE, Markup, html};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::SecretString;
 use std::collections::HashMap;
@@ -309,13 +310,15 @@ fn too_many(lang: Lang, l: Limited) -> Response {
 
 fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
     let t = lang.t();
-    let body = format!(
-        "{}<main><h1>{}</h1><p role=\"alert\">{}</p></main></body></html>",
-        head(lang, t.error_title),
-        escape(t.error_title),
-        escape(message),
+    let body = page(
+        lang,
+        t.error_title,
+        html! {
+            h1 { (t.error_title) }
+            p role="alert" { (message) }
+        },
     );
-    html(status, body)
+    html(status, body.into_string())
 }
 
 /// The login form. A failed attempt shows `message` and answers 200, not 401: a 401 must carry
@@ -334,8 +337,14 @@ fn login_page(
         .authorization()
         .csrf()
         .form_token(&cookie_value);
-    let body = render_login(params, valid, lang, message, &token);
-    let mut res = html(StatusCode::OK, body);
+    let form = LoginForm {
+        params,
+        client_name: &valid.client.name,
+        scope: &valid.scope.to_string(),
+        message,
+        csrf_token: &token,
+    };
+    let mut res = html(StatusCode::OK, form.render(lang).into_string());
     if set_cookie {
         let secure = if state.engine.config().issuer.starts_with("https://") {
             "; Secure"
@@ -352,80 +361,83 @@ fn login_page(
     res
 }
 
-fn render_login(
-    params: &HashMap<String, String>,
-    valid: &ValidAuthorize,
-    lang: Lang,
-    message: Option<&str>,
-    csrf_token: &str,
-) -> String {
-    let t = lang.t();
-    let mut hidden = String::new();
-    for name in CARRIED {
-        if let Some(v) = params.get(name) {
-            hidden.push_str(&format!(
-                "<input type=\"hidden\" name=\"{name}\" value=\"{}\">\n",
-                escape(v)
-            ));
-        }
-    }
-    let alert = message.map_or(String::new(), |m| {
-        format!("<p id=\"login-error\" role=\"alert\">{}</p>\n", escape(m))
-    });
-    let invalid = if message.is_some() {
-        " aria-invalid=\"true\" aria-describedby=\"login-error\""
-    } else {
-        ""
-    };
-    let username = params.get("username").map(String::as_str).unwrap_or("");
-    format!(
-        "{head}<main>\n<h1>{title}</h1>\n<p>{intro}</p>\n<p>{scopes_label} <strong>{scopes}</strong></p>\n{alert}\
-         <form method=\"post\" action=\"{AUTHORIZE_PATH}\">\n{hidden}\
-         <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf_token}\">\n\
-         <p><label for=\"username\">{user_label}</label><br>\n\
-         <input id=\"username\" name=\"username\" type=\"text\" autocomplete=\"username\" required value=\"{username}\"{invalid}></p>\n\
-         <p><label for=\"password\">{pass_label}</label><br>\n\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{invalid}></p>\n\
-         <p><button type=\"submit\">{submit}</button></p>\n</form>\n</main></body></html>",
-        head = head(lang, t.title),
-        title = escape(t.title),
-        intro = escape(&t.intro.replace("{client}", &valid.client.name)),
-        scopes_label = escape(t.scopes),
-        scopes = escape(&valid.scope.to_string()),
-        user_label = escape(t.username),
-        pass_label = escape(t.password),
-        submit = escape(t.submit),
-        username = escape(username),
-        csrf_token = escape(csrf_token),
-    )
+/// What the login page shows: every value here may come from the request or the client's
+/// registration, and the template escapes each one.
+struct LoginForm<'a> {
+    /// The request's parameters: the [`CARRIED`] ones become hidden fields, `username` is
+    /// echoed after a failed attempt.
+    params: &'a HashMap<String, String>,
+    client_name: &'a str,
+    scope: &'a str,
+    message: Option<&'a str>,
+    csrf_token: &'a str,
 }
 
-fn head(lang: Lang, title: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>body{{font-family:sans-serif;max-width:28rem;margin:2rem auto;padding:0 1rem}}\
-         input{{width:100%;padding:.5rem;font-size:1rem}}button{{padding:.5rem 1.5rem;font-size:1rem}}\
-         [role=alert]{{color:#a00}}</style>\n</head>\n<body>\n",
-        lang.code(),
-        escape(title)
-    )
+impl LoginForm<'_> {
+    fn render(&self, lang: Lang) -> Markup {
+        let t = lang.t();
+        let invalid = self.message.is_some();
+        let username = self.params.get("username").map_or("", String::as_str);
+        let carried = CARRIED
+            .iter()
+            .filter_map(|name| Some((*name, self.params.get(*name)?)));
+        page(
+            lang,
+            t.title,
+            html! {
+                h1 { (t.title) }
+                p { (t.intro.replace("{client}", self.client_name)) }
+                p { (t.scopes) " " strong { (self.scope) } }
+                @if let Some(m) = self.message {
+                    p id="login-error" role="alert" { (m) }
+                }
+                form method="post" action=(AUTHORIZE_PATH) {
+                    @for (name, value) in carried {
+                        input type="hidden" name=(name) value=(value);
+                    }
+                    input type="hidden" name="csrf_token" value=(self.csrf_token);
+                    p {
+                        label for="username" { (t.username) }
+                        br;
+                        input id="username" name="username" type="text" autocomplete="username"
+                            required value=(username)
+                            aria-invalid=[invalid.then_some("true")]
+                            aria-describedby=[invalid.then_some("login-error")];
+                    }
+                    p {
+                        label for="password" { (t.password) }
+                        br;
+                        input id="password" name="password" type="password"
+                            autocomplete="current-password" required
+                            aria-invalid=[invalid.then_some("true")]
+                            aria-describedby=[invalid.then_some("login-error")];
+                    }
+                    p { button type="submit" { (t.submit) } }
+                }
+            },
+        )
+    }
 }
 
-/// HTML escaping for text and double-quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// The document around every page of this endpoint; `content` goes in `<main>`.
+fn page(lang: Lang, title: &str, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style {
+                    "body{font-family:sans-serif;max-width:28rem;margin:2rem auto;padding:0 1rem}"
+                    "input{width:100%;padding:.5rem;font-size:1rem}"
+                    "button{padding:.5rem 1.5rem;font-size:1rem}"
+                    "[role=alert]{color:#a00}"
+                }
+            }
+            body { main { (content) } }
         }
     }
-    out
 }
 
 // ---- languages ----
@@ -570,10 +582,30 @@ mod tests {
     }
 
     #[test]
-    fn escaping_covers_text_and_attributes() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
+    fn hostile_values_come_out_escaped_in_text_and_attributes() {
+        let hostile = "<script>\"&'";
+        let params = HashMap::from([
+            ("state".to_owned(), hostile.to_owned()),
+            ("username".to_owned(), hostile.to_owned()),
+        ]);
+        let form = LoginForm {
+            params: &params,
+            client_name: hostile,
+            scope: "read",
+            message: Some(hostile),
+            csrf_token: hostile,
+        };
+        let page = form.render(Lang::En).into_string();
+        assert!(!page.contains("<script"), "{page}");
+        let escaped = "&lt;script&gt;&quot;&amp;'";
+        for place in [
+            format!("<p>{escaped} asks to access your account.</p>"),
+            format!("<p id=\"login-error\" role=\"alert\">{escaped}</p>"),
+            format!("<input type=\"hidden\" name=\"state\" value=\"{escaped}\">"),
+            format!("<input type=\"hidden\" name=\"csrf_token\" value=\"{escaped}\">"),
+            format!("value=\"{escaped}\" aria-invalid=\"true\""),
+        ] {
+            assert!(page.contains(&place), "{place} in {page}");
+        }
     }
 }

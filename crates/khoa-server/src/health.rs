@@ -5,6 +5,9 @@ use axum::http::StatusCode;
 
 use crate::state::AppState;
 
+pub const HEALTHZ_PATH: &str = "/healthz";
+pub const READYZ_PATH: &str = "/readyz";
+
 /// `GET /healthz`: 200 as soon as the server accepts requests. No I/O: the benchmarks use it as
 /// the plain-HTTP reference.
 pub async fn healthz() -> &'static str {

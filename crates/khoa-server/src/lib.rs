@@ -2,7 +2,11 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the typed configuration (defaults → TOML → `KHOA_*`), validated at start-up.
+//! - [`config`]: the typed configuration (defaults → TOML → `KHOA_*`), validated at start-up:
+//!   [`config::Config`], its loading and its top-level keys in `config/mod.rs`; one file per
+//!   section, each with its struct and its `validate()` (`http` with `tls` and `listen`,
+//!   `database`, `keys`, `password` with `lockout`, `limits`, `metrics`, `audit`, `authorize`,
+//!   `dialects`, `forward_auth`); `known_keys`, which refuses an unknown key naming the nearest.
 //! - [`startup`]: [`startup::App::build`] (bind, open database, build engine) and
 //!   [`startup::App::run`] (serve with graceful shutdown); the router; background maintenance.
 //! - [`tls`]: native TLS (rustls on ring): the certificate and key files, reloaded on SIGHUP.
@@ -39,6 +43,8 @@
 //! - [`cli`], [`admin`], [`demo`]: the command line, its admin verbs, and `khoa demo`.
 //! - [`backup`]: `khoa backup --to FILE`, the online copy of the SQLite database.
 //! - `router_tests`: the router tier, every dialect's refusal shapes through `oneshot`.
+
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod authorize;

@@ -494,18 +494,11 @@ pub fn load_defined_dialects(
 /// The paths of khoa's routes that are not definitions, each with what serves it.
 pub fn reserved_paths(config: &Config) -> Vec<(String, String)> {
     let mut taken: Vec<(String, String)> = Vec::new();
-    let own = [
-        resource::PROTECTED_RESOURCE_PATH,
-        authorize::AUTHORIZE_PATH,
-        userinfo::USERINFO_PATH,
-        wellknown::JWKS_PATH,
-        wellknown::OAUTH_METADATA_PATH,
-        wellknown::OPENID_CONFIGURATION_PATH,
-        "/healthz",
-        "/readyz",
-        openapi::OPENAPI_PATH,
-    ];
-    taken.extend(own.iter().map(|p| (p.to_string(), "khoa".to_owned())));
+    taken.extend(
+        dialects::registry::KHOA_PATHS
+            .iter()
+            .map(|p| (p.to_string(), "khoa".to_owned())),
+    );
     taken.push((
         config.metrics.path.clone(),
         "khoa (metrics.path)".to_owned(),
@@ -576,8 +569,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
             wellknown::OPENID_CONFIGURATION_PATH,
             get(wellknown::openid_configuration),
         )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route(health::HEALTHZ_PATH, get(health::healthz))
+        .route(health::READYZ_PATH, get(health::readyz))
         .route(openapi::OPENAPI_PATH, get(openapi::openapi_json))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))

@@ -37,6 +37,8 @@
 //! The conformance suite in `tests/conformance/` is written once against [`Stores`] and run on
 //! every backend.
 
+#![forbid(unsafe_code)]
+
 mod postgres;
 mod sqlite;
 

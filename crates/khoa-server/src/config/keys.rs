@@ -1,255 +1,84 @@
-//! Which keys the configuration has, checked in each layer before the layers are merged, and
-//! what a refusal says.
-//!
-//! The check runs per layer, not on the merged result, so that a refusal can say where the key
-//! came from: the file, or the one `KHOA_*` variable. The known keys are read off the
-//! serialised defaults, so a field added to [`Config`] is known here without a second list.
-//! `#[serde(deny_unknown_fields)]` on the structs stays as the backstop.
+//! `[keys]`: how a signing-key rotation reaches every node and every JWKS cache before the new
+//! key signs.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::PathBuf;
+use serde::{Deserialize, Serialize};
 
-use figment::Provider;
-use figment::value::{Dict, Value};
-use serde_json::Value as Json;
+use super::{ConfigError, invalid};
 
-use super::{Config, ConfigError, ForwardAuthRoute};
-
-/// Where a layer of the configuration comes from.
-pub(super) enum Origin {
-    File(PathBuf),
-    Env,
+/// How a key rotation reaches every node and every JWKS cache before the new key signs.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Seconds between re-reads of the signing keys: a key scheduled by `khoa keys rotate`
+    /// (or on another node) is published in this node's JWKS within this time, and used once
+    /// it activates. Validation also looks again at once on an unknown `kid`.
+    /// `KHOA_KEYS__RELOAD_SECS`.
+    pub reload_secs: u64,
+    /// `max-age` of the JWKS response (RFC 9111 §5.2.2.1): how long a resource server or
+    /// proxy may use its copy without asking again.
+    pub jwks_max_age_secs: u64,
+    /// Seconds between `khoa keys rotate` and the moment the new key starts signing, while it
+    /// is already published. At least `jwks_max_age_secs + reload_secs`, so that every node
+    /// has loaded the key and every cache has refetched the JWKS before a token signed by it
+    /// exists. `khoa keys rotate --lead` overrides it.
+    pub rotation_lead_secs: u64,
 }
 
-impl Origin {
-    /// How the key at `path` is written in this layer: `http.max_body_bytes` in a file,
-    /// `KHOA_HTTP__MAX_BODY_BYTES` in the environment.
-    fn spell(&self, path: &[&str]) -> String {
-        match self {
-            Origin::File(_) => path.join("."),
-            Origin::Env => format!("KHOA_{}", path.join("__").to_ascii_uppercase()),
-        }
+impl KeysConfig {
+    /// The shortest safe lead: a JWKS fetched just before a node learns of the new key
+    /// (up to `reload_secs` after the rotation) may be cached `jwks_max_age_secs` longer.
+    pub fn min_rotation_lead_secs(&self) -> u64 {
+        self.jwks_max_age_secs.saturating_add(self.reload_secs)
     }
 
-    fn describe(&self, path: &[&str]) -> String {
-        match self {
-            Origin::File(f) => format!("config file {}", f.display()),
-            Origin::Env => format!("environment variable {}", self.spell(path)),
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.reload_secs == 0 {
+            return invalid("keys.reload_secs", "must be at least 1 second");
         }
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::File(p) => write!(f, "config file {}", p.display()),
-            Origin::Env => f.write_str("the KHOA_* environment"),
-        }
-    }
-}
-
-enum Node {
-    /// A value: its type is serde's to check.
-    Leaf,
-    Table(BTreeMap<String, Node>),
-    /// An array of tables (`[[forward_auth.routes]]`), each with these keys.
-    Tables(BTreeMap<String, Node>),
-    /// `[dialects]`: these keys (`dir`, the built-in dialects' tables) are checked here; a
-    /// table of another name is a definition file's, checked when the files are loaded.
-    Dialects(BTreeMap<String, Node>),
-}
-
-pub(super) struct Schema {
-    root: BTreeMap<String, Node>,
-}
-
-impl Schema {
-    pub(super) fn of_defaults() -> Schema {
-        let mut root = table(&to_json(&Config::default()));
-        // Never serialised (a secret), but a key all the same.
-        root.insert("master_key".into(), Node::Leaf);
-        // Arrays of tables are empty by default: their keys come from an element's default.
-        if let Some(Node::Table(fa)) = root.get_mut("forward_auth") {
-            fa.insert(
-                "routes".into(),
-                Node::Tables(table(&to_json(&ForwardAuthRoute::default()))),
+        if self.rotation_lead_secs < self.min_rotation_lead_secs() {
+            return invalid(
+                "keys.rotation_lead_secs",
+                format!(
+                    "must be at least keys.jwks_max_age_secs + keys.reload_secs ({} s), so that \
+                     every node and every JWKS cache knows the next key before it signs",
+                    self.min_rotation_lead_secs()
+                ),
             );
         }
-        // `[dialects.NAME]` has `enabled` and the definition's settings.
-        let mut dialects = BTreeMap::from([("dir".to_owned(), Node::Leaf)]);
-        for (name, settings) in crate::dialects::registry::built_in_settings() {
-            let keys = std::iter::once("enabled".to_owned())
-                .chain(settings)
-                .map(|k| (k, Node::Leaf))
-                .collect();
-            dialects.insert(name.to_owned(), Node::Table(keys));
-        }
-        root.insert("dialects".into(), Node::Dialects(dialects));
-        Schema { root }
-    }
-
-    /// Refuses the first key of `layer` that the configuration does not have.
-    pub(super) fn check(&self, layer: &impl Provider, origin: &Origin) -> Result<(), ConfigError> {
-        let data = layer
-            .data()
-            .map_err(|e| ConfigError::Load(format!("{origin}: {}", e.kind)))?;
-        for dict in data.values() {
-            self.walk(&self.root, dict, &mut Vec::new(), origin)?;
-        }
         Ok(())
     }
+}
 
-    fn walk<'a>(
-        &self,
-        known: &BTreeMap<String, Node>,
-        given: &'a Dict,
-        path: &mut Vec<&'a str>,
-        origin: &Origin,
-    ) -> Result<(), ConfigError> {
-        for (key, value) in given {
-            path.push(key);
-            match (known.get(key.as_str()), value) {
-                (None, _) => return Err(self.unknown(known, path, origin)),
-                (Some(Node::Table(inner)), Value::Dict(_, dict)) => {
-                    self.walk(inner, dict, path, origin)?
-                }
-                (Some(Node::Dialects(inner)), Value::Dict(_, dict)) => {
-                    for (name, value) in dict {
-                        if let (Some(Node::Table(keys)), Value::Dict(_, table)) =
-                            (inner.get(name.as_str()), value)
-                        {
-                            path.push(name);
-                            self.walk(keys, table, path, origin)?;
-                            path.pop();
-                        }
-                    }
-                }
-                (Some(Node::Tables(inner)), Value::Array(_, items)) => {
-                    for item in items {
-                        if let Value::Dict(_, dict) = item {
-                            self.walk(inner, dict, path, origin)?;
-                        }
-                    }
-                }
-                // A leaf, or a value of the wrong type: serde names the latter.
-                _ => {}
-            }
-            path.pop();
-        }
-        Ok(())
-    }
-
-    fn unknown(
-        &self,
-        siblings: &BTreeMap<String, Node>,
-        path: &[&str],
-        origin: &Origin,
-    ) -> ConfigError {
-        let (name, parent) = path.split_last().expect("the unknown key is on the path");
-        let suggestion = nearest(name, siblings.keys().map(String::as_str))
-            .map(|s| {
-                let mut p = parent.to_vec();
-                p.push(s);
-                p.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-            })
-            // The right name in the wrong table: `max_body_bytes` at the top, not in `[http]`.
-            .or_else(|| self.elsewhere(name))
-            .map(|p| origin.spell(&p.iter().map(String::as_str).collect::<Vec<_>>()));
-        ConfigError::Unknown {
-            origin: origin.describe(path),
-            key: path.join("."),
-            suggestion,
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            reload_secs: 30,
+            jwks_max_age_secs: 300,
+            rotation_lead_secs: 600,
         }
     }
+}
 
-    /// The path of a key named exactly `name` somewhere else in the configuration.
-    fn elsewhere(&self, name: &str) -> Option<Vec<String>> {
-        fn find(known: &BTreeMap<String, Node>, name: &str, path: &mut Vec<String>) -> bool {
-            for (key, node) in known {
-                path.push(key.clone());
-                if key == name {
-                    return true;
-                }
-                if let Node::Table(inner) | Node::Tables(inner) | Node::Dialects(inner) = node
-                    && find(inner, name, path)
-                {
-                    return true;
-                }
-                path.pop();
-            }
-            false
-        }
-        let mut path = Vec::new();
-        find(&self.root, name, &mut path).then_some(path)
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn the_default_rotation_lead_must_cover_reloads_and_jwks_caching() {
+        let c = Config::default();
+        assert_eq!(c.keys.min_rotation_lead_secs(), 330);
+        let mut c = Config::default();
+        c.keys.rotation_lead_secs = 329;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("keys.rotation_lead_secs"), "{err}");
+        c.keys.rotation_lead_secs = 330;
+        c.validate().unwrap();
+        c.keys.reload_secs = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("keys.reload_secs")
+        );
     }
-}
-
-/// The candidate closest to `name` in edit distance, if it is close enough to be a typo; also
-/// what [`crate::dialects::registry`] suggests for a `[dialects.NAME]` table or key.
-pub(crate) fn nearest<'a>(
-    name: &str,
-    candidates: impl Iterator<Item = &'a str>,
-) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(2);
-    candidates
-        .map(|c| (strsim::levenshtein(name, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, c)| c)
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Json {
-    serde_json::to_value(value).expect("the configuration serialises")
-}
-
-fn table(value: &Json) -> BTreeMap<String, Node> {
-    let Json::Object(map) = value else {
-        return BTreeMap::new();
-    };
-    map.iter()
-        .map(|(k, v)| {
-            let node = match v {
-                Json::Object(_) => Node::Table(table(v)),
-                _ => Node::Leaf,
-            };
-            (k.clone(), node)
-        })
-        .collect()
-}
-
-/// figment's errors, each naming its key as the operator writes it and where it came from
-/// (figment's own text says `for key "default.listen"`, its profile, which means nothing here).
-pub(super) fn describe(errors: figment::Error) -> ConfigError {
-    let lines: Vec<String> = errors
-        .into_iter()
-        .map(|e| {
-            let path: Vec<&str> = e.path.iter().map(String::as_str).collect();
-            let from_env = e
-                .metadata
-                .as_ref()
-                .is_some_and(|m| m.name.contains("environment"));
-            let file = e.metadata.as_ref().and_then(|m| match &m.source {
-                Some(figment::Source::File(f)) => Some(f.clone()),
-                _ => None,
-            });
-            let origin = match (file, from_env) {
-                (Some(f), _) => Origin::File(f),
-                (None, true) => Origin::Env,
-                (None, false) => return format!("key `{}`: {}", path.join("."), e.kind),
-            };
-            match origin {
-                Origin::Env => format!("{}: {}", origin.describe(&path), e.kind),
-                Origin::File(_) => {
-                    format!(
-                        "{}, key `{}`: {}",
-                        origin.describe(&path),
-                        path.join("."),
-                        e.kind
-                    )
-                }
-            }
-        })
-        .collect();
-    ConfigError::Load(lines.join("\n"))
 }

@@ -12,7 +12,7 @@ use khoa_dialect::{DefinitionError, Dialect, Origin};
 use serde_json::Value;
 
 use crate::config::DialectsConfig;
-use crate::config::keys::nearest;
+use crate::config::known_keys::nearest;
 
 /// Why the definitions could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,22 @@ const DEFINED: [(&str, &str, bool); 5] = [
         false,
     ),
     ("vietqr", include_str!("../../dialects/vietqr.toml"), false),
+];
+
+/// The paths khoa serves with routes of its own, beside the definitions' endpoints. The router
+/// serves them, and the definitions' paths and the configured ones (`metrics.path`,
+/// `forward_auth.path`) are checked against this one list, so that a route added here is
+/// guarded everywhere.
+pub const KHOA_PATHS: [&str; 9] = [
+    crate::resource::PROTECTED_RESOURCE_PATH,
+    crate::authorize::AUTHORIZE_PATH,
+    crate::userinfo::USERINFO_PATH,
+    crate::wellknown::JWKS_PATH,
+    crate::wellknown::OAUTH_METADATA_PATH,
+    crate::wellknown::OPENID_CONFIGURATION_PATH,
+    crate::health::HEALTHZ_PATH,
+    crate::health::READYZ_PATH,
+    crate::openapi::OPENAPI_PATH,
 ];
 
 /// The names of the built-in dialects.
