@@ -72,6 +72,11 @@ impl AdvancedClock {
         self.offset_secs.fetch_add(secs, Ordering::SeqCst);
     }
 
+    /// Sets how far ahead of the wall clock this clock runs.
+    pub fn set_offset(&self, secs: i64) {
+        self.offset_secs.store(secs, Ordering::SeqCst);
+    }
+
     fn offset(&self) -> i64 {
         self.offset_secs.load(Ordering::SeqCst)
     }

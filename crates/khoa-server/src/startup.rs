@@ -6,7 +6,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::routing::get;
 use hyper::body::Incoming;
-use khoa_core::clock::{Clock, OsRandom, Random, SystemClock};
+use khoa_core::clock::{AdvancedClock, Clock, OsRandom, Random, SystemClock};
 use khoa_core::engine::{Engine, EngineConfig};
 use khoa_core::error::chain;
 use khoa_core::store::Stores;
@@ -56,6 +56,8 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Dialect(#[from] dialects::registry::RegistryError),
+    #[error("danger_clock_file {}: {reason}", .path.display())]
+    DangerClock { path: PathBuf, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -120,14 +122,8 @@ pub fn check_database(config: &Config, on_missing: OnMissing) -> Result<bool, St
 /// CLI verbs.
 pub async fn open_engine(config: &Config, issuer: String) -> Result<Arc<Engine>, StartError> {
     check_database(config, OnMissing::Refuse)?;
-    open_engine_with(
-        config,
-        issuer,
-        OnMissing::Refuse,
-        &Seam::default(),
-        |stores| stores,
-    )
-    .await
+    let seam = Seam::from_config(config)?;
+    open_engine_with(config, issuer, OnMissing::Refuse, &seam, |stores| stores).await
 }
 
 /// What the server takes from the world besides its configuration: the clock and the source
@@ -145,6 +141,51 @@ impl Default for Seam {
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
         }
+    }
+}
+
+impl Seam {
+    /// The system's clock and randomness, unless `danger_clock_file` moves the clock: then
+    /// an [`AdvancedClock`] at the file's offset, which a task re-reads every 50 ms for as long
+    /// as the process runs (a test moves the time of a `khoa serve` child by rewriting it).
+    pub fn from_config(config: &Config) -> Result<Seam, StartError> {
+        let Some(path) = &config.danger_clock_file else {
+            return Ok(Seam::default());
+        };
+        let refused = |reason: String| StartError::DangerClock {
+            path: path.clone(),
+            reason,
+        };
+        let clock = Arc::new(AdvancedClock::new());
+        clock.set_offset(read_clock_offset(path).map_err(refused)?);
+        tracing::warn!(path = %path.display(), "danger_clock_file: the clock is moved by a file");
+        let (watched, file) = (clock.clone(), path.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                tick.tick().await;
+                // A file caught mid-write is read again on the next tick.
+                if let Ok(offset) = read_clock_offset(&file) {
+                    watched.set_offset(offset);
+                }
+            }
+        });
+        Ok(Seam {
+            clock,
+            random: Arc::new(OsRandom),
+        })
+    }
+}
+
+/// The offset in `path`: an integer of seconds, 0 when there is no file.
+fn read_clock_offset(path: &Path) -> Result<i64, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("holds {:?}, not an integer of seconds", text.trim())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -210,7 +251,8 @@ impl App {
     /// Binds `config.listen` (port 0 picks a free port) and opens everything the server needs,
     /// on the system clock and randomness.
     pub async fn build(config: Config) -> Result<App, StartError> {
-        Self::build_with(config, Seam::default()).await
+        let seam = Seam::from_config(&config)?;
+        Self::build_with(config, seam).await
     }
 
     /// [`App::build`] with the clock and randomness given.

@@ -95,6 +95,11 @@ pub struct Config {
     pub lockout: LockoutConfig,
     /// Token buckets on every token endpoint.
     pub rate_limit: RateLimitConfig,
+    /// For tests only, never in production: a file holding the seconds by which this
+    /// process's clock runs ahead of the wall clock, re-read every 50 ms (a CLI verb reads it
+    /// once). Lets a test move the time of running nodes instead of waiting for it; a missing
+    /// file is 0, a file that is not an integer is refused. `KHOA_DANGER_CLOCK_FILE`.
+    pub danger_clock_file: Option<PathBuf>,
 }
 
 /// How log lines are written (to standard error).
@@ -132,6 +137,7 @@ impl Default for Config {
             authorize: AuthorizeConfig::default(),
             lockout: LockoutConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            danger_clock_file: None,
         }
     }
 }

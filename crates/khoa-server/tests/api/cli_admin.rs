@@ -138,6 +138,47 @@ async fn khoa_serve_issues_tokens_for_what_the_cli_created_and_stops_on_sigterm(
 }
 
 #[tokio::test]
+async fn a_danger_clock_file_that_is_not_a_number_stops_start_up_naming_the_key() {
+    let dir = migrated().await;
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, "tomorrow").unwrap();
+    let mut cmd = khoa_on(dir.path());
+    cmd.env("KHOA_DANGER_CLOCK_FILE", &clock)
+        .env("KHOA_LISTEN", "127.0.0.1:0");
+
+    let out = run(cmd, &["serve"], None).await;
+
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", out.stderr);
+    assert!(
+        out.stderr.contains("danger_clock_file") && out.stderr.contains("tomorrow"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_cli_verb_reads_the_danger_clock_file_when_it_starts() {
+    let dir = migrated().await;
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, "86400").unwrap();
+    let mut cmd = khoa_on(dir.path());
+    cmd.env("KHOA_DANGER_CLOCK_FILE", &clock);
+
+    let out = run(cmd, &["keys", "rotate", "--lead", "600"], None).await;
+
+    assert!(out.status.success(), "{}", out.stderr);
+    let activates_at: i64 = field(&out.stdout, "activates_at").parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        activates_at >= now + 86_400 + 600 - 5,
+        "a day ahead: {activates_at} vs {now}"
+    );
+}
+
+#[tokio::test]
 async fn an_invalid_listen_address_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = khoa_on(dir.path());

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 
 /// Keys without a default value: in the example only as commented-out lines (`# key = …`).
 /// `master_key` is never serialised (a secret), the others serialise as null.
-const OPTIONAL: [&str; 8] = [
+const OPTIONAL: [&str; 9] = [
     "issuer",
     "master_key",
     "master_key_file",
     "node",
+    "danger_clock_file",
     "http.max_connections_per_ip",
     "tls.cert_file",
     "tls.key_file",

@@ -52,10 +52,12 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-async fn until(at: i64) {
-    while unix_now() < at {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Moves the server's clock to at least `at`; returns by how much, for the CLI verbs that
+/// must see the same time (`danger_clock_file`).
+fn advance_to(app: &TestApp, at: i64) -> i64 {
+    let ahead = (at - unix_now() + 1).max(0);
+    app.advance(ahead);
+    ahead
 }
 
 /// Polls until the server publishes exactly `kids` (in order), for at most 5 s.
@@ -83,8 +85,8 @@ async fn a_rotated_key_is_published_before_it_signs_and_old_tokens_outlive_the_s
     let old_token = mint(&app, &secret).await;
     let old_kid = kid(&old_token);
 
-    // Act: the CLI, another process, schedules the next key 4 s ahead.
-    let (new_kid, activates_at) = rotate(&app, &["--lead", "4"]).await;
+    // Act: the CLI, another process, schedules the next key 30 s ahead.
+    let (new_kid, activates_at) = rotate(&app, &["--lead", "30"]).await;
 
     // Assert: the running server publishes it after its next reload, before it signs …
     until_published(&app, &[&old_kid, &new_kid]).await;
@@ -99,7 +101,7 @@ async fn a_rotated_key_is_published_before_it_signs_and_old_tokens_outlive_the_s
         "the old key signs until the switch"
     );
     // … signs with it from its activation on …
-    until(activates_at).await;
+    let ahead = advance_to(&app, activates_at);
     let after = mint(&app, &secret).await;
     assert_eq!(kid(&after), new_kid);
     assert_eq!(app.protected(&after).await.status(), StatusCode::OK);
@@ -107,7 +109,13 @@ async fn a_rotated_key_is_published_before_it_signs_and_old_tokens_outlive_the_s
     assert_eq!(app.protected(&old_token).await.status(), StatusCode::OK);
     assert_eq!(app.protected(&during_lead).await.status(), StatusCode::OK);
     assert_eq!(app.jwks_kids().await, [old_kid, new_kid]);
-    let listed = ok(app.dir.path(), &["keys", "list"], None).await;
+    let clock = app.dir.path().join("clock");
+    std::fs::write(&clock, ahead.to_string()).unwrap();
+    let mut list = khoa_on(app.dir.path());
+    list.env("KHOA_DANGER_CLOCK_FILE", &clock);
+    let listed = run(list, &["keys", "list"], None).await;
+    assert!(listed.status.success(), "{}", listed.stderr);
+    let listed = listed.stdout;
     let states: Vec<&str> = listed
         .lines()
         .skip(1)

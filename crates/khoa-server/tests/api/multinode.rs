@@ -184,13 +184,39 @@ async fn rotate_keys_through_the_cli(database_url: &str, lead: u64) -> (String, 
     (field(&out.stdout, "next signing key"), activates_at)
 }
 
-/// Waits until the wall clock has reached `at` (Unix seconds).
-async fn until(at: i64) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let wait = Duration::from_secs(u64::try_from(at).unwrap()).saturating_sub(now);
-    tokio::time::sleep(wait).await;
+/// The clock of the nodes that name its file (`danger_clock_file`): a test moves their time
+/// forward by rewriting it, and each node reads it within 50 ms.
+struct MovedClock {
+    dir: tempfile::TempDir,
+}
+
+impl MovedClock {
+    fn new() -> Self {
+        MovedClock {
+            dir: tempfile::tempdir().expect("a directory for the clock file"),
+        }
+    }
+
+    fn path(&self) -> String {
+        self.dir.path().join("clock").display().to_string()
+    }
+
+    /// The environment that puts a node (or a CLI verb) on this clock.
+    fn env(&self) -> (&'static str, String) {
+        ("KHOA_DANGER_CLOCK_FILE", self.path())
+    }
+
+    /// Moves the nodes' time to at least `at` (Unix seconds). Written beside and renamed, so
+    /// that a node never reads half a number.
+    fn move_to(&self, at: i64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let partial = self.dir.path().join("clock.partial");
+        std::fs::write(&partial, (at - now + 1).max(0).to_string()).unwrap();
+        std::fs::rename(&partial, self.path()).unwrap();
+    }
 }
 
 /// Polls `check` until it holds; fails naming `what` once `within` has passed.
@@ -574,7 +600,10 @@ async fn an_access_token_revoked_on_one_node_is_refused_by_the_others() {
 async fn a_key_rotated_through_the_cli_is_published_and_used_by_every_node() {
     // Arrange: three nodes started together on an empty database, re-reading keys every second.
     let url = fresh_database("mn_key_rotation").await;
-    let nodes: [Node; 3] = start_nodes(&url, &FAST_KEYS).await;
+    let clock = MovedClock::new();
+    let (var, file) = clock.env();
+    let env = [FAST_KEYS[0], FAST_KEYS[1], (var, &file)];
+    let nodes: [Node; 3] = start_nodes(&url, &env).await;
     let first_kids = nodes[0].jwks_kids().await;
     assert_eq!(first_kids.len(), 1, "one first key: {first_kids:?}");
     for node in &nodes {
@@ -585,7 +614,7 @@ async fn a_key_rotated_through_the_cli_is_published_and_used_by_every_node() {
     let old_token = access_token_of(&token_ok(nodes[0].client_credentials("svc").await).await);
 
     // Act
-    let (new_kid, activates_at) = rotate_keys_through_the_cli(&url, 6).await;
+    let (new_kid, activates_at) = rotate_keys_through_the_cli(&url, 30).await;
 
     // Assert: every node publishes the new key within a few reload periods …
     for (i, node) in nodes.iter().enumerate() {
@@ -598,10 +627,19 @@ async fn a_key_rotated_through_the_cli_is_published_and_used_by_every_node() {
     // … keeps signing with the old key until the new one activates …
     let during_lead = access_token_of(&token_ok(nodes[1].client_credentials("svc").await).await);
     let iat = jwt_claims(&during_lead)["iat"].as_i64().unwrap();
-    assert!(iat < activates_at, "a 6 s lead outlasts 1 s reloads");
+    assert!(iat < activates_at, "a 30 s lead outlasts 1 s reloads");
     assert_eq!(jwt_header(&during_lead)["kid"], first_kids[0].as_str());
-    // … then signs with it, with no coordination but the clock, …
-    until(activates_at).await;
+    // … then signs with it once its clock reaches the activation, with no coordination but
+    // the clock, …
+    clock.move_to(activates_at);
+    for (i, signer) in nodes.iter().enumerate() {
+        let what = format!("node {i} signs with {new_kid} once its clock has moved");
+        eventually(Duration::from_secs(5), &what, async || {
+            let token = access_token_of(&token_ok(signer.client_credentials("svc").await).await);
+            jwt_header(&token)["kid"] == new_kid.as_str()
+        })
+        .await;
+    }
     // … and every node accepts what any node signed.
     for (i, signer) in nodes.iter().enumerate() {
         let token = access_token_of(&token_ok(signer.client_credentials("svc").await).await);
@@ -628,12 +666,15 @@ async fn a_node_accepts_a_token_signed_with_a_key_it_has_not_reloaded_yet() {
     let url = fresh_database("mn_unknown_kid").await;
     let engine = seeding_engine(&url).await;
     add_service(&engine, "svc", AccessTokenFormat::Jwt).await;
-    let eager = start_node(&url, &FAST_KEYS).await;
+    let clock = MovedClock::new();
+    let (var, file) = clock.env();
+    let eager = start_node(&url, &[FAST_KEYS[0], FAST_KEYS[1], (var, &file)]).await;
     let lagging = start_node(
         &url,
         &[
             ("KHOA_KEYS__RELOAD_SECS", "3600"),
             ("KHOA_KEYS__ROTATION_LEAD_SECS", "4000"),
+            (var, &file),
         ],
     )
     .await;
@@ -650,9 +691,17 @@ async fn a_node_accepts_a_token_signed_with_a_key_it_has_not_reloaded_yet() {
         !lagging.jwks_kids().await.contains(&new_kid),
         "the lagging node has not reloaded on its own"
     );
-    until(activates_at).await;
-    let token = access_token_of(&token_ok(eager.client_credentials("svc").await).await);
-    assert_eq!(jwt_header(&token)["kid"], new_kid.as_str());
+    clock.move_to(activates_at);
+    let mut token = String::new();
+    eventually(
+        Duration::from_secs(5),
+        "the eager node signs with the new key once its clock has moved",
+        async || {
+            token = access_token_of(&token_ok(eager.client_credentials("svc").await).await);
+            jwt_header(&token)["kid"] == new_kid.as_str()
+        },
+    )
+    .await;
 
     // Act
     let res = lagging.protected(&token).await;
