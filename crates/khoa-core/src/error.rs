@@ -193,7 +193,7 @@ impl From<StoreError> for EngineError {
         match e {
             StoreError::Unavailable(m) => EngineError::Unavailable(m),
             StoreError::Conflict(what) => EngineError::Conflict(what),
-            other => EngineError::internal_caused("storage", other),
+            StoreError::Other(failure) => EngineError::internal_caused("storage", failure),
         }
     }
 }
@@ -217,8 +217,12 @@ mod tests {
 
     #[test]
     fn a_storage_failure_becomes_an_internal_error_caused_by_it() {
-        let e = EngineError::from(StoreError::Other("row 7 is corrupt".into()));
+        let disk = std::io::Error::other("disk I/O error");
+        let e = EngineError::from(StoreError::caused("reading row 7", disk));
         assert!(matches!(e, EngineError::Internal(_)));
-        assert!(chain(&e).ends_with("row 7 is corrupt"), "{}", chain(&e));
+        assert_eq!(
+            chain(&e),
+            "internal error: storage: storage error: reading row 7: disk I/O error"
+        );
     }
 }

@@ -22,10 +22,63 @@ pub enum StoreError {
     /// The database could not be reached or is shutting down; a retry may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// Anything else (corrupt row, failed migration…). Logged, answered as 500.
-    #[error("storage error: {0}")]
-    Other(String),
+    /// Anything else (corrupt row, failed migration…). Logged with its cause, answered as 500.
+    #[error(transparent)]
+    Other(StoreFailure),
 }
+
+impl StoreError {
+    /// A failure with nothing underneath (a broken invariant of the store).
+    pub fn other(context: impl Into<String>) -> Self {
+        StoreError::Other(StoreFailure {
+            context: context.into(),
+            source: None,
+        })
+    }
+
+    /// A failure caused by `source` (the driver's error, say), kept so that the log line
+    /// can say what failed and where ([`std::error::Error::source`]).
+    pub fn caused(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Other(StoreFailure {
+            context: context.into(),
+            source: Some(Arc::new(source)),
+        })
+    }
+}
+
+/// What failed in a store, and why: `context` says what the store was doing, `source` is the
+/// driver's error, not flattened to text. Shared (`Arc`) because a failed write batch answers
+/// every job in it with the same error. Two failures are equal when they say the same.
+#[derive(Debug, Clone)]
+pub struct StoreFailure {
+    context: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl std::fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "storage error: {}", self.context)
+    }
+}
+
+impl std::error::Error for StoreFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+impl PartialEq for StoreFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.context == other.context
+            && self.source.as_ref().map(ToString::to_string)
+                == other.source.as_ref().map(ToString::to_string)
+    }
+}
+
+impl Eq for StoreFailure {}
 
 /// A user to create. The password is already hashed.
 #[derive(Clone, Debug)]
@@ -35,6 +88,20 @@ pub struct NewUser {
     pub password_hash: String,
     pub allowed_scopes: Option<ScopeSet>,
     pub created_at: UnixTime,
+}
+
+impl NewUser {
+    /// The user as stored: enabled.
+    pub fn to_user(&self) -> User {
+        User {
+            id: self.id.clone(),
+            username: self.username.clone(),
+            password_hash: self.password_hash.clone(),
+            disabled: false,
+            allowed_scopes: self.allowed_scopes.clone(),
+            created_at: self.created_at,
+        }
+    }
 }
 
 #[async_trait]

@@ -286,7 +286,7 @@ impl AuthCodeStore for MemoryStore {
             .family
             .as_ref()
             .map(|f| f.id.clone())
-            .ok_or_else(|| StoreError::Other("a code redemption needs a family".into()))?;
+            .ok_or_else(|| StoreError::other("a code redemption needs a family"))?;
         // One lock around the mark and the insert: the transaction of this store.
         let mut g = self.lock();
         let Some(state) = g.codes.get_mut(hash) else {

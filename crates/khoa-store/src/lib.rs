@@ -7,38 +7,45 @@
 //!
 //! - `lib.rs` — the public entry points: [`connect`], [`migrate`], [`StoreOptions`], and the
 //!   scheme dispatch.
+//! - `decode.rs` — every aggregate's row decoder, written once for both backends and both
+//!   SQLite drivers (a `Columns` view of sqlx's and rusqlite's rows), and how values are
+//!   stored (scopes and lists as text, enums by their wire names).
+//! - `migrations.rs` — the migration steps of each backend and the one way they run;
+//!   `build.rs` makes the lists from the files in `migrations/`.
 //! - `sqlite/mod.rs` — SQLite connection settings (WAL, `synchronous = FULL`, foreign keys),
-//!   the read pool (sqlx), the writer's connection (rusqlite), the embedded migrations and the
-//!   single place where `sqlx` and `rusqlite` errors become [`StoreError`]s.
+//!   the read pool (sqlx), the writer's connection (rusqlite) and the single place where
+//!   `sqlx` and `rusqlite` errors become [`StoreError`]s.
 //! - `sqlite/writer.rs` — the one writer connection and its group commit: every write of every
 //!   store is a job run by one thread, many jobs to a transaction, a savepoint around each job
 //!   of several statements.
 //! - `sqlite/point.rs` — the hot point reads (a refresh token with its family, a user, an
-//!   opaque access token, a partner with its keys) on `rusqlite` connections, run on the
-//!   calling task instead of a sqlx worker thread.
+//!   opaque access token, a partner with its keys, a client's keys) on `rusqlite`
+//!   connections, run on the calling task instead of a sqlx worker thread.
 //! - `sqlite/backup.rs` — [`backup_sqlite`], the online backup of a live database (`khoa
 //!   backup`): one snapshot copied a few pages at a time, verified, renamed into place.
-//! - `sqlite/users.rs`, `clients.rs`, `tokens.rs`, `codes.rs`, `keys.rs`, `partners.rs` — one
-//!   file per aggregate: its SQL and its row decoding, nothing else. `codes.rs` redeems an
-//!   authorization code and writes the tokens it issues in one job of the writer.
+//! - `sqlite/users.rs`, `clients.rs`, `tokens.rs`, `codes.rs`, `keys.rs`, `partners.rs`,
+//!   `client_keys.rs`, `login_failures.rs` — one file per aggregate: its SQL, nothing else.
+//!   `codes.rs` redeems an authorization code and writes the tokens it issues in one job of
+//!   the writer.
 //! - `sqlite/audit.rs` — audit events, queued on the writer without waiting for their commit
 //!   (they share the next batch's fsync; a crash may lose the last few, never a token).
 //! - `postgres/mod.rs` — the PostgreSQL pool (sized by [`StoreOptions::max_connections`],
-//!   bounded waits, stale connections replaced), the embedded migrations and the single place
-//!   where `sqlx` errors become [`StoreError`]s. No writer task: several nodes share the
-//!   database, so every write is its own transaction and races are settled by the SQL.
-//! - `postgres/users.rs`, `clients.rs`, `tokens.rs`, `codes.rs`, `keys.rs`, `partners.rs` — one
-//!   file per aggregate, as for SQLite.
+//!   bounded waits, stale connections replaced) and the single place where `sqlx` errors
+//!   become [`StoreError`]s. No writer task: several nodes share the database, so every write
+//!   is its own transaction and races are settled by the SQL.
+//! - `postgres/users.rs` … `login_failures.rs` — one file per aggregate, as for SQLite.
 //! - `postgres/audit.rs` — audit events, queued to a task of their own that inserts them in
 //!   batches, in order.
 //! - `migrations/sqlite/`, `migrations/postgres/` — each backend's schema, one numbered file
-//!   per change, compiled into the binary.
+//!   per change (`<version>_<name>.sql`), compiled into the binary.
 //!
 //! The conformance suite in `tests/conformance/` is written once against [`Stores`] and run on
-//! every backend.
+//! every backend (and on `khoa-core`'s in-memory test store, so that it cannot drift).
 
 #![forbid(unsafe_code)]
 
+mod decode;
+mod migrations;
 mod postgres;
 mod sqlite;
 
@@ -105,7 +112,7 @@ impl Backend {
         match scheme {
             "sqlite" => Ok(Backend::Sqlite),
             "postgres" | "postgresql" => Ok(Backend::Postgres),
-            other => Err(StoreError::Other(format!(
+            other => Err(StoreError::other(format!(
                 "unsupported database URL scheme `{other}` (expected `sqlite:` or `postgres:`)"
             ))),
         }
@@ -135,7 +142,7 @@ mod tests {
             Ok(Backend::Postgres)
         ));
         match Backend::from_url("mysql://db/khoa") {
-            Err(StoreError::Other(msg)) => assert!(msg.contains("`mysql`"), "{msg}"),
+            Err(e @ StoreError::Other(_)) => assert!(e.to_string().contains("`mysql`"), "{e}"),
             _ => panic!("mysql must be refused"),
         }
     }

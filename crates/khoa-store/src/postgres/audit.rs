@@ -11,11 +11,11 @@
 use async_trait::async_trait;
 use khoa_core::model::UnixTime;
 use khoa_core::store::{AuditEvent, AuditFilter, AuditStore, StoreError};
-use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ResultExt, get, parse_col};
+use super::ResultExt;
+use crate::decode;
 
 /// Events queued at most before `record` waits.
 const QUEUE: usize = 1024;
@@ -117,7 +117,7 @@ impl AuditStore for PgAudit {
         .fetch_all(&self.pool)
         .await
         .store_err()?;
-        rows.iter().map(event_row).collect()
+        rows.iter().map(decode::audit_event).collect()
     }
 
     async fn purge_audit(&self, before: UnixTime, batch: u32) -> Result<u64, StoreError> {
@@ -132,16 +132,4 @@ impl AuditStore for PgAudit {
         .store_err()
         .map(|r| r.rows_affected())
     }
-}
-
-fn event_row(row: &PgRow) -> Result<AuditEvent, StoreError> {
-    Ok(AuditEvent {
-        id: get(row, "id")?,
-        at: get(row, "at")?,
-        kind: parse_col("kind", &get::<String>(row, "kind")?)?,
-        subject: get(row, "subject")?,
-        client_id: get(row, "client_id")?,
-        detail: get(row, "detail")?,
-        node: get(row, "node")?,
-    })
 }

@@ -5,7 +5,8 @@ use khoa_core::model::UnixTime;
 use khoa_core::store::{ClientKey, ClientKeyStore, StoreError};
 use sqlx::PgPool;
 
-use super::{ResultExt, changed, get};
+use super::{ResultExt, changed};
+use crate::decode;
 
 pub(super) struct PgClientKeys(pub(super) PgPool);
 
@@ -36,17 +37,7 @@ impl ClientKeyStore for PgClientKeys {
         .fetch_all(&self.0)
         .await
         .store_err()?;
-        rows.iter()
-            .map(|row| {
-                Ok(ClientKey {
-                    client_id: get(row, "client_id")?,
-                    kid: get(row, "kid")?,
-                    alg: get(row, "alg")?,
-                    material: get(row, "public_key")?,
-                    created_at: get(row, "created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(decode::client_key).collect()
     }
 
     async fn delete_client_key(&self, client_id: &str, kid: &str) -> Result<bool, StoreError> {

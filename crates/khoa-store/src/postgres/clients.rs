@@ -1,25 +1,19 @@
-//! OAuth 2.0 clients and their token policy on PostgreSQL. Policy enums are stored by their wire
-//! names (`as_str`) and read back through their `FromStr`.
+//! OAuth 2.0 clients and their token policy on PostgreSQL: the SQL; `decode.rs` reads the rows.
 
 use async_trait::async_trait;
-use khoa_core::model::{Client, GrantType, TokenPolicy};
+use khoa_core::model::Client;
 use khoa_core::store::{ClientStore, StoreError};
 use sqlx::PgPool;
-use sqlx::postgres::PgRow;
 
-use super::{ResultExt, changed, get, parse_col, scope_col};
+use super::{ResultExt, changed};
+use crate::decode;
 
 pub(super) struct PgClients(pub(super) PgPool);
 
 #[async_trait]
 impl ClientStore for PgClients {
     async fn create_client(&self, c: &Client) -> Result<(), StoreError> {
-        let grant_types = c
-            .grant_types
-            .iter()
-            .map(|g| g.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let grant_types = decode::grant_types(c);
         sqlx::query(
             "INSERT INTO clients (client_id, name, secret_hash, allowed_scopes, \
              default_scopes, grant_types, access_format, access_ttl, refresh_issuance, \
@@ -43,7 +37,7 @@ impl ClientStore for PgClients {
         .bind(c.policy.otp)
         .bind(c.disabled)
         .bind(c.created_at)
-        .bind(c.redirect_uris.join(" "))
+        .bind(decode::words(&c.redirect_uris))
         .execute(&self.0)
         .await
         .store_err()
@@ -56,7 +50,7 @@ impl ClientStore for PgClients {
             .fetch_optional(&self.0)
             .await
             .store_err()?
-            .map(|row| client_from_row(&row))
+            .map(|row| decode::client(&row))
             .transpose()
     }
 
@@ -66,7 +60,7 @@ impl ClientStore for PgClients {
             .await
             .store_err()?
             .iter()
-            .map(client_from_row)
+            .map(decode::client)
             .collect()
     }
 
@@ -92,38 +86,4 @@ impl ClientStore for PgClients {
             .store_err()
             .map(changed)
     }
-}
-
-fn client_from_row(row: &PgRow) -> Result<Client, StoreError> {
-    let grant_types = get::<String>(row, "grant_types")?
-        .split(' ')
-        .filter(|g| !g.is_empty())
-        .map(|g| parse_col::<GrantType>("grant_types", g))
-        .collect::<Result<_, _>>()?;
-    Ok(Client {
-        client_id: get(row, "client_id")?,
-        name: get(row, "name")?,
-        secret_hash: get(row, "secret_hash")?,
-        allowed_scopes: scope_col(row, "allowed_scopes")?,
-        default_scopes: scope_col(row, "default_scopes")?,
-        grant_types,
-        // Space-separated: a URI cannot contain a space (RFC 3986 §2).
-        redirect_uris: get::<String>(row, "redirect_uris")?
-            .split(' ')
-            .filter(|u| !u.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        policy: TokenPolicy {
-            access_format: parse_col("access_format", &get::<String>(row, "access_format")?)?,
-            access_ttl: get(row, "access_ttl")?,
-            refresh: parse_col("refresh_issuance", &get::<String>(row, "refresh_issuance")?)?,
-            refresh_ttl: get(row, "refresh_ttl")?,
-            session_lifetime: get(row, "session_lifetime")?,
-            reuse_window: get(row, "reuse_window")?,
-            refresh_format: parse_col("refresh_format", &get::<String>(row, "refresh_format")?)?,
-            otp: get(row, "otp")?,
-        },
-        disabled: get(row, "disabled")?,
-        created_at: get(row, "created_at")?,
-    })
 }

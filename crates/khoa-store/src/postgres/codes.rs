@@ -11,10 +11,10 @@ use khoa_core::store::{
     AuthCode, AuthCodeState, AuthCodeStore, Issuance, RedeemOutcome, StoreError,
 };
 use sqlx::PgPool;
-use sqlx::postgres::PgRow;
 
+use super::ResultExt;
 use super::tokens::{insert_access, insert_family, insert_refresh};
-use super::{ResultExt, get, scope_col};
+use crate::decode::{self, Columns};
 
 pub(super) struct PgCodes(pub(super) PgPool);
 
@@ -48,7 +48,7 @@ impl AuthCodeStore for PgCodes {
             .fetch_optional(&self.0)
             .await
             .store_err()?
-            .map(|row| code_from_row(&row))
+            .map(|row| decode::code_state(&row))
             .transpose()
     }
 
@@ -61,7 +61,7 @@ impl AuthCodeStore for PgCodes {
         let family = issuance
             .family
             .as_ref()
-            .ok_or_else(|| StoreError::Other("a code redemption needs a family".into()))?;
+            .ok_or_else(|| StoreError::other("a code redemption needs a family"))?;
         let mut tx = self.0.begin().await.store_err()?;
         let won = sqlx::query(
             "UPDATE authorization_codes SET used_at = $1, family_id = $2 \
@@ -94,30 +94,11 @@ impl AuthCodeStore for PgCodes {
             match row {
                 None => RedeemOutcome::NotFound,
                 Some(row) => RedeemOutcome::AlreadyUsed {
-                    family_id: get(&row, "family_id")?,
+                    family_id: row.get("family_id")?,
                 },
             }
         };
         tx.commit().await.store_err()?;
         Ok(outcome)
     }
-}
-
-fn code_from_row(row: &PgRow) -> Result<AuthCodeState, StoreError> {
-    Ok(AuthCodeState {
-        code: AuthCode {
-            hash: get(row, "hash")?,
-            client_id: get(row, "client_id")?,
-            subject: get(row, "subject")?,
-            redirect_uri: get(row, "redirect_uri")?,
-            scope: scope_col(row, "scope")?,
-            code_challenge: get(row, "code_challenge")?,
-            nonce: get(row, "nonce")?,
-            auth_time: get(row, "auth_time")?,
-            issued_at: get(row, "issued_at")?,
-            expires_at: get(row, "expires_at")?,
-        },
-        used_at: get(row, "used_at")?,
-        family_id: get(row, "family_id")?,
-    })
 }

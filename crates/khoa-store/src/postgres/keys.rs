@@ -6,10 +6,10 @@
 use async_trait::async_trait;
 use khoa_core::model::UnixTime;
 use khoa_core::store::{IfKeyPending, KeySchedule, KeyStore, SigningKeyRecord, StoreError};
-use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::{ResultExt, changed, get};
+use super::{ResultExt, changed};
+use crate::decode;
 
 pub(super) struct PgKeys(pub(super) PgPool);
 
@@ -118,7 +118,7 @@ impl KeyStore for PgKeys {
         .await
         .store_err()?
         .iter()
-        .map(key_from_row)
+        .map(decode::signing_key)
         .collect()
     }
 }
@@ -135,16 +135,4 @@ fn bind<'q>(
         .bind(key.created_at)
         .bind(key.activates_at)
         .bind(key.retires_at)
-}
-
-fn key_from_row(row: &PgRow) -> Result<SigningKeyRecord, StoreError> {
-    Ok(SigningKeyRecord {
-        kid: get(row, "kid")?,
-        alg: get(row, "alg")?,
-        private_sealed: get(row, "private_sealed")?,
-        public_jwk: get(row, "public_jwk")?,
-        created_at: get(row, "created_at")?,
-        activates_at: get(row, "activates_at")?,
-        retires_at: get(row, "retires_at")?,
-    })
 }

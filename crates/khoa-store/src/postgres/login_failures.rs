@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use khoa_core::model::UnixTime;
 use khoa_core::store::{LockoutPolicy, LoginAttempt, LoginFailureStore, LoginFailures, StoreError};
 use sqlx::PgPool;
-use sqlx::postgres::PgRow;
 
-use super::{ResultExt, changed, get};
+use super::{ResultExt, changed};
+use crate::decode;
 
 pub(super) struct PgLoginFailures(pub(super) PgPool);
 
@@ -60,7 +60,7 @@ impl LoginFailureStore for PgLoginFailures {
                 .await
                 .store_err()?;
             if let Some(row) = reserved {
-                return Ok(LoginAttempt::Reserved(from_row(&row)?));
+                return Ok(LoginAttempt::Reserved(decode::login_failures(&row)?));
             }
             // Locked when the upsert looked; a second statement reads by how long.
             if let Some(locked) = self.find_login_failures(username).await?
@@ -69,7 +69,7 @@ impl LoginFailureStore for PgLoginFailures {
                 return Ok(LoginAttempt::Locked(locked));
             }
         }
-        Err(StoreError::Other(format!(
+        Err(StoreError::other(format!(
             "the sign-in failures of a name changed under {RESERVE_ROUNDS} reservations"
         )))
     }
@@ -83,7 +83,7 @@ impl LoginFailureStore for PgLoginFailures {
             .fetch_optional(&self.0)
             .await
             .store_err()?
-            .map(|row| from_row(&row))
+            .map(|row| decode::login_failures(&row))
             .transpose()
     }
 
@@ -117,15 +117,4 @@ impl LoginFailureStore for PgLoginFailures {
         .store_err()
         .map(|r| r.rows_affected())
     }
-}
-
-fn from_row(row: &PgRow) -> Result<LoginFailures, StoreError> {
-    let failures: i32 = get(row, "failures")?;
-    Ok(LoginFailures {
-        username: get(row, "username")?,
-        failures: u32::try_from(failures)
-            .map_err(|_| StoreError::Other("negative failure count".into()))?,
-        last_failure_at: get(row, "last_failure_at")?,
-        locked_until: get(row, "locked_until")?,
-    })
 }

@@ -1,4 +1,4 @@
-//! The PostgreSQL backend: connection settings, the pool, migrations and error mapping.
+//! The PostgreSQL backend: connection settings, the pool and error mapping.
 //!
 //! Unlike SQLite there is no single writer here: several khoa nodes share the database, so no
 //! process could funnel every write anyway. Each write is its own transaction on the pool, and
@@ -19,13 +19,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use khoa_core::scope::ScopeSet;
 use khoa_core::store::{PoolConnections, Readiness, StoreError, Stores};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow};
-use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::{ConnectOptions, Connection};
 
-use crate::StoreOptions;
+use crate::{StoreOptions, migrations};
 
 /// The shortest wait for a pooled connection, whatever `busy_timeout` says: a zero timeout
 /// would fail every request before the pool could even hand out an idle connection.
@@ -37,7 +35,10 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
     // Migrate over one connection of our own first: its error says what is wrong (refused,
     // authentication, no such database), where a pool would only report a timeout.
     let mut conn = connect_once(&options, acquire_timeout).await?;
-    migrator().run(&mut conn).await.map_err(migrate_err)?;
+    migrations::migrator(migrations::POSTGRES)
+        .run(&mut conn)
+        .await
+        .map_err(|e| migrations::error(e, map_err))?;
     conn.close().await.store_err()?;
     let pool = PgPoolOptions::new()
         .max_connections(opts.max_connections.max(1))
@@ -73,14 +74,17 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
 pub(crate) async fn migrate(url: &str, opts: &StoreOptions) -> Result<(), StoreError> {
     let options = connect_options(url)?;
     let mut conn = connect_once(&options, opts.busy_timeout.max(MIN_ACQUIRE_TIMEOUT)).await?;
-    migrator().run(&mut conn).await.map_err(migrate_err)?;
+    migrations::migrator(migrations::POSTGRES)
+        .run(&mut conn)
+        .await
+        .map_err(|e| migrations::error(e, map_err))?;
     conn.close().await.store_err()
 }
 
 fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
     // sqlx's parse errors describe the fault, not the URL, so no password leaks through them.
     let options = PgConnectOptions::from_str(url)
-        .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?;
+        .map_err(|e| StoreError::caused("invalid PostgreSQL URL", e))?;
     // Lets an operator tell khoa's sessions apart in `pg_stat_activity`.
     Ok(if options.get_application_name().is_none() {
         options.application_name("khoa")
@@ -101,75 +105,6 @@ async fn connect_once(
             "no connection to PostgreSQL within {} ms",
             timeout.as_millis()
         ))),
-    }
-}
-
-/// The schema, compiled into the binary like SQLite's. sqlx's PostgreSQL migrator holds an
-/// advisory lock while it runs, so nodes starting together apply each migration once.
-fn migrator() -> Migrator {
-    let migrations = [
-        (
-            1,
-            "init",
-            include_str!("../../migrations/postgres/0001_init.sql"),
-        ),
-        (
-            2,
-            "key_schedule",
-            include_str!("../../migrations/postgres/0002_key_schedule.sql"),
-        ),
-        (
-            3,
-            "authorization_codes",
-            include_str!("../../migrations/postgres/0003_authorization_codes.sql"),
-        ),
-        (
-            4,
-            "revoked_jwts",
-            include_str!("../../migrations/postgres/0004_revoked_jwts.sql"),
-        ),
-        (
-            5,
-            "login_failures",
-            include_str!("../../migrations/postgres/0005_login_failures.sql"),
-        ),
-        // 5 is taken by another branch's change (lockouts); versions need not be contiguous.
-        (
-            6,
-            "audit_events",
-            include_str!("../../migrations/postgres/0006_audit_events.sql"),
-        ),
-        (
-            7,
-            "audit_events_lean",
-            include_str!("../../migrations/postgres/0007_audit_events_lean.sql"),
-        ),
-        (
-            9,
-            "client_keys",
-            include_str!("../../migrations/postgres/0009_client_keys.sql"),
-        ),
-    ];
-    Migrator::with_migrations(
-        migrations
-            .into_iter()
-            .map(|(version, name, sql)| {
-                Migration::new(
-                    version,
-                    name.into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    )
-}
-
-fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {
-    match e {
-        sqlx::migrate::MigrateError::Execute(e) => map_err(e),
-        other => StoreError::Other(format!("migration failed: {other}")),
     }
 }
 
@@ -243,7 +178,7 @@ fn map_err(e: sqlx::Error) -> StoreError {
             if db.code().as_deref().is_some_and(is_transient) {
                 StoreError::Unavailable(e.to_string())
             } else {
-                StoreError::Other(e.to_string())
+                StoreError::caused("PostgreSQL", e)
             }
         }
         // Refused, reset or timed-out connections, and a pool with nothing to give.
@@ -251,30 +186,12 @@ fn map_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-        _ => StoreError::Other(e.to_string()),
+        _ => StoreError::caused("PostgreSQL", e),
     }
 }
 
 fn is_transient(sqlstate: &str) -> bool {
     sqlstate.starts_with("08") || TRANSIENT.contains(&sqlstate)
-}
-
-/// Reads column `col`; a missing column or a wrong type is a corrupt row.
-fn get<'r, T>(row: &'r PgRow, col: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    row.try_get(col).store_err()
-}
-
-fn scope_col(row: &PgRow, col: &str) -> Result<ScopeSet, StoreError> {
-    parse_col(col, &get::<String>(row, col)?)
-}
-
-/// Parses a stored enum or scope set; a row that fails to parse is corrupt, hence `Other`.
-fn parse_col<T: FromStr>(col: &str, text: &str) -> Result<T, StoreError> {
-    text.parse()
-        .map_err(|_| StoreError::Other(format!("unreadable value in column `{col}`")))
 }
 
 /// Whether a statement touched a row: the answer of every "returns whether" method.
@@ -333,7 +250,8 @@ mod tests {
     fn a_url_that_does_not_parse_is_refused_without_echoing_it() {
         let err = connect_options("postgres://khoa:s3cret@db:notaport/khoa").unwrap_err();
         assert!(
-            matches!(&err, StoreError::Other(m) if !m.contains("s3cret")),
+            matches!(&err, StoreError::Other(_))
+                && !khoa_core::error::chain(&err).contains("s3cret"),
             "{err:?}"
         );
     }

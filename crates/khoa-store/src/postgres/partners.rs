@@ -6,7 +6,8 @@ use khoa_core::store::{Partner, PartnerKey, PartnerStore, StoreError};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnection, PgRow};
 
-use super::{ResultExt, changed, get};
+use super::{ResultExt, changed};
+use crate::decode::{self, Columns};
 
 pub(super) struct PgPartners(pub(super) PgPool);
 
@@ -125,25 +126,16 @@ async fn insert_key(conn: &mut PgConnection, code: &str, k: &PartnerKey) -> Resu
 fn partners_from_rows(rows: &[PgRow]) -> Result<Vec<Partner>, StoreError> {
     let mut partners: Vec<Partner> = Vec::new();
     for row in rows {
-        let code: String = get(row, "code")?;
-        if partners.last().is_none_or(|p| p.code != code) {
-            partners.push(Partner {
-                code,
-                name: get(row, "name")?,
-                client_id: get(row, "client_id")?,
-                created_at: get(row, "created_at")?,
-                keys: Vec::new(),
-            });
+        let partner = decode::partner(row)?;
+        if partners.last().is_none_or(|p| p.code != partner.code) {
+            partners.push(partner);
         }
         // NULL key columns: a partner without keys.
-        if let Some(key_id) = get::<Option<String>>(row, "key_id")? {
+        if row.get::<Option<String>>("key_id")?.is_some() {
             let partner = partners.last_mut().expect("pushed above");
-            partner.keys.push(PartnerKey {
-                key_id,
-                sealed: get(row, "sealed")?,
-                created_at: get(row, "key_created_at")?,
-                expires_at: get(row, "expires_at")?,
-            });
+            partner
+                .keys
+                .push(decode::partner_key(row, "key_created_at")?);
         }
     }
     Ok(partners)

@@ -11,10 +11,11 @@ use khoa_core::store::{
     AccessRecord, AccessState, Family, Issuance, RefreshRecord, RefreshState, RevokedJwt,
     RotateOutcome, Rotation, StoreError, TokenStore,
 };
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::PgConnection;
 use sqlx::{Executor, PgPool, Postgres};
 
-use super::{ResultExt, changed, get, scope_col};
+use super::{ResultExt, changed};
+use crate::decode;
 
 pub(super) struct PgTokens(pub(super) PgPool);
 
@@ -99,13 +100,13 @@ impl TokenStore for PgTokens {
         .fetch_optional(&self.0)
         .await
         .store_err()?
-        .map(|row| family_from_row(&row))
+        .map(|row| decode::family(&row))
         .transpose()
     }
 
     async fn find_access(&self, hash: &str) -> Result<Option<AccessState>, StoreError> {
         // LEFT JOIN: client-credentials tokens belong to no family and are never revoked.
-        let Some(row) = sqlx::query(
+        sqlx::query(
             "SELECT a.hash, a.client_id, a.subject, a.scope, a.family_id, a.issued_at, \
              a.expires_at, a.otp_hash, f.revoked_at IS NOT NULL AS revoked \
              FROM access_tokens a LEFT JOIN token_families f ON f.id = a.family_id \
@@ -115,22 +116,8 @@ impl TokenStore for PgTokens {
         .fetch_optional(&self.0)
         .await
         .store_err()?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(AccessState {
-            record: AccessRecord {
-                hash: get(&row, "hash")?,
-                client_id: get(&row, "client_id")?,
-                subject: get(&row, "subject")?,
-                scope: scope_col(&row, "scope")?,
-                family_id: get(&row, "family_id")?,
-                issued_at: get(&row, "issued_at")?,
-                expires_at: get(&row, "expires_at")?,
-                otp_hash: get(&row, "otp_hash")?,
-            },
-            revoked: get(&row, "revoked")?,
-        }))
+        .map(|row| decode::access_state(&row))
+        .transpose()
     }
 
     async fn revoke_access(&self, hash: &str) -> Result<bool, StoreError> {
@@ -171,13 +158,7 @@ impl TokenStore for PgTokens {
         .await
         .store_err()?
         .iter()
-        .map(|row| {
-            Ok(RevokedJwt {
-                jti: get(row, "jti")?,
-                expires_at: get(row, "expires_at")?,
-                revoked_at: get(row, "revoked_at")?,
-            })
-        })
+        .map(decode::revoked_jwt)
         .collect()
     }
 
@@ -302,26 +283,5 @@ where
     else {
         return Ok(None);
     };
-    Ok(Some(RefreshState {
-        hash: get(&row, "hash")?,
-        family: family_from_row(&row)?,
-        issued_at: get(&row, "issued_at")?,
-        expires_at: get(&row, "expires_at")?,
-        used_at: get(&row, "used_at")?,
-        successor_hash: get(&row, "successor_hash")?,
-        successor_sealed: get(&row, "successor_sealed")?,
-    }))
-}
-
-/// Reads a family from columns aliased as in `find_family` and `load_refresh`.
-fn family_from_row(row: &PgRow) -> Result<Family, StoreError> {
-    Ok(Family {
-        id: get(row, "family_id")?,
-        client_id: get(row, "client_id")?,
-        subject: get(row, "subject")?,
-        scope: scope_col(row, "scope")?,
-        created_at: get(row, "family_created_at")?,
-        session_expires_at: get(row, "session_expires_at")?,
-        revoked_at: get(row, "revoked_at")?,
-    })
+    decode::refresh_state(&row).map(Some)
 }

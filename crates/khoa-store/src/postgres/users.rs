@@ -4,23 +4,16 @@ use async_trait::async_trait;
 use khoa_core::model::User;
 use khoa_core::store::{NewUser, StoreError, UserStore};
 use sqlx::PgPool;
-use sqlx::postgres::PgRow;
 
-use super::{ResultExt, changed, get, parse_col};
+use super::{ResultExt, changed};
+use crate::decode;
 
 pub(super) struct PgUsers(pub(super) PgPool);
 
 #[async_trait]
 impl UserStore for PgUsers {
     async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
-        let created = User {
-            id: user.id.clone(),
-            username: user.username.clone(),
-            password_hash: user.password_hash.clone(),
-            disabled: false,
-            allowed_scopes: user.allowed_scopes.clone(),
-            created_at: user.created_at,
-        };
+        let created = user.to_user();
         sqlx::query(
             "INSERT INTO users \
              (id, username, password_hash, disabled, allowed_scopes, created_at) \
@@ -46,7 +39,7 @@ impl UserStore for PgUsers {
         .fetch_optional(&self.0)
         .await
         .store_err()?
-        .map(|row| user_from_row(&row))
+        .map(|row| decode::user(&row))
         .transpose()
     }
 
@@ -59,7 +52,7 @@ impl UserStore for PgUsers {
         .fetch_optional(&self.0)
         .await
         .store_err()?
-        .map(|row| user_from_row(&row))
+        .map(|row| decode::user(&row))
         .transpose()
     }
 
@@ -72,7 +65,7 @@ impl UserStore for PgUsers {
         .await
         .store_err()?
         .iter()
-        .map(user_from_row)
+        .map(decode::user)
         .collect()
     }
 
@@ -104,18 +97,4 @@ impl UserStore for PgUsers {
             .store_err()
             .map(changed)
     }
-}
-
-fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
-    let allowed_scopes = get::<Option<String>>(row, "allowed_scopes")?
-        .map(|text| parse_col("allowed_scopes", &text))
-        .transpose()?;
-    Ok(User {
-        id: get(row, "id")?,
-        username: get(row, "username")?,
-        password_hash: get(row, "password_hash")?,
-        disabled: get(row, "disabled")?,
-        allowed_scopes,
-        created_at: get(row, "created_at")?,
-    })
 }

@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use khoa_core::model::UnixTime;
 use khoa_core::store::{AuditEvent, AuditFilter, AuditStore, StoreError};
 use rusqlite::Connection;
-use sqlx::sqlite::SqliteRow;
 
-use super::{Db, ResultExt, get, parse_col};
+use super::{Db, ResultExt};
+use crate::decode;
 
 /// At this many events waiting, [`AuditStore::record`] waits for them to commit: the
 /// back-pressure that keeps the buffer bounded when the disk falls behind.
@@ -133,7 +133,7 @@ impl AuditStore for SqliteAudit {
         .fetch_all(&self.db.read)
         .await
         .store_err()?;
-        rows.iter().map(event_row).collect()
+        rows.iter().map(decode::audit_event).collect()
     }
 
     async fn purge_audit(&self, before: UnixTime, batch: u32) -> Result<u64, StoreError> {
@@ -150,16 +150,4 @@ impl AuditStore for SqliteAudit {
             })
             .await
     }
-}
-
-fn event_row(row: &SqliteRow) -> Result<AuditEvent, StoreError> {
-    Ok(AuditEvent {
-        id: get(row, "id")?,
-        at: get(row, "at")?,
-        kind: parse_col("kind", &get::<String>(row, "kind")?)?,
-        subject: get(row, "subject")?,
-        client_id: get(row, "client_id")?,
-        detail: get(row, "detail")?,
-        node: get(row, "node")?,
-    })
 }

@@ -5,7 +5,8 @@ use khoa_core::model::UnixTime;
 use khoa_core::store::{ClientKey, ClientKeyStore, StoreError};
 use rusqlite::params;
 
-use super::{Db, ResultExt, changed, get_w};
+use super::{Db, ResultExt, changed, query_all};
+use crate::decode;
 
 pub(super) struct SqliteClientKeys(pub(super) Db);
 
@@ -32,24 +33,13 @@ impl ClientKeyStore for SqliteClientKeys {
     async fn client_keys(&self, client_id: &str) -> Result<Vec<ClientKey>, StoreError> {
         // On the path of every signed request: a point read (see `point.rs`).
         self.0.point.read(|conn| {
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT client_id, kid, alg, public_key, created_at FROM client_keys \
-                     WHERE client_id = ? ORDER BY created_at DESC, rowid DESC",
-                )
-                .store_err()?;
-            let mut rows = select.query([client_id]).store_err()?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().store_err()? {
-                out.push(ClientKey {
-                    client_id: get_w(row, "client_id")?,
-                    kid: get_w(row, "kid")?,
-                    alg: get_w(row, "alg")?,
-                    material: get_w(row, "public_key")?,
-                    created_at: get_w(row, "created_at")?,
-                });
-            }
-            Ok(out)
+            query_all(
+                conn,
+                "SELECT client_id, kid, alg, public_key, created_at FROM client_keys \
+                 WHERE client_id = ? ORDER BY created_at DESC, rowid DESC",
+                [client_id],
+                |row| decode::client_key(row),
+            )
         })
     }
 

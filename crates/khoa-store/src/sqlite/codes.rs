@@ -7,10 +7,10 @@ use khoa_core::store::{
     AuthCode, AuthCodeState, AuthCodeStore, Issuance, RedeemOutcome, StoreError,
 };
 use rusqlite::{OptionalExtension, params};
-use sqlx::sqlite::SqliteRow;
 
 use super::tokens::{insert_access, insert_family, insert_refresh};
-use super::{Db, ResultExt, get, scope_col};
+use super::{Db, ResultExt};
+use crate::decode;
 
 pub(super) struct SqliteCodes(pub(super) Db);
 
@@ -52,7 +52,7 @@ impl AuthCodeStore for SqliteCodes {
             .fetch_optional(&self.0.read)
             .await
             .store_err()?
-            .map(|row| code_from_row(&row))
+            .map(|row| decode::code_state(&row))
             .transpose()
     }
 
@@ -66,7 +66,7 @@ impl AuthCodeStore for SqliteCodes {
         let family = issuance
             .family
             .clone()
-            .ok_or_else(|| StoreError::Other("a code redemption needs a family".into()))?;
+            .ok_or_else(|| StoreError::other("a code redemption needs a family"))?;
         // One job, so one savepoint: the mark and the tokens commit together or not at all.
         self.0
             .writer
@@ -103,23 +103,4 @@ impl AuthCodeStore for SqliteCodes {
             })
             .await
     }
-}
-
-fn code_from_row(row: &SqliteRow) -> Result<AuthCodeState, StoreError> {
-    Ok(AuthCodeState {
-        code: AuthCode {
-            hash: get(row, "hash")?,
-            client_id: get(row, "client_id")?,
-            subject: get(row, "subject")?,
-            redirect_uri: get(row, "redirect_uri")?,
-            scope: scope_col(row, "scope")?,
-            code_challenge: get(row, "code_challenge")?,
-            nonce: get(row, "nonce")?,
-            auth_time: get(row, "auth_time")?,
-            issued_at: get(row, "issued_at")?,
-            expires_at: get(row, "expires_at")?,
-        },
-        used_at: get(row, "used_at")?,
-        family_id: get(row, "family_id")?,
-    })
 }

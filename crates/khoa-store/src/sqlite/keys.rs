@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use khoa_core::model::UnixTime;
 use khoa_core::store::{IfKeyPending, KeySchedule, KeyStore, SigningKeyRecord, StoreError};
 use rusqlite::{Connection, OptionalExtension, ToSql};
-use sqlx::sqlite::SqliteRow;
 
-use super::{Db, ResultExt, changed, get};
+use super::{Db, ResultExt, changed};
+use crate::decode;
 
 pub(super) struct SqliteKeys(pub(super) Db);
 
@@ -89,7 +89,7 @@ impl KeyStore for SqliteKeys {
         .await
         .store_err()?
         .iter()
-        .map(key_from_row)
+        .map(decode::signing_key)
         .collect()
     }
 }
@@ -123,16 +123,4 @@ fn key_params(key: &SigningKeyRecord) -> [&dyn ToSql; 7] {
         &key.activates_at,
         &key.retires_at,
     ]
-}
-
-fn key_from_row(row: &SqliteRow) -> Result<SigningKeyRecord, StoreError> {
-    Ok(SigningKeyRecord {
-        kid: get(row, "kid")?,
-        alg: get(row, "alg")?,
-        private_sealed: get(row, "private_sealed")?,
-        public_jwk: get(row, "public_jwk")?,
-        created_at: get(row, "created_at")?,
-        activates_at: get(row, "activates_at")?,
-        retires_at: get(row, "retires_at")?,
-    })
 }

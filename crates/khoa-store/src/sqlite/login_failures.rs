@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use khoa_core::model::UnixTime;
 use khoa_core::store::{LockoutPolicy, LoginAttempt, LoginFailureStore, LoginFailures, StoreError};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
-use super::{Db, ResultExt, changed, get};
+use super::{Db, ResultExt, changed, query_one};
+use crate::decode;
 
 pub(super) struct SqliteLoginFailures(pub(super) Db);
 
@@ -33,15 +34,6 @@ const RESERVE: &str = "\
 const FIND: &str = "SELECT username, failures, last_failure_at, locked_until \
                     FROM login_failures WHERE username = ?";
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoginFailures> {
-    Ok(LoginFailures {
-        username: row.get(0)?,
-        failures: row.get(1)?,
-        last_failure_at: row.get(2)?,
-        locked_until: row.get(3)?,
-    })
-}
-
 #[async_trait]
 impl LoginFailureStore for SqliteLoginFailures {
     async fn reserve_login_attempt(
@@ -57,30 +49,25 @@ impl LoginFailureStore for SqliteLoginFailures {
         self.0
             .writer
             .write_one(move |conn| {
-                let reserve = || -> rusqlite::Result<LoginAttempt> {
-                    let reserved = conn
-                        .prepare_cached(RESERVE)?
-                        .query_row(
-                            params![
-                                username,
-                                now,
-                                p.threshold,
-                                p.base_secs,
-                                p.max_secs,
-                                LockoutPolicy::MAX_DOUBLINGS
-                            ],
-                            from_row,
-                        )
-                        .optional()?;
-                    Ok(match reserved {
-                        Some(state) => LoginAttempt::Reserved(state),
-                        None => LoginAttempt::Locked(
-                            conn.prepare_cached(FIND)?
-                                .query_row([&username], from_row)?,
-                        ),
-                    })
-                };
-                reserve().store_err()
+                let reserved = query_one(
+                    conn,
+                    RESERVE,
+                    params![
+                        username,
+                        now,
+                        p.threshold,
+                        p.base_secs,
+                        p.max_secs,
+                        LockoutPolicy::MAX_DOUBLINGS
+                    ],
+                    |row| decode::login_failures(row),
+                )?;
+                match reserved {
+                    Some(state) => Ok(LoginAttempt::Reserved(state)),
+                    None => query_one(conn, FIND, [&username], |row| decode::login_failures(row))?
+                        .map(LoginAttempt::Locked)
+                        .ok_or_else(|| StoreError::other("a locked sign-in left no row")),
+                }
             })
             .await
     }
@@ -94,15 +81,7 @@ impl LoginFailureStore for SqliteLoginFailures {
             .fetch_optional(&self.0.read)
             .await
             .store_err()?;
-        row.map(|row| {
-            Ok(LoginFailures {
-                username: get(&row, "username")?,
-                failures: get(&row, "failures")?,
-                last_failure_at: get(&row, "last_failure_at")?,
-                locked_until: get(&row, "locked_until")?,
-            })
-        })
-        .transpose()
+        row.map(|row| decode::login_failures(&row)).transpose()
     }
 
     async fn clear_login_failures(&self, username: &str) -> Result<bool, StoreError> {

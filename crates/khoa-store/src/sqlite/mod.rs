@@ -1,4 +1,4 @@
-//! The SQLite backend: connection settings, migrations and error mapping.
+//! The SQLite backend: connection settings, the writer and point readers, error mapping.
 //!
 //! Reads go through a pool, the hot point reads through [`PointReads`] on the calling task;
 //! writes through the single [`Writer`], because SQLite admits one writer at a time anyway and
@@ -29,17 +29,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use khoa_core::scope::ScopeSet;
 use khoa_core::store::{PoolConnections, Readiness, StoreError, Stores, WriteBatches};
 use rusqlite::ffi;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
+use sqlx::{ConnectOptions, Connection};
 
-use crate::StoreOptions;
+use crate::{StoreOptions, migrations};
 use point::PointReads;
 use writer::Writer;
 
@@ -60,7 +57,7 @@ pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> Result<Stores, St
         // Opening touches the file (and may wait out another process's lock): off the runtime.
         tokio::task::spawn_blocking(move || open_writer(&filename, busy_timeout))
             .await
-            .map_err(|e| StoreError::Other(format!("opening the writer connection: {e}")))??
+            .map_err(|e| StoreError::caused("opening the writer connection", e))??
     };
     let (writer, _thread) = Writer::spawn(writer_conn, opts.batch_max)?;
     let point = Arc::new(PointReads::new(
@@ -105,7 +102,10 @@ pub(crate) async fn migrate(url: &str, opts: &StoreOptions) -> Result<(), StoreE
 /// before the writer opens the database: the schema is complete before any write.
 async fn run_migrations(options: &SqliteConnectOptions) -> Result<(), StoreError> {
     let mut conn = options.connect().await.store_err()?;
-    migrator().run(&mut conn).await.map_err(migrate_err)?;
+    migrations::migrator(migrations::SQLITE)
+        .run(&mut conn)
+        .await
+        .map_err(|e| migrations::error(e, map_err))?;
     conn.close().await.store_err()
 }
 
@@ -113,12 +113,12 @@ fn connect_options(url: &str, opts: &StoreOptions) -> Result<SqliteConnectOption
     // sqlx gives `:memory:` a shared-cache database, where readers and the writer fail each
     // other with SQLITE_LOCKED instead of waiting; better refuse than flake.
     if url.contains(":memory:") || url.contains("mode=memory") {
-        return Err(StoreError::Other(
-            "in-memory SQLite is not supported; use a file (a temporary one in tests)".into(),
+        return Err(StoreError::other(
+            "in-memory SQLite is not supported; use a file (a temporary one in tests)",
         ));
     }
     Ok(SqliteConnectOptions::from_str(url)
-        .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
+        .map_err(|e| StoreError::caused("invalid SQLite URL", e))?
         .create_if_missing(true)
         // WAL: readers never block the writer nor each other.
         .journal_mode(SqliteJournalMode::Wal)
@@ -151,81 +151,6 @@ fn open_writer(
     // Every write statement of every store, plus the writer's own, stays prepared.
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
-}
-
-/// The schema, compiled into the binary so that a deployment is one file. sqlx's own migrator
-/// records what ran in `_sqlx_migrations` together with a checksum, so re-running is a no-op
-/// and an edited, already-applied migration is refused rather than silently skipped.
-fn migrator() -> Migrator {
-    let migrations = [
-        (
-            1,
-            "init",
-            include_str!("../../migrations/sqlite/0001_init.sql"),
-        ),
-        (
-            2,
-            "key_schedule",
-            include_str!("../../migrations/sqlite/0002_key_schedule.sql"),
-        ),
-        (
-            3,
-            "authorization_codes",
-            include_str!("../../migrations/sqlite/0003_authorization_codes.sql"),
-        ),
-        (
-            4,
-            "revoked_jwts",
-            include_str!("../../migrations/sqlite/0004_revoked_jwts.sql"),
-        ),
-        (
-            5,
-            "login_failures",
-            include_str!("../../migrations/sqlite/0005_login_failures.sql"),
-        ),
-        // 5 is taken by another branch's change (lockouts); versions need not be contiguous.
-        (
-            6,
-            "audit_events",
-            include_str!("../../migrations/sqlite/0006_audit_events.sql"),
-        ),
-        (
-            7,
-            "audit_events_lean",
-            include_str!("../../migrations/sqlite/0007_audit_events_lean.sql"),
-        ),
-        (
-            8,
-            "readiness_probe",
-            include_str!("../../migrations/sqlite/0008_readiness_probe.sql"),
-        ),
-        (
-            9,
-            "client_keys",
-            include_str!("../../migrations/sqlite/0009_client_keys.sql"),
-        ),
-    ];
-    Migrator::with_migrations(
-        migrations
-            .into_iter()
-            .map(|(version, name, sql)| {
-                Migration::new(
-                    version,
-                    name.into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    )
-}
-
-fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {
-    match e {
-        sqlx::migrate::MigrateError::Execute(e) => map_err(e),
-        other => StoreError::Other(format!("migration failed: {other}")),
-    }
 }
 
 struct SqliteReadiness(Db);
@@ -325,7 +250,7 @@ fn map_err(e: sqlx::Error) -> StoreError {
     if transient {
         StoreError::Unavailable(e.to_string())
     } else {
-        StoreError::Other(e.to_string())
+        StoreError::caused("SQLite", e)
     }
 }
 
@@ -334,7 +259,7 @@ fn map_rusqlite_err(e: rusqlite::Error) -> StoreError {
         rusqlite::Error::SqliteFailure(err, _) if is_transient(err.extended_code) => {
             StoreError::Unavailable(e.to_string())
         }
-        _ => StoreError::Other(e.to_string()),
+        _ => StoreError::caused("SQLite", e),
     }
 }
 
@@ -360,27 +285,34 @@ fn is_unique_violation(extended_code: i32) -> bool {
     )
 }
 
-/// Reads column `col`; a missing column or a wrong type is a corrupt row.
-fn get<'r, T>(row: &'r SqliteRow, col: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    row.try_get(col).store_err()
+/// The first row `sql` answers, decoded; on rusqlite (the writer and the point reads).
+fn query_one<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl FnOnce(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(sql)
+        .and_then(|mut select| select.query_row(params, |row| Ok(decode(row))).optional())
+        .store_err()?
+        .transpose()
 }
 
-fn scope_col(row: &SqliteRow, col: &str) -> Result<ScopeSet, StoreError> {
-    parse_col(col, &get::<String>(row, col)?)
-}
-
-/// [`get`] for a row the writer reads inside its transaction.
-fn get_w<T: rusqlite::types::FromSql>(row: &rusqlite::Row<'_>, col: &str) -> Result<T, StoreError> {
-    row.get(col).store_err()
-}
-
-/// Parses a stored enum or scope set; a row that fails to parse is corrupt, hence `Other`.
-fn parse_col<T: FromStr>(col: &str, text: &str) -> Result<T, StoreError> {
-    text.parse()
-        .map_err(|_| StoreError::Other(format!("unreadable value in column `{col}`")))
+/// Every row `sql` answers, decoded; on rusqlite.
+fn query_all<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    mut decode: impl FnMut(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut select = conn.prepare_cached(sql).store_err()?;
+    let mut rows = select.query(params).store_err()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().store_err()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
 }
 
 /// Whether a statement touched a row (`rusqlite`'s `execute` returns the count): the answer of
@@ -392,7 +324,7 @@ fn changed(rows: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::SqliteConnection;
+    use sqlx::{Row, SqliteConnection};
     use std::time::Duration;
 
     fn temp_url() -> (tempfile::TempDir, String) {
@@ -423,7 +355,7 @@ mod tests {
     #[tokio::test]
     async fn the_lean_audit_migration_keeps_every_event_and_its_id() {
         let (_dir, mut conn) = temp_conn().await;
-        let mut before_0007 = migrator();
+        let mut before_0007 = migrations::migrator(migrations::SQLITE);
         before_0007.migrations = before_0007
             .migrations
             .iter()
@@ -441,7 +373,10 @@ mod tests {
         .await
         .unwrap();
 
-        migrator().run(&mut conn).await.unwrap();
+        migrations::migrator(migrations::SQLITE)
+            .run(&mut conn)
+            .await
+            .unwrap();
 
         let rows: Vec<(i64, i64, String, Option<String>, String)> =
             sqlx::query_as("SELECT id, at, kind, client_id, detail FROM audit_events ORDER BY id")
@@ -529,7 +464,10 @@ mod tests {
     async fn in_memory_databases_are_refused() {
         for url in ["sqlite::memory:", "sqlite://khoa?mode=memory"] {
             let err = connect(url, &StoreOptions::default()).await.err();
-            assert!(matches!(err, Some(StoreError::Other(m)) if m.contains("in-memory")));
+            assert!(
+                matches!(&err, Some(e @ StoreError::Other(_)) if e.to_string().contains("in-memory")),
+                "{err:?}"
+            );
         }
     }
 

@@ -5,7 +5,8 @@ use khoa_core::model::UnixTime;
 use khoa_core::store::{Partner, PartnerKey, PartnerStore, StoreError};
 use rusqlite::{Connection, params};
 
-use super::{Db, ResultExt, changed, get_w};
+use super::{Db, ResultExt, changed, query_all, query_one};
+use crate::decode;
 
 pub(super) struct SqlitePartners(pub(super) Db);
 
@@ -34,16 +35,12 @@ impl PartnerStore for SqlitePartners {
     async fn find_partner(&self, code: &str) -> Result<Option<Partner>, StoreError> {
         // On the hot path of every encrypted request: a point read (see `point.rs`).
         self.0.point.read(|conn| {
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT code, name, client_id, created_at FROM partners WHERE code = ?",
-                )
-                .store_err()?;
-            let mut rows = select.query([code]).store_err()?;
-            rows.next()
-                .store_err()?
-                .map(|row| partner_from_row(conn, row))
-                .transpose()
+            query_one(
+                conn,
+                "SELECT code, name, client_id, created_at FROM partners WHERE code = ?",
+                [code],
+                |row| with_keys(conn, row),
+            )
         })
     }
 
@@ -51,21 +48,16 @@ impl PartnerStore for SqlitePartners {
         let point = self.0.point.clone();
         tokio::task::spawn_blocking(move || {
             point.read(|conn| {
-                let mut select = conn
-                    .prepare_cached(
-                        "SELECT code, name, client_id, created_at FROM partners ORDER BY code",
-                    )
-                    .store_err()?;
-                let mut rows = select.query([]).store_err()?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next().store_err()? {
-                    out.push(partner_from_row(conn, row)?);
-                }
-                Ok(out)
+                query_all(
+                    conn,
+                    "SELECT code, name, client_id, created_at FROM partners ORDER BY code",
+                    [],
+                    |row| with_keys(conn, row),
+                )
             })
         })
         .await
-        .map_err(|e| StoreError::Other(format!("listing partners: {e}")))?
+        .map_err(|e| StoreError::caused("listing partners", e))?
     }
 
     async fn add_partner_key(
@@ -112,32 +104,17 @@ impl PartnerStore for SqlitePartners {
 }
 
 /// A partner from its row, with its keys newest first.
-fn partner_from_row(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<Partner, StoreError> {
-    let code: String = get_w(row, "code")?;
+fn with_keys(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<Partner, StoreError> {
+    let mut partner = decode::partner(row)?;
     // rowid breaks ties between keys created in the same second: newest first.
-    let mut select = conn
-        .prepare_cached(
-            "SELECT key_id, sealed, created_at, expires_at FROM partner_keys \
-             WHERE partner_code = ? ORDER BY created_at DESC, rowid DESC",
-        )
-        .store_err()?;
-    let mut rows = select.query([&code]).store_err()?;
-    let mut keys = Vec::new();
-    while let Some(k) = rows.next().store_err()? {
-        keys.push(PartnerKey {
-            key_id: get_w(k, "key_id")?,
-            sealed: get_w(k, "sealed")?,
-            created_at: get_w(k, "created_at")?,
-            expires_at: get_w(k, "expires_at")?,
-        });
-    }
-    Ok(Partner {
-        code,
-        name: get_w(row, "name")?,
-        client_id: get_w(row, "client_id")?,
-        created_at: get_w(row, "created_at")?,
-        keys,
-    })
+    partner.keys = query_all(
+        conn,
+        "SELECT key_id, sealed, created_at, expires_at FROM partner_keys \
+         WHERE partner_code = ? ORDER BY created_at DESC, rowid DESC",
+        [&partner.code],
+        |k| decode::partner_key(k, "created_at"),
+    )?;
+    Ok(partner)
 }
 
 fn insert_key(conn: &Connection, code: &str, k: &PartnerKey) -> Result<(), StoreError> {

@@ -8,7 +8,8 @@ use khoa_core::store::{
 };
 use rusqlite::{Connection, params};
 
-use super::{Db, ResultExt, changed, get, get_w, parse_col};
+use super::{Db, ResultExt, changed, query_one};
+use crate::decode;
 
 pub(super) struct SqliteTokens(pub(super) Db);
 
@@ -101,46 +102,29 @@ impl TokenStore for SqliteTokens {
 
     async fn find_family(&self, family_id: &str) -> Result<Option<Family>, StoreError> {
         self.0.point.read(|conn| {
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT id AS family_id, client_id, subject, scope, \
-                     created_at AS family_created_at, session_expires_at, revoked_at \
-                     FROM token_families WHERE id = ?",
-                )
-                .store_err()?;
-            let mut rows = select.query([family_id]).store_err()?;
-            rows.next().store_err()?.map(family_from_row).transpose()
+            query_one(
+                conn,
+                "SELECT id AS family_id, client_id, subject, scope, \
+                 created_at AS family_created_at, session_expires_at, revoked_at \
+                 FROM token_families WHERE id = ?",
+                [family_id],
+                |row| decode::family(row),
+            )
         })
     }
 
     async fn find_access(&self, hash: &str) -> Result<Option<AccessState>, StoreError> {
         self.0.point.read(|conn| {
             // LEFT JOIN: client-credentials tokens belong to no family and are never revoked.
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT a.hash, a.client_id, a.subject, a.scope, a.family_id, a.issued_at, \
-                     a.expires_at, a.otp_hash, f.revoked_at IS NOT NULL AS revoked \
-                     FROM access_tokens a LEFT JOIN token_families f ON f.id = a.family_id \
-                     WHERE a.hash = ?",
-                )
-                .store_err()?;
-            let mut rows = select.query([hash]).store_err()?;
-            let Some(row) = rows.next().store_err()? else {
-                return Ok(None);
-            };
-            Ok(Some(AccessState {
-                record: AccessRecord {
-                    hash: get_w(row, "hash")?,
-                    client_id: get_w(row, "client_id")?,
-                    subject: get_w(row, "subject")?,
-                    scope: parse_col("scope", &get_w::<String>(row, "scope")?)?,
-                    family_id: get_w(row, "family_id")?,
-                    issued_at: get_w(row, "issued_at")?,
-                    expires_at: get_w(row, "expires_at")?,
-                    otp_hash: get_w(row, "otp_hash")?,
-                },
-                revoked: get_w(row, "revoked")?,
-            }))
+            query_one(
+                conn,
+                "SELECT a.hash, a.client_id, a.subject, a.scope, a.family_id, a.issued_at, \
+                 a.expires_at, a.otp_hash, f.revoked_at IS NOT NULL AS revoked \
+                 FROM access_tokens a LEFT JOIN token_families f ON f.id = a.family_id \
+                 WHERE a.hash = ?",
+                [hash],
+                |row| decode::access_state(row),
+            )
         })
     }
 
@@ -188,13 +172,7 @@ impl TokenStore for SqliteTokens {
         .await
         .store_err()?
         .iter()
-        .map(|row| {
-            Ok(RevokedJwt {
-                jti: get(row, "jti")?,
-                expires_at: get(row, "expires_at")?,
-                revoked_at: get(row, "revoked_at")?,
-            })
-        })
+        .map(decode::revoked_jwt)
         .collect()
     }
 
@@ -309,33 +287,7 @@ const LOAD_REFRESH: &str = "SELECT r.hash, r.issued_at, r.expires_at, r.used_at,
      WHERE r.hash = ?";
 
 fn load_refresh(conn: &Connection, hash: &str) -> Result<Option<RefreshState>, StoreError> {
-    let mut select = conn.prepare_cached(LOAD_REFRESH).store_err()?;
-    let mut rows = select.query([hash]).store_err()?;
-    let Some(row) = rows.next().store_err()? else {
-        return Ok(None);
-    };
-    Ok(Some(RefreshState {
-        hash: get_w(row, "hash")?,
-        family: family_from_row(row)?,
-        issued_at: get_w(row, "issued_at")?,
-        expires_at: get_w(row, "expires_at")?,
-        used_at: get_w(row, "used_at")?,
-        successor_hash: get_w(row, "successor_hash")?,
-        successor_sealed: get_w(row, "successor_sealed")?,
-    }))
-}
-
-/// Reads a family from columns aliased as in `find_family` and `load_refresh`.
-fn family_from_row(row: &rusqlite::Row<'_>) -> Result<Family, StoreError> {
-    Ok(Family {
-        id: get_w(row, "family_id")?,
-        client_id: get_w(row, "client_id")?,
-        subject: get_w(row, "subject")?,
-        scope: parse_col("scope", &get_w::<String>(row, "scope")?)?,
-        created_at: get_w(row, "family_created_at")?,
-        session_expires_at: get_w(row, "session_expires_at")?,
-        revoked_at: get_w(row, "revoked_at")?,
-    })
+    query_one(conn, LOAD_REFRESH, [hash], |row| decode::refresh_state(row))
 }
 
 #[cfg(test)]

@@ -5,21 +5,15 @@ use khoa_core::model::User;
 use khoa_core::store::{NewUser, StoreError, UserStore};
 use rusqlite::{Connection, params};
 
-use super::{Db, ResultExt, changed, get_w, parse_col};
+use super::{Db, ResultExt, changed, query_all, query_one};
+use crate::decode;
 
 pub(super) struct SqliteUsers(pub(super) Db);
 
 #[async_trait]
 impl UserStore for SqliteUsers {
     async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
-        let created = User {
-            id: user.id.clone(),
-            username: user.username.clone(),
-            password_hash: user.password_hash.clone(),
-            disabled: false,
-            allowed_scopes: user.allowed_scopes.clone(),
-            created_at: user.created_at,
-        };
+        let created = user.to_user();
         let row = created.clone();
         self.0
             .writer
@@ -59,19 +53,16 @@ impl UserStore for SqliteUsers {
         let point = self.0.point.clone();
         tokio::task::spawn_blocking(move || {
             point.read(|conn| {
-                let mut select = conn
-                    .prepare_cached(&format!("{SELECT_USER} ORDER BY username"))
-                    .store_err()?;
-                let mut rows = select.query([]).store_err()?;
-                let mut users = Vec::new();
-                while let Some(row) = rows.next().store_err()? {
-                    users.push(user_from_row(row)?);
-                }
-                Ok(users)
+                query_all(
+                    conn,
+                    &format!("{SELECT_USER} ORDER BY username"),
+                    [],
+                    |row| decode::user(row),
+                )
             })
         })
         .await
-        .map_err(|e| StoreError::Other(format!("listing users: {e}")))?
+        .map_err(|e| StoreError::caused("listing users", e))?
     }
 
     async fn set_password_hash(&self, username: &str, hash: &str) -> Result<bool, StoreError> {
@@ -119,23 +110,10 @@ const SELECT_USER: &str =
 
 /// The user whose `column` (`id` or `username`, both unique) is `value`.
 fn find_user(conn: &Connection, column: &str, value: &str) -> Result<Option<User>, StoreError> {
-    let mut select = conn
-        .prepare_cached(&format!("{SELECT_USER} WHERE {column} = ?"))
-        .store_err()?;
-    let mut rows = select.query([value]).store_err()?;
-    rows.next().store_err()?.map(user_from_row).transpose()
-}
-
-fn user_from_row(row: &rusqlite::Row<'_>) -> Result<User, StoreError> {
-    let allowed_scopes = get_w::<Option<String>>(row, "allowed_scopes")?
-        .map(|text| parse_col("allowed_scopes", &text))
-        .transpose()?;
-    Ok(User {
-        id: get_w(row, "id")?,
-        username: get_w(row, "username")?,
-        password_hash: get_w(row, "password_hash")?,
-        disabled: get_w(row, "disabled")?,
-        allowed_scopes,
-        created_at: get_w(row, "created_at")?,
-    })
+    query_one(
+        conn,
+        &format!("{SELECT_USER} WHERE {column} = ?"),
+        [value],
+        |row| decode::user(row),
+    )
 }

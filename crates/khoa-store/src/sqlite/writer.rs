@@ -143,7 +143,7 @@ impl Writer {
                 let (counters, lazy, health) = (counters.clone(), lazy.clone(), health.clone());
                 move || run(conn, queue, &lazy, batch_max, &counters, &health)
             })
-            .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::caused("cannot start the writer thread", e))?;
         Ok((
             Writer {
                 jobs,
@@ -387,7 +387,7 @@ where
 
     fn run(&mut self, conn: &Connection) -> Result<(), StoreError> {
         let Some(work) = self.work.take() else {
-            return Err(StoreError::Other("write job run twice".into()));
+            return Err(StoreError::other("write job run twice"));
         };
         let outcome = work(conn);
         let status = match &outcome {
@@ -404,7 +404,7 @@ where
             (Some(Err(e)), _) => Err(e),
             (_, Err(e)) => Err(e.clone()),
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (None, Ok(())) => Err(StoreError::Other("write job was never run".into())),
+            (None, Ok(())) => Err(StoreError::other("write job was never run")),
         };
         // The caller may have given up (a dropped request); the write stands regardless.
         let _ = self.reply.send(answer);
@@ -541,7 +541,7 @@ fn batch_error(what: &str, e: StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(_) => e,
         // Not `Conflict`: their own rows collided with nothing.
-        other => StoreError::Other(format!("a write of the same batch {what}: {other}")),
+        other => StoreError::caused(format!("a write of the same batch {what}"), other),
     }
 }
 
