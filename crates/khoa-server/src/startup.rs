@@ -31,7 +31,8 @@ use crate::{authorize, forward_auth, health, openapi, resource, userinfo, wellkn
 pub enum StartError {
     #[error(transparent)]
     MasterKey(#[from] crate::master_key::MasterKeyLoadError),
-    #[error("database {url}: {source}")]
+    /// The cause follows on the same line (`{:#}`), from [`std::error::Error::source`].
+    #[error("database {url}")]
     Database {
         url: String,
         source: khoa_core::store::StoreError,

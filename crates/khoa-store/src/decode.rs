@@ -94,7 +94,7 @@ impl Columns for rusqlite::Row<'_> {
 }
 
 fn unreadable(col: &str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::caused(format!("reading column `{col}`"), e)
+    crate::driver_failure(format!("reading column `{col}`"), e)
 }
 
 /// Parses a stored enum or scope set; text that fails to parse is a corrupt row.

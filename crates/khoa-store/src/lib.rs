@@ -55,6 +55,30 @@ use khoa_core::store::{StoreError, Stores};
 
 pub use sqlite::backup::{BackupError, BackupOptions, BackupReport, backup_sqlite};
 
+/// A driver's error (sqlx's, rusqlite's) as the cause of `context`. Both drivers write their
+/// own cause into their message *and* return it from `source()`, so a log line that follows
+/// the chain would say it twice ("file is not a database: file is not a database"); kept
+/// behind [`Driver`], it is said once, by the driver's message.
+pub(crate) fn driver_failure(
+    context: impl Into<String>,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> StoreError {
+    StoreError::caused(context, Driver(e))
+}
+
+/// The driver's error, boxed whole (a debugger or `downcast_ref` still finds it), showing only
+/// its own message: see [`driver_failure`].
+#[derive(Debug)]
+pub(crate) struct Driver<E>(E);
+
+impl<E: std::fmt::Display> std::fmt::Display for Driver<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: std::error::Error> std::error::Error for Driver<E> {}
+
 /// Tuning of a store. The defaults suit a single node with a local disk.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {

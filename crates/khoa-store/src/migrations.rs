@@ -46,7 +46,7 @@ pub(crate) fn migrator(steps: &[Step]) -> Migrator {
 pub(crate) fn error(e: MigrateError, map_err: fn(sqlx::Error) -> StoreError) -> StoreError {
     match e {
         MigrateError::Execute(e) => map_err(e),
-        other => StoreError::caused("migration failed", other),
+        other => crate::driver_failure("migration failed", other),
     }
 }
 

@@ -239,6 +239,27 @@ async fn an_unsupported_database_url_in_the_config_file_stops_start_up_naming_th
     assert!(out.stderr.contains("database_url"), "{}", out.stderr);
 }
 
+/// A store failure keeps its cause to the operator's screen: the refusal names the database and
+/// says what SQLite said, once (the cause is a `source()`, not text folded in at each layer).
+#[tokio::test]
+async fn a_database_file_that_is_not_sqlite_stops_start_up_with_the_drivers_cause_once() {
+    let dir = migrated().await;
+    let db = dir.path().join("khoa.db");
+    for sidecar in ["khoa.db-wal", "khoa.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(sidecar));
+    }
+    std::fs::write(&db, vec![b'x'; 8192]).unwrap();
+
+    let refused = fails(dir.path(), &["serve"], None).await;
+
+    assert!(refused.contains(&db.display().to_string()), "{refused}");
+    assert_eq!(
+        refused.matches("file is not a database").count(),
+        1,
+        "{refused}"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_config_file_stops_start_up_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();

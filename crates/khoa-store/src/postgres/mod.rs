@@ -84,7 +84,7 @@ pub(crate) async fn migrate(url: &str, opts: &StoreOptions) -> Result<(), StoreE
 fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
     // sqlx's parse errors describe the fault, not the URL, so no password leaks through them.
     let options = PgConnectOptions::from_str(url)
-        .map_err(|e| StoreError::caused("invalid PostgreSQL URL", e))?;
+        .map_err(|e| crate::driver_failure("invalid PostgreSQL URL", e))?;
     // Lets an operator tell khoa's sessions apart in `pg_stat_activity`.
     Ok(if options.get_application_name().is_none() {
         options.application_name("khoa")
@@ -178,7 +178,7 @@ fn map_err(e: sqlx::Error) -> StoreError {
             if db.code().as_deref().is_some_and(is_transient) {
                 StoreError::Unavailable(e.to_string())
             } else {
-                StoreError::caused("PostgreSQL", e)
+                crate::driver_failure("PostgreSQL", e)
             }
         }
         // Refused, reset or timed-out connections, and a pool with nothing to give.
@@ -186,7 +186,7 @@ fn map_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-        _ => StoreError::caused("PostgreSQL", e),
+        _ => crate::driver_failure("PostgreSQL", e),
     }
 }
 

@@ -118,7 +118,7 @@ fn connect_options(url: &str, opts: &StoreOptions) -> Result<SqliteConnectOption
         ));
     }
     Ok(SqliteConnectOptions::from_str(url)
-        .map_err(|e| StoreError::caused("invalid SQLite URL", e))?
+        .map_err(|e| crate::driver_failure("invalid SQLite URL", e))?
         .create_if_missing(true)
         // WAL: readers never block the writer nor each other.
         .journal_mode(SqliteJournalMode::Wal)
@@ -250,7 +250,7 @@ fn map_err(e: sqlx::Error) -> StoreError {
     if transient {
         StoreError::Unavailable(e.to_string())
     } else {
-        StoreError::caused("SQLite", e)
+        crate::driver_failure("SQLite", e)
     }
 }
 
@@ -259,7 +259,7 @@ fn map_rusqlite_err(e: rusqlite::Error) -> StoreError {
         rusqlite::Error::SqliteFailure(err, _) if is_transient(err.extended_code) => {
             StoreError::Unavailable(e.to_string())
         }
-        _ => StoreError::caused("SQLite", e),
+        _ => crate::driver_failure("SQLite", e),
     }
 }
 
