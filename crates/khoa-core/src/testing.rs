@@ -1,5 +1,9 @@
-//! An in-memory [`Stores`] for unit tests of the engine. Not a backend: it is not durable and
-//! holds everything behind one mutex. The real conformance suite lives in `khoa-store`.
+//! An in-memory [`Stores`] for the engine's tests, the benches and the fuzz targets (compiled
+//! with the `testing` feature, or in this crate's own tests). Not a backend: it is not durable
+//! and holds everything behind one mutex, which is its transaction. It keeps the backends'
+//! contract all the same: `khoa-store`'s conformance suite runs every case over `&Stores` on it
+//! (`tests/conformance/memory.rs`), so what the engine's tests rely on is what SQLite and
+//! PostgreSQL do — the same orderings, conflict names, batch limits and cascades.
 
 use async_trait::async_trait;
 use std::collections::HashMap;
