@@ -1,5 +1,6 @@
 //! The cases, each an `async fn` over a backend's `Stores` (or, for the cases about the
-//! database's life cycle, over a whole [`TestDb`]). They know nothing of any backend.
+//! database's life cycle, over a whole [`TestDb`]). They know nothing of any backend, the
+//! in-memory one included.
 
 use std::any::Any;
 use std::collections::HashSet;
@@ -19,6 +20,24 @@ use khoa_core::store::{
 use khoa_store::StoreOptions;
 use tokio::sync::Barrier;
 
+/// What a case over `&Stores` runs on: a backend's [`TestDb`], or the bare [`Stores`] of a
+/// store with no database behind it.
+pub trait AsStores {
+    fn as_stores(&self) -> &Stores;
+}
+
+impl AsStores for TestDb {
+    fn as_stores(&self) -> &Stores {
+        &self.stores
+    }
+}
+
+impl AsStores for Stores {
+    fn as_stores(&self) -> &Stores {
+        self
+    }
+}
+
 /// A fresh, migrated database and its stores.
 pub struct TestDb {
     pub url: String,
@@ -27,10 +46,14 @@ pub struct TestDb {
     pub guard: Box<dyn Any + Send>,
 }
 
-/// Expands to one `#[tokio::test]` per case, each on the fresh database `$fresh().await` makes.
-/// A backend module calls it once; a case added here runs on every backend.
+/// Expands to one `#[tokio::test]` per case. `conformance_tests!(fresh)` is the whole suite,
+/// each case on the fresh database `fresh().await` makes (a [`TestDb`]);
+/// `conformance_tests!(stores: fresh)` only the cases over `&Stores`, for a store with no
+/// database behind it (the in-memory one: nothing to reconnect to or migrate, no second node,
+/// no connection pool), whose `fresh().await` may be bare [`Stores`]. A backend module calls it
+/// once; a case added here runs on every backend.
 macro_rules! conformance_tests {
-    ($fresh:path) => {
+    (stores: $fresh:path) => {
         $crate::suite::conformance_tests!(@stores $fresh;
             users_round_trip_and_change,
             a_taken_username_is_a_conflict,
@@ -70,11 +93,15 @@ macro_rules! conformance_tests {
             audit_events_round_trip_newest_first,
             audit_events_filter_by_subject_client_kind_and_time,
             audit_purge_removes_old_events_in_batches,
-            readiness_reports_the_pool,
             client_keys_round_trip_newest_first_and_a_taken_kid_is_a_conflict,
             a_signature_is_used_once_until_it_expires,
             of_concurrent_uses_of_one_signature_exactly_one_wins,
         );
+    };
+    ($fresh:path) => {
+        $crate::suite::conformance_tests!(stores: $fresh);
+        // About the database itself: its pool, its life cycle, other nodes on it.
+        $crate::suite::conformance_tests!(@stores $fresh; readiness_reports_the_pool);
         $crate::suite::conformance_tests!(@db $fresh;
             writes_survive_a_reconnect,
             migrations_run_twice_are_a_no_op,
@@ -88,7 +115,7 @@ macro_rules! conformance_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $case() {
             let db = $fresh().await;
-            $crate::suite::$case(&db.stores).await;
+            $crate::suite::$case($crate::suite::AsStores::as_stores(&db)).await;
         }
     )*};
     (@db $fresh:path; $($case:ident),* $(,)?) => {$(
