@@ -35,7 +35,9 @@
 //! - [`password`]: Argon2id on a bounded blocking pool.
 //! - [`client_cache`]: clients cached for a few seconds, off the hot path.
 //! - [`clock`]: injectable time and randomness.
-//! - [`testing`]: an in-memory store for unit tests of the engine (not a backend).
+//! - `testing` (with the `testing` feature, and in this crate's tests): `MemoryStore`, the
+//!   in-memory stores the engine's tests, the benches and the fuzz targets run on; not a
+//!   backend, but held to the backends' contract by `khoa-store`'s conformance suite.
 
 #![forbid(unsafe_code)]
 
@@ -58,6 +60,7 @@ pub mod revocation;
 pub mod scope;
 pub mod secret;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 #[cfg(test)]

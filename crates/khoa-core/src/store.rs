@@ -1,5 +1,6 @@
 //! The storage contract: one trait per aggregate, implemented by `khoa-store` for SQLite and
-//! PostgreSQL and by [`crate::testing::MemoryStore`] for unit tests of the engine.
+//! PostgreSQL and, behind the `testing` feature, by `testing::MemoryStore` for the engine's
+//! tests. `khoa-store`'s conformance suite holds all three to it.
 //!
 //! Every write method is atomic: it either commits all it describes or nothing, and it has
 //! committed (durably) before it returns `Ok`. Callers rely on that to answer a client only

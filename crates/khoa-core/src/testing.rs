@@ -1,5 +1,9 @@
-//! An in-memory [`Stores`] for unit tests of the engine. Not a backend: it is not durable and
-//! holds everything behind one mutex. The real conformance suite lives in `khoa-store`.
+//! An in-memory [`Stores`] for the engine's tests, the benches and the fuzz targets (compiled
+//! with the `testing` feature, or in this crate's own tests). Not a backend: it is not durable
+//! and holds everything behind one mutex, which is its transaction. It keeps the backends'
+//! contract all the same: `khoa-store`'s conformance suite runs every case over `&Stores` on it
+//! (`tests/conformance/memory.rs`), so what the engine's tests rely on is what SQLite and
+//! PostgreSQL do — the same orderings, conflict names, batch limits and cascades.
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -8,12 +12,22 @@ use std::sync::{Arc, Mutex};
 use crate::model::{Client, UnixTime, User};
 use crate::store::*;
 
+/// A stored refresh token: the record, and what its redemption set (`used_at`, the successor's
+/// hash and the sealed successor).
 type RefreshRow = (
     RefreshRecord,
     Option<UnixTime>,
     Option<String>,
     Option<Vec<u8>>,
 );
+
+/// A partner key and the partner it belongs to; `seq` breaks ties of `created_at` as the
+/// backends' rowid (or `seq` column) does.
+struct PartnerKeyRow {
+    seq: u64,
+    partner_code: String,
+    key: PartnerKey,
+}
 
 #[derive(Default)]
 struct Inner {
@@ -23,13 +37,18 @@ struct Inner {
     refresh: HashMap<String, RefreshRow>,
     access: HashMap<String, AccessRecord>,
     revoked_jwts: HashMap<String, RevokedJwt>,
+    /// In activation order, insertion order among ties (as `ORDER BY activates_at, rowid`).
     keys: Vec<SigningKeyRecord>,
+    /// The partners without their keys (`keys` is empty here): those are in `partner_keys`.
     partners: HashMap<String, Partner>,
+    partner_keys: Vec<PartnerKeyRow>,
     codes: HashMap<String, AuthCodeState>,
     login_failures: HashMap<String, LoginFailures>,
     audit: Vec<AuditEvent>,
-    client_keys: Vec<ClientKey>,
+    client_keys: Vec<(u64, ClientKey)>,
     used_signatures: HashMap<String, UnixTime>,
+    /// The last row number handed out: audit ids and the insertion order of keys, never reused.
+    seq: u64,
 }
 
 #[derive(Clone, Default)]
@@ -57,7 +76,59 @@ impl MemoryStore {
     }
 }
 
+/// What a backend reports for a row its schema refuses (a taken primary key, a missing parent
+/// row) where no caller expects it: not a named conflict.
+fn refused(why: &str) -> StoreError {
+    StoreError::Other(format!("the memory store refused a row: {why}"))
+}
+
 impl Inner {
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// What the backends' schema would refuse in `i`, checked before anything is written: a
+    /// failed write stores nothing, as a rolled-back transaction.
+    fn check_issuance(&self, i: &Issuance) -> Result<(), StoreError> {
+        if let Some(f) = &i.family
+            && self.families.contains_key(&f.id)
+        {
+            return Err(refused("token_families.id taken"));
+        }
+        let family_exists = |id: &str| {
+            self.families.contains_key(id) || i.family.as_ref().is_some_and(|f| f.id == id)
+        };
+        if let Some(r) = &i.refresh {
+            self.check_refresh(r, family_exists(&r.family_id))?;
+        }
+        if let Some(a) = &i.access {
+            self.check_access(a, a.family_id.as_deref().is_none_or(family_exists))?;
+        }
+        Ok(())
+    }
+
+    fn check_refresh(&self, r: &RefreshRecord, family_exists: bool) -> Result<(), StoreError> {
+        if self.refresh.contains_key(&r.hash) {
+            return Err(refused("refresh_tokens.hash taken"));
+        }
+        if !family_exists {
+            return Err(refused("refresh_tokens.family_id names no family"));
+        }
+        Ok(())
+    }
+
+    fn check_access(&self, a: &AccessRecord, family_exists: bool) -> Result<(), StoreError> {
+        if self.access.contains_key(&a.hash) {
+            return Err(refused("access_tokens.hash taken"));
+        }
+        if !family_exists {
+            return Err(refused("access_tokens.family_id names no family"));
+        }
+        Ok(())
+    }
+
+    /// Writes `i`, which [`Inner::check_issuance`] has let through.
     fn issue(&mut self, i: &Issuance) {
         if let Some(f) = &i.family {
             self.families.insert(f.id.clone(), f.clone());
@@ -83,6 +154,61 @@ impl Inner {
             successor_sealed: sealed.clone(),
         })
     }
+
+    /// Deletes a family and, as the backends' `ON DELETE CASCADE` does, its tokens.
+    fn delete_family(&mut self, id: &str) {
+        self.families.remove(id);
+        self.refresh.retain(|_, r| r.0.family_id != id);
+        self.access
+            .retain(|_, a| a.family_id.as_deref() != Some(id));
+    }
+
+    /// The partner with its keys, newest first (by creation, the later-inserted among ties).
+    fn partner(&self, code: &str) -> Option<Partner> {
+        let mut partner = self.partners.get(code)?.clone();
+        let mut keys: Vec<&PartnerKeyRow> = self
+            .partner_keys
+            .iter()
+            .filter(|k| k.partner_code == code)
+            .collect();
+        keys.sort_by_key(|k| std::cmp::Reverse((k.key.created_at, k.seq)));
+        partner.keys = keys.into_iter().map(|k| k.key.clone()).collect();
+        Some(partner)
+    }
+
+    /// `Conflict("key_id")` when a partner key of that id exists, whichever partner holds it.
+    fn check_partner_key(&self, key: &PartnerKey) -> Result<(), StoreError> {
+        if self.partner_keys.iter().any(|k| k.key.key_id == key.key_id) {
+            return Err(StoreError::Conflict("key_id".into()));
+        }
+        Ok(())
+    }
+
+    fn insert_partner_key(&mut self, code: &str, key: &PartnerKey) {
+        let seq = self.next_seq();
+        self.partner_keys.push(PartnerKeyRow {
+            seq,
+            partner_code: code.to_owned(),
+            key: key.clone(),
+        });
+    }
+}
+
+/// The keys of up to `left` entries of `map` that `expired` picks, taken off `left`. Which ones
+/// is as unspecified as the rows a backend's `LIMIT` picks.
+fn some_expired<V>(
+    map: &HashMap<String, V>,
+    left: &mut u64,
+    expired: impl Fn(&V) -> bool,
+) -> Vec<String> {
+    let picked: Vec<String> = map
+        .iter()
+        .filter(|(_, v)| expired(v))
+        .take(*left as usize)
+        .map(|(k, _)| k.clone())
+        .collect();
+    *left -= picked.len() as u64;
+    picked
 }
 
 #[async_trait]
@@ -91,6 +217,9 @@ impl UserStore for MemoryStore {
         let mut g = self.lock();
         if g.users.values().any(|x| x.username == u.username) {
             return Err(StoreError::Conflict("username".into()));
+        }
+        if g.users.contains_key(&u.id) {
+            return Err(refused("users.id taken"));
         }
         let user = User {
             id: u.id.clone(),
@@ -168,7 +297,9 @@ impl ClientStore for MemoryStore {
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn issue(&self, i: &Issuance) -> Result<(), StoreError> {
-        self.lock().issue(i);
+        let mut g = self.lock();
+        g.check_issuance(i)?;
+        g.issue(i);
         Ok(())
     }
     async fn find_refresh(&self, hash: &str) -> Result<Option<RefreshState>, StoreError> {
@@ -184,6 +315,16 @@ impl TokenStore for MemoryStore {
         }
         if state.used_at.is_some() {
             return Ok(RotateOutcome::AlreadyUsed(state));
+        }
+        // Won: what the backends then insert must go in, or the whole rotation is undone.
+        let successor_family = g.families.contains_key(&r.successor.family_id);
+        g.check_refresh(&r.successor, successor_family)?;
+        if let Some(a) = &r.access {
+            let access_family = a
+                .family_id
+                .as_ref()
+                .is_none_or(|f| g.families.contains_key(f));
+            g.check_access(a, access_family)?;
         }
         let row = g.refresh.get_mut(&r.old_hash).expect("present");
         row.1 = Some(r.used_at);
@@ -245,16 +386,28 @@ impl TokenStore for MemoryStore {
             .cloned()
             .collect())
     }
-    async fn purge_expired(&self, now: UnixTime, _batch: u32) -> Result<u64, StoreError> {
+    async fn purge_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError> {
+        // The backends' statements in their order, each taking at most what the batch has left.
         let mut g = self.lock();
-        let before = g.access.len() + g.refresh.len() + g.revoked_jwts.len();
-        g.access.retain(|_, a| a.expires_at > now);
-        g.refresh.retain(|_, r| r.0.expires_at > now);
-        g.revoked_jwts.retain(|_, r| r.expires_at > now);
-        let before = before + g.codes.len();
-        g.codes.retain(|_, c| c.code.expires_at > now);
-        let after = g.access.len() + g.refresh.len() + g.revoked_jwts.len() + g.codes.len();
-        Ok((before - after) as u64)
+        let mut left = u64::from(batch);
+        for hash in some_expired(&g.access, &mut left, |a| a.expires_at <= now) {
+            g.access.remove(&hash);
+        }
+        for hash in some_expired(&g.refresh, &mut left, |r| r.0.expires_at <= now) {
+            g.refresh.remove(&hash);
+        }
+        // The tokens a family takes with it are not counted: a cascade is not a deleted row
+        // of the statement (SQLite's changes(), PostgreSQL's rows_affected).
+        for id in some_expired(&g.families, &mut left, |f| f.session_expires_at <= now) {
+            g.delete_family(&id);
+        }
+        for jti in some_expired(&g.revoked_jwts, &mut left, |r| r.expires_at <= now) {
+            g.revoked_jwts.remove(&jti);
+        }
+        for hash in some_expired(&g.codes, &mut left, |c| c.code.expires_at <= now) {
+            g.codes.remove(&hash);
+        }
+        Ok(u64::from(batch) - left)
     }
 }
 
@@ -297,6 +450,9 @@ impl AuthCodeStore for MemoryStore {
                 family_id: state.family_id.clone(),
             });
         }
+        // Won, unless the tokens cannot go in: then the code stays unused.
+        g.check_issuance(issuance)?;
+        let state = g.codes.get_mut(hash).expect("present");
         state.used_at = Some(used_at);
         state.family_id = Some(family_id);
         g.issue(issuance);
@@ -325,9 +481,7 @@ impl KeyStore for MemoryStore {
         if_pending: IfKeyPending,
     ) -> Result<KeySchedule, StoreError> {
         let mut g = self.lock();
-        if g.keys.iter().any(|k| k.kid == key.kid) {
-            return Err(StoreError::Conflict("kid".into()));
-        }
+        // A pending key refuses before the kid is looked at, as in the backends.
         if if_pending == IfKeyPending::Refuse
             && let Some(k) = g
                 .keys
@@ -338,6 +492,9 @@ impl KeyStore for MemoryStore {
                 kid: k.kid.clone(),
                 activates_at: k.activates_at,
             });
+        }
+        if g.keys.iter().any(|k| k.kid == key.kid) {
+            return Err(StoreError::Conflict("kid".into()));
         }
         for k in g.keys.iter_mut() {
             k.retires_at = Some(
@@ -368,16 +525,32 @@ impl PartnerStore for MemoryStore {
         if g.partners.contains_key(&p.code) {
             return Err(StoreError::Conflict("partner_code".into()));
         }
-        g.partners.insert(p.code.clone(), p.clone());
+        for (i, key) in p.keys.iter().enumerate() {
+            g.check_partner_key(key)?;
+            if p.keys[..i].iter().any(|k| k.key_id == key.key_id) {
+                return Err(StoreError::Conflict("key_id".into()));
+            }
+        }
+        g.partners.insert(
+            p.code.clone(),
+            Partner {
+                keys: Vec::new(),
+                ..p.clone()
+            },
+        );
+        for key in &p.keys {
+            g.insert_partner_key(&p.code, key);
+        }
         Ok(())
     }
     async fn find_partner(&self, code: &str) -> Result<Option<Partner>, StoreError> {
-        Ok(self.lock().partners.get(code).cloned())
+        Ok(self.lock().partner(code))
     }
     async fn list_partners(&self) -> Result<Vec<Partner>, StoreError> {
-        let mut v: Vec<Partner> = self.lock().partners.values().cloned().collect();
-        v.sort_by(|a, b| a.code.cmp(&b.code));
-        Ok(v)
+        let g = self.lock();
+        let mut codes: Vec<&String> = g.partners.keys().collect();
+        codes.sort();
+        Ok(codes.into_iter().filter_map(|c| g.partner(c)).collect())
     }
     async fn add_partner_key(
         &self,
@@ -386,17 +559,24 @@ impl PartnerStore for MemoryStore {
         old_keys_expire_at: UnixTime,
     ) -> Result<bool, StoreError> {
         let mut g = self.lock();
-        let Some(p) = g.partners.get_mut(code) else {
+        if !g.partners.contains_key(code) {
             return Ok(false);
-        };
-        for k in p.keys.iter_mut().filter(|k| k.expires_at.is_none()) {
-            k.expires_at = Some(old_keys_expire_at);
         }
-        p.keys.insert(0, key.clone());
+        g.check_partner_key(key)?;
+        for k in g
+            .partner_keys
+            .iter_mut()
+            .filter(|k| k.partner_code == code && k.key.expires_at.is_none())
+        {
+            k.key.expires_at = Some(old_keys_expire_at);
+        }
+        g.insert_partner_key(code, key);
         Ok(true)
     }
     async fn delete_partner(&self, code: &str) -> Result<bool, StoreError> {
-        Ok(self.lock().partners.remove(code).is_some())
+        let mut g = self.lock();
+        g.partner_keys.retain(|k| k.partner_code != code);
+        Ok(g.partners.remove(code).is_some())
     }
 }
 
@@ -406,26 +586,30 @@ impl ClientKeyStore for MemoryStore {
         let mut g = self.lock();
         if g.client_keys
             .iter()
-            .any(|k| k.client_id == key.client_id && k.kid == key.kid)
+            .any(|(_, k)| k.client_id == key.client_id && k.kid == key.kid)
         {
             return Err(StoreError::Conflict("client_key".into()));
         }
-        g.client_keys.insert(0, key.clone());
+        let seq = g.next_seq();
+        g.client_keys.push((seq, key.clone()));
         Ok(())
     }
     async fn client_keys(&self, client_id: &str) -> Result<Vec<ClientKey>, StoreError> {
         let g = self.lock();
-        Ok(g.client_keys
+        let mut keys: Vec<&(u64, ClientKey)> = g
+            .client_keys
             .iter()
-            .filter(|k| k.client_id == client_id)
-            .cloned()
-            .collect())
+            .filter(|(_, k)| k.client_id == client_id)
+            .collect();
+        // Newest first: by creation, the later-inserted among ties.
+        keys.sort_by_key(|(seq, k)| std::cmp::Reverse((k.created_at, *seq)));
+        Ok(keys.into_iter().map(|(_, k)| k.clone()).collect())
     }
     async fn delete_client_key(&self, client_id: &str, kid: &str) -> Result<bool, StoreError> {
         let mut g = self.lock();
         let before = g.client_keys.len();
         g.client_keys
-            .retain(|k| !(k.client_id == client_id && k.kid == kid));
+            .retain(|(_, k)| !(k.client_id == client_id && k.kid == kid));
         Ok(g.client_keys.len() != before)
     }
     async fn use_signature(
@@ -518,7 +702,8 @@ impl Readiness for MemoryStore {
 impl AuditStore for MemoryStore {
     async fn record(&self, mut event: AuditEvent) -> Result<(), StoreError> {
         let mut g = self.lock();
-        event.id = g.audit.len() as i64 + 1;
+        // A row number, never reused: the length would hand a purged event's id out again.
+        event.id = g.next_seq() as i64;
         g.audit.push(event);
         Ok(())
     }
@@ -542,17 +727,18 @@ impl AuditStore for MemoryStore {
         Ok(v)
     }
     async fn purge_audit(&self, before: UnixTime, batch: u32) -> Result<u64, StoreError> {
+        // The oldest first, as the backends' `ORDER BY at LIMIT batch`.
         let mut g = self.lock();
-        let mut left = batch as usize;
-        let before_len = g.audit.len();
-        g.audit.retain(|e| {
-            if e.at < before && left > 0 {
-                left -= 1;
-                false
-            } else {
-                true
-            }
-        });
-        Ok((before_len - g.audit.len()) as u64)
+        let mut old: Vec<(UnixTime, i64)> = g
+            .audit
+            .iter()
+            .filter(|e| e.at < before)
+            .map(|e| (e.at, e.id))
+            .collect();
+        old.sort_unstable();
+        old.truncate(batch as usize);
+        let gone: std::collections::HashSet<i64> = old.into_iter().map(|(_, id)| id).collect();
+        g.audit.retain(|e| !gone.contains(&e.id));
+        Ok(gone.len() as u64)
     }
 }

@@ -1,5 +1,6 @@
 //! The cases, each an `async fn` over a backend's `Stores` (or, for the cases about the
-//! database's life cycle, over a whole [`TestDb`]). They know nothing of any backend.
+//! database's life cycle, over a whole [`TestDb`]). They know nothing of any backend, the
+//! in-memory one included.
 
 use std::any::Any;
 use std::collections::HashSet;
@@ -19,6 +20,24 @@ use khoa_core::store::{
 use khoa_store::StoreOptions;
 use tokio::sync::Barrier;
 
+/// What a case over `&Stores` runs on: a backend's [`TestDb`], or the bare [`Stores`] of a
+/// store with no database behind it.
+pub trait AsStores {
+    fn as_stores(&self) -> &Stores;
+}
+
+impl AsStores for TestDb {
+    fn as_stores(&self) -> &Stores {
+        &self.stores
+    }
+}
+
+impl AsStores for Stores {
+    fn as_stores(&self) -> &Stores {
+        self
+    }
+}
+
 /// A fresh, migrated database and its stores.
 pub struct TestDb {
     pub url: String,
@@ -27,10 +46,14 @@ pub struct TestDb {
     pub guard: Box<dyn Any + Send>,
 }
 
-/// Expands to one `#[tokio::test]` per case, each on the fresh database `$fresh().await` makes.
-/// A backend module calls it once; a case added here runs on every backend.
+/// Expands to one `#[tokio::test]` per case. `conformance_tests!(fresh)` is the whole suite,
+/// each case on the fresh database `fresh().await` makes (a [`TestDb`]);
+/// `conformance_tests!(stores: fresh)` only the cases over `&Stores`, for a store with no
+/// database behind it (the in-memory one: nothing to reconnect to or migrate, no second node,
+/// no connection pool), whose `fresh().await` may be bare [`Stores`]. A backend module calls it
+/// once; a case added here runs on every backend.
 macro_rules! conformance_tests {
-    ($fresh:path) => {
+    (stores: $fresh:path) => {
         $crate::suite::conformance_tests!(@stores $fresh;
             users_round_trip_and_change,
             a_taken_username_is_a_conflict,
@@ -42,6 +65,8 @@ macro_rules! conformance_tests {
             rotating_an_unknown_token_is_not_found,
             a_revoked_family_refuses_rotation_and_revokes_its_access_tokens,
             purge_removes_expired_rows_only_in_batches,
+            an_issuance_that_fails_stores_nothing,
+            a_rotation_whose_successor_cannot_be_stored_changes_nothing,
             revoking_an_access_token_deletes_only_it,
             revoked_jwts_are_listed_from_a_time_until_they_expire,
             purge_removes_expired_revocation_entries,
@@ -57,11 +82,13 @@ macro_rules! conformance_tests {
             a_taken_partner_code_is_a_conflict,
             a_new_partner_key_ends_the_current_one_and_is_listed_first,
             deleting_a_partner_deletes_its_keys,
+            a_taken_partner_key_id_is_a_conflict_whichever_partner_holds_it,
             readiness_pings_the_database,
             codes_round_trip_by_hash,
             redeeming_a_code_stores_its_tokens_and_a_second_redemption_names_the_family,
             of_concurrent_code_redemptions_exactly_one_wins,
             redeeming_an_unknown_code_is_not_found,
+            a_redemption_whose_tokens_cannot_be_stored_leaves_the_code_unused,
             purge_removes_expired_codes,
             login_failures_count_lock_per_policy_and_clear,
             old_login_failures_restart_the_count,
@@ -70,11 +97,18 @@ macro_rules! conformance_tests {
             audit_events_round_trip_newest_first,
             audit_events_filter_by_subject_client_kind_and_time,
             audit_purge_removes_old_events_in_batches,
-            readiness_reports_the_pool,
+            audit_purge_takes_the_oldest_events_first,
+            an_event_recorded_after_a_purge_is_the_newest,
             client_keys_round_trip_newest_first_and_a_taken_kid_is_a_conflict,
+            keys_are_listed_newest_first_by_creation_not_by_insertion,
             a_signature_is_used_once_until_it_expires,
             of_concurrent_uses_of_one_signature_exactly_one_wins,
         );
+    };
+    ($fresh:path) => {
+        $crate::suite::conformance_tests!(stores: $fresh);
+        // About the database itself: its pool, its life cycle, other nodes on it.
+        $crate::suite::conformance_tests!(@stores $fresh; readiness_reports_the_pool);
         $crate::suite::conformance_tests!(@db $fresh;
             writes_survive_a_reconnect,
             migrations_run_twice_are_a_no_op,
@@ -88,7 +122,7 @@ macro_rules! conformance_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $case() {
             let db = $fresh().await;
-            $crate::suite::$case(&db.stores).await;
+            $crate::suite::$case($crate::suite::AsStores::as_stores(&db)).await;
         }
     )*};
     (@db $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -703,6 +737,70 @@ pub async fn purge_removes_expired_rows_only_in_batches(stores: &Stores) {
     assert!(tokens.find_access("at-live").await.unwrap().is_some());
 }
 
+/// Every write is atomic (store.rs): one whose rows the schema refuses stores none of them.
+pub async fn an_issuance_that_fails_stores_nothing(stores: &Stores) {
+    let tokens = &stores.tokens;
+    issue_family(stores, "fam-1", "rt-1").await;
+
+    // A taken refresh hash: the new family and access token go back with it.
+    let taken = tokens
+        .issue(&Issuance {
+            family: Some(family("fam-2")),
+            refresh: Some(refresh("rt-1", "fam-2")),
+            access: Some(access("at-2", Some("fam-2"))),
+        })
+        .await;
+    assert!(taken.is_err(), "{taken:?}");
+    assert_eq!(tokens.find_family("fam-2").await.unwrap(), None);
+    assert_eq!(tokens.find_access("at-2").await.unwrap(), None);
+    let kept = tokens.find_refresh("rt-1").await.unwrap().unwrap();
+    assert_eq!(kept.family, family("fam-1"), "the first rt-1 is untouched");
+
+    // Tokens of a family that does not exist.
+    let orphans = tokens
+        .issue(&Issuance {
+            family: None,
+            refresh: Some(refresh("rt-orphan", "fam-x")),
+            access: Some(access("at-orphan", Some("fam-x"))),
+        })
+        .await;
+    assert!(orphans.is_err(), "{orphans:?}");
+    assert_eq!(tokens.find_refresh("rt-orphan").await.unwrap(), None);
+    assert_eq!(tokens.find_access("at-orphan").await.unwrap(), None);
+}
+
+pub async fn a_rotation_whose_successor_cannot_be_stored_changes_nothing(stores: &Stores) {
+    let tokens = &stores.tokens;
+    issue_family(stores, "fam-1", "rt-1").await;
+    issue_family(stores, "fam-2", "rt-taken").await;
+
+    let failed = tokens.rotate(&rotation("rt-1", "rt-taken", "fam-1")).await;
+
+    assert!(failed.is_err(), "{failed:?}");
+    let state = tokens.find_refresh("rt-1").await.unwrap().unwrap();
+    assert_eq!(
+        (state.used_at, state.successor_hash, state.successor_sealed),
+        (None, None, None),
+        "rt-1 is still the family's live token"
+    );
+    assert_eq!(
+        tokens
+            .find_refresh("rt-taken")
+            .await
+            .unwrap()
+            .unwrap()
+            .family,
+        family("fam-2")
+    );
+    assert_eq!(
+        tokens
+            .rotate(&rotation("rt-1", "rt-2", "fam-1"))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated
+    );
+}
+
 pub async fn of_concurrent_first_keys_exactly_one_is_inserted(stores: &Stores) {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
@@ -1085,6 +1183,36 @@ pub async fn deleting_a_partner_deletes_its_keys(stores: &Stores) {
     assert_eq!(ids, ["pk-2", "pk-1"]);
 }
 
+pub async fn a_taken_partner_key_id_is_a_conflict_whichever_partner_holds_it(stores: &Stores) {
+    let partners = &stores.partners;
+    partners
+        .create_partner(&partner("P1", "pk-1"))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        partners.create_partner(&partner("P2", "pk-1")).await.err(),
+        Some(StoreError::Conflict("key_id".into()))
+    );
+    assert_eq!(
+        partners.find_partner("P2").await.unwrap(),
+        None,
+        "the partner went back with its key"
+    );
+    assert_eq!(
+        partners
+            .add_partner_key("P1", &partner_key("pk-1", NOW + 10), NOW + 100)
+            .await
+            .err(),
+        Some(StoreError::Conflict("key_id".into()))
+    );
+    assert_eq!(
+        partners.find_partner("P1").await.unwrap(),
+        Some(partner("P1", "pk-1")),
+        "the current key is still current"
+    );
+}
+
 pub async fn readiness_pings_the_database(stores: &Stores) {
     assert_eq!(stores.readiness.ping().await, Ok(()));
 }
@@ -1449,6 +1577,35 @@ pub async fn redeeming_an_unknown_code_is_not_found(stores: &Stores) {
     assert_eq!(stores.tokens.find_family("fam-1").await.unwrap(), None);
 }
 
+pub async fn a_redemption_whose_tokens_cannot_be_stored_leaves_the_code_unused(stores: &Stores) {
+    stores
+        .codes
+        .create_code(&auth_code("code-1", NOW + 60))
+        .await
+        .unwrap();
+    issue_family(stores, "fam-1", "rt-1").await;
+
+    // The family id is taken: the redemption cannot store its tokens.
+    let failed = stores
+        .codes
+        .redeem_code("code-1", NOW + 1, &code_issuance("fam-1", false))
+        .await;
+
+    assert!(failed.is_err(), "{failed:?}");
+    let state = stores.codes.find_code("code-1").await.unwrap().unwrap();
+    assert_eq!((state.used_at, state.family_id), (None, None));
+    assert_eq!(stores.tokens.find_access("at-fam-1").await.unwrap(), None);
+    assert_eq!(
+        stores
+            .codes
+            .redeem_code("code-1", NOW + 2, &code_issuance("fam-2", false))
+            .await
+            .unwrap(),
+        RedeemOutcome::Redeemed,
+        "the code can still be redeemed"
+    );
+}
+
 pub async fn purge_removes_expired_codes(stores: &Stores) {
     for (hash, expires_at) in [("old", NOW - 1), ("live", NOW + 60)] {
         stores
@@ -1799,6 +1956,57 @@ pub async fn audit_purge_removes_old_events_in_batches(stores: &Stores) {
     assert_eq!(left.iter().map(|e| e.at).collect::<Vec<_>>(), [NOW]);
 }
 
+pub async fn audit_purge_takes_the_oldest_events_first(stores: &Stores) {
+    let audit = &stores.audit;
+    // Recorded out of order (several nodes, each with its own clock).
+    for at in [NOW - 10, NOW - 30, NOW, NOW - 20] {
+        audit
+            .record(audit_event(at, AuditKind::Admin, "x", "y"))
+            .await
+            .unwrap();
+    }
+    audit.flush().await.unwrap();
+
+    assert_eq!(audit.purge_audit(NOW - 5, 2).await.unwrap(), 2);
+
+    let left = audit.list_audit(&all_audit()).await.unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.at).collect::<Vec<_>>(),
+        [NOW, NOW - 10]
+    );
+}
+
+pub async fn an_event_recorded_after_a_purge_is_the_newest(stores: &Stores) {
+    let audit = &stores.audit;
+    for (at, kind) in [
+        (NOW - 20, AuditKind::Admin),
+        (NOW - 10, AuditKind::Admin),
+        (NOW, AuditKind::LoginFailure),
+    ] {
+        audit.record(audit_event(at, kind, "x", "y")).await.unwrap();
+    }
+    audit.flush().await.unwrap();
+    assert_eq!(audit.purge_audit(NOW - 5, 100).await.unwrap(), 2);
+
+    audit
+        .record(audit_event(NOW, AuditKind::LoginSuccess, "x", "y"))
+        .await
+        .unwrap();
+    audit.flush().await.unwrap();
+
+    let listed = audit.list_audit(&all_audit()).await.unwrap();
+    let kinds: Vec<AuditKind> = listed.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [AuditKind::LoginSuccess, AuditKind::LoginFailure],
+        "same second: the later-recorded first"
+    );
+    assert_ne!(
+        listed[0].id, listed[1].id,
+        "a purged event's id is not handed out again"
+    );
+}
+
 pub async fn readiness_reports_the_pool(stores: &Stores) {
     stores.readiness.ping().await.unwrap();
     let pool = stores.readiness.pool_connections().expect("a pool");
@@ -1842,6 +2050,37 @@ pub async fn client_keys_round_trip_newest_first_and_a_taken_kid_is_a_conflict(s
     assert!(!s.delete_client_key("snap", "k1").await.unwrap());
     assert_eq!(s.client_keys("snap").await.unwrap().len(), 1);
     assert!(s.client_keys("nobody").await.unwrap().is_empty());
+}
+
+pub async fn keys_are_listed_newest_first_by_creation_not_by_insertion(stores: &Stores) {
+    let s = &stores.client_keys;
+    s.add_client_key(&client_key("snap", "k-new", 200))
+        .await
+        .unwrap();
+    s.add_client_key(&client_key("snap", "k-old", 100))
+        .await
+        .unwrap();
+    let kids: Vec<String> = s
+        .client_keys("snap")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, ["k-new", "k-old"]);
+
+    let partners = &stores.partners;
+    partners
+        .create_partner(&partner("P1", "pk-new"))
+        .await
+        .unwrap();
+    partners
+        .add_partner_key("P1", &partner_key("pk-old", NOW - 10), NOW + 100)
+        .await
+        .unwrap();
+    let keys = partners.find_partner("P1").await.unwrap().unwrap().keys;
+    let ids: Vec<&str> = keys.iter().map(|k| k.key_id.as_str()).collect();
+    assert_eq!(ids, ["pk-new", "pk-old"]);
 }
 
 pub async fn a_signature_is_used_once_until_it_expires(stores: &Stores) {
