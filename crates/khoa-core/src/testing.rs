@@ -79,7 +79,7 @@ impl MemoryStore {
 /// What a backend reports for a row its schema refuses (a taken primary key, a missing parent
 /// row) where no caller expects it: not a named conflict.
 fn refused(why: &str) -> StoreError {
-    StoreError::Other(format!("the memory store refused a row: {why}"))
+    StoreError::other(format!("the memory store refused a row: {why}"))
 }
 
 impl Inner {
@@ -221,14 +221,7 @@ impl UserStore for MemoryStore {
         if g.users.contains_key(&u.id) {
             return Err(refused("users.id taken"));
         }
-        let user = User {
-            id: u.id.clone(),
-            username: u.username.clone(),
-            password_hash: u.password_hash.clone(),
-            disabled: false,
-            allowed_scopes: u.allowed_scopes.clone(),
-            created_at: u.created_at,
-        };
+        let user = u.to_user();
         g.users.insert(u.id.clone(), user.clone());
         Ok(user)
     }
