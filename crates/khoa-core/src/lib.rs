@@ -38,6 +38,8 @@
 //! - `testing` (with the `testing` feature, and in this crate's tests): `MemoryStore`, the
 //!   in-memory stores the engine's tests, the benches and the fuzz targets run on; not a
 //!   backend, but held to the backends' contract by `khoa-store`'s conformance suite.
+//! - `engine_tests.rs`: the engine's unit tests, end to end through [`engine::Engine`] on the
+//!   in-memory store with a manual clock.
 
 #![forbid(unsafe_code)]
 

@@ -38,7 +38,10 @@
 //! - [`metrics`]: `GET /metrics` (Prometheus text format): the registry, store timing, the
 //!   counters fed by audit events.
 //! - [`wire`]: strict parsers for form bodies and `Authorization` headers.
-//! - [`error`]: [`error::ApiError`] for 500/503 with a correlation id.
+//! - [`state`]: [`state::AppState`], what every handler can reach (the engine, the
+//!   configuration, the rate limits, the metrics).
+//! - [`error`]: [`error::ApiError`]: a refusal in its OAuth shape, or a 500/503 with a
+//!   correlation id and its cause's chain on the log line.
 //! - [`master_key`]: loading or creating the master key.
 //! - [`cli`], [`admin`], [`demo`]: the command line, its admin verbs, and `khoa demo`.
 //! - [`backup`]: `khoa backup --to FILE`, the online copy of the SQLite database.
