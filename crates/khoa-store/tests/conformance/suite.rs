@@ -1940,15 +1940,21 @@ pub async fn audit_events_filter_by_subject_client_kind_and_time(stores: &Stores
     assert_eq!(ats(nobody).await, Vec::<i64>::new());
 }
 
-pub async fn audit_purge_removes_old_events_in_batches(stores: &Stores) {
-    let audit = &stores.audit;
-    for at in [NOW - 30, NOW - 20, NOW - 10, NOW] {
-        audit
+/// One `admin` event at each of `ats`, in that order, committed.
+async fn record_admin_events(stores: &Stores, ats: &[UnixTime]) {
+    for &at in ats {
+        stores
+            .audit
             .record(audit_event(at, AuditKind::Admin, "x", "y"))
             .await
             .unwrap();
     }
-    audit.flush().await.unwrap();
+    stores.audit.flush().await.unwrap();
+}
+
+pub async fn audit_purge_removes_old_events_in_batches(stores: &Stores) {
+    let audit = &stores.audit;
+    record_admin_events(stores, &[NOW - 30, NOW - 20, NOW - 10, NOW]).await;
     assert_eq!(audit.purge_audit(NOW - 5, 2).await.unwrap(), 2);
     assert_eq!(audit.purge_audit(NOW - 5, 2).await.unwrap(), 1);
     assert_eq!(audit.purge_audit(NOW - 5, 2).await.unwrap(), 0);
@@ -1959,13 +1965,7 @@ pub async fn audit_purge_removes_old_events_in_batches(stores: &Stores) {
 pub async fn audit_purge_takes_the_oldest_events_first(stores: &Stores) {
     let audit = &stores.audit;
     // Recorded out of order (several nodes, each with its own clock).
-    for at in [NOW - 10, NOW - 30, NOW, NOW - 20] {
-        audit
-            .record(audit_event(at, AuditKind::Admin, "x", "y"))
-            .await
-            .unwrap();
-    }
-    audit.flush().await.unwrap();
+    record_admin_events(stores, &[NOW - 10, NOW - 30, NOW, NOW - 20]).await;
 
     assert_eq!(audit.purge_audit(NOW - 5, 2).await.unwrap(), 2);
 
