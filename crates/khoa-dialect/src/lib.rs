@@ -16,6 +16,7 @@
 //! - [`render`]: issued tokens or a refusal → status, headers, body.
 //! - [`refusal`]: the kinds of refusal and their fallback tree.
 //! - [`wire`]: strict parsers for forms and `Authorization` headers.
+//! - `dialects/*.toml`: the built-in definitions ([`BUILT_IN`]).
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,24 @@ pub mod template;
 pub mod wire;
 
 pub use load::{DefinitionError, Dialect, Origin, load};
+
+/// The built-in definitions (`crates/khoa-dialect/dialects/*.toml`), by name: the five partner
+/// documents' and standard OAuth 2.0's. The server serves them; the client calls them.
+pub const BUILT_IN: [(&str, &str); 5] = [
+    ("oauth2", include_str!("../dialects/oauth2.toml")),
+    ("derivative", include_str!("../dialects/derivative.toml")),
+    ("bankhub", include_str!("../dialects/bankhub.toml")),
+    ("partner", include_str!("../dialects/partner.toml")),
+    ("vietqr", include_str!("../dialects/vietqr.toml")),
+];
+
+/// The text of the built-in definition `name`.
+pub fn built_in(name: &str) -> Option<&'static str> {
+    BUILT_IN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+}
 pub use refusal::{Kind, Refused};
 
 /// The JSON Schema of a definition file (`khoa dialect schema`), for editors that validate

@@ -133,6 +133,36 @@ impl Template {
         })
     }
 
+    /// The values of an answer rendered from this template, read back: each placeholder that
+    /// stands alone in its string, with the value at the same place in `answer` (the client
+    /// side reads a partner's token answer through the definition the server renders it
+    /// with). Placeholders among text are not read back; a place the answer leaves out
+    /// (`{refresh_token?}`) is simply not in the list.
+    pub fn read_back<'t, 'a>(&'t self, answer: &'a Value) -> Vec<(&'t Placeholder, &'a Value)> {
+        let mut out = Vec::new();
+        self.read_into(answer, &mut out);
+        out
+    }
+
+    fn read_into<'t, 'a>(&'t self, answer: &'a Value, out: &mut Vec<(&'t Placeholder, &'a Value)>) {
+        match (self, answer) {
+            (Template::Var(p), v) => out.push((p, v)),
+            (Template::Object(members), Value::Object(m)) => {
+                for (k, t) in members {
+                    if let Some(v) = m.get(k) {
+                        t.read_into(v, out);
+                    }
+                }
+            }
+            (Template::Array(items), Value::Array(a)) => {
+                for (t, v) in items.iter().zip(a) {
+                    t.read_into(v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The template at a dotted path of objects, for `errors.mirror`.
     pub fn at(&self, path: &str) -> Option<&Template> {
         let mut at = self;
@@ -551,6 +581,29 @@ mod tests {
         );
         assert_eq!(out, json!({"ttl": 900, "s": "900", "d": "-107 wrong"}));
         assert_eq!(out.to_string(), r#"{"ttl":900,"s":"900","d":"-107 wrong"}"#);
+    }
+
+    #[test]
+    fn an_answer_is_read_back_at_the_places_its_template_puts_values() {
+        let t = Template::compile(
+            &json!({"code": 201, "data": {"token": "{access_token}", "ttl": "{expires_in|ms}"},
+                    "r": "{refresh_token?}", "note": "id {client_id}"}),
+            &|_| true,
+        )
+        .unwrap();
+        let answer = json!({"code": 201, "data": {"token": "abc", "ttl": 4500}, "note": "id x"});
+        let read: Vec<_> = t
+            .read_back(&answer)
+            .into_iter()
+            .map(|(p, v)| (p.name.as_str(), p.filters.clone(), v.clone()))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("access_token", vec![], json!("abc")),
+                ("expires_in", vec![Filter::Millis], json!(4500)),
+            ]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! - [`connections`]: the per-address connection cap, and which idle connection to close when
 //!   the accept loop runs out of slots.
 //! - [`dialects`]: every wire dialect is a definition ([`dialects::registry`]: the five
-//!   built-in ones embedded from `crates/khoa-server/dialects/*.toml`, and the files of
+//!   built-in ones embedded from `crates/khoa-dialect/dialects/*.toml`, and the files of
 //!   `dialects.dir`), served by one generic adapter ([`dialects::generic`]: parse → engine →
 //!   render); what a definition can name that needs code is in [`dialects::operations`]
 //!   (revocation, introspection, the JWT revocation list, a protected resource) and

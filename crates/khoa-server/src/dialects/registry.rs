@@ -1,5 +1,5 @@
 //! Every dialect khoa serves, and the one place that knows them by name: the five built-in
-//! definitions embedded in the binary (`crates/khoa-server/dialects/*.toml`) and the files of
+//! definitions embedded in the binary (`crates/khoa-dialect/dialects/*.toml`) and the files of
 //! `dialects.dir`, read once at start-up with the operator's `[dialects.NAME]` settings applied,
 //! refused with file, line and key when one does not validate, and served by
 //! [`super::generic`]. A file named like a built-in replaces it.
@@ -51,28 +51,19 @@ pub enum RegistryError {
     },
 }
 
-/// The built-in dialects, embedded in the binary, and whether each is served when the
-/// configuration does not say. Each one's `[settings]` are the keys of its `[dialects.NAME]`
+/// The built-in dialects ([`khoa_dialect::BUILT_IN`]), and whether each is served when the
+/// configuration does not say: only `oauth2`. Each one's `[settings]` are the keys of its `[dialects.NAME]`
 /// configuration table besides `enabled`.
-const DEFINED: [(&str, &str, bool); 5] = [
-    ("oauth2", include_str!("../../dialects/oauth2.toml"), true),
-    (
-        "derivative",
-        include_str!("../../dialects/derivative.toml"),
-        false,
-    ),
-    (
-        "bankhub",
-        include_str!("../../dialects/bankhub.toml"),
-        false,
-    ),
-    (
-        "partner",
-        include_str!("../../dialects/partner.toml"),
-        false,
-    ),
-    ("vietqr", include_str!("../../dialects/vietqr.toml"), false),
-];
+const DEFINED: [(&str, &str, bool); 5] = {
+    let texts = khoa_dialect::BUILT_IN;
+    [
+        (texts[0].0, texts[0].1, true),
+        (texts[1].0, texts[1].1, false),
+        (texts[2].0, texts[2].1, false),
+        (texts[3].0, texts[3].1, false),
+        (texts[4].0, texts[4].1, false),
+    ]
+};
 
 /// The paths khoa serves with routes of its own, beside the definitions' endpoints. The router
 /// serves them, and the definitions' paths and the configured ones (`metrics.path`,

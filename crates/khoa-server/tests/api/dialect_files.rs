@@ -265,7 +265,7 @@ async fn dialect_list_show_and_schema() {
     assert!(no.stderr.contains("no dialect nosuch"), "{}", no.stderr);
 }
 
-const BANKHUB: &str = include_str!("../../dialects/bankhub.toml");
+const BANKHUB: &str = include_str!("../../../khoa-dialect/dialects/bankhub.toml");
 
 #[tokio::test]
 async fn a_file_named_like_a_built_in_definition_replaces_it() {

@@ -1,0 +1,65 @@
+//! The caller's side of a token API: a [`TokenSource`] gets a token from any endpoint a khoa
+//! dialect definition describes — the built-in ones (`oauth2`, `derivative`, `bankhub`,
+//! `partner`, `vietqr`) or an operator's file, the same format `khoa serve` reads — and keeps
+//! it fresh.
+//!
+//! The definition says how to build the request (HTTP Basic as is or form-encoded, a JSON or
+//! form body, headers, the AES envelope, a request signature) and where the answer keeps the
+//! token, its lifetime (seconds, milliseconds, text, an absolute time) and the refresh token.
+//! The source adds what every caller otherwise writes again, and often gets wrong:
+//!
+//! - proactive refresh before the token expires, scaled for short tokens, with jitter;
+//! - one token call however many callers ask at once (single flight), run in its own task;
+//! - the rotated refresh token kept before the new access token is handed out, and a fresh
+//!   login when a refresh is refused;
+//! - after a 401, the token that failed invalidated (by generation) and the request sent once
+//!   more ([`TokenSource::send`]);
+//! - back-off with jitter after failures, honouring `Retry-After`, never stopping for good;
+//! - an on-change callback, and a persistent store ([`FileStore`]: 0600, with a cross-process
+//!   lock, so the processes of a host share one token and one rotation chain);
+//! - secrets redacted in every `Debug`.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), khoa_client::Error> {
+//! use khoa_client::{Credentials, TokenSource};
+//!
+//! let source = TokenSource::built_in("oauth2")?
+//!     .base_url("https://id.example")
+//!     .credentials(Credentials::client("reporting", "its-secret").with_scope("read"))
+//!     .build()?;
+//! let token = source.token().await?;
+//! println!("{}", token.generation());
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - `source.rs` — [`TokenSource`], its builder and [`RefreshPolicy`]: the cache, the single
+//!   flight, the refresh timing, rotation, invalidation and back-off.
+//! - `call.rs` — one token call from a definition: the request built, the answer read back.
+//! - `send.rs` — [`TokenSource::send`]: a protected API called with the token, one retry on 401.
+//! - `store.rs` — [`TokenStore`] and [`FileStore`].
+//! - `credentials.rs` — [`Credentials`].
+//! - `clock.rs` — [`Clock`]: the system's, or a [`ManualClock`] tests move.
+//! - `error.rs` — [`Error`].
+
+#![forbid(unsafe_code)]
+
+mod call;
+mod clock;
+mod credentials;
+mod error;
+mod send;
+mod source;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use credentials::Credentials;
+pub use error::Error;
+pub use send::SendError;
+pub use source::{
+    AccessToken, Builder, RefreshPolicy, Stats, TokenSource, load_built_in, load_file,
+};
+pub use store::{FileStore, Saved, TokenStore};
