@@ -59,6 +59,7 @@ mod authorization_code;
 mod backup;
 mod cli;
 mod cli_admin;
+mod client;
 mod client_credentials;
 mod crash;
 mod demo_cli;
