@@ -44,9 +44,13 @@
 //! - `credentials.rs` — [`Credentials`].
 //! - `clock.rs` — [`Clock`]: the system's, or a [`ManualClock`] tests move.
 //! - `error.rs` — [`Error`].
+//! - `agent/` (feature `agent`) — `khoa agent`, the local credential-injecting proxy: its
+//!   configuration, the forwarding handler, its metrics.
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "agent")]
+pub mod agent;
 mod call;
 mod clock;
 mod credentials;
@@ -63,3 +67,12 @@ pub use source::{
     AccessToken, Builder, RefreshPolicy, Stats, TokenSource, load_built_in, load_file,
 };
 pub use store::{FileStore, Saved, TokenStore};
+
+/// The HTTP client a source gets when it is given none. With the `agent` feature reqwest
+/// speaks TLS through rustls without a crypto provider of its own, and would panic without
+/// one: ring is installed first.
+pub(crate) fn default_http_client() -> reqwest::Client {
+    #[cfg(feature = "agent")]
+    agent::install_crypto_provider();
+    reqwest::Client::new()
+}

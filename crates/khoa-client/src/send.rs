@@ -1,7 +1,7 @@
 //! Calling a protected API with a source's token: [`TokenSource::send`] adds the token, and
 //! after a 401 invalidates that very token, gets one new token and sends once more.
 
-use http::{HeaderValue, header::AUTHORIZATION};
+use http::{HeaderName, HeaderValue, Method, header::AUTHORIZATION};
 
 use crate::TokenSource;
 use crate::error::Error;
@@ -18,7 +18,9 @@ pub enum SendError {
 }
 
 impl TokenSource {
-    /// Sends `request` through `http` with `Authorization` set to a fresh token. A 401 answer
+    /// Sends `request` through `http` with `Authorization` set to a fresh token (and, on a
+    /// POST, PUT, PATCH or DELETE, `x-otp-token` set to the OTP token the answer carried
+    /// beside it, when it carried one: seed 000's mutating requests need both). A 401 answer
     /// invalidates the token it refused (by generation: a newer token is kept), and the request
     /// is sent once more with a new token, when its body can be replayed (not a stream) and the
     /// policy's `retry_unauthorized` is on. A second 401 is returned as it is.
@@ -51,10 +53,14 @@ impl TokenSource {
         let Some(again) = retry else {
             return Ok(res);
         };
+        self.count_retry();
         let token = self.token().await?;
         Ok(http.execute(with_token(again, &token)?).await?)
     }
 }
+
+/// Where seed 000 wants the session's OTP token on mutating requests.
+const OTP_HEADER: HeaderName = HeaderName::from_static("x-otp-token");
 
 fn with_token(
     mut request: reqwest::Request,
@@ -64,5 +70,15 @@ fn with_token(
         .map_err(|_| Error::Answer("the access token is not a valid header value".into()))?;
     value.set_sensitive(true);
     request.headers_mut().insert(AUTHORIZATION, value);
+    let mutating = matches!(
+        *request.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if let Some(otp) = token.otp().filter(|_| mutating) {
+        let mut value = HeaderValue::from_str(otp)
+            .map_err(|_| Error::Answer("the OTP token is not a valid header value".into()))?;
+        value.set_sensitive(true);
+        request.headers_mut().insert(OTP_HEADER, value);
+    }
     Ok(request)
 }

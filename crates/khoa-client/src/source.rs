@@ -132,6 +132,8 @@ pub struct Stats {
     pub failures: u64,
     /// Tokens invalidated after a 401.
     pub invalidations: u64,
+    /// Requests [`TokenSource::send`] sent once more, with a new token, after a 401.
+    pub retries: u64,
 }
 
 type OnChange = Arc<dyn Fn(&AccessToken) + Send + Sync>;
@@ -282,7 +284,7 @@ impl Builder {
                 login_url,
                 refresh_url,
                 creds: self.creds,
-                http: self.http.unwrap_or_default(),
+                http: self.http.unwrap_or_else(crate::default_http_client),
                 clock: self.clock,
                 policy: self.policy,
                 store: self.store,
@@ -485,6 +487,20 @@ impl TokenSource {
 
     pub(crate) fn policy(&self) -> &RefreshPolicy {
         &self.inner.policy
+    }
+
+    /// Counts a request sent once more after a 401.
+    pub(crate) fn count_retry(&self) {
+        self.inner.lock().stats.retries += 1;
+    }
+
+    /// Builds the login request without sending it: a credential the dialect needs and the
+    /// credentials lack, or a key that does not parse, is found before the first call.
+    #[cfg_attr(not(feature = "agent"), allow(dead_code))]
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let i = &self.inner;
+        let now_secs = (i.clock.now_ms() / 1000) as i64;
+        call::prepare(&i.dialect.endpoints[i.login], &i.creds, Ask::Login, now_secs).map(drop)
     }
 
     /// What the source has done so far.

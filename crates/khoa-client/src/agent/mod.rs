@@ -1,0 +1,130 @@
+//! `khoa agent`: a local credential-injecting proxy, so that a service in any language gets
+//! what a [`crate::TokenSource`] does without a library. `http://LISTEN/NAME/<path>` is
+//! forwarded to upstream `NAME`'s `<base_url>/<path>` with a fresh token in `Authorization`
+//! (and seed 000's `x-otp-token` on mutating requests); a 401 costs one new token and one
+//! retry; a token endpoint that is down is answered at once with a JSON 503 naming the
+//! upstream, and the source recovers by itself after its back-off.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), khoa_client::agent::AgentError> {
+//! use khoa_client::agent::{Agent, AgentConfig};
+//!
+//! khoa_client::agent::install_crypto_provider();
+//! let config = AgentConfig::load(std::path::Path::new("/etc/khoa/agent.toml"))?;
+//! let agent = Agent::build(config).await?;
+//! println!("listening on {}", agent.local_addr());
+//! agent.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - `config.rs` — [`AgentConfig`]: the file read, validated and resolved into upstreams
+//!   (token source, secrets, HTTP clients), or a [`ConfigError`] naming the file and the key.
+//! - `proxy.rs` — the router: the forwarding handler, `/_khoa/healthz`, `/_khoa/metrics`,
+//!   and the agent's JSON refusals.
+//! - `metrics.rs` — the Prometheus counters, and the token sources' stats read at a scrape.
+
+mod config;
+mod metrics;
+mod proxy;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use config::{AgentConfig, ConfigError, DEFAULT_LISTEN, RESERVED, Upstream};
+pub use proxy::MAX_BODY;
+
+/// Why the agent could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Installs ring as rustls' process-wide crypto provider, which reqwest's rustls (built
+/// without a provider of its own) needs before any client is built. Idempotent: a provider
+/// already installed, by this or by anyone, is kept.
+pub fn install_crypto_provider() {
+    #[allow(
+        deprecated,
+        reason = "rustls 0.23.48 deprecates its ring provider for want of a post-quantum key \
+                  exchange (aws-lc-rs only); ring stays the one backend (Cargo.toml) until it \
+                  has one"
+    )]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A bound agent: [`Agent::local_addr`] says where, [`Agent::run`] serves.
+pub struct Agent {
+    listener: tokio::net::TcpListener,
+    shared: Arc<proxy::Shared>,
+}
+
+impl Agent {
+    /// Binds `config.listen` (port 0 picks a free one).
+    pub async fn build(config: AgentConfig) -> Result<Agent, AgentError> {
+        let addr = config.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| AgentError::Bind { addr, source })?;
+        let sources = config
+            .upstreams
+            .values()
+            .map(|u| (u.name.clone(), u.source.clone()))
+            .collect();
+        Ok(Agent {
+            listener,
+            shared: Arc::new(proxy::Shared {
+                upstreams: config.upstreams,
+                metrics: metrics::Metrics::new(sources),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then lets the requests in flight finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AgentError> {
+        axum::serve(self.listener, proxy::router(self.shared))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(AgentError::Serve)
+    }
+}
+
+/// `khoa agent --config FILE`: loads the file, binds, announces the address on standard
+/// output (`khoa agent listening on http://ADDR`) and serves until `shutdown`.
+pub async fn run(
+    config_file: &Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    install_crypto_provider();
+    let config = AgentConfig::load(config_file)?;
+    let names: Vec<String> = config.upstreams.keys().cloned().collect();
+    let agent = Agent::build(config).await?;
+    let addr = agent.local_addr();
+    tracing::info!(target: "khoa::agent", %addr, upstreams = %names.join(","), "khoa agent listening");
+    println!("khoa agent listening on http://{addr}");
+    agent.run(shutdown).await?;
+    tracing::info!(target: "khoa::agent", "khoa agent stopped");
+    Ok(())
+}
