@@ -114,7 +114,12 @@ async fn spawn_khoa() -> Khoa {
     Khoa {
         issuer: engine.config().issuer.clone(),
         engine,
-        http: reqwest::Client::new(),
+        http: {
+            // reqwest's rustls has no crypto provider of its own in this workspace (khoa-client's
+            // `agent` feature, unified into the build): ring first, or building it panics.
+            khoa_client::agent::install_crypto_provider();
+            reqwest::Client::new()
+        },
         _dir: dir,
         _shutdown: shutdown,
     }

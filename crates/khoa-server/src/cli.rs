@@ -47,6 +47,13 @@ pub enum Command {
     /// Dialect definitions: list what is served, show, check a file, print the JSON Schema.
     #[command(subcommand)]
     Dialect(DialectCommand),
+    /// A local credential-injecting proxy: http://LISTEN/NAME/<path> is forwarded to upstream
+    /// NAME with a fresh token (README: "Calling a partner through `khoa agent`").
+    Agent {
+        /// The agent's TOML configuration (deploy/agent.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

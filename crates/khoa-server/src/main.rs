@@ -37,11 +37,16 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref())?;
+    // `khoa agent --config` names the agent's own file, not a server configuration.
+    let server_config = match cli.command {
+        Command::Agent { .. } => None,
+        _ => cli.config.as_deref(),
+    };
+    let config = Config::load(server_config)?;
     // The admin verbs print their answer, not the engine's INFO lines, unless asked with
     // KHOA_LOG: their output is read by people and by scripts.
     let log = match cli.command {
-        Command::Serve | Command::Demo(_) => config.log.as_str(),
+        Command::Serve | Command::Demo(_) | Command::Agent { .. } => config.log.as_str(),
         _ if std::env::var_os("KHOA_LOG").is_some() => config.log.as_str(),
         _ => "warn",
     };
@@ -76,6 +81,7 @@ async fn run() -> Result<()> {
         }
         Command::Backup(args) => khoa_server::backup::run(&config, args).await?,
         Command::Dialect(cmd) => khoa_server::dialect_cli::run(&config, cmd)?,
+        Command::Agent { config } => khoa_client::agent::run(&config, shutdown_signal()).await?,
         Command::Keys(cmd) => {
             let engine = open_engine(&config, config.issuer()).await?;
             admin::keys(&engine, cmd, &config.keys).await?

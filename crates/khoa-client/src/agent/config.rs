@@ -102,6 +102,8 @@ pub struct Upstream {
 impl AgentConfig {
     /// Reads, validates and resolves the file at `path`.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        // The upstreams' HTTP clients are built here, and need it.
+        super::install_crypto_provider();
         let fail = |key: &str, message: String| ConfigError {
             file: path.to_owned(),
             key: key.to_owned(),
@@ -374,7 +376,6 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<AgentConfig, ConfigError> {
-        crate::agent::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.toml");
         std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();

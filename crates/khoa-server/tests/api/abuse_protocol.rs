@@ -604,7 +604,7 @@ async fn readyz_is_503_while_the_disk_is_full_and_200_once_writes_work_again() {
     .expect("khoa serve listens within 30 s");
     // Keep draining its log so that it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http_client();
     let base = format!("http://{addr}");
     let ready = || http.get(format!("{base}/readyz")).send();
     let token = || {

@@ -235,7 +235,7 @@ async fn a_backup_taken_under_load_serves_the_tokens_issued_before_it() {
     // Arrange: a served database with tokens issued, and refreshes running.
     let live = migrated().await;
     seed(live.path()).await;
-    let http = reqwest::Client::builder()
+    let http = crate::helpers::http_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

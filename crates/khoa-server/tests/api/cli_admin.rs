@@ -53,7 +53,7 @@ async fn khoa_serve_issues_tokens_for_what_the_cli_created_and_stops_on_sigterm(
     // Collect the log, to explain a failure and to check what it never contains.
     let log = collect_stderr(&mut server);
     let base = format!("http://{addr}");
-    let http = reqwest::Client::builder()
+    let http = crate::helpers::http_builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();

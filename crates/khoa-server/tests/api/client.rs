@@ -224,7 +224,7 @@ async fn a_revoked_token_costs_one_new_token_and_one_retry() {
         Credentials::client(OAUTH2_SERVICE_CLIENT, OAUTH2_SERVICE_SECRET),
         &clock,
     );
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http_client();
     let call = || http.get(app.url(PROTECTED_PATH)).build().unwrap();
     assert_eq!(source.send(&http, call()).await.unwrap().status(), 200);
     let old = source.token().await.unwrap();

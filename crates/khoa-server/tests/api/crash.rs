@@ -491,7 +491,7 @@ async fn every_token_answered_survives_kill_9_mid_load_and_the_database_stays_in
         )
         .await;
     }
-    let http = reqwest::Client::builder()
+    let http = crate::helpers::http_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("reqwest client");

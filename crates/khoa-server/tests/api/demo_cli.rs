@@ -45,7 +45,7 @@ async fn khoa_demo_serves_seed_004_and_writes_demo_json() {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     // Act: seed 004's request, as its cURL line sends it.
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http_client();
     let res = http
         .post(format!("{base}/connect/token"))
         .header(reqwest::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
@@ -305,7 +305,7 @@ async fn khoa_demo_serves_a_dialects_dir_and_prints_its_curl_lines() {
         )
     );
     // The endpoint is served, in its definition's shape (its client is not registered yet).
-    let res = reqwest::Client::new()
+    let res = crate::helpers::http_client()
         .post(format!("{base}/casso/v1/token"))
         .json(&serde_json::json!({"code": "CLIENT_SECRET"}))
         .send()

@@ -94,6 +94,19 @@ pub fn test_config(dir: &Path) -> Config {
     }
 }
 
+/// A reqwest client builder. reqwest speaks TLS through rustls without a crypto provider of
+/// its own here (khoa-client's `agent` feature, unified into every build of the workspace), and
+/// would panic building a client before ring is installed: every test client is made here.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    khoa_client::agent::install_crypto_provider();
+    reqwest::Client::builder()
+}
+
+/// A reqwest client with the defaults, made through [`http_builder`].
+pub fn http_client() -> reqwest::Client {
+    http_builder().build().expect("reqwest client")
+}
+
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub address: String,
@@ -170,7 +183,7 @@ async fn start_on(dir: TempDir, config: Config, clock: Arc<AdvancedClock>) -> Te
         engine,
         dir,
         config,
-        client: reqwest::Client::builder()
+        client: http_builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("reqwest client"),

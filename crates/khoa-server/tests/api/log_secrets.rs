@@ -137,7 +137,7 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     let base = demo.base.clone();
     let cfg: Value =
         serde_json::from_slice(&std::fs::read(data.join("demo.json")).unwrap()).expect("demo.json");
-    let http = reqwest::Client::builder()
+    let http = crate::helpers::http_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

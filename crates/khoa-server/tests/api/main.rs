@@ -7,6 +7,9 @@
 //!   `abuse_shed`: 503 + `Retry-After` beyond the Argon2 pool and queue, per dialect;
 //!   `abuse_protocol`: repeated credential headers, 405/408/413/400 in each dialect's shape,
 //!   readiness on a full disk (a file-size limit on a real `khoa serve`).
+//! - `agent`: `khoa agent` (the real binary) in front of the real server: forwarding, the
+//!   OTP header, one retry after a 401, HTTPS with a `ca_file`, the token endpoint down and
+//!   back, metrics, every configuration refusal, the shipped example, no secret at trace.
 //! - `helpers`: `spawn_app()`, typed request, seeding and assertion helpers.
 //! - `audit`: the audit events each flow records, and `khoa audit list`.
 //! - `cli`: running the `khoa` binary with a clean environment and capturing its output.
@@ -52,6 +55,7 @@ mod abuse_lockout;
 mod abuse_protocol;
 mod abuse_rate_limit;
 mod abuse_shed;
+mod agent;
 mod at_rest;
 mod audit;
 mod authcode_browser;

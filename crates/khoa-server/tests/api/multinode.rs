@@ -280,7 +280,7 @@ async fn start_node(database_url: &str, env: &[(&str, &str)]) -> Node {
             base: format!("http://{addr}"),
             process,
             log,
-            http: reqwest::Client::builder()
+            http: crate::helpers::http_builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("reqwest client"),

@@ -213,7 +213,7 @@ async fn send(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Response {
-    let mut req = reqwest::Client::new().request(method, nginx.url(path));
+    let mut req = crate::helpers::http_client().request(method, nginx.url(path));
     for (n, v) in headers {
         req = req.header(*n, *v);
     }
