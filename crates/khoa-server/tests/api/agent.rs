@@ -282,7 +282,7 @@ async fn mutating_requests_carry_the_sessions_otp_token() {
             .await;
         let body = json_of(res, StatusCode::OK).await;
         assert_eq!(body["method"], method.as_str(), "{body}");
-        assert_eq!(body["sub"], DERIVATIVE_USERNAME, "{body}");
+        assert_eq!(body["client_id"], "oapi-derivative", "{body}");
     }
     agent.stop().await;
 }
@@ -612,26 +612,31 @@ async fn nothing_secret_reaches_the_agents_log_at_trace() {
 async fn the_example_configuration_loads() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/agent.example.toml");
     let text = std::fs::read_to_string(&example).expect("deploy/agent.example.toml");
-    // Its secret files, where it names them; and a port of the test's own.
+    // Its files under a directory of the test's own, each secret file it names written (64
+    // hex digits: also a partner key), and a port of the test's own.
     let setup = Setup::new();
-    let secrets = setup.dir.path().join("secrets");
-    std::fs::create_dir(&secrets).unwrap();
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        if key.trim().ends_with("_file") && !line.trim_start().starts_with('#') {
-            let path = value.trim().trim_matches('"');
-            let name = Path::new(path).file_name().unwrap();
-            std::fs::write(secrets.join(name), "a-secret-0123456789\n").unwrap();
+    let root = setup.dir.path().display().to_string();
+    let text = text
+        .replace("/etc/khoa/", &format!("{root}/etc/"))
+        .replace("/var/lib/khoa-agent/", &format!("{root}/state/"))
+        .replace("127.0.0.1:7070", "127.0.0.1:0");
+    std::fs::create_dir(setup.dir.path().join("etc")).unwrap();
+    let mut files = 0;
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        if let Some((key, value)) = line.split_once('=')
+            && key.trim().ends_with("_file")
+        {
+            std::fs::write(value.trim().trim_matches('"'), format!("{}\n", "ab".repeat(32)))
+                .unwrap();
+            files += 1;
         }
     }
-    let text = text
-        .replace("/etc/khoa/", &format!("{}/", secrets.display()))
-        .replace("127.0.0.1:7070", "127.0.0.1:0");
+    assert!(files >= 3, "the example names its secret files");
     let path = setup.config(&text);
     let config = AgentConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert!(!config.upstreams.is_empty());
+    let names: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
+    assert_eq!(names, ["broker", "sepay", "tconnect", "tripdata"]);
+    assert_eq!(config.listen.ip().to_string(), "127.0.0.1");
 }
 
 // ---- configuration refused at start-up ----
