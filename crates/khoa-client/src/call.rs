@@ -307,6 +307,8 @@ pub(crate) struct Fetched {
     pub refresh_token: Option<SecretString>,
     pub otp_token: Option<SecretString>,
     pub scope: Option<String>,
+    /// The whole answer, for `khoa token get`.
+    pub answer: Value,
 }
 
 /// Reads a token endpoint's answer: the tokens where the endpoint's `response` template puts
@@ -360,6 +362,7 @@ pub(crate) fn read_answer(
         refresh_token: refresh.filter(|r| !r.is_empty()).map(SecretString::from),
         otp_token: otp.filter(|o| !o.is_empty()).map(SecretString::from),
         scope,
+        answer,
     })
 }
 

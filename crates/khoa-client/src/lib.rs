@@ -56,7 +56,7 @@ mod source;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use credentials::Credentials;
+pub use credentials::{Credentials, read_secret};
 pub use error::Error;
 pub use send::SendError;
 pub use source::{

@@ -293,6 +293,16 @@ impl Builder {
     }
 }
 
+/// Replaces every string equal to `secret` in `v`.
+fn redact(v: &mut serde_json::Value, secret: &str) {
+    match v {
+        serde_json::Value::String(s) if s == secret => *s = "[redacted]".into(),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|v| redact(v, secret)),
+        serde_json::Value::Object(m) => m.values_mut().for_each(|v| redact(v, secret)),
+        _ => {}
+    }
+}
+
 /// What the single-flight and the stores key a token by: the dialect, the client, the scope
 /// and the principal; never the refresh token, which changes with every rotation.
 fn store_key(d: &Dialect, c: &Credentials) -> String {
@@ -481,6 +491,20 @@ impl TokenSource {
             st.stats.invalidations += 1;
             tracing::debug!(source = %self.inner.name, generation, "token invalidated");
         }
+    }
+
+    /// Logs in once, whatever the cache holds, and returns the new token with the token
+    /// endpoint's whole answer, its refresh token replaced by `"[redacted]"` (for a human:
+    /// `khoa token get`). The token becomes the source's current one.
+    pub async fn login_answer(&self) -> Result<(AccessToken, serde_json::Value), Error> {
+        let started = self.inner.clock.now_ms();
+        let fetched = self.inner.call(self.inner.login, Ask::Login).await?;
+        let mut answer = fetched.answer.clone();
+        if let Some(refresh) = &fetched.refresh_token {
+            redact(&mut answer, refresh.expose_secret());
+        }
+        let token = self.inner.install(fetched, started).await;
+        Ok((token, answer))
     }
 
     pub(crate) fn policy(&self) -> &RefreshPolicy {

@@ -47,6 +47,9 @@ pub enum Command {
     /// Dialect definitions: list what is served, show, check a file, print the JSON Schema.
     #[command(subcommand)]
     Dialect(DialectCommand),
+    /// Tokens from any dialect's endpoint, as its caller: `khoa token get`.
+    #[command(subcommand)]
+    Token(crate::token_cli::TokenCommand),
 }
 
 #[derive(Debug, Subcommand)]

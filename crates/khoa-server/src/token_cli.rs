@@ -1,0 +1,125 @@
+//! `khoa token get`: a token from any dialect's endpoint, for a human at a terminal — the
+//! answer as the endpoint gave it (its refresh token redacted), or with `--header` the
+//! `Authorization` line to paste into curl. Secrets come from files, standard input or the
+//! environment, never from arguments, which other users of the host can read in `ps`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use khoa_client::{Credentials, TokenSource, read_secret};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Fetch a token from a token endpoint described by a dialect and print it.
+    Get(TokenGetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenGetArgs {
+    /// A built-in dialect (oauth2, derivative, bankhub, partner, vietqr) or a definition file.
+    #[arg(long, default_value = "oauth2")]
+    pub dialect: String,
+    /// The token endpoint's URL.
+    #[arg(long, value_name = "URL")]
+    pub token_url: String,
+    /// Which of the definition's token endpoints logs in, when it has several.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// A file holding the client secret (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// An environment variable holding the client secret.
+    #[arg(long, value_name = "NAME")]
+    pub client_secret_env: Option<String>,
+    #[arg(long)]
+    pub username: Option<String>,
+    /// A file holding the user's password (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    #[arg(long, value_name = "NAME")]
+    pub password_env: Option<String>,
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// The partner code of an envelope dialect.
+    #[arg(long)]
+    pub partner_code: Option<String>,
+    /// A file holding the partner's AES key in hex (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub partner_key_file: Option<PathBuf>,
+    #[arg(long, value_name = "NAME")]
+    pub partner_key_env: Option<String>,
+    /// A file holding the signing key: RSA private key PEM, or an HMAC secret (`-`: stdin).
+    #[arg(long, value_name = "FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    #[arg(long, value_name = "NAME")]
+    pub signing_key_env: Option<String>,
+    /// Print only `Authorization: <type> <token>`, for `curl -H`.
+    #[arg(long)]
+    pub header: bool,
+}
+
+pub async fn run(cmd: TokenCommand) -> Result<()> {
+    let TokenCommand::Get(args) = cmd;
+    let stdin_uses = [
+        &args.client_secret_file,
+        &args.password_file,
+        &args.partner_key_file,
+        &args.signing_key_file,
+    ]
+    .iter()
+    .filter(|f| f.as_deref() == Some(Path::new("-")))
+    .count();
+    if stdin_uses > 1 {
+        bail!("only one secret can come from standard input (`-`)");
+    }
+    let secret = |what: &str, file: &Option<PathBuf>, env: &Option<String>| {
+        read_secret(what, file.as_deref(), env.as_deref()).map_err(anyhow::Error::msg)
+    };
+    let creds = Credentials {
+        client_id: args.client_id.clone(),
+        client_secret: secret(
+            "client secret",
+            &args.client_secret_file,
+            &args.client_secret_env,
+        )?,
+        username: args.username.clone(),
+        password: secret("password", &args.password_file, &args.password_env)?,
+        scope: args.scope.clone(),
+        partner_code: args.partner_code.clone(),
+        partner_key_hex: secret("partner key", &args.partner_key_file, &args.partner_key_env)?,
+        signing_key: secret("signing key", &args.signing_key_file, &args.signing_key_env)?,
+    };
+    let dialect = if khoa_dialect::built_in(&args.dialect).is_some() {
+        khoa_client::load_built_in(&args.dialect)
+    } else if Path::new(&args.dialect).exists() {
+        khoa_client::load_file(Path::new(&args.dialect))
+    } else {
+        let names: Vec<_> = khoa_dialect::BUILT_IN.iter().map(|(n, _)| *n).collect();
+        bail!(
+            "--dialect {}: neither a built-in dialect ({}) nor a file",
+            args.dialect,
+            names.join(", ")
+        );
+    }?;
+    let mut builder = TokenSource::builder(Arc::new(dialect))
+        .token_url(&args.token_url)
+        .credentials(creds);
+    if let Some(e) = &args.endpoint {
+        builder = builder.login_endpoint(e);
+    }
+    let source = builder.build()?;
+    let (token, answer) = source
+        .login_answer()
+        .await
+        .with_context(|| format!("token from {}", args.token_url))?;
+    if args.header {
+        println!("Authorization: {}", token.authorization());
+    } else {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    }
+    Ok(())
+}
