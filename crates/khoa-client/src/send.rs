@@ -56,7 +56,8 @@ impl TokenSource {
     }
 }
 
-fn with_token(
+/// `request` with `Authorization` set to `token` (marked sensitive: never in a debug print).
+pub(crate) fn with_token(
     mut request: reqwest::Request,
     token: &crate::AccessToken,
 ) -> Result<reqwest::Request, Error> {

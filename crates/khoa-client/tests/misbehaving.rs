@@ -266,3 +266,18 @@ async fn two_sources_sharing_a_file_store_rotate_one_chain_and_never_redeem_twic
     assert_eq!(r.resource(&one).await, 200);
     assert_eq!(r.resource(&two).await, 200);
 }
+
+#[tokio::test]
+async fn through_reqwest_middleware_a_revocation_costs_one_new_token_and_one_retry() {
+    let r = rig().await;
+    let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(khoa_client::TokenMiddleware::new(r.user_source()))
+        .build();
+    let get = || http.get(r.standin.url("/resource/m")).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    r.standin.revoke_all();
+    assert_eq!(get().await.unwrap().status(), 200);
+    let counts = r.standin.counts();
+    assert_eq!((counts.logins, counts.refreshes), (1, 1), "{counts:?}");
+    assert_eq!(counts.resource_calls, 3, "{counts:?}");
+}
