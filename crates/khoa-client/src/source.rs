@@ -95,6 +95,11 @@ impl AccessToken {
         format!("{scheme} {}", self.value.expose_secret())
     }
 
+    /// The token type the answer named (`Bearer` when it named none).
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
     /// The OTP token some dialects answer beside the access token (seed 000's `otp_token`).
     pub fn otp(&self) -> Option<&str> {
         self.otp.as_ref().map(|o| o.expose_secret())

@@ -1,6 +1,7 @@
 //! `khoa token get`: a token from any dialect's endpoint, for a human at a terminal — the
 //! answer as the endpoint gave it (its refresh token redacted), or with `--header` the
-//! `Authorization` line to paste into curl. Secrets come from files, standard input or the
+//! `Authorization` line to paste into curl. With `--store DIR` the token is kept and shared
+//! (`khoa_client::FileStore`), so scripts that call it often get the same token until it is due. Secrets come from files, standard input or the
 //! environment, never from arguments, which other users of the host can read in `ps`.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use khoa_client::{Credentials, TokenSource, read_secret};
+use khoa_client::{Clock, Credentials, FileStore, SystemClock, TokenSource, read_secret};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -60,6 +61,14 @@ pub struct TokenGetArgs {
     /// Print only `Authorization: <type> <token>`, for `curl -H`.
     #[arg(long)]
     pub header: bool,
+    /// Keep the token (and its refresh token) in this directory, shared by every `khoa token
+    /// get --store` and `khoa agent` of the host that names it: a fresh saved token is printed
+    /// without a call, a stale one refreshed (one process at a time, under a file lock).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// With --store: a new token now (a refresh when the store has a refresh token).
+    #[arg(long, requires = "store")]
+    pub refresh: bool,
 }
 
 pub async fn run(cmd: TokenCommand) -> Result<()> {
@@ -111,14 +120,35 @@ pub async fn run(cmd: TokenCommand) -> Result<()> {
     if let Some(e) = &args.endpoint {
         builder = builder.login_endpoint(e);
     }
-    let source = builder.build()?;
-    let (token, answer) = source
-        .login_answer()
-        .await
-        .with_context(|| format!("token from {}", args.token_url))?;
+    let Some(dir) = &args.store else {
+        let source = builder.build()?;
+        let (token, answer) = source
+            .login_answer()
+            .await
+            .with_context(|| format!("token from {}", args.token_url))?;
+        if args.header {
+            println!("Authorization: {}", token.authorization());
+        } else {
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        return Ok(());
+    };
+    let source = builder.store(FileStore::new(dir)?).build()?;
+    let token = if args.refresh {
+        source.refresh().await
+    } else {
+        source.token().await
+    }
+    .with_context(|| format!("token from {}", args.token_url))?;
     if args.header {
         println!("Authorization: {}", token.authorization());
     } else {
+        let now = SystemClock.now_ms();
+        let answer = serde_json::json!({
+            "access_token": token.secret(),
+            "token_type": token.token_type(),
+            "expires_in": token.expires_at_ms().saturating_sub(now) / 1000,
+        });
         println!("{}", serde_json::to_string_pretty(&answer)?);
     }
     Ok(())

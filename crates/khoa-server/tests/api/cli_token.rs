@@ -160,3 +160,60 @@ async fn mistakes_are_refused_naming_what_is_wrong_and_never_echoing_a_secret() 
         );
     }
 }
+
+/// Two shells on one host calling `khoa token get --store DIR --refresh` at once: twenty
+/// processes, one rotation chain, no refresh token ever redeemed twice (the file lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_store_rotate_one_chain_and_never_redeem_twice() {
+    use khoa_standin::{CLIENT_ID, CLIENT_SECRET, ManualClock, PASSWORD, StandIn, USERNAME};
+    let clock = ManualClock::new(1_800_000_000_000);
+    let standin = StandIn::start(clock.as_now()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("tokens");
+    let secret = dir.path().join("secret");
+    let password = dir.path().join("password");
+    std::fs::write(&secret, CLIENT_SECRET).unwrap();
+    std::fs::write(&password, PASSWORD).unwrap();
+    let url = standin.url("/token");
+    let args = [
+        "token",
+        "get",
+        "--token-url",
+        &url,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret-file",
+        secret.to_str().unwrap(),
+        "--username",
+        USERNAME,
+        "--password-file",
+        password.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--refresh",
+    ]
+    .map(str::to_owned);
+    let shell = |args: [String; 15]| {
+        tokio::spawn(async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut tokens = Vec::new();
+            for _ in 0..10 {
+                let out = run(khoa(), &args, None).await;
+                assert!(out.status.success(), "{}", out.stderr);
+                let answer: Value = serde_json::from_str(&out.stdout).unwrap();
+                tokens.push(answer["access_token"].as_str().unwrap().to_owned());
+            }
+            tokens
+        })
+    };
+    let (a, b) = (shell(args.clone()), shell(args));
+    let mut all = a.await.unwrap();
+    all.extend(b.await.unwrap());
+
+    let counts = standin.counts();
+    assert_eq!(counts.refresh_reused, 0, "{counts:?}");
+    assert_eq!((counts.logins, counts.refreshes), (1, 19), "{counts:?}");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 20, "every process printed a token of its own");
+}
