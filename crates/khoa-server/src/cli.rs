@@ -49,7 +49,7 @@ pub enum Command {
     Dialect(DialectCommand),
     /// Tokens from any dialect's endpoint, as its caller: `khoa token get`.
     #[command(subcommand)]
-    Token(crate::token_cli::TokenCommand),
+    Token(Box<crate::token_cli::TokenCommand>),
 }
 
 #[derive(Debug, Subcommand)]
