@@ -263,9 +263,12 @@ fn form_encode(s: &str) -> String {
     utf8_percent_encode(s, FORM).to_string().replace("%20", "+")
 }
 
+/// Sets a header of the token request, marked sensitive: each carries a credential or is
+/// made from one, and a sensitive value is never written by an HTTP library's debug output.
 fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) -> Result<(), Error> {
-    let value = HeaderValue::from_str(value)
+    let mut value = HeaderValue::from_str(value)
         .map_err(|_| Error::Config(format!("a value for header {name} is not a valid header")))?;
+    value.set_sensitive(true);
     headers.insert(name, value);
     Ok(())
 }

@@ -281,3 +281,60 @@ async fn through_reqwest_middleware_a_revocation_costs_one_new_token_and_one_ret
     assert_eq!((counts.logins, counts.refreshes), (1, 1), "{counts:?}");
     assert_eq!(counts.resource_calls, 3, "{counts:?}");
 }
+
+/// Everything written at `trace` by the source, reqwest and hyper while a source logs in,
+/// refreshes, is refused and retries: no password, secret, refresh or access token in it.
+#[test]
+fn no_secret_reaches_a_log_line_at_trace() {
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let tokens = tracing::subscriber::with_default(subscriber, || {
+        // One thread: every task the source and the HTTP stack spawn logs to this subscriber.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = rig().await;
+            let source = r.user_source();
+            let first = source.token().await.unwrap();
+            r.standin.revoke_all();
+            assert_eq!(r.resource(&source).await, 200);
+            r.standin.refuse_refresh(true);
+            let second = source.refresh().await.unwrap();
+            let refresh = r.standin.last_token_request().unwrap().body_text();
+            vec![
+                first.secret().to_owned(),
+                second.secret().to_owned(),
+                refresh,
+            ]
+        })
+    });
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("token call"), "the source did log: {text}");
+    for secret in [CLIENT_SECRET, PASSWORD, &tokens[0], &tokens[1]] {
+        assert!(!text.contains(secret), "{secret} in the log");
+    }
+    // The last token request carried a refresh token (or the password): none of its values.
+    for pair in tokens[2].split('&') {
+        let value = pair.split_once('=').map_or("", |(_, v)| v);
+        if value.len() > 8 {
+            assert!(!text.contains(value), "{value} in the log");
+        }
+    }
+}
