@@ -1,10 +1,12 @@
 //! `Authorization` header values (Basic with and without RFC 6749 §2.3.1 form-encoding,
 //! Bearer, anything else) and `Content-Type` values, as every dialect reads them
-//! (`khoa_server::wire`, `khoa_server::dialects::basic_client_credentials`).
+//! (`khoa_server::wire`), and the whole request reader (`khoa_dialect::read::read`) of the
+//! built-in endpoints that authenticate with Basic alone (bank-hub, VietQR).
 #![no_main]
 
 use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
-use khoa_server::dialects::basic_client_credentials;
+use khoa_dialect::read::read;
+use khoa_fuzz::basic_endpoints;
 use khoa_server::wire::{Authorization, content_type_is, parse_authorization};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,10 +18,15 @@ fuzz_target!(|value: &[u8]| {
     }
     content_type_is(Some(value), "application/x-www-form-urlencoded");
     content_type_is(Some(value), "application/json");
-    // What axum hands the bank-hub and VietQR dialects: only values HTTP allows.
+    // What axum hands the bank-hub and VietQR endpoints: only values HTTP allows, no body.
     if let Ok(v) = HeaderValue::from_bytes(value) {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, v);
-        let _ = basic_client_credentials(&headers);
+        for endpoint in basic_endpoints() {
+            if let Ok(request) = read(endpoint, &headers, b"") {
+                // A Basic-only endpoint reads its client from the header or refuses.
+                assert!(request.basic.is_some());
+            }
+        }
     }
 });

@@ -1,6 +1,6 @@
 //! Bearer tokens as the protected resource, introspection and forward-auth see them: the
 //! `Authorization` header parsed (`khoa_server::wire::parse_authorization`), then the whole
-//! `Engine::validate_bearer` — the JWT path and the opaque, hex40 and account shapes
+//! `Tokens::validate_bearer` — the JWT path and the opaque, hex40 and account shapes
 //! (`khoa_core::mint::parse_account_token`) — on an in-memory engine holding one live token
 //! of each format. Input: the header value; with no `Bearer ` prefix it is tried as a token.
 #![no_main]
@@ -20,5 +20,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = parse_account_token(&token);
     let f = fixture();
-    let _ = f.runtime.block_on(f.engine.validate_bearer(&token));
+    let _ = f
+        .runtime
+        .block_on(f.engine.tokens().validate_bearer(&token));
 });

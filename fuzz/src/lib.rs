@@ -12,6 +12,10 @@ use khoa_core::password::PasswordParams;
 use khoa_core::scope::ScopeSet;
 use khoa_core::store::LockoutPolicy;
 use khoa_core::testing::MemoryStore;
+use khoa_dialect::def::ClientAuth as AuthFrom;
+use khoa_dialect::load::Endpoint;
+use khoa_server::config::DialectsConfig;
+use khoa_server::dialects::registry;
 use secrecy::SecretString;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -65,6 +69,23 @@ pub fn ring() -> &'static KeyRing {
     })
 }
 
+/// Every endpoint of the built-in dialects that takes its client from `Authorization: Basic`
+/// alone (`client_auth = "basic"` or `"basic_form"`: bank-hub, VietQR), as the registry loads
+/// them: a built-in definition added later is fuzzed without a change here.
+pub fn basic_endpoints() -> &'static [Endpoint] {
+    static ENDPOINTS: OnceLock<Vec<Endpoint>> = OnceLock::new();
+    ENDPOINTS.get_or_init(|| {
+        let endpoints: Vec<Endpoint> = registry::built_ins(&DialectsConfig::default())
+            .expect("the built-in dialects load")
+            .into_iter()
+            .flat_map(|(dialect, _)| dialect.endpoints.clone())
+            .filter(|e| matches!(e.client_auth, AuthFrom::Basic | AuthFrom::BasicForm))
+            .collect();
+        assert!(!endpoints.is_empty(), "no built-in dialect reads Basic");
+        endpoints
+    })
+}
+
 /// An in-memory engine and the access tokens it issued, one per format (JWT, opaque, hex40,
 /// account), on a single-threaded runtime that the targets drive it with.
 pub struct Fixture {
@@ -109,6 +130,7 @@ async fn build_engine() -> (Engine, Vec<String>) {
             max_secs: 0,
         },
         node: None,
+        operator: None,
     };
     let engine = Engine::new(
         config,
@@ -144,6 +166,7 @@ async fn build_engine() -> (Engine, Vec<String>) {
             created_at: NOW,
         };
         engine
+            .admin()
             .create_client(client, true, Some(SecretString::from(SECRET)))
             .await
             .expect("the fuzz client is created");
@@ -154,7 +177,11 @@ async fn build_engine() -> (Engine, Vec<String>) {
                 secret: SecretString::from(SECRET),
             },
         );
-        let issued = engine.token(&request).await.expect("a token is issued");
+        let issued = engine
+            .tokens()
+            .token(&request)
+            .await
+            .expect("a token is issued");
         tokens.push(issued.access_token);
     }
     (engine, tokens)

@@ -263,9 +263,12 @@ fn form_encode(s: &str) -> String {
     utf8_percent_encode(s, FORM).to_string().replace("%20", "+")
 }
 
+/// Sets a header of the token request, marked sensitive: each carries a credential or is
+/// made from one, and a sensitive value is never written by an HTTP library's debug output.
 fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) -> Result<(), Error> {
-    let value = HeaderValue::from_str(value)
+    let mut value = HeaderValue::from_str(value)
         .map_err(|_| Error::Config(format!("a value for header {name} is not a valid header")))?;
+    value.set_sensitive(true);
     headers.insert(name, value);
     Ok(())
 }
@@ -307,6 +310,8 @@ pub(crate) struct Fetched {
     pub refresh_token: Option<SecretString>,
     pub otp_token: Option<SecretString>,
     pub scope: Option<String>,
+    /// The whole answer, for `khoa token get`.
+    pub answer: Value,
 }
 
 /// Reads a token endpoint's answer: the tokens where the endpoint's `response` template puts
@@ -360,6 +365,7 @@ pub(crate) fn read_answer(
         refresh_token: refresh.filter(|r| !r.is_empty()).map(SecretString::from),
         otp_token: otp.filter(|o| !o.is_empty()).map(SecretString::from),
         scope,
+        answer,
     })
 }
 

@@ -17,6 +17,7 @@
 //! - back-off with jitter after failures, honouring `Retry-After`, never stopping for good;
 //! - an on-change callback, and a persistent store ([`FileStore`]: 0600, with a cross-process
 //!   lock, so the processes of a host share one token and one rotation chain);
+//! - `reqwest-middleware` integration (feature `middleware`), and [`Stats`] for metrics;
 //! - secrets redacted in every `Debug`.
 //!
 //! # Examples
@@ -40,6 +41,8 @@
 //!   flight, the refresh timing, rotation, invalidation and back-off.
 //! - `call.rs` — one token call from a definition: the request built, the answer read back.
 //! - `send.rs` — [`TokenSource::send`]: a protected API called with the token, one retry on 401.
+//! - `middleware.rs` — `TokenMiddleware` (feature `middleware`): the same as a
+//!   `reqwest-middleware` layer.
 //! - `store.rs` — [`TokenStore`] and [`FileStore`].
 //! - `credentials.rs` — [`Credentials`].
 //! - `clock.rs` — [`Clock`]: the system's, or a [`ManualClock`] tests move.
@@ -55,13 +58,17 @@ mod call;
 mod clock;
 mod credentials;
 mod error;
+#[cfg(feature = "middleware")]
+mod middleware;
 mod send;
 mod source;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use credentials::Credentials;
+pub use credentials::{Credentials, read_secret};
 pub use error::Error;
+#[cfg(feature = "middleware")]
+pub use middleware::TokenMiddleware;
 pub use send::SendError;
 pub use source::{
     AccessToken, Builder, RefreshPolicy, Stats, TokenSource, load_built_in, load_file,

@@ -62,7 +62,9 @@ impl TokenSource {
 /// Where seed 000 wants the session's OTP token on mutating requests.
 const OTP_HEADER: HeaderName = HeaderName::from_static("x-otp-token");
 
-fn with_token(
+/// `request` with `Authorization` set to `token` (marked sensitive: never in a debug print),
+/// and `x-otp-token` on a mutating request when the token carries an OTP.
+pub(crate) fn with_token(
     mut request: reqwest::Request,
     token: &crate::AccessToken,
 ) -> Result<reqwest::Request, Error> {

@@ -95,6 +95,11 @@ impl AccessToken {
         format!("{scheme} {}", self.value.expose_secret())
     }
 
+    /// The token type the answer named (`Bearer` when it named none).
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
     /// The OTP token some dialects answer beside the access token (seed 000's `otp_token`).
     pub fn otp(&self) -> Option<&str> {
         self.otp.as_ref().map(|o| o.expose_secret())
@@ -295,6 +300,16 @@ impl Builder {
     }
 }
 
+/// Replaces every string equal to `secret` in `v`.
+fn redact(v: &mut serde_json::Value, secret: &str) {
+    match v {
+        serde_json::Value::String(s) if s == secret => *s = "[redacted]".into(),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|v| redact(v, secret)),
+        serde_json::Value::Object(m) => m.values_mut().for_each(|v| redact(v, secret)),
+        _ => {}
+    }
+}
+
 /// What the single-flight and the stores key a token by: the dialect, the client, the scope
 /// and the principal; never the refresh token, which changes with every rotation.
 fn store_key(d: &Dialect, c: &Credentials) -> String {
@@ -364,8 +379,8 @@ struct State {
     not_before_ms: u64,
     last_error: Option<Arc<Error>>,
     stats: Stats,
-    /// Whether the persistent store has been read.
-    loaded: bool,
+    /// The last token invalidated: a store may still hold it, and it must not come back.
+    invalidated: Option<SecretString>,
 }
 
 struct Held {
@@ -469,6 +484,23 @@ impl TokenSource {
         answer.clone().expect("waited for an answer")
     }
 
+    /// A new token now, whatever the cache and the store hold (the current one is kept for
+    /// the callers of [`TokenSource::token`] until the new one is in).
+    pub async fn refresh(&self) -> Result<AccessToken, Error> {
+        let mut flight = {
+            let mut st = self.inner.lock();
+            self.start_flight_forced(&mut st, true)
+        };
+        let answer = flight
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::Unavailable {
+                reason: "the token call was dropped".into(),
+                retry_after: None,
+            })?;
+        answer.clone().expect("waited for an answer")
+    }
+
     /// Forgets the token of `generation` (a resource refused it), so that the next
     /// [`TokenSource::token`] gets a new one. A newer token is kept: the request that failed
     /// raced a refresh that has already replaced its token.
@@ -483,6 +515,20 @@ impl TokenSource {
             st.stats.invalidations += 1;
             tracing::debug!(source = %self.inner.name, generation, "token invalidated");
         }
+    }
+
+    /// Logs in once, whatever the cache holds, and returns the new token with the token
+    /// endpoint's whole answer, its refresh token replaced by `"[redacted]"` (for a human:
+    /// `khoa token get`). The token becomes the source's current one.
+    pub async fn login_answer(&self) -> Result<(AccessToken, serde_json::Value), Error> {
+        let started = self.inner.clock.now_ms();
+        let fetched = self.inner.call(self.inner.login, Ask::Login).await?;
+        let mut answer = fetched.answer.clone();
+        if let Some(refresh) = &fetched.refresh_token {
+            redact(&mut answer, refresh.expose_secret());
+        }
+        let token = self.inner.install(fetched, started).await;
+        Ok((token, answer))
     }
 
     pub(crate) fn policy(&self) -> &RefreshPolicy {
@@ -500,7 +546,13 @@ impl TokenSource {
     pub(crate) fn check(&self) -> Result<(), Error> {
         let i = &self.inner;
         let now_secs = (i.clock.now_ms() / 1000) as i64;
-        call::prepare(&i.dialect.endpoints[i.login], &i.creds, Ask::Login, now_secs).map(drop)
+        call::prepare(
+            &i.dialect.endpoints[i.login],
+            &i.creds,
+            Ask::Login,
+            now_secs,
+        )
+        .map(drop)
     }
 
     /// What the source has done so far.
@@ -533,6 +585,12 @@ impl TokenSource {
 
     /// The one call in flight, or a new one.
     fn start_flight(&self, st: &mut State) -> Flight {
+        self.start_flight_forced(st, false)
+    }
+
+    /// [`TokenSource::start_flight`]; `force`: a new token even when the store holds a fresh
+    /// one (a call already in flight is joined all the same).
+    fn start_flight_forced(&self, st: &mut State, force: bool) -> Flight {
         if let Some(f) = &st.flight
             && f.borrow().is_none()
         {
@@ -542,7 +600,7 @@ impl TokenSource {
         st.flight = Some(rx.clone());
         let inner = self.inner.clone();
         tokio::spawn(async move {
-            let result = inner.fetch().await;
+            let result = inner.fetch(force).await;
             inner.settle(&result);
             tx.send_replace(Some(result));
         });
@@ -602,13 +660,13 @@ impl Inner {
 
     /// The token call: a refresh when there is a refresh token, else a login; the rotated
     /// refresh token kept, then the new access token installed.
-    async fn fetch(&self) -> Result<AccessToken, Error> {
+    async fn fetch(&self, force: bool) -> Result<AccessToken, Error> {
         let _lock = match &self.store {
             Some(store) => Some(store.lock(&self.key).await?),
             None => None,
         };
         if let Some(store) = &self.store
-            && let Some(token) = self.adopt_saved(store.as_ref()).await?
+            && let Some(token) = self.adopt_saved(store.as_ref(), force).await?
         {
             return Ok(token);
         }
@@ -640,49 +698,53 @@ impl Inner {
         Ok(token)
     }
 
-    /// The token another process (or an earlier run) saved, when it is newer than ours: its
-    /// refresh token replaces ours, and its access token is used while fresh.
-    async fn adopt_saved(&self, store: &dyn TokenStore) -> Result<Option<AccessToken>, Error> {
+    /// What the store holds, under its lock: its refresh token is the newest of the chain
+    /// (every token call saves before it lets go of the lock), so it replaces ours; its access
+    /// token is used when another process (or an earlier run) got it and it is not due for
+    /// refresh — unless `force`, or it is the very token we have or was refused.
+    async fn adopt_saved(
+        &self,
+        store: &dyn TokenStore,
+        force: bool,
+    ) -> Result<Option<AccessToken>, Error> {
         let Some(saved) = store.load(&self.key).await? else {
             return Ok(None);
         };
         let now = self.clock.now_ms();
         let mut st = self.lock();
+        if let Some(rt) = &saved.refresh_token {
+            st.refresh_token = Some(SecretString::from(rt.clone()));
+        }
         let ours = st
-            .refresh_token
-            .as_ref()
-            .map(|r| r.expose_secret().to_owned());
-        let newer = st
             .current
             .as_ref()
-            .is_none_or(|h| h.token.secret() != saved.access_token)
-            || ours.as_deref() != saved.refresh_token.as_deref();
-        if !st.loaded || newer {
-            st.loaded = true;
-            st.refresh_token = saved.refresh_token.clone().map(SecretString::from);
-        }
+            .is_some_and(|h| h.token.secret() == saved.access_token);
+        let refused = st
+            .invalidated
+            .as_ref()
+            .is_some_and(|t| t.expose_secret() == saved.access_token);
         let (refresh_at, usable_until) = self.times(
             saved.issued_at_ms,
             saved.expires_at_ms.saturating_sub(saved.issued_at_ms),
         );
-        if now < usable_until && newer {
-            st.generation += 1;
-            let token = AccessToken {
-                value: SecretString::from(saved.access_token.clone()),
-                token_type: saved.token_type.clone(),
-                otp: saved.otp_token.clone().map(SecretString::from),
-                scope: saved.scope.clone(),
-                generation: st.generation,
-                expires_at_ms: saved.expires_at_ms,
-            };
-            st.current = Some(Held {
-                token: token.clone(),
-                refresh_at_ms: refresh_at,
-                usable_until_ms: usable_until,
-            });
-            return Ok(Some(token));
+        if force || ours || refused || now >= refresh_at {
+            return Ok(None);
         }
-        Ok(None)
+        st.generation += 1;
+        let token = AccessToken {
+            value: SecretString::from(saved.access_token.clone()),
+            token_type: saved.token_type.clone(),
+            otp: saved.otp_token.clone().map(SecretString::from),
+            scope: saved.scope.clone(),
+            generation: st.generation,
+            expires_at_ms: saved.expires_at_ms,
+        };
+        st.current = Some(Held {
+            token: token.clone(),
+            refresh_at_ms: refresh_at,
+            usable_until_ms: usable_until,
+        });
+        Ok(Some(token))
     }
 
     async fn call(&self, endpoint: usize, ask: Ask<'_>) -> Result<Fetched, Error> {
@@ -774,7 +836,6 @@ impl Inner {
         let (refresh_at, usable_until) = self.times(started_ms, lifetime);
         let mut st = self.lock();
         st.refresh_token = refresh;
-        st.loaded = true;
         st.generation += 1;
         let token = AccessToken {
             value: f.access_token,

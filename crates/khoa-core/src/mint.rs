@@ -163,7 +163,7 @@ impl KeyRingHandle {
     }
 
     /// Re-reads the keys because a token names a `kid` we do not know, at most once per
-    /// [`UNKNOWN_KID_RELOAD_INTERVAL`]; returns whether it did.
+    /// `UNKNOWN_KID_RELOAD_INTERVAL`; returns whether it did.
     pub async fn reload_for_unknown_kid(&self, now: UnixTime) -> bool {
         let last = self.last_unknown_kid_reload.load(Ordering::Relaxed);
         if now.saturating_sub(last) < UNKNOWN_KID_RELOAD_INTERVAL

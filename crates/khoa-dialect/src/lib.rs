@@ -9,7 +9,7 @@
 //! # Layout
 //!
 //! - [`def`]: the file's types, as serde reads them; [`schema`] derives the JSON Schema.
-//! - [`load`]: text → settings resolved → typed → validated [`Dialect`], or a
+//! - [`load`](mod@load): text → settings resolved → typed → validated [`Dialect`], or a
 //!   [`DefinitionError`] with file, line and key.
 //! - [`template`]: typed JSON templates (`{expires_in}`, filters, optional members).
 //! - [`read`]: a request's headers and body → the engine inputs, or a [`Refused`].

@@ -47,6 +47,9 @@ pub enum Command {
     /// Dialect definitions: list what is served, show, check a file, print the JSON Schema.
     #[command(subcommand)]
     Dialect(DialectCommand),
+    /// Tokens from any dialect's endpoint, as its caller: `khoa token get`.
+    #[command(subcommand)]
+    Token(Box<crate::token_cli::TokenCommand>),
     /// A local credential-injecting proxy: http://LISTEN/NAME/<path> is forwarded to upstream
     /// NAME with a fresh token (README: "Calling a partner through `khoa agent`").
     Agent {

@@ -15,7 +15,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 /// Every connection being served. One lock, taken per connection (admit, close) and when the
-/// slots run out, never per request: a request only touches its connection's [`Activity`].
+/// slots run out, never per request: a request only touches its connection's `Activity`.
 pub struct Connections {
     per_ip_cap: usize,
     epoch: Instant,

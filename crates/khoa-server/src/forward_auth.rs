@@ -3,11 +3,12 @@
 //! tokens (`docs/forward-auth.md`).
 //!
 //! The proxy forwards the original request's `Authorization`, method, URI and `x-otp-token`.
-//! khoa validates the bearer token as every protected route does ([`resource::authenticate`]),
-//! applies the first `[[forward_auth.routes]]` rule that matches, and answers 200 with
-//! `X-Khoa-Subject`, `X-Khoa-Client` and `X-Khoa-Scopes` for the upstream, or an RFC 6750 §3
-//! refusal: 401 for a missing or bad token, 403 for a token that may not do this, 503 (with
-//! `Retry-After`) when the database does not answer — never 401 for khoa's own trouble.
+//! khoa validates the bearer token as every protected route does
+//! ([`crate::resource::authenticate`]), applies the first `[[forward_auth.routes]]` rule that
+//! matches, and answers 200 with `X-Khoa-Subject`, `X-Khoa-Client` and `X-Khoa-Scopes` for the
+//! upstream, or an RFC 6750 §3 refusal: 401 for a missing or bad token, 403 for a token that
+//! may not do this, 503 (with `Retry-After`) when the database does not answer — never 401 for
+//! khoa's own trouble.
 
 use axum::Router;
 use axum::extract::State;

@@ -19,6 +19,8 @@
 //!   (revocation, introspection, the JWT revocation list, a protected resource) and
 //!   [`dialects::signature`].
 //! - [`dialect_cli`]: `khoa dialect list | show | check | schema`.
+//! - [`token_cli`]: `khoa token get`, a token from any dialect's endpoint for a human
+//!   (through `khoa-client`).
 //! - [`authorize`]: `/connect/authorize` (RFC 6749 §4.1 with PKCE): the server-rendered,
 //!   bilingual login page, its CSRF cookie, and the redirect back with the code.
 //! - [`userinfo`]: OpenID Connect `/connect/userinfo`.
@@ -74,6 +76,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
+pub mod token_cli;
 pub mod userinfo;
 pub mod wellknown;
 pub mod wire;

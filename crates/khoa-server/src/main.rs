@@ -81,6 +81,7 @@ async fn run() -> Result<()> {
         }
         Command::Backup(args) => khoa_server::backup::run(&config, args).await?,
         Command::Dialect(cmd) => khoa_server::dialect_cli::run(&config, cmd)?,
+        Command::Token(cmd) => khoa_server::token_cli::run(*cmd).await?,
         Command::Agent { config } => khoa_client::agent::run(&config, shutdown_signal()).await?,
         Command::Keys(cmd) => {
             let engine = open_engine(&config, config.issuer()).await?;

@@ -110,7 +110,7 @@ const CAPPED: &[&str] = &[
     "want",
 ];
 
-/// The `tracing` filter for `spec` (`KHOA_LOG` / `RUST_LOG` syntax) with [`CAPPED`] applied.
+/// The `tracing` filter for `spec` (`KHOA_LOG` / `RUST_LOG` syntax) with `CAPPED` applied.
 pub fn log_filter(spec: &str) -> String {
     let named = |target: &str| {
         spec.split(',').any(|d| {

@@ -235,7 +235,12 @@ fn resolve(name: &str, u: UpstreamFile, dir: &Path) -> Result<Upstream, Fault> {
 
     let creds = Credentials {
         client_id: u.client_id,
-        client_secret: secret(dir, "client_secret", u.client_secret_file, u.client_secret_env)?,
+        client_secret: secret(
+            dir,
+            "client_secret",
+            u.client_secret_file,
+            u.client_secret_env,
+        )?,
         username: u.username,
         password: secret(dir, "password", u.password_file, u.password_env)?,
         scope: u.scope,
@@ -258,7 +263,8 @@ fn resolve(name: &str, u: UpstreamFile, dir: &Path) -> Result<Upstream, Fault> {
         if let Some(certs) = &certs {
             b = b.tls_certs_only(certs.iter().cloned());
         }
-        b.build().map_err(|e| fault("", format!("its HTTP client: {e}")))
+        b.build()
+            .map_err(|e| fault("", format!("its HTTP client: {e}")))
     };
     let http = client(UPSTREAM_TIMEOUT)?;
 
@@ -274,8 +280,8 @@ fn resolve(name: &str, u: UpstreamFile, dir: &Path) -> Result<Upstream, Fault> {
         None => builder.base_url(base.clone()),
     };
     if let Some(store) = &u.store_dir {
-        let store = FileStore::new(&dir.join(store))
-            .map_err(|e| fault("store_dir", e.to_string()))?;
+        let store =
+            FileStore::new(&dir.join(store)).map_err(|e| fault("store_dir", e.to_string()))?;
         builder = builder.store(store);
     }
     let source = builder.build().map_err(|e| fault("", e.to_string()))?;
@@ -402,7 +408,10 @@ mod tests {
     fn mistakes_name_the_file_and_the_key() {
         let e = load(&format!("{OK}\nextra = 1\n")).unwrap_err();
         assert_eq!(e.key, "upstreams.hub.extra", "{e}");
-        assert!(e.to_string().contains("agent.toml: upstreams.hub.extra: "), "{e}");
+        assert!(
+            e.to_string().contains("agent.toml: upstreams.hub.extra: "),
+            "{e}"
+        );
         let e = load("listen = 7070\n[upstreams.a]\nbase_url='http://x'\ndialect='oauth2'")
             .unwrap_err();
         assert_eq!(e.key, "listen", "{e}");
@@ -415,7 +424,9 @@ mod tests {
     fn a_secret_file_loses_one_final_line_ending_only() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("s"), "a b\r\n").unwrap();
-        let s = secret(dir.path(), "x", Some("s".into()), None).unwrap().unwrap();
+        let s = secret(dir.path(), "x", Some("s".into()), None)
+            .unwrap()
+            .unwrap();
         assert_eq!(secrecy::ExposeSecret::expose_secret(&s), "a b");
         std::fs::write(dir.path().join("s"), "\n").unwrap();
         let e = secret(dir.path(), "x", Some("s".into()), None).unwrap_err();

@@ -109,11 +109,9 @@ impl Collector for TokenStats {
                 "Requests sent to the upstream's token endpoint",
                 |s| s.token_calls,
             ),
-            (
-                "khoa_agent_token_logins",
-                "Tokens got by logging in",
-                |s| s.logins,
-            ),
+            ("khoa_agent_token_logins", "Tokens got by logging in", |s| {
+                s.logins
+            }),
             (
                 "khoa_agent_token_refreshes",
                 "Tokens got with a refresh token",

@@ -72,13 +72,21 @@ impl Refusal {
     /// A token the source could not get: "later" (503) when waiting may help, else 502.
     fn token(upstream: &str, e: &Error) -> Self {
         let (status, error, retry_after) = match e {
-            Error::Unavailable { retry_after, .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "token_unavailable", *retry_after)
-            }
-            Error::BackingOff { wait, last } if last.is_transient() => {
-                (StatusCode::SERVICE_UNAVAILABLE, "token_unavailable", Some(*wait))
-            }
-            Error::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "agent_misconfigured", None),
+            Error::Unavailable { retry_after, .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "token_unavailable",
+                *retry_after,
+            ),
+            Error::BackingOff { wait, last } if last.is_transient() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "token_unavailable",
+                Some(*wait),
+            ),
+            Error::Config(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "agent_misconfigured",
+                None,
+            ),
             _ => (StatusCode::BAD_GATEWAY, "token_refused", None),
         };
         Refusal {
@@ -184,7 +192,7 @@ async fn send(upstream: &Upstream, request: Request, rest: &str) -> Result<Respo
     // The caller's own credentials never reach the upstream: the source's replace them.
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::CONTENT_LENGTH);
-        let mut req = upstream.http.request(parts.method, &url).headers(headers);
+    let mut req = upstream.http.request(parts.method, &url).headers(headers);
     if !body.is_empty() || had_length {
         req = req.body(body);
     }
@@ -323,11 +331,17 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-hop"),
+        );
         h.insert("x-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-end", HeaderValue::from_static("kept"));
         strip_hop_by_hop(&mut h);

@@ -233,9 +233,17 @@ async fn requests_reach_the_upstream_with_the_sources_token_in_place_of_the_call
     let m = agent.metrics().await;
     let up = "upstream=\"demo\"";
     assert_eq!(metric(&m, "khoa_agent_requests_total", up), 3, "{m}");
-    assert_eq!(metric(&m, "khoa_agent_token_calls_total", up), 1, "one token: {m}");
     assert_eq!(
-        metric(&m, "khoa_agent_responses_total", "upstream=\"demo\",class=\"2xx\""),
+        metric(&m, "khoa_agent_token_calls_total", up),
+        1,
+        "one token: {m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "khoa_agent_responses_total",
+            "upstream=\"demo\",class=\"2xx\""
+        ),
         3,
         "{m}"
     );
@@ -276,9 +284,20 @@ async fn mutating_requests_carry_the_sessions_otp_token() {
         .await;
     assert_eq!(bare.status(), StatusCode::FORBIDDEN, "otp_required");
 
-    for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::GET] {
+    for method in [
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::GET,
+    ] {
         let res = agent
-            .send(method.clone(), "/broker/api/protected-resource", &[], Some(""))
+            .send(
+                method.clone(),
+                "/broker/api/protected-resource",
+                &[],
+                Some(""),
+            )
             .await;
         let body = json_of(res, StatusCode::OK).await;
         assert_eq!(body["method"], method.as_str(), "{body}");
@@ -309,8 +328,16 @@ async fn a_token_the_upstream_refuses_costs_one_new_token_and_one_retry() {
     let up = "upstream=\"demo\"";
     assert_eq!(metric(&m, "khoa_agent_token_calls_total", up), 2, "{m}");
     assert_eq!(metric(&m, "khoa_agent_token_logins_total", up), 2, "{m}");
-    assert_eq!(metric(&m, "khoa_agent_unauthorized_retries_total", up), 1, "{m}");
-    assert_eq!(metric(&m, "khoa_agent_token_invalidations_total", up), 1, "{m}");
+    assert_eq!(
+        metric(&m, "khoa_agent_unauthorized_retries_total", up),
+        1,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "khoa_agent_token_invalidations_total", up),
+        1,
+        "{m}"
+    );
     assert_eq!(metric(&m, "khoa_agent_requests_total", up), 2, "{m}");
     agent.stop().await;
 }
@@ -345,7 +372,11 @@ async fn without_retry_unauthorized_the_401_is_answered_as_it_came() {
     );
     let m = agent.metrics().await;
     assert_eq!(
-        metric(&m, "khoa_agent_unauthorized_retries_total", "upstream=\"demo\""),
+        metric(
+            &m,
+            "khoa_agent_unauthorized_retries_total",
+            "upstream=\"demo\""
+        ),
         0,
         "{m}"
     );
@@ -363,8 +394,8 @@ async fn without_retry_unauthorized_the_401_is_answered_as_it_came() {
 async fn a_token_endpoint_that_is_down_is_answered_with_a_quick_503_then_the_agent_recovers() {
     // A server on a port of its own, stopped: nothing listens there until it starts again.
     let port = free_port();
-    let app = spawn_demo_app_with(|c| c.listen = format!("127.0.0.1:{port}").parse().unwrap())
-        .await;
+    let app =
+        spawn_demo_app_with(|c| c.listen = format!("127.0.0.1:{port}").parse().unwrap()).await;
     let setup = setup_with_secrets();
     setup.config(&format!(
         "listen = \"127.0.0.1:0\"\n{}",
@@ -379,11 +410,18 @@ async fn a_token_endpoint_that_is_down_is_answered_with_a_quick_503_then_the_age
     assert!(started.elapsed() < Duration::from_secs(5), "within seconds");
     assert_eq!(body["error"], "token_unavailable", "{body}");
     assert_eq!(body["upstream"], "demo", "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     // Asked again at once, the source is backing off: the same answer, with Retry-After.
     let res = agent.get("/demo/api/protected-resource").await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(res.headers().contains_key("retry-after"), "{:?}", res.headers());
+    assert!(
+        res.headers().contains_key("retry-after"),
+        "{:?}",
+        res.headers()
+    );
 
     // The server is back on its port: the agent recovers by itself after its back-off.
     let _app = stopped.start().await;
@@ -400,7 +438,10 @@ async fn a_token_endpoint_that_is_down_is_answered_with_a_quick_503_then_the_age
     .await;
     assert!(recovered.is_ok(), "the agent answers 200 again");
     let m = agent.metrics().await;
-    assert!(metric(&m, "khoa_agent_token_failures_total", "upstream=\"demo\"") >= 1, "{m}");
+    assert!(
+        metric(&m, "khoa_agent_token_failures_total", "upstream=\"demo\"") >= 1,
+        "{m}"
+    );
     agent.stop().await;
 }
 
@@ -442,7 +483,10 @@ async fn an_upstream_that_cannot_be_reached_is_a_502_naming_it() {
     let body = json_of(agent.get("/gone/x?secret=q").await, StatusCode::BAD_GATEWAY).await;
     assert_eq!(body["error"], "upstream_unreachable", "{body}");
     assert_eq!(body["upstream"], "gone", "{body}");
-    assert!(!body["message"].as_str().unwrap().contains("secret=q"), "{body}");
+    assert!(
+        !body["message"].as_str().unwrap().contains("secret=q"),
+        "{body}"
+    );
     agent.stop().await;
 }
 
@@ -485,7 +529,8 @@ fn tls_material() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "agent test CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "agent test CA");
     let ca_key = KeyPair::generate().unwrap();
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
@@ -578,18 +623,29 @@ async fn nothing_secret_reaches_the_agents_log_at_trace() {
     ] {
         for method in [Method::GET, Method::POST] {
             let res = agent
-                .send(method, path, &[("Authorization", caller)], Some("body-secret-0123"))
+                .send(
+                    method,
+                    path,
+                    &[("Authorization", caller)],
+                    Some("body-secret-0123"),
+                )
                 .await;
             assert_eq!(res.status(), StatusCode::OK);
         }
     }
     // A refused token, a new one, a retry.
     app.advance(10 * 3600);
-    for path in ["/demo/api/protected-resource", "/broker/api/protected-resource"] {
+    for path in [
+        "/demo/api/protected-resource",
+        "/broker/api/protected-resource",
+    ] {
         assert_eq!(agent.get(path).await.status(), StatusCode::OK);
     }
     let log = agent.stop().await;
-    assert!(log.contains("forwarded"), "the agent logged its requests:\n{log}");
+    assert!(
+        log.contains("forwarded"),
+        "the agent logged its requests:\n{log}"
+    );
     for secret in [
         OAUTH2_SERVICE_SECRET,
         DERIVATIVE_PASSWORD,
@@ -626,8 +682,11 @@ async fn the_example_configuration_loads() {
         if let Some((key, value)) = line.split_once('=')
             && key.trim().ends_with("_file")
         {
-            std::fs::write(value.trim().trim_matches('"'), format!("{}\n", "ab".repeat(32)))
-                .unwrap();
+            std::fs::write(
+                value.trim().trim_matches('"'),
+                format!("{}\n", "ab".repeat(32)),
+            )
+            .unwrap();
             files += 1;
         }
     }
@@ -680,12 +739,18 @@ async fn a_remote_listen_address_needs_allow_remote() {
 #[tokio::test]
 async fn an_unknown_dialect_is_refused_listing_the_built_in_ones() {
     let e = refused(
-        &format!("{}client_secret_file = \"s\"\n", HUB.replace("bankhub", "bankhubb")),
+        &format!(
+            "{}client_secret_file = \"s\"\n",
+            HUB.replace("bankhub", "bankhubb")
+        ),
         &[("s", "x")],
         "upstreams.hub.dialect",
     )
     .await;
-    assert!(e.contains("oauth2, derivative, bankhub, partner, vietqr"), "{e}");
+    assert!(
+        e.contains("oauth2, derivative, bankhub, partner, vietqr"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -695,11 +760,17 @@ async fn a_definition_file_that_does_not_load_is_refused_with_its_own_error() {
             "{}client_secret_file = \"s\"\n",
             HUB.replace("\"bankhub\"", "\"mine.toml\"")
         ),
-        &[("s", "x"), ("mine.toml", "name = \"mine\"\nnot_a_key = 1\n")],
+        &[
+            ("s", "x"),
+            ("mine.toml", "name = \"mine\"\nnot_a_key = 1\n"),
+        ],
         "upstreams.hub.dialect",
     )
     .await;
-    assert!(e.contains("dialect definition") && e.contains("mine.toml"), "{e}");
+    assert!(
+        e.contains("dialect definition") && e.contains("mine.toml"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -710,7 +781,10 @@ async fn a_missing_secret_file_is_refused() {
         "upstreams.hub.client_secret_file",
     )
     .await;
-    assert!(e.contains("/nonexistent/khoa.secret") && e.contains("No such file"), "{e}");
+    assert!(
+        e.contains("/nonexistent/khoa.secret") && e.contains("No such file"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -779,13 +853,19 @@ async fn an_unknown_key_is_refused_by_name() {
 #[tokio::test]
 async fn the_reserved_name_and_names_that_are_no_path_segment_are_refused() {
     refused(
-        &format!("{}client_secret_file = \"s\"\n", HUB.replace("hub]", "_khoa]")),
+        &format!(
+            "{}client_secret_file = \"s\"\n",
+            HUB.replace("hub]", "_khoa]")
+        ),
         &[("s", "x")],
         "upstreams._khoa",
     )
     .await;
     refused(
-        &format!("{}client_secret_file = \"s\"\n", HUB.replace("hub]", "Hub]")),
+        &format!(
+            "{}client_secret_file = \"s\"\n",
+            HUB.replace("hub]", "Hub]")
+        ),
         &[("s", "x")],
         "upstreams.Hub",
     )

@@ -123,6 +123,16 @@ async fn the_derivative_login_answers_its_otp_token_beside_the_access_token() {
     assert!(token.otp().is_some_and(|o| !o.is_empty()), "{token:?}");
 }
 
+/// Seed 004's public client and user, with `offline_access`: refresh tokens that rotate.
+fn tripdata_user() -> Credentials {
+    Credentials {
+        client_id: Some(OAUTH2_PUBLIC_CLIENT.into()),
+        scope: Some(OAUTH2_SCOPES.into()),
+        ..Credentials::default()
+    }
+    .with_user(OAUTH2_USERNAME, OAUTH2_PASSWORD)
+}
+
 /// Moves the client past the whole lifetime of its token, so the next call must wait for a
 /// new one (a refresh when there is a refresh token).
 fn expire(clock: &ManualClock, token: &khoa_client::AccessToken) {
@@ -133,12 +143,7 @@ fn expire(clock: &ManualClock, token: &khoa_client::AccessToken) {
 async fn an_oauth2_rotation_chain_of_twenty_refreshes_never_forks_the_family() {
     let app = spawn_demo_app().await;
     let clock = clock_of(&app);
-    let creds = Credentials {
-        client_id: Some(OAUTH2_PUBLIC_CLIENT.into()),
-        scope: Some(OAUTH2_SCOPES.into()),
-        ..Credentials::default()
-    }
-    .with_user(OAUTH2_USERNAME, OAUTH2_PASSWORD);
+    let creds = tripdata_user();
     let source = built_in(&app, "oauth2", creds, &clock);
     let mut seen = std::collections::HashSet::new();
     let mut token = source.token().await.unwrap();
@@ -178,12 +183,7 @@ async fn the_partner_envelope_logs_in_and_refreshes_through_its_own_endpoint() {
 async fn a_refused_refresh_falls_back_to_a_fresh_login() {
     let app = spawn_demo_app().await;
     let clock = clock_of(&app);
-    let creds = Credentials {
-        client_id: Some(OAUTH2_PUBLIC_CLIENT.into()),
-        scope: Some(OAUTH2_SCOPES.into()),
-        ..Credentials::default()
-    }
-    .with_user(OAUTH2_USERNAME, OAUTH2_PASSWORD);
+    let creds = tripdata_user();
     // The store shows the refresh token, which the test then revokes on the server.
     let saved = tempfile::tempdir().unwrap();
     let store = FileStore::new(saved.path()).unwrap();

@@ -63,6 +63,7 @@ mod authorization_code;
 mod backup;
 mod cli;
 mod cli_admin;
+mod cli_token;
 mod client;
 mod client_credentials;
 mod crash;
