@@ -894,3 +894,260 @@ async fn a_ca_file_without_a_certificate_is_refused() {
     .await;
     assert!(e.contains("ca.pem"), "{e}");
 }
+
+// ---- against the misbehaving stand-in ----
+
+/// The stand-in on a manual clock that never moves (its tokens live 60 s by it).
+async fn standin() -> khoa_standin::StandIn {
+    khoa_standin::StandIn::start(khoa_standin::ManualClock::new(1_000_000).as_now()).await
+}
+
+/// An upstream `name` whose tokens come from the stand-in's `/token` (client credentials) and
+/// whose API is its `/resource`.
+fn standin_upstream(name: &str, s: &khoa_standin::StandIn, extra: &str) -> String {
+    format!(
+        "[upstreams.{name}]\nbase_url = \"{}\"\ntoken_url = \"{}\"\ndialect = \"oauth2\"\n\
+         client_id = \"{}\"\nclient_secret_env = \"STANDIN_SECRET\"\n{extra}",
+        s.url("/resource"),
+        s.url("/token"),
+        khoa_standin::CLIENT_ID
+    )
+}
+
+async fn standin_agent(s: &khoa_standin::StandIn, extra: &str) -> Agent {
+    let setup = Setup::new();
+    setup.config(&format!(
+        "listen = \"127.0.0.1:0\"\n{}",
+        standin_upstream("p", s, extra)
+    ));
+    Agent::start(&setup, &[("STANDIN_SECRET", khoa_standin::CLIENT_SECRET)]).await
+}
+
+#[tokio::test]
+async fn method_path_query_headers_and_body_are_forwarded_as_sent_less_hop_by_hop_ones() {
+    let s = standin().await;
+    let agent = standin_agent(&s, "").await;
+    let res = agent
+        .send(
+            Method::PUT,
+            "/p/items/a%2Fb/?q=1&q=2&e=%20x",
+            &[
+                ("Authorization", "Bearer the-callers-own"),
+                ("X-Custom", "kept"),
+                ("Content-Type", "text/plain"),
+                ("Connection", "x-hop"),
+                ("X-Hop", "dropped"),
+                ("Proxy-Authorization", "Basic dropped"),
+            ],
+            Some("the body\u{1F511}"),
+        )
+        .await;
+    assert_eq!(res.headers()["content-type"], "application/json", "kept");
+    let echo = json_of(res, StatusCode::OK).await;
+    assert_eq!(
+        echo["ok"], true,
+        "the stand-in took the agent's token: {echo}"
+    );
+
+    let seen = s
+        .last_resource_request()
+        .expect("the request reached the stand-in");
+    assert_eq!(seen.method, "PUT");
+    assert_eq!(seen.path_and_query, "/resource/items/a%2Fb/?q=1&q=2&e=%20x");
+    assert_eq!(seen.body_text(), "the body\u{1F511}");
+    assert_eq!(seen.header("x-custom"), Some("kept"));
+    assert_eq!(seen.header("content-type"), Some("text/plain"));
+    let auth: Vec<&str> = seen.header_all("authorization").collect();
+    assert_eq!(auth.len(), 1, "{seen:?}");
+    assert!(auth[0].starts_with("Bearer ") && !auth[0].contains("the-callers-own"));
+    for gone in ["x-hop", "proxy-authorization"] {
+        assert_eq!(seen.header(gone), None, "{gone} forwarded: {seen:?}");
+    }
+    assert_eq!(seen.header("host"), Some(s.addr().to_string().as_str()));
+    assert_eq!(s.counts().token_calls, 1);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn the_otp_token_goes_on_mutating_requests_only_replacing_the_callers() {
+    // The derivative session from the real server; the API is the stand-in, which records
+    // what arrives (and refuses the token it never issued, answered as it came).
+    let app = spawn_demo_app().await;
+    let s = standin().await;
+    let setup = setup_with_secrets();
+    setup.config(&format!(
+        "listen = \"127.0.0.1:0\"\n\
+         [upstreams.broker]\nbase_url = \"{}\"\ntoken_url = \"{}{DERIVATIVE_LOGIN}\"\n\
+         dialect = \"derivative\"\nusername = \"{DERIVATIVE_USERNAME}\"\n\
+         password_file = \"derivative.password\"\nretry_unauthorized = false\n",
+        s.url("/resource"),
+        app.address
+    ));
+    let agent = Agent::start(&setup, &[]).await;
+    for method in [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ] {
+        let res = agent
+            .send(
+                method,
+                "/broker/orders",
+                &[("x-otp-token", "the-callers")],
+                None,
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let seen = s.resource_requests();
+    assert_eq!(seen.len(), 6);
+    for r in &seen {
+        let otp = r.header("x-otp-token");
+        if matches!(r.method.as_str(), "GET" | "HEAD") {
+            assert_eq!(otp, Some("the-callers"), "left as sent: {r:?}");
+        } else {
+            let otp = otp.expect("the session's OTP");
+            assert_eq!(otp.len(), 32, "seed 000's 32 hex digits: {r:?}");
+        }
+    }
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_401_costs_exactly_one_new_token_and_one_retry_with_the_same_body() {
+    let s = standin().await;
+    let agent = standin_agent(&s, "").await;
+    assert_eq!(agent.get("/p/x").await.status(), StatusCode::OK);
+    s.unauthorized_next(1);
+    let res = agent
+        .send(Method::POST, "/p/orders", &[], Some("{\"amount\":1}"))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let c = s.counts();
+    assert_eq!(c.token_calls, 2, "one new token: {c:?}");
+    assert_eq!(c.resource_calls, 3, "one retry: {c:?}");
+    let seen = s.resource_requests();
+    let (refused, retried) = (&seen[1], &seen[2]);
+    assert_eq!(refused.body, retried.body, "the body sent again");
+    assert_eq!(retried.body_text(), "{\"amount\":1}");
+    assert_ne!(
+        refused.header("authorization"),
+        retried.header("authorization"),
+        "with the new token"
+    );
+    // Revoked tokens too; and a second 401 in a row is answered as it came, once retried.
+    s.revoke_all();
+    assert_eq!(agent.get("/p/x").await.status(), StatusCode::OK);
+    s.unauthorized_next(2);
+    assert_eq!(agent.get("/p/x").await.status(), StatusCode::UNAUTHORIZED);
+    let m = agent.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "khoa_agent_unauthorized_retries_total",
+            "upstream=\"p\""
+        ),
+        3,
+        "{m}"
+    );
+    assert_eq!(s.counts().token_calls, 4);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_callers_cause_one_token_call() {
+    let s = standin().await;
+    let agent = standin_agent(&s, "").await;
+    s.hold_tokens();
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let (http, url) = (agent.http.clone(), agent.url(&format!("/p/n/{i}")));
+            tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    tokio::time::timeout(TIMEOUT, s.wait_until_held(1))
+        .await
+        .expect("the token call arrives");
+    s.release_tokens();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), StatusCode::OK);
+    }
+    let c = s.counts();
+    assert_eq!((c.token_calls, c.resource_calls), (1, 40), "{c:?}");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_busy_token_endpoints_retry_after_is_passed_on() {
+    let s = standin().await;
+    let agent = standin_agent(&s, "").await;
+    s.fail_tokens(1, 429, Some(7));
+    let res = agent.get("/p/x").await;
+    assert_eq!(res.headers()["retry-after"], "7");
+    let body = json_of(res, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["error"], "token_unavailable", "{body}");
+    assert_eq!(body["upstream"], "p", "{body}");
+    // Within those seconds no caller reaches the token endpoint again.
+    let res = agent.get("/p/x").await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let wait: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=7).contains(&wait), "{wait}");
+    assert_eq!(s.counts().token_calls, 1);
+    assert_eq!(s.counts().resource_calls, 0);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_endpoint_answering_503_is_a_quick_503_and_the_agent_recovers_after() {
+    let s = standin().await;
+    let agent = standin_agent(&s, "").await;
+    s.set_down(true);
+    let started = Instant::now();
+    let body = json_of(agent.get("/p/x").await, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(body["error"], "token_unavailable", "{body}");
+    s.set_down(false);
+    let back = tokio::time::timeout(Duration::from_secs(30), async {
+        while agent.get("/p/x").await.status() != StatusCode::OK {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(back.is_ok(), "recovered");
+    assert_eq!(s.counts().logins, 1);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_past_the_limit_and_dot_segments_are_refused_before_any_call() {
+    let s = standin().await;
+    let agent = standin_agent(&s, "").await;
+    let big = "x".repeat(khoa_client::agent::MAX_BODY + 1);
+    let body = json_of(
+        agent.send(Method::POST, "/p/upload", &[], Some(&big)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    assert_eq!(body["error"], "request_too_large", "{body}");
+    // Raw, as no URL library would send it: `..` would leave the base path.
+    let mut tcp = tokio::net::TcpStream::connect(agent.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(b"GET /p/../token HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(s.counts().token_calls + s.counts().resource_calls, 0);
+    agent.stop().await;
+}
