@@ -299,20 +299,28 @@ fn resolve(name: &str, u: UpstreamFile, dir: &Path) -> Result<Upstream, Fault> {
 
 /// An `http` or `https` URL with a host and no query or fragment, as written.
 fn http_url(key: &str, given: &str) -> Result<String, Fault> {
-    let url = reqwest::Url::parse(given).map_err(|e| fault(key, format!("`{given}`: {e}")))?;
+    // The text is not repeated: it may hold credentials (refused below).
+    let url = reqwest::Url::parse(given).map_err(|e| fault(key, format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(fault(
             key,
-            format!("`{given}` is not an http:// or https:// URL"),
+            format!("`{}:` is not http:// or https://", url.scheme()),
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(fault(key, format!("`{given}` names no host")));
+        return Err(fault(key, "the URL names no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(fault(
+            key,
+            "credentials in a URL reach error messages and logs: give them with the \
+             *_file or *_env keys",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(fault(
             key,
-            format!("`{given}` has a query or a fragment, which a base cannot keep"),
+            "the URL has a query or a fragment, which a base cannot keep",
         ));
     }
     Ok(given.to_owned())
@@ -418,6 +426,14 @@ mod tests {
         let e = load(&OK.replace("client_secret_file = \"secret\"", "")).unwrap_err();
         assert_eq!(e.key, "upstreams.hub", "{e}");
         assert!(e.message.contains("client_secret"), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_refused_without_being_repeated() {
+        let e =
+            load(&OK.replace("https://hub.example", "https://me:pw-0123@hub.example")).unwrap_err();
+        assert_eq!(e.key, "upstreams.hub.base_url", "{e}");
+        assert!(!e.to_string().contains("pw-0123"), "{e}");
     }
 
     #[test]

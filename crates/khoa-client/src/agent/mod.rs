@@ -35,9 +35,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use config::{AgentConfig, ConfigError, DEFAULT_LISTEN, RESERVED, Upstream};
 pub use proxy::MAX_BODY;
+
+/// How long the requests in flight get after SIGINT or SIGTERM.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Why the agent could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -99,15 +103,35 @@ impl Agent {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then lets the requests in flight finish.
+    /// Serves until `shutdown` resolves, then gives the requests in flight
+    /// [`SHUTDOWN_GRACE`] to finish.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AgentError> {
-        axum::serve(self.listener, proxy::router(self.shared))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(AgentError::Serve)
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let serve = axum::serve(self.listener, proxy::router(self.shared))
+            .with_graceful_shutdown(signal)
+            .into_future();
+        // A response streamed without end would otherwise hold the process up for ever.
+        let deadline = async {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = serve => served.map_err(AgentError::Serve),
+            () = deadline => {
+                tracing::warn!(target: "khoa::agent", "requests still in flight after the grace period; stopping");
+                Ok(())
+            }
+        }
     }
 }
 

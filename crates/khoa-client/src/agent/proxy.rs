@@ -192,6 +192,8 @@ async fn send(upstream: &Upstream, request: Request, rest: &str) -> Result<Respo
     // The caller's own credentials never reach the upstream: the source's replace them.
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::CONTENT_LENGTH);
+    // The body is already read whole: there is nothing left to wait for a 100 Continue.
+    headers.remove(header::EXPECT);
     let mut req = upstream.http.request(parts.method, &url).headers(headers);
     if !body.is_empty() || had_length {
         req = req.body(body);
