@@ -75,11 +75,26 @@ pub use source::{
 };
 pub use store::{FileStore, Saved, TokenStore};
 
-/// The HTTP client a source gets when it is given none. With the `agent` feature reqwest
-/// speaks TLS through rustls without a crypto provider of its own, and would panic without
-/// one: ring is installed first.
+/// The HTTP client a source gets when it is given none. With the `tls` feature reqwest speaks
+/// TLS through rustls without a crypto provider of its own, and would panic without one: ring
+/// is installed first.
 pub(crate) fn default_http_client() -> reqwest::Client {
-    #[cfg(feature = "agent")]
-    agent::install_crypto_provider();
+    #[cfg(feature = "tls")]
+    install_crypto_provider();
     reqwest::Client::new()
+}
+
+/// Installs ring as rustls' process-wide crypto provider, which reqwest's rustls (built
+/// without a provider of its own, feature `tls`) needs before any `reqwest::Client` is built —
+/// in a program that builds its own clients, call this first. Idempotent: a provider already
+/// installed, by this or by anyone, is kept.
+#[cfg(feature = "tls")]
+pub fn install_crypto_provider() {
+    #[allow(
+        deprecated,
+        reason = "rustls 0.23.48 deprecates its ring provider for want of a post-quantum key \
+                  exchange (aws-lc-rs only); ring stays the one backend (Cargo.toml) until it \
+                  has one"
+    )]
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

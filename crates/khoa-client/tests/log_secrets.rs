@@ -78,6 +78,6 @@ fn no_secret_reaches_a_log_line_at_trace() {
 /// A reqwest client, made once ring is rustls' crypto provider (reqwest's rustls has none of
 /// its own with the `agent` feature, and would panic).
 fn http_client() -> reqwest::Client {
-    khoa_client::agent::install_crypto_provider();
+    khoa_client::install_crypto_provider();
     reqwest::Client::new()
 }

@@ -285,6 +285,6 @@ async fn through_reqwest_middleware_a_revocation_costs_one_new_token_and_one_ret
 /// A reqwest client, made once ring is rustls' crypto provider (reqwest's rustls has none of
 /// its own with the `agent` feature, and would panic).
 fn http_client() -> reqwest::Client {
-    khoa_client::agent::install_crypto_provider();
+    khoa_client::install_crypto_provider();
     reqwest::Client::new()
 }

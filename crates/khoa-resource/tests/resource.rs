@@ -117,7 +117,7 @@ async fn spawn_khoa() -> Khoa {
         http: {
             // reqwest's rustls has no crypto provider of its own in this workspace (khoa-client's
             // `agent` feature, unified into the build): ring first, or building it panics.
-            khoa_client::agent::install_crypto_provider();
+            khoa_client::install_crypto_provider();
             reqwest::Client::new()
         },
         _dir: dir,

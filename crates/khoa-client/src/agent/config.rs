@@ -103,7 +103,7 @@ impl AgentConfig {
     /// Reads, validates and resolves the file at `path`.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         // The upstreams' HTTP clients are built here, and need it.
-        super::install_crypto_provider();
+        crate::install_crypto_provider();
         let fail = |key: &str, message: String| ConfigError {
             file: path.to_owned(),
             key: key.to_owned(),

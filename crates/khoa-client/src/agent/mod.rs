@@ -11,7 +11,7 @@
 //! # async fn demo() -> Result<(), khoa_client::agent::AgentError> {
 //! use khoa_client::agent::{Agent, AgentConfig};
 //!
-//! khoa_client::agent::install_crypto_provider();
+//! khoa_client::install_crypto_provider();
 //! let config = AgentConfig::load(std::path::Path::new("/etc/khoa/agent.toml"))?;
 //! let agent = Agent::build(config).await?;
 //! println!("listening on {}", agent.local_addr());
@@ -55,19 +55,6 @@ pub enum AgentError {
     },
     #[error("serving: {0}")]
     Serve(std::io::Error),
-}
-
-/// Installs ring as rustls' process-wide crypto provider, which reqwest's rustls (built
-/// without a provider of its own) needs before any client is built. Idempotent: a provider
-/// already installed, by this or by anyone, is kept.
-pub fn install_crypto_provider() {
-    #[allow(
-        deprecated,
-        reason = "rustls 0.23.48 deprecates its ring provider for want of a post-quantum key \
-                  exchange (aws-lc-rs only); ring stays the one backend (Cargo.toml) until it \
-                  has one"
-    )]
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A bound agent: [`Agent::local_addr`] says where, [`Agent::run`] serves.
@@ -141,7 +128,7 @@ pub async fn run(
     config_file: &Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
-    install_crypto_provider();
+    crate::install_crypto_provider();
     let config = AgentConfig::load(config_file)?;
     let names: Vec<String> = config.upstreams.keys().cloned().collect();
     let agent = Agent::build(config).await?;

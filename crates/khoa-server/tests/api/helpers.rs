@@ -98,7 +98,7 @@ pub fn test_config(dir: &Path) -> Config {
 /// its own here (khoa-client's `agent` feature, unified into every build of the workspace), and
 /// would panic building a client before ring is installed: every test client is made here.
 pub fn http_builder() -> reqwest::ClientBuilder {
-    khoa_client::agent::install_crypto_provider();
+    khoa_client::install_crypto_provider();
     reqwest::Client::builder()
 }
 
