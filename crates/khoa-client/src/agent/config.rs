@@ -326,51 +326,24 @@ fn http_url(key: &str, given: &str) -> Result<String, Fault> {
     Ok(given.to_owned())
 }
 
-/// The secret `what` from `what_file` or `what_env` (at most one of them): a file's text
-/// without its final line ending, or the variable's value; never empty.
+/// The secret `what` from `what_file` (relative to the configuration's directory) or
+/// `what_env`, as [`crate::read_secret`] reads it; a fault names the key that was given.
 fn secret(
     dir: &Path,
     what: &str,
     file: Option<PathBuf>,
     env: Option<String>,
 ) -> Result<Option<SecretString>, Fault> {
-    let file_key = format!("{what}_file");
-    let env_key = format!("{what}_env");
-    match (file, env) {
-        (Some(_), Some(_)) => Err(fault(
+    let (file_key, env_key) = (format!("{what}_file"), format!("{what}_env"));
+    if file.is_some() && env.is_some() {
+        return Err(fault(
             &file_key,
             format!("both {file_key} and {env_key} are set: give one"),
-        )),
-        (Some(file), None) => {
-            let path = dir.join(&file);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| fault(&file_key, format!("{}: {e}", path.display())))?;
-            let text = text
-                .strip_suffix('\n')
-                .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                .unwrap_or(&text);
-            if text.is_empty() {
-                return Err(fault(&file_key, format!("{} is empty", path.display())));
-            }
-            Ok(Some(SecretString::from(text.to_owned())))
-        }
-        (None, Some(name)) => match std::env::var(&name) {
-            Ok(v) if !v.is_empty() => Ok(Some(SecretString::from(v))),
-            Ok(_) => Err(fault(
-                &env_key,
-                format!("the environment variable {name} is empty"),
-            )),
-            Err(std::env::VarError::NotPresent) => Err(fault(
-                &env_key,
-                format!("the environment variable {name} is not set"),
-            )),
-            Err(std::env::VarError::NotUnicode(_)) => Err(fault(
-                &env_key,
-                format!("the environment variable {name} is not UTF-8"),
-            )),
-        },
-        (None, None) => Ok(None),
+        ));
     }
+    let key = if file.is_some() { file_key } else { env_key };
+    let path = file.map(|f| dir.join(f));
+    crate::read_secret(what, path.as_deref(), env.as_deref()).map_err(|m| fault(&key, m))
 }
 
 /// The PEM certificates of `file`: the only roots an upstream's certificate is checked
