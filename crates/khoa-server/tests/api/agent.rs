@@ -18,11 +18,10 @@ use khoa_server::demo::{
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use tokio::task::JoinHandle;
 
-use crate::cli::{TIMEOUT, collect_stderr, free_port, khoa};
+use crate::cli::{Announced, TIMEOUT, announced, free_port, khoa};
 use crate::helpers::{PROTECTED_PATH, TestApp, http_client, spawn_demo_app, spawn_demo_app_with};
 
 /// The demo's derivative login (seed 000), where the agent gets its token and OTP.
@@ -78,34 +77,8 @@ impl Agent {
             .stderr(Stdio::piped())
             .spawn()
             .expect("khoa agent starts");
-        let log = collect_stderr(&mut child);
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let mut printed = String::new();
-        let announced = tokio::time::timeout(TIMEOUT, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                printed.push_str(&line);
-                printed.push('\n');
-                if let Some(url) = line.strip_prefix("khoa agent listening on ") {
-                    return Some(url.to_owned());
-                }
-            }
-            None
-        })
-        .await;
-        let Ok(Some(base)) = announced else {
-            let _ = child.kill().await;
-            panic!(
-                "khoa agent did not start:\n{}",
-                log.await.unwrap_or_default()
-            );
-        };
-        let stdout = tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                printed.push_str(&line);
-                printed.push('\n');
-            }
-            printed
-        });
+        let Announced { base, log, stdout } =
+            announced(&mut child, "khoa agent listening on ").await;
         Agent {
             base,
             child,

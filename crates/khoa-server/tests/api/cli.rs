@@ -137,3 +137,47 @@ pub fn collect_stderr(child: &mut Child) -> JoinHandle<String> {
         text
     })
 }
+
+/// A long-running `khoa` (spawned with stdout and stderr piped) once it has announced its
+/// address: `base`, the URL after `announcement`; `log`, its whole standard error; `stdout`,
+/// everything it printed, announcement included (both complete once it exits).
+pub struct Announced {
+    pub base: String,
+    pub log: JoinHandle<String>,
+    pub stdout: JoinHandle<String>,
+}
+
+/// Waits (at most [`TIMEOUT`]) for `child` to print `announcement` followed by its URL;
+/// panics with its standard error if it does not.
+pub async fn announced(child: &mut Child, announcement: &str) -> Announced {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let log = collect_stderr(child);
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let mut printed = String::new();
+    let found = tokio::time::timeout(TIMEOUT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            printed.push_str(&line);
+            printed.push('\n');
+            if let Some(url) = line.strip_prefix(announcement) {
+                return Some(url.trim().to_owned());
+            }
+        }
+        None
+    })
+    .await;
+    let Ok(Some(base)) = found else {
+        let _ = child.kill().await;
+        panic!(
+            "no `{announcement}…` from khoa:\n{}",
+            log.await.unwrap_or_default()
+        );
+    };
+    let stdout = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+        printed
+    });
+    Announced { base, log, stdout }
+}

@@ -4,7 +4,7 @@ use serde_json::Value;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::cli::{TIMEOUT, collect_stderr, field, khoa, ok, run};
+use crate::cli::{Announced, TIMEOUT, announced, collect_stderr, field, khoa, ok, run};
 use crate::helpers::{FORM_CONTENT_TYPE, jwt_header, oauth_error, spawn_app_in, token_ok};
 use crate::seed004::SEED_004_BODY;
 
@@ -21,28 +21,10 @@ async fn khoa_demo_serves_seed_004_and_writes_demo_json() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("khoa demo starts");
-    // The demo logs to stderr; collect it to explain a failure rather than echo it.
-    let log = collect_stderr(&mut child);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let announced = tokio::time::timeout(TIMEOUT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(url) = line.strip_prefix("khoa demo listening on ") {
-                return Some(url.to_owned());
-            }
-        }
-        None
-    })
-    .await;
-    let Ok(Some(base)) = announced else {
-        let _ = child.kill().await;
-        panic!(
-            "khoa demo did not announce its address; stderr:\n{}",
-            log.await.unwrap_or_default()
-        );
-    };
+    // Its log is collected to explain a failure rather than echo it, and its stdout drained
+    // so that it never blocks on a full pipe.
+    let Announced { base, .. } = announced(&mut child, "khoa demo listening on ").await;
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-    // Keep draining stdout so that the demo never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     // Act: seed 004's request, as its cURL line sends it.
     let http = crate::helpers::http_client();

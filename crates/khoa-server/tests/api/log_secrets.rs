@@ -10,9 +10,8 @@ use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::cli::{TIMEOUT, collect_stderr, khoa, khoa_on, run};
+use crate::cli::{Announced, announced, khoa, khoa_on, run};
 use crate::helpers::{FORM_CONTENT_TYPE, form_body, form_encode};
 
 /// Everything a log line must never contain, with the forms it may travel in.
@@ -82,34 +81,7 @@ async fn start_demo(data: &std::path::Path) -> Demo {
         .stderr(Stdio::piped())
         .spawn()
         .expect("khoa demo starts");
-    let log = collect_stderr(&mut child);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed = String::new();
-    let announced = tokio::time::timeout(TIMEOUT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            printed.push_str(&line);
-            printed.push('\n');
-            if let Some(url) = line.strip_prefix("khoa demo listening on ") {
-                return Some(url.to_owned());
-            }
-        }
-        None
-    })
-    .await;
-    let Ok(Some(base)) = announced else {
-        let _ = child.kill().await;
-        panic!(
-            "khoa demo did not start:\n{}",
-            log.await.unwrap_or_default()
-        );
-    };
-    let stdout = tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            printed.push_str(&line);
-            printed.push('\n');
-        }
-        printed
-    });
+    let Announced { base, log, stdout } = announced(&mut child, "khoa demo listening on ").await;
     Demo {
         base,
         child,
