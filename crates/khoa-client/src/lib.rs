@@ -9,7 +9,9 @@
 //! The source adds what every caller otherwise writes again, and often gets wrong:
 //!
 //! - proactive refresh before the token expires, scaled for short tokens, with jitter;
-//! - one token call however many callers ask at once (single flight), run in its own task;
+//! - one token call however many callers ask at once (single flight), run in its own task —
+//!   per source and its clones, or per key across sources built apart
+//!   ([`Builder::build_shared`]);
 //! - the rotated refresh token kept before the new access token is handed out, and a fresh
 //!   login when a refresh is refused;
 //! - after a 401, the token that failed invalidated (by generation) and the request sent once

@@ -222,6 +222,66 @@ impl Builder {
         self
     }
 
+    /// [`Builder::build`], or the live source built earlier in this process for the same
+    /// key — the dialect (name and text), its URLs, the client, scope and principal, and the
+    /// secrets — so that every part of a program that builds its own source for one client
+    /// shares one token and one token call (single flight per key, not per object). The
+    /// first builder's clock, policy, store and callback are the ones in force.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use khoa_client::{Credentials, TokenSource};
+    ///
+    /// let build = || {
+    ///     TokenSource::built_in("oauth2")
+    ///         .unwrap()
+    ///         .base_url("https://id.example")
+    ///         .credentials(Credentials::client("app", "its-secret"))
+    ///         .build_shared()
+    ///         .unwrap()
+    /// };
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let (a, b) = (build(), build());
+    /// assert!(a.same_as(&b));
+    /// # });
+    /// ```
+    pub fn build_shared(self) -> Result<TokenSource, Error> {
+        use sha2::Digest as _;
+        static SHARED: Mutex<Vec<(String, std::sync::Weak<Inner>)>> = Mutex::new(Vec::new());
+        let mut secrets = sha2::Sha256::new();
+        for s in [
+            &self.creds.client_secret,
+            &self.creds.password,
+            &self.creds.partner_key_hex,
+            &self.creds.signing_key,
+        ] {
+            secrets.update(s.as_ref().map_or("", |s| s.expose_secret()).as_bytes());
+            secrets.update([0]);
+        }
+        let text = hex::encode(sha2::Sha256::digest(self.dialect.text.as_bytes()));
+        let source = self.build()?;
+        let key = format!(
+            "{}|{}|{}|{}|{}",
+            text,
+            source.inner.key,
+            source.inner.login_url,
+            source.inner.refresh_url.as_deref().unwrap_or(""),
+            hex::encode(secrets.finalize())
+        );
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        shared.retain(|(_, weak)| weak.strong_count() > 0);
+        if let Some(inner) = shared
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, weak)| weak.upgrade())
+        {
+            return Ok(TokenSource { inner });
+        }
+        shared.push((key, Arc::downgrade(&source.inner)));
+        Ok(source)
+    }
+
     pub fn build(self) -> Result<TokenSource, Error> {
         let d = &self.dialect;
         let find = |name: &str| {
@@ -553,6 +613,12 @@ impl TokenSource {
             now_secs,
         )
         .map(drop)
+    }
+
+    /// Whether `self` and `other` are one source (clones, or shared by
+    /// [`Builder::build_shared`]).
+    pub fn same_as(&self, other: &TokenSource) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// What the source has done so far.

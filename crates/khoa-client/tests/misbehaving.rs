@@ -79,6 +79,33 @@ async fn a_hundred_concurrent_callers_cause_one_token_call() {
     assert_eq!(source.stats().token_calls, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_built_apart_for_one_key_share_one_token_call() {
+    let r = rig().await;
+    let creds = || Credentials::client(CLIENT_ID, CLIENT_SECRET).with_scope("read");
+    // Two parts of a program, each building its own source for the same client and scope.
+    let one = r.builder(creds()).build_shared().unwrap();
+    let two = r.builder(creds()).build_shared().unwrap();
+    assert!(one.same_as(&two));
+    // Another scope (or another secret) is another key.
+    let other = r.builder(Credentials::client(CLIENT_ID, CLIENT_SECRET).with_scope("write"));
+    assert!(!other.build_shared().unwrap().same_as(&one));
+    let wrong = r.builder(Credentials::client(CLIENT_ID, "another-secret").with_scope("read"));
+    assert!(!wrong.build_shared().unwrap().same_as(&one));
+
+    r.standin.hold_tokens();
+    let callers: Vec<_> = (0..50)
+        .flat_map(|_| [one.clone(), two.clone()])
+        .map(|s| tokio::spawn(async move { s.token().await.map(|t| t.generation()) }))
+        .collect();
+    r.standin.wait_until_held(1).await;
+    r.standin.release_tokens();
+    for c in callers {
+        assert_eq!(c.await.unwrap().unwrap(), 1);
+    }
+    assert_eq!(r.standin.counts().token_calls, 1);
+}
+
 #[tokio::test]
 async fn three_second_tokens_under_steady_traffic_are_never_presented_expired() {
     let r = rig().await;
