@@ -370,6 +370,18 @@ fn redact(v: &mut serde_json::Value, secret: &str) {
     }
 }
 
+/// The answer of the token call `flight`, once it has one.
+async fn landed(mut flight: Flight) -> Result<AccessToken, Error> {
+    let answer = flight
+        .wait_for(Option::is_some)
+        .await
+        .map_err(|_| Error::Unavailable {
+            reason: "the token call was dropped".into(),
+            retry_after: None,
+        })?;
+    answer.clone().expect("waited for an answer")
+}
+
 /// What the single-flight and the stores key a token by: the dialect, the client, the scope
 /// and the principal; never the refresh token, which changes with every rotation.
 fn store_key(d: &Dialect, c: &Credentials) -> String {
@@ -509,7 +521,7 @@ impl TokenSource {
     /// A token that is fresh now: the current one, or (when there is none, or it is nearly
     /// expired) a new one from the one token call in flight.
     pub async fn token(&self) -> Result<AccessToken, Error> {
-        let mut flight = {
+        let flight = {
             let mut st = self.inner.lock();
             let now = self.inner.clock.now_ms();
             if let Some(h) = &st.current {
@@ -534,31 +546,17 @@ impl TokenSource {
             }
             self.start_flight(&mut st)
         };
-        let answer = flight
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| Error::Unavailable {
-                reason: "the token call was dropped".into(),
-                retry_after: None,
-            })?;
-        answer.clone().expect("waited for an answer")
+        landed(flight).await
     }
 
     /// A new token now, whatever the cache and the store hold (the current one is kept for
     /// the callers of [`TokenSource::token`] until the new one is in).
     pub async fn refresh(&self) -> Result<AccessToken, Error> {
-        let mut flight = {
+        let flight = {
             let mut st = self.inner.lock();
             self.start_flight_forced(&mut st, true)
         };
-        let answer = flight
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| Error::Unavailable {
-                reason: "the token call was dropped".into(),
-                retry_after: None,
-            })?;
-        answer.clone().expect("waited for an answer")
+        landed(flight).await
     }
 
     /// Forgets the token of `generation` (a resource refused it), so that the next

@@ -390,6 +390,23 @@ async fn a_down_token_endpoint_answers_503_and_the_resource_keeps_working() {
     client_credentials(&http, &standin).await;
 }
 
+/// With one drop armed, a request gets no answer at all (a transport error), and the next one
+/// is served.
+async fn drop_one_then_serve(http: &reqwest::Client, standin: &StandIn, token: &str) {
+    standin.drop_connections(1);
+    let dropped = http
+        .get(standin.url("/resource/data"))
+        .bearer_auth(token)
+        .send()
+        .await;
+    let error = dropped.expect_err("a dropped connection has no answer");
+    assert!(error.status().is_none(), "a transport error: {error}");
+    assert_eq!(
+        get_resource(http, standin, token).await.status(),
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn a_dropped_new_connection_fails_one_request_and_the_next_succeeds() {
     let (_clock, standin) = started().await;
@@ -401,18 +418,7 @@ async fn a_dropped_new_connection_fails_one_request_and_the_next_succeeds() {
         .unwrap();
     let token = client_credentials(&http, &standin).await;
 
-    standin.drop_connections(1);
-    let dropped = http
-        .get(standin.url("/resource/data"))
-        .bearer_auth(&token)
-        .send()
-        .await;
-    let error = dropped.expect_err("a dropped connection has no answer");
-    assert!(error.status().is_none(), "a transport error: {error}");
-    assert_eq!(
-        get_resource(&http, &standin, &token).await.status(),
-        StatusCode::OK
-    );
+    drop_one_then_serve(&http, &standin, &token).await;
     assert_eq!(
         standin.counts().resource_calls,
         1,
@@ -427,18 +433,7 @@ async fn a_pooled_connection_is_dropped_at_its_next_request() {
     // Leaves a kept-alive connection in the client's pool.
     let token = client_credentials(&http, &standin).await;
 
-    standin.drop_connections(1);
-    let dropped = http
-        .get(standin.url("/resource/data"))
-        .bearer_auth(&token)
-        .send()
-        .await;
-    let error = dropped.expect_err("a dropped connection has no answer");
-    assert!(error.status().is_none(), "a transport error: {error}");
-    assert_eq!(
-        get_resource(&http, &standin, &token).await.status(),
-        StatusCode::OK
-    );
+    drop_one_then_serve(&http, &standin, &token).await;
     assert_eq!(standin.counts().resource_calls, 1);
 }
 

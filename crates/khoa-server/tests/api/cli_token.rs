@@ -46,27 +46,31 @@ async fn a_bankhub_token_is_printed_as_the_endpoint_answers_it() {
     assert!(!out.stderr.contains(BANKHUB_SECRET));
 }
 
+/// `khoa token get` for seed 004's public client and user, the password from `password_file`.
+fn tripdata_user<'a>(url: &'a str, password_file: &'a str) -> Vec<&'a str> {
+    vec![
+        "token",
+        "get",
+        "--token-url",
+        url,
+        "--client-id",
+        OAUTH2_PUBLIC_CLIENT,
+        "--username",
+        OAUTH2_USERNAME,
+        "--password-file",
+        password_file,
+        "--scope",
+        OAUTH2_SCOPES,
+    ]
+}
+
 #[tokio::test]
 async fn with_header_it_prints_the_authorization_line_and_reads_the_secret_from_stdin() {
     let app = spawn_demo_app().await;
     let url = app.url("/connect/token");
     let out = run(
         khoa(),
-        &[
-            "token",
-            "get",
-            "--token-url",
-            &url,
-            "--client-id",
-            OAUTH2_PUBLIC_CLIENT,
-            "--username",
-            OAUTH2_USERNAME,
-            "--password-file",
-            "-",
-            "--scope",
-            OAUTH2_SCOPES,
-            "--header",
-        ],
+        &[tripdata_user(&url, "-"), vec!["--header"]].concat(),
         Some(&format!("{OAUTH2_PASSWORD}\n")),
     )
     .await;
@@ -86,20 +90,7 @@ async fn a_refresh_token_in_the_answer_is_never_printed() {
     let url = app.url("/connect/token");
     let out = run(
         khoa(),
-        &[
-            "token",
-            "get",
-            "--token-url",
-            &url,
-            "--client-id",
-            OAUTH2_PUBLIC_CLIENT,
-            "--username",
-            OAUTH2_USERNAME,
-            "--password-file",
-            password.to_str().unwrap(),
-            "--scope",
-            OAUTH2_SCOPES,
-        ],
+        &tripdata_user(&url, password.to_str().unwrap()),
         None,
     )
     .await;
