@@ -37,9 +37,10 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> Result<()> {
     let cli = Cli::parse();
-    // `khoa agent --config` names the agent's own file, not a server configuration.
+    // `khoa agent --config` names the agent's own file, not a server configuration, and
+    // `khoa token get` calls someone else's server: neither reads khoa's configuration file.
     let server_config = match cli.command {
-        Command::Agent { .. } => None,
+        Command::Agent { .. } | Command::Token(_) => None,
         _ => cli.config.as_deref(),
     };
     let config = Config::load(server_config)?;
